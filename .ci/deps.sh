@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# .ci/deps.sh -- installs the Debian packages that building and testing ouro need.
+# Run as root (or through sudo).  Safe to run again: apt-get skips what is there.
+set -euo pipefail
+pkgs=(
+    build-essential pkg-config      # gcc (with OpenMP), make
+    libcjson-dev                    # JSON: config.json, safetensors headers, tokenizer.json
+    libutf8proc-dev                 # Unicode categories for the tokenizer's split pattern
+    libopenblas-dev                 # BLAS for large matrix products
+    libsqlite3-dev sqlite3          # the SQLite extension API and shell
+    python3                         # Debian's Python: its sqlite3 module loads extensions
+    postgresql postgresql-server-dev-all   # server, PGXS headers, pg_regress
+)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,94 @@
+# Makefile -- builds the ouro runtime, the `ouro` tool and both database extensions.
+#
+# Targets:
+#   make              core library, build/ouro (tool), build/ouro.so (SQLite extension),
+#                     and the PostgreSQL extension when pg_config is found
+#   make install      installs the PostgreSQL extension into the server pg_config names (root)
+#   make test         the whole test suite; ends with "N passed, N failed"
+#   make asan         the core tests built and run under AddressSanitizer
+#   make demo         the SQLite demo on the bundled tiny model
+#   make bench        speed figures for this machine
+#   make deps         installs the Debian packages the build and tests need (root)
+#   make clean
+#
+# Variables: CC, OPT (optimisation flags), PG_CONFIG.
+
+CC        ?= cc
+OPT       ?= -O2
+PG_CONFIG ?= pg_config
+HAVE_PG   := $(shell command -v $(PG_CONFIG) >/dev/null 2>&1 && test -f "$$($(PG_CONFIG) --pgxs 2>/dev/null)" && echo yes)
+
+B         := build
+WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla
+CFLAGS_CORE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fPIC -fopenmp $(WARN) -Icore
+LIBS_CORE := -lcjson -lutf8proc -lm -fopenmp
+
+CORE_SRC  := $(wildcard core/*.c)
+CORE_OBJ  := $(patsubst core/%.c,$(B)/core/%.o,$(CORE_SRC))
+CORE_HDR  := $(wildcard core/*.h)
+CLI_SRC   := $(wildcard core/cli/*.c)
+SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
+UNIT_SRC  := $(wildcard test/unit/*.c)
+UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
+
+.PHONY: all core tool sqlite pg install test unit asan asan-build demo bench deps clean
+
+all: core tool sqlite $(if $(HAVE_PG),pg)
+
+core: $(B)/libouro.a
+tool: $(B)/ouro
+sqlite: $(B)/ouro.so
+
+$(B)/core/%.o: core/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_CORE) -c $< -o $@
+
+$(B)/libouro.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/ouro: $(CLI_SRC) $(wildcard core/cli/*.h) $(B)/libouro.a
+	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+
+# The SQLite extension: one shared object with the core linked in.
+$(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) $(B)/libouro.a
+	$(CC) $(CFLAGS_CORE) -shared $(SQLITE_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+
+# The PostgreSQL extension is a PGXS build in pg_ext/ on the same core library.
+pg: $(B)/libouro.a
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG)
+
+install: all
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) install
+
+# C unit and golden tests: one program per file in test/unit/.
+$(B)/test/%: test/unit/%.c test/unit/*.h $(B)/libouro.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_CORE) -Itest/unit $< $(B)/libouro.a $(LIBS_CORE) -o $@
+
+unit: $(UNIT_BIN)
+
+# The whole suite: C tests (plain and under AddressSanitizer), then test/suites/*.sh.
+test: all unit asan-build
+	@bash test/run.sh
+
+# The C tests and the tool built with AddressSanitizer and UBSan in build-asan/.
+asan-build:
+	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined" build-asan/ouro unit
+
+asan: asan-build
+	@bash test/run.sh --asan
+
+demo: all
+	@bash models/demo.sh
+
+bench: all
+	@bash test/bench/run.sh
+
+deps:
+	bash .ci/deps.sh
+
+clean:
+	rm -rf build build-asan
+	-$(if $(HAVE_PG),$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) clean)

@@ -1,0 +1,653 @@
+/*
+ * ouro.c -- the `ouro` command-line tool: entry point and the model commands.
+ *
+ *   ouro logits   --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N]
+ *   ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT [--chat]) [options] [--json]
+ *   ouro info     --model DIR
+ *   ouro build-info | version
+ *
+ * and the tokenizer commands of tokenize.c.  Results go to stdout (JSON where
+ * the help says so), errors to stderr; exit status 0, 1 on an error, 2 on a
+ * usage error.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "ouro.h"
+
+/* ------------------------------------------------------------------------
+ * Help
+ * ------------------------------------------------------------------------ */
+
+static const char *usage_main =
+    "usage: ouro COMMAND [options]\n"
+    "\n"
+    "Runs Ouro looped language models (Hugging Face folders: config.json,\n"
+    "safetensors weights, tokenizer.json) on the CPU.\n"
+    "\n"
+    "commands:\n"
+    "  generate        continue a prompt (text, or JSON with --json)\n"
+    "  logits          exit distribution and last-position logits of ids (JSON)\n"
+    "  tokenize        text -> ids (JSON)\n"
+    "  detokenize      ids -> text (JSON)\n"
+    "  chat-template   render messages with the model's chat template (JSON)\n"
+    "  info            the model's configuration and files (JSON)\n"
+    "  build-info      how this build was made: SIMD, OpenMP, threads (JSON)\n"
+    "  version         the version\n"
+    "\n"
+    "`ouro COMMAND --help` describes a command's options.\n";
+
+static const char *usage_logits =
+    "usage: ouro logits --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N] [--threads N]\n"
+    "\n"
+    "Runs one full forward pass over the ids (no BOS is added) and prints\n"
+    "  {\"exit_pdf\": [[p_1..p_T] for each position], \"exit_step\": K,\n"
+    "   \"logits\": [the last position's logits]}\n"
+    "MODE chooses the loop step whose state gives the logits:\n"
+    "  default       Q-exit with the config's early_exit_threshold (upstream's default)\n"
+    "  step:K        step K (1-based)\n"
+    "  threshold:Q   the first step whose cumulative exit probability reaches Q, else the last\n"
+    "  weighted      logits averaged over the steps, weighted by the exit distribution\n"
+    "--max-loops N runs N loop steps (1..16; default the model's total_ut_steps); the last step\n"
+    "run takes the exit probability left over by the earlier ones.\n";
+
+static const char *usage_generate =
+    "usage: ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT) [options]\n"
+    "\n"
+    "Prints the continuation (new tokens only; special tokens stay in the text, the token that\n"
+    "stopped generation does not).  Options:\n"
+    "  --chat               wrap the prompt as a user message with the model's chat template\n"
+    "  --system TEXT        with --chat: a system message\n"
+    "  --max-tokens N       new tokens at most (default 128)\n"
+    "  --temperature X      0 (default) is greedy; otherwise sample\n"
+    "  --top-k K            sample among the K most likely tokens (0 = off)\n"
+    "  --top-p P            sample from the smallest set holding probability P (1 = off)\n"
+    "  --seed S             the same seed gives the same text (default 0)\n"
+    "  --stop STR           stop before this string (may repeat)\n"
+    "  --exit MODE          default | step:K | threshold:Q | weighted (see `ouro logits --help`)\n"
+    "  --depth full|adaptive  adaptive: decoded tokens stop running loop steps at their exit\n"
+    "                       step (default: adaptive when --exit threshold:Q is given)\n"
+    "  --kv per-step|last|avg  decode KV cache (default per-step, as upstream)\n"
+    "  --max-loops N        loop steps, 1..16 (default the model's total_ut_steps)\n"
+    "  --n-ctx N            context length of the session (default min(4096, model's))\n"
+    "  --threads N          worker threads (default: every core)\n"
+    "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
+    "                       \"prompt_tokens\", \"tokens_per_s\"}\n";
+
+static const char *usage_info =
+    "usage: ouro info --model DIR\n"
+    "\n"
+    "Loads the model (validating every tensor) and prints its configuration, parameter count,\n"
+    "dtypes and file sizes as JSON.\n";
+
+/* ------------------------------------------------------------------------
+ * Argument helpers
+ * ------------------------------------------------------------------------ */
+
+/* Parses a decimal integer in [lo, hi]; prints an error and returns false
+ * otherwise. */
+static bool parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "ouro %s: %s must be an integer in %ld..%ld, not \"%s\"\n",
+                cmd, opt, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_float(const char *cmd, const char *opt, const char *s, double lo, double hi,
+                        double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "ouro %s: %s must be a number in %g..%g, not \"%s\"\n",
+                cmd, opt, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Parses "1,2,3" into a malloc'd array; prints an error and returns NULL. */
+static int32_t *parse_ids(const char *cmd, const char *s, int *n_out)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) {
+        fprintf(stderr, "ouro %s: out of memory\n", cmd);
+        return NULL;
+    }
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "ouro %s: --ids must be comma-separated token ids, not \"%s\"\n", cmd, s);
+            free(ids);
+            return NULL;
+        }
+        ids[n++] = (int32_t)v;
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    *n_out = n;
+    return ids;
+}
+
+/* Parses an exit mode: default | step:K | threshold:Q | weighted. */
+static bool parse_exit(const char *cmd, const char *s, ouro_exit *ex)
+{
+    memset(ex, 0, sizeof *ex);
+    if (strcmp(s, "default") == 0) {
+        ex->kind = OURO_EXIT_DEFAULT;
+        return true;
+    }
+    if (strcmp(s, "weighted") == 0) {
+        ex->kind = OURO_EXIT_WEIGHTED;
+        return true;
+    }
+    if (strncmp(s, "step:", 5) == 0) {
+        long k;
+        if (!parse_int(cmd, "--exit step:K", s + 5, 1, OURO_MAX_LOOPS, &k))
+            return false;
+        ex->kind = OURO_EXIT_STEP;
+        ex->step = (int)k;
+        return true;
+    }
+    if (strncmp(s, "threshold:", 10) == 0) {
+        double q;
+        if (!parse_float(cmd, "--exit threshold:Q", s + 10, 0.0, 1.0, &q))
+            return false;
+        ex->kind = OURO_EXIT_THRESHOLD;
+        ex->threshold = (float)q;
+        return true;
+    }
+    fprintf(stderr, "ouro %s: --exit must be default, step:K, threshold:Q or weighted, not \"%s\"\n",
+            cmd, s);
+    return false;
+}
+
+/* Prints a cJSON value on one line; frees it. */
+static int print_json(cJSON *j)
+{
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!s) {
+        fputs("ouro: out of memory\n", stderr);
+        return 1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
+}
+
+/* Adds a float array (n) to obj under name; false on out of memory. */
+static bool add_floats(cJSON *obj, const char *name, const float *v, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(obj, name);
+    if (!a)
+        return false;
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateNumber((double)v[i]);
+        if (!x)
+            return false;
+        cJSON_AddItemToArray(a, x);
+    }
+    return true;
+}
+
+static bool add_ints(cJSON *obj, const char *name, const int32_t *v, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(obj, name);
+    if (!a)
+        return false;
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateNumber((double)v[i]);
+        if (!x)
+            return false;
+        cJSON_AddItemToArray(a, x);
+    }
+    return true;
+}
+
+/* Loads a model; prints the error and returns NULL on failure. */
+static ouro_model *load_model(const char *cmd, const char *dir)
+{
+    ouro_model *m = NULL;
+    ouro_error e;
+    if (ouro_model_load(dir, &m, &e) != OURO_OK) {
+        fprintf(stderr, "ouro %s: %s\n", cmd, e.message);
+        return NULL;
+    }
+    return m;
+}
+
+/* Sends the library's warnings to stderr (debug messages with OURO_DEBUG set). */
+static void log_stderr(int level, const char *msg, void *ctx)
+{
+    (void)ctx;
+    if (level >= OURO_LOG_WARNING || getenv("OURO_DEBUG"))
+        fprintf(stderr, "ouro: %s\n", msg);
+}
+
+/* ------------------------------------------------------------------------
+ * ouro logits
+ * ------------------------------------------------------------------------ */
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *model = NULL, *ids_s = NULL;
+    ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
+    long max_loops = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            fputs(usage_logits, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "ouro logits: unknown option or missing value: %s\n%s", o, usage_logits);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(o, "--model") == 0) model = v;
+        else if (strcmp(o, "--ids") == 0) ids_s = v;
+        else if (strcmp(o, "--exit") == 0) { if (!parse_exit("logits", v, &ex)) return 2; }
+        else if (strcmp(o, "--max-loops") == 0) { if (!parse_int("logits", o, v, 1, OURO_MAX_LOOPS, &max_loops)) return 2; }
+        else if (strcmp(o, "--threads") == 0) { if (!parse_int("logits", o, v, 1, 1024, &threads)) return 2; }
+        else {
+            fprintf(stderr, "ouro logits: unknown option %s\n%s", o, usage_logits);
+            return 2;
+        }
+    }
+    if (!model || !ids_s) {
+        fprintf(stderr, "ouro logits: --model and --ids are required\n%s", usage_logits);
+        return 2;
+    }
+    int n = 0;
+    int32_t *ids = parse_ids("logits", ids_s, &n);
+    if (!ids)
+        return 2;
+
+    int rc = 1;
+    ouro_model *m = load_model("logits", model);
+    ouro_session *s = NULL;
+    float *pdf = NULL, *logits = NULL;
+    int32_t *step = NULL;
+    uint8_t *want = NULL;
+    int32_t *seq = NULL;
+    ouro_error e;
+    if (!m)
+        goto done;
+    const ouro_config *c = ouro_model_config(m);
+    /* The context is exactly the ids: the cache costs no more than needed. */
+    ouro_session_options so = { .n_ctx = n, .n_seq = 1, .max_loops = (int)max_loops,
+                                .threads = (int)threads };
+    if (n > c->max_position_embeddings) {
+        fprintf(stderr, "ouro logits: %d ids exceed the model's max_position_embeddings %d\n",
+                n, c->max_position_embeddings);
+        goto done;
+    }
+    if (ouro_session_new(m, &so, &s, &e) != OURO_OK) {
+        fprintf(stderr, "ouro logits: %s\n", e.message);
+        goto done;
+    }
+    int L = ouro_session_max_loops(s), V = c->vocab_size;
+    pdf = malloc((size_t)n * L * sizeof *pdf);
+    logits = malloc((size_t)V * sizeof *logits);
+    step = malloc((size_t)n * sizeof *step);
+    want = calloc((size_t)n, 1);
+    seq = calloc((size_t)n, sizeof *seq);
+    if (!pdf || !logits || !step || !want || !seq) {
+        fputs("ouro logits: out of memory\n", stderr);
+        goto done;
+    }
+    /* Two calls over one sequence: every position but the last gives only
+     * its exit distribution, the last one gives the logits too. */
+    ouro_forward_options fo = { .exit = ex, .depth = OURO_DEPTH_FULL };
+    if (n > 1) {
+        memset(want, 1, (size_t)n - 1);
+        ouro_batch b = { .n = n - 1, .token = ids, .seq = seq, .want = want };
+        ouro_outputs out = { .exit_pdf = pdf, .exit_step = step };
+        if (ouro_session_forward(s, &b, &fo, &out, &e) != OURO_OK) {
+            fprintf(stderr, "ouro logits: %s\n", e.message);
+            goto done;
+        }
+    }
+    ouro_batch b = { .n = 1, .token = ids + n - 1, .seq = seq, .want = NULL };
+    ouro_outputs out = { .logits = logits, .exit_pdf = pdf + (size_t)(n - 1) * L,
+                         .exit_step = step + n - 1 };
+    if (ouro_session_forward(s, &b, &fo, &out, &e) != OURO_OK) {
+        fprintf(stderr, "ouro logits: %s\n", e.message);
+        goto done;
+    }
+
+    cJSON *j = cJSON_CreateObject();
+    cJSON *pa = j ? cJSON_AddArrayToObject(j, "exit_pdf") : NULL;
+    bool ok = pa != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        cJSON *row = cJSON_CreateArray();
+        ok = row != NULL;
+        if (ok)
+            cJSON_AddItemToArray(pa, row);
+        for (int t = 0; ok && t < L; t++) {
+            cJSON *x = cJSON_CreateNumber((double)pdf[(size_t)i * L + t]);
+            ok = x != NULL;
+            if (ok)
+                cJSON_AddItemToArray(row, x);
+        }
+    }
+    ok = ok && cJSON_AddNumberToObject(j, "exit_step", step[n - 1]) && add_floats(j, "logits", logits, V);
+    if (!ok) {
+        cJSON_Delete(j);
+        fputs("ouro logits: out of memory\n", stderr);
+        goto done;
+    }
+    rc = print_json(j);
+done:
+    free(ids);
+    free(pdf);
+    free(logits);
+    free(step);
+    free(want);
+    free(seq);
+    ouro_session_free(s);
+    ouro_model_free(m);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * ouro generate
+ * ------------------------------------------------------------------------ */
+
+#define MAX_STOP 16
+
+int cmd_generate(int argc, char **argv)
+{
+    const char *model = NULL, *ids_s = NULL, *prompt = NULL, *system = NULL;
+    const char *stop[MAX_STOP];
+    int n_stop = 0;
+    bool chat = false, json = false, depth_given = false;
+    ouro_gen_params gp = { .max_tokens = 128 };
+    ouro_session_options so = { .n_seq = 1 };
+    long lv;
+    double dv;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            fputs(usage_generate, stdout);
+            return 0;
+        }
+        if (strcmp(o, "--chat") == 0) { chat = true; continue; }
+        if (strcmp(o, "--json") == 0) { json = true; continue; }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "ouro generate: unknown option or missing value: %s\n%s", o, usage_generate);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(o, "--model") == 0) model = v;
+        else if (strcmp(o, "--ids") == 0) ids_s = v;
+        else if (strcmp(o, "--prompt") == 0) prompt = v;
+        else if (strcmp(o, "--system") == 0) system = v;
+        else if (strcmp(o, "--stop") == 0) {
+            if (n_stop == MAX_STOP || !*v) {
+                fprintf(stderr, "ouro generate: at most %d non-empty --stop strings\n", MAX_STOP);
+                return 2;
+            }
+            stop[n_stop++] = v;
+        } else if (strcmp(o, "--max-tokens") == 0) {
+            if (!parse_int("generate", o, v, 1, 1 << 20, &lv)) return 2;
+            gp.max_tokens = (int)lv;
+        } else if (strcmp(o, "--temperature") == 0) {
+            if (!parse_float("generate", o, v, 0.0, 100.0, &dv)) return 2;
+            gp.temperature = (float)dv;
+        } else if (strcmp(o, "--top-k") == 0) {
+            if (!parse_int("generate", o, v, 0, INT_MAX, &lv)) return 2;
+            gp.top_k = (int)lv;
+        } else if (strcmp(o, "--top-p") == 0) {
+            if (!parse_float("generate", o, v, 0.0, 1.0, &dv)) return 2;
+            gp.top_p = (float)dv;
+        } else if (strcmp(o, "--seed") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long sd = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-') {
+                fprintf(stderr, "ouro generate: --seed must be a non-negative integer, not \"%s\"\n", v);
+                return 2;
+            }
+            gp.seed = sd;
+        } else if (strcmp(o, "--exit") == 0) {
+            if (!parse_exit("generate", v, &gp.exit)) return 2;
+        } else if (strcmp(o, "--depth") == 0) {
+            if (strcmp(v, "full") == 0) gp.depth = OURO_DEPTH_FULL;
+            else if (strcmp(v, "adaptive") == 0) gp.depth = OURO_DEPTH_ADAPTIVE;
+            else {
+                fprintf(stderr, "ouro generate: --depth must be full or adaptive, not \"%s\"\n", v);
+                return 2;
+            }
+            depth_given = true;
+        } else if (strcmp(o, "--kv") == 0) {
+            if (strcmp(v, "per-step") == 0) so.kv = OURO_KV_PER_STEP;
+            else if (strcmp(v, "last") == 0) so.kv = OURO_KV_LAST;
+            else if (strcmp(v, "avg") == 0) so.kv = OURO_KV_AVG;
+            else {
+                fprintf(stderr, "ouro generate: --kv must be per-step, last or avg, not \"%s\"\n", v);
+                return 2;
+            }
+        } else if (strcmp(o, "--max-loops") == 0) {
+            if (!parse_int("generate", o, v, 1, OURO_MAX_LOOPS, &lv)) return 2;
+            so.max_loops = (int)lv;
+        } else if (strcmp(o, "--n-ctx") == 0) {
+            if (!parse_int("generate", o, v, 2, 1 << 20, &lv)) return 2;
+            so.n_ctx = (int)lv;
+        } else if (strcmp(o, "--threads") == 0) {
+            if (!parse_int("generate", o, v, 1, 1024, &lv)) return 2;
+            so.threads = (int)lv;
+        } else {
+            fprintf(stderr, "ouro generate: unknown option %s\n%s", o, usage_generate);
+            return 2;
+        }
+    }
+    if (!model || (!ids_s == !prompt)) {
+        fprintf(stderr, "ouro generate: --model and one of --ids or --prompt are required\n%s",
+                usage_generate);
+        return 2;
+    }
+    if ((chat || system) && !prompt) {
+        fputs("ouro generate: --chat and --system need --prompt\n", stderr);
+        return 2;
+    }
+    /* A threshold means adaptive depth unless --depth full asks otherwise. */
+    if (!depth_given && gp.exit.kind == OURO_EXIT_THRESHOLD)
+        gp.depth = OURO_DEPTH_ADAPTIVE;
+    gp.stop = stop;
+    gp.n_stop = n_stop;
+
+    int rc = 1, n = 0;
+    int32_t *ids = NULL;
+    char *rendered = NULL;
+    ouro_session *s = NULL;
+    ouro_gen_result res = {0};
+    ouro_error e;
+    ouro_model *m = load_model("generate", model);
+    if (!m)
+        goto done;
+    if (ids_s) {
+        if (!(ids = parse_ids("generate", ids_s, &n))) {
+            rc = 2;
+            goto done;
+        }
+    } else {
+        const ouro_tokenizer *tok = ouro_model_tokenizer(m);
+        if (!tok) {
+            fprintf(stderr, "ouro generate: %s has no tokenizer.json; use --ids\n", model);
+            goto done;
+        }
+        const char *text = prompt;
+        if (chat) {
+            ouro_chat_message msgs[2];
+            size_t nm = 0;
+            if (system)
+                msgs[nm++] = (ouro_chat_message){ "system", system };
+            msgs[nm++] = (ouro_chat_message){ "user", prompt };
+            if (ouro_chat_render(tok, msgs, nm, true, &rendered, &e) != OURO_OK) {
+                fprintf(stderr, "ouro generate: %s\n", e.message);
+                goto done;
+            }
+            text = rendered;
+        }
+        size_t nn = 0;
+        if (ouro_tokenizer_encode(tok, text, strlen(text), &ids, &nn, &e) != OURO_OK) {
+            fprintf(stderr, "ouro generate: %s\n", e.message);
+            goto done;
+        }
+        if (nn == 0) {
+            fputs("ouro generate: the prompt encodes to no tokens\n", stderr);
+            goto done;
+        }
+        if (nn > INT_MAX / 2) {
+            fputs("ouro generate: the prompt is too long\n", stderr);
+            goto done;
+        }
+        n = (int)nn;
+    }
+    /* Default context: the prompt plus max_tokens, within the model's limit. */
+    if (so.n_ctx == 0) {
+        long want = (long)n + gp.max_tokens;
+        long cap = ouro_model_config(m)->max_position_embeddings;
+        so.n_ctx = (int)(want < cap ? want : cap);
+    }
+    if (ouro_session_new(m, &so, &s, &e) != OURO_OK) {
+        fprintf(stderr, "ouro generate: %s\n", e.message);
+        goto done;
+    }
+    const int32_t *prompts[1] = { ids };
+    int lens[1] = { n };
+    if (ouro_generate(s, 1, prompts, lens, &gp, &res, &e) != OURO_OK) {
+        fprintf(stderr, "ouro generate: %s\n", e.message);
+        goto done;
+    }
+    if (!json) {
+        if (res.text)
+            fwrite(res.text, 1, res.text_len, stdout);
+        else
+            for (int i = 0; i < res.n_ids; i++)
+                printf("%s%d", i ? "," : "", res.ids[i]);
+        putchar('\n');
+        rc = 0;
+        goto done;
+    }
+    cJSON *j = cJSON_CreateObject();
+    bool ok = j && add_ints(j, "ids", res.ids, res.n_ids);
+    if (ok && res.text) {
+        /* cJSON strings end at NUL: a text holding NUL bytes is cut there. */
+        ok = cJSON_AddStringToObject(j, "text", res.text) != NULL;
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(j, "text") != NULL;
+    }
+    ok = ok && cJSON_AddStringToObject(j, "stop_reason", ouro_stop_reason_str(res.stop_reason))
+            && add_ints(j, "exit_steps", res.exit_steps, res.n_ids)
+            && cJSON_AddNumberToObject(j, "prompt_tokens", n)
+            && cJSON_AddNumberToObject(j, "tokens_per_s",
+                                       res.seconds > 0 ? res.n_ids / res.seconds : 0.0);
+    if (!ok) {
+        cJSON_Delete(j);
+        fputs("ouro generate: out of memory\n", stderr);
+        goto done;
+    }
+    rc = print_json(j);
+done:
+    ouro_gen_result_clear(&res);
+    ouro_session_free(s);
+    ouro_model_free(m);
+    ouro_free(ids);
+    ouro_free(rendered);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * ouro info, build-info, version
+ * ------------------------------------------------------------------------ */
+
+static int cmd_info(int argc, char **argv)
+{
+    const char *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_info, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            model = argv[++i];
+        else {
+            fprintf(stderr, "ouro info: unknown option or missing value: %s\n%s", argv[i], usage_info);
+            return 2;
+        }
+    }
+    if (!model) {
+        fprintf(stderr, "ouro info: --model is required\n%s", usage_info);
+        return 2;
+    }
+    ouro_model *m = load_model("info", model);
+    if (!m)
+        return 1;
+    char *js = ouro_model_info_json(m);
+    ouro_model_free(m);
+    if (!js) {
+        fputs("ouro info: out of memory\n", stderr);
+        return 1;
+    }
+    puts(js);
+    ouro_free(js);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch
+ * ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    ouro_set_log(log_stderr, NULL);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
+        || strcmp(argv[1], "help") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("ouro %s\n", ouro_version());
+        return 0;
+    }
+    if (strcmp(cmd, "build-info") == 0) {
+        puts(ouro_build_info());
+        return 0;
+    }
+    if (strcmp(cmd, "logits") == 0) return cmd_logits(argc - 1, argv + 1);
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
+    fprintf(stderr, "ouro: unknown command \"%s\"\n%s", cmd, usage_main);
+    return 2;
+}

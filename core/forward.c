@@ -1,0 +1,528 @@
+/*
+ * forward.c -- sessions, the KV cache and the looped forward pass.
+ *
+ * THE LOOP.  Ouro applies one stack of N decoder layers T times per token
+ * (T = total_ut_steps, or the session's max_loops, 1..16).  For each loop
+ * step t = 1..T:
+ *     for each layer l:   h = h + RMSNorm_in2(Attn(RMSNorm_in(h)))
+ *                         h = h + RMSNorm_post2(MLP(RMSNorm_post(h)))
+ *     h = RMSNorm_final(h)         the normed state is what step t+1 receives
+ *     g_t = w_gate . h + b_gate    the exit gate
+ * Attention is causal, with RoPE (rotate-half) and grouped-query heads;
+ * MLP(x) = down(silu(gate(x)) * up(x)).
+ *
+ * THE GATE.  lambda_t = sigmoid(g_t); the exit distribution over the steps is
+ *     p_t = lambda_t * prod_{j<t} (1 - lambda_j)   for t < L
+ *     p_L = 1 - sum_{t<L} p_t                      (the remaining mass)
+ * where L is the number of steps the session runs (max_loops).  With L equal
+ * to total_ut_steps this is upstream's distribution; with L different it is
+ * the same rule truncated or extended: the last step the session runs takes
+ * the remaining mass, so the pdf always sums to one.  Everything is f32, as
+ * upstream computes it, and the CDF is the running f32 sum of the p_t.
+ *
+ * THE EXIT.  Which step's normed state goes through lm_head:
+ *     DEFAULT    Q-exit with the config's early_exit_threshold (upstream's
+ *                default; a null threshold means the last step)
+ *     STEP k     step k
+ *     THRESHOLD  the first step whose CDF >= q, else the last
+ *     WEIGHTED   logits averaged over the steps with weights p_t
+ *
+ * THE KV CACHE.  One slot per (loop step, layer), as upstream: the K/V that
+ * layer l computes at step t are kept in slot t * N + l, because the same
+ * layer sees a different input at every step.  Each slot holds n_seq
+ * sequences of n_ctx positions of kv_dim = n_kv_heads * head_dim floats:
+ *     k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j]
+ * Storage is f32 (exactness first); it costs
+ *     2 * max_loops * N * n_seq * n_ctx * kv_dim * 4 bytes
+ * and is allocated once by ouro_session_new.  A token written at step t
+ * attends to the positions 0..pos of its own sequence in the slots of step t.
+ * Adaptive depth (a later change) lets a decoded token stop at step k: its
+ * slots of the steps k+1..L then receive copies of its step-k K/V, so that
+ * later tokens still find a full column of slots; the step loop below runs
+ * per step over the tokens still active, which is where that goes.
+ *
+ * BATCHES.  A forward call takes tokens of many sequences; each token is
+ * appended at its sequence's current length.  Calls longer than max_batch are
+ * processed in chunks; all scratch memory belongs to the session.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "internal.h"
+
+/* ------------------------------------------------------------------------
+ * Sessions
+ * ------------------------------------------------------------------------ */
+
+/* calloc of a * b * c floats (or ints: el bytes), overflow-checked. */
+static void *alloc3(size_t a, size_t b, size_t c, size_t el, bool *fail)
+{
+    size_t n;
+    if (!ouro_mul_ok(a, b, &n) || !ouro_mul_ok(n, c, &n) || !ouro_mul_ok(n, el, &n)) {
+        *fail = true;
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, 1);
+    if (!p)
+        *fail = true;
+    return p;
+}
+
+void ouro_session_free(ouro_session *s)
+{
+    if (!s)
+        return;
+    free(s->seq_len);
+    free(s->seq_cnt);
+    free(s->seq_last);
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->x);
+    free(s->xb);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att);
+    free(s->hb);
+    free(s->hb2);
+    free(s->scores);
+    free(s->hsteps);
+    free(s->gates);
+    free(s->hsel);
+    free(s->ltmp);
+    free(s->pos);
+    free(s->widx);
+    free(s->gen_logits);
+    free(s->gen_pdf);
+    free(s->gen_step);
+    free(s->gen_tok);
+    free(s->gen_seq);
+    free(s->gen_seq_fill);
+    free(s->samp_p);
+    free(s->samp_idx);
+    free(s);
+}
+
+ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options *opts,
+                             ouro_session **out, ouro_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!model || !out)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_session_new: NULL argument");
+    ouro_session_options o = {0};
+    if (opts)
+        o = *opts;
+    const ouro_config *c = &model->cfg;
+    int max_pos = c->max_position_embeddings;
+    if (o.n_ctx == 0)
+        o.n_ctx = max_pos < 4096 ? max_pos : 4096;
+    if (o.n_seq == 0)
+        o.n_seq = 1;
+    if (o.max_batch == 0)
+        o.max_batch = 512;
+    if (o.max_loops == 0)
+        o.max_loops = c->total_ut_steps;
+    if (o.threads == 0)
+        o.threads = ouro_default_threads();
+    if (o.n_ctx < 1 || o.n_ctx > max_pos)
+        return ouro_err(err, OURO_ERR_ARG, "n_ctx %d is out of range 1..%d "
+                        "(max_position_embeddings)", o.n_ctx, max_pos);
+    if (o.n_seq < 1 || o.n_seq > 65536)
+        return ouro_err(err, OURO_ERR_ARG, "n_seq %d is out of range 1..65536", o.n_seq);
+    if (o.max_batch < 1 || o.max_batch > 65536)
+        return ouro_err(err, OURO_ERR_ARG, "max_batch %d is out of range 1..65536", o.max_batch);
+    if (o.max_loops < 1 || o.max_loops > OURO_MAX_LOOPS)
+        return ouro_err(err, OURO_ERR_ARG, "max_loops %d is out of range 1..%d",
+                        o.max_loops, OURO_MAX_LOOPS);
+    if (o.threads < 1 || o.threads > 1024)
+        return ouro_err(err, OURO_ERR_ARG, "threads %d is out of range 1..1024", o.threads);
+    if (o.kv != OURO_KV_PER_STEP) {
+        if (o.kv == OURO_KV_LAST || o.kv == OURO_KV_AVG)
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "the %s KV cache is not implemented yet; "
+                            "use the per-step cache", o.kv == OURO_KV_LAST ? "last" : "avg");
+        return ouro_err(err, OURO_ERR_ARG, "unknown KV cache mode %d", (int)o.kv);
+    }
+
+    ouro_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    s->model = model;
+    s->n_ctx = o.n_ctx;
+    s->n_seq = o.n_seq;
+    s->max_batch = o.max_batch;
+    s->max_loops = o.max_loops;
+    s->threads = o.threads;
+    s->kv = o.kv;
+
+    size_t B = (size_t)o.max_batch, L = (size_t)o.max_loops;
+    size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t slots = L * (size_t)c->num_layers;
+    bool fail = false;
+
+    s->seq_len = alloc3(o.n_seq, 1, 1, sizeof(int), &fail);
+    s->seq_cnt = alloc3(o.n_seq, 1, 1, sizeof(int32_t), &fail);
+    s->seq_last = alloc3(o.n_seq, 1, 1, sizeof(int32_t), &fail);
+    size_t kv_el = 0;
+    if (!fail && (!ouro_mul_ok(slots, (size_t)o.n_seq, &kv_el) || !ouro_mul_ok(kv_el, (size_t)o.n_ctx, &kv_el)
+                  || !ouro_mul_ok(kv_el, KD, &kv_el) || !ouro_mul_ok(kv_el, 2 * sizeof(float), &s->kv_bytes))) {
+        ouro_session_free(s);
+        return ouro_err(err, OURO_ERR_NOMEM, "the KV cache for n_ctx %d x n_seq %d x %zu slots "
+                        "does not fit in memory", o.n_ctx, o.n_seq, slots);
+    }
+    s->k_cache = alloc3(kv_el, 1, 1, sizeof(float), &fail);
+    s->v_cache = alloc3(kv_el, 1, 1, sizeof(float), &fail);
+    if (fail) {
+        ouro_session_free(s);
+        return ouro_err(err, OURO_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes for n_ctx %d, "
+                        "n_seq %d, %d loops)", s->kv_bytes, o.n_ctx, o.n_seq, o.max_loops);
+    }
+    s->x = alloc3(B, D, 1, sizeof(float), &fail);
+    s->xb = alloc3(B, D, 1, sizeof(float), &fail);
+    s->q = alloc3(B, QD, 1, sizeof(float), &fail);
+    s->k = alloc3(B, KD, 1, sizeof(float), &fail);
+    s->v = alloc3(B, KD, 1, sizeof(float), &fail);
+    s->att = alloc3(B, QD, 1, sizeof(float), &fail);
+    s->hb = alloc3(B, I, 1, sizeof(float), &fail);
+    s->hb2 = alloc3(B, I, 1, sizeof(float), &fail);
+    s->scores = alloc3((size_t)o.threads, (size_t)o.n_ctx, 1, sizeof(float), &fail);
+    s->hsteps = alloc3(L, B, D, sizeof(float), &fail);
+    s->gates = alloc3(B, L, 1, sizeof(float), &fail);
+    s->hsel = alloc3(B, D, 1, sizeof(float), &fail);
+    s->ltmp = alloc3(OURO_LTMP_ROWS, V, 1, sizeof(float), &fail);
+    s->pos = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->widx = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->gen_logits = alloc3((size_t)o.n_seq, V, 1, sizeof(float), &fail);
+    s->gen_pdf = alloc3((size_t)o.n_seq, L, 1, sizeof(float), &fail);
+    s->gen_step = alloc3((size_t)o.n_seq, 1, 1, sizeof(int32_t), &fail);
+    s->gen_tok = alloc3((size_t)o.n_seq, 1, 1, sizeof(int32_t), &fail);
+    s->gen_seq = alloc3((size_t)o.n_seq, 1, 1, sizeof(int32_t), &fail);
+    s->gen_seq_fill = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->samp_p = alloc3(V, 1, 1, sizeof(float), &fail);
+    s->samp_idx = alloc3(V, 1, 1, sizeof(int32_t), &fail);
+    if (fail) {
+        ouro_session_free(s);
+        return ouro_err(err, OURO_ERR_NOMEM, "cannot allocate the session's scratch memory "
+                        "(max_batch %d, n_seq %d)", o.max_batch, o.n_seq);
+    }
+    ouro_log(OURO_LOG_DEBUG, "session: n_ctx %d, n_seq %d, %d loops, KV cache %zu bytes",
+             o.n_ctx, o.n_seq, o.max_loops, s->kv_bytes);
+    *out = s;
+    return OURO_OK;
+}
+
+size_t ouro_session_kv_bytes(const ouro_session *s) { return s->kv_bytes; }
+int ouro_session_max_loops(const ouro_session *s) { return s->max_loops; }
+int ouro_session_n_ctx(const ouro_session *s) { return s->n_ctx; }
+int ouro_session_n_seq(const ouro_session *s) { return s->n_seq; }
+
+int ouro_session_seq_len(const ouro_session *s, int seq)
+{
+    if (seq < 0 || seq >= s->n_seq)
+        return 0;
+    return s->seq_len[seq];
+}
+
+void ouro_session_seq_reset(ouro_session *s, int seq)
+{
+    if (seq >= 0 && seq < s->n_seq)
+        s->seq_len[seq] = 0;
+}
+
+void ouro_session_seq_truncate(ouro_session *s, int seq, int len)
+{
+    if (seq >= 0 && seq < s->n_seq && len >= 0 && len < s->seq_len[seq])
+        s->seq_len[seq] = len;
+}
+
+/* Address of (slot, seq, pos) in a cache. */
+static inline float *kv_at(const ouro_session *s, float *cache, size_t slot, int seq, int pos)
+{
+    size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
+    return cache + ((slot * (size_t)s->n_seq + (size_t)seq) * (size_t)s->n_ctx + (size_t)pos) * kd;
+}
+
+ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error *err)
+{
+    if (src < 0 || src >= s->n_seq || dst < 0 || dst >= s->n_seq)
+        return ouro_err(err, OURO_ERR_ARG, "sequence %d or %d is out of range 0..%d",
+                        src, dst, s->n_seq - 1);
+    if (src == dst)
+        return OURO_OK;
+    size_t slots = (size_t)s->max_loops * s->model->cfg.num_layers;
+    size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
+    size_t n = (size_t)s->seq_len[src] * kd * sizeof(float);
+    for (size_t sl = 0; sl < slots; sl++) {
+        memcpy(kv_at(s, s->k_cache, sl, dst, 0), kv_at(s, s->k_cache, sl, src, 0), n);
+        memcpy(kv_at(s, s->v_cache, sl, dst, 0), kv_at(s, s->v_cache, sl, src, 0), n);
+    }
+    s->seq_len[dst] = s->seq_len[src];
+    return OURO_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * One decoder layer over a chunk of n tokens at loop step `step`
+ * ------------------------------------------------------------------------ */
+
+/* Causal attention of the chunk's tokens over their sequences' cache in `slot`. */
+static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
+{
+    const ouro_config *c = &s->model->cfg;
+    int H = c->num_heads, KVH = c->num_kv_heads, hd = c->head_dim;
+    int group = H / KVH;
+    size_t QD = (size_t)H * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    int nt = n * H < 4 ? 1 : s->threads;
+
+    #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int ih = 0; ih < n * H; ih++) {
+        int i = ih / H, h = ih % H, kh = h / group;
+#ifdef _OPENMP
+        float *sc = s->scores + (size_t)omp_get_thread_num() * s->n_ctx;
+#else
+        float *sc = s->scores;
+#endif
+        const float *q = s->q + (size_t)i * QD + (size_t)h * hd;
+        int npos = s->pos[i] + 1;
+        for (int p = 0; p < npos; p++) {
+            const float *k = kv_at(s, s->k_cache, slot, seq[i], p) + (size_t)kh * hd;
+            float d = 0.0f;
+            for (int j = 0; j < hd; j++)
+                d += q[j] * k[j];
+            sc[p] = d * scale;
+        }
+        ouro_softmax(sc, npos);
+        float *o = s->att + (size_t)i * QD + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < npos; p++) {
+            const float *v = kv_at(s, s->v_cache, slot, seq[i], p) + (size_t)kh * hd;
+            float a = sc[p];
+            for (int j = 0; j < hd; j++)
+                o[j] += a * v[j];
+        }
+    }
+}
+
+static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
+                          const int32_t *seq)
+{
+    const ouro_model *m = s->model;
+    const ouro_config *c = &m->cfg;
+    int D = c->hidden_size, I = c->intermediate_size;
+    int QD = c->num_heads * c->head_dim, KD = c->num_kv_heads * c->head_dim;
+    float eps = c->rms_norm_eps;
+    int nt = s->threads;
+
+    /* attention block: x += RMSNorm_in2(Attn(RMSNorm_in(x))) */
+    for (int i = 0; i < n; i++)
+        ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_in.data, ly->ln_in.dtype, D, eps);
+    ouro_matmul(s->q, s->xb, ly->wq.data, ly->wq.dtype, n, D, QD, nt);   /* (n, QD) */
+    ouro_matmul(s->k, s->xb, ly->wk.data, ly->wk.dtype, n, D, KD, nt);   /* (n, KD) */
+    ouro_matmul(s->v, s->xb, ly->wv.data, ly->wv.dtype, n, D, KD, nt);   /* (n, KD) */
+    for (int i = 0; i < n; i++) {
+        ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
+        ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
+        memcpy(kv_at(s, s->k_cache, slot, seq[i], s->pos[i]), s->k + (size_t)i * KD, (size_t)KD * sizeof(float));
+        memcpy(kv_at(s, s->v_cache, slot, seq[i], s->pos[i]), s->v + (size_t)i * KD, (size_t)KD * sizeof(float));
+    }
+    attention(s, slot, n, seq);                                          /* (n, QD) */
+    ouro_matmul(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt); /* (n, D) */
+    for (int i = 0; i < n; i++) {
+        float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
+        ouro_rmsnorm(xb, xb, ly->ln_in2.data, ly->ln_in2.dtype, D, eps);
+        for (int j = 0; j < D; j++)
+            x[j] += xb[j];
+    }
+
+    /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))), y = RMSNorm_post(x) */
+    for (int i = 0; i < n; i++)
+        ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
+    ouro_matmul(s->hb, s->xb, ly->w_gate.data, ly->w_gate.dtype, n, D, I, nt);   /* (n, I) */
+    ouro_matmul(s->hb2, s->xb, ly->w_up.data, ly->w_up.dtype, n, D, I, nt);      /* (n, I) */
+    for (size_t j = 0; j < (size_t)n * I; j++) {
+        float g = s->hb[j];
+        s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j];
+    }
+    ouro_matmul(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt);   /* (n, D) */
+    for (int i = 0; i < n; i++) {
+        float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
+        ouro_rmsnorm(xb, xb, ly->ln_post2.data, ly->ln_post2.dtype, D, eps);
+        for (int j = 0; j < D; j++)
+            x[j] += xb[j];
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Forward
+ * ------------------------------------------------------------------------ */
+
+/* Step (1-based) whose state gives the logits for one exit pdf (L). */
+static int choose_step(const ouro_session *s, const ouro_exit *ex, const float *pdf)
+{
+    int L = s->max_loops;
+    switch (ex->kind) {
+    case OURO_EXIT_DEFAULT:
+        if (s->model->exit_threshold_null)
+            return L;
+        return ouro_exit_qstep(pdf, L, s->model->cfg.early_exit_threshold);
+    case OURO_EXIT_STEP:
+        return ex->step;
+    case OURO_EXIT_THRESHOLD:
+        return ouro_exit_qstep(pdf, L, ex->threshold);
+    case OURO_EXIT_WEIGHTED:
+        return L;
+    }
+    return L;
+}
+
+/* Runs n tokens (n <= max_batch) of which nw are wanted (rows widx); writes
+ * output rows row0 .. row0 + nw - 1. */
+static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n, int nw,
+                          const ouro_exit *ex, ouro_outputs *out, int row0)
+{
+    const ouro_model *m = s->model;
+    const ouro_config *c = &m->cfg;
+    int D = c->hidden_size, V = c->vocab_size, L = s->max_loops, NL = c->num_layers;
+    bool want_logits = out && out->logits;
+
+    for (int i = 0; i < n; i++)   /* x (n, D) = embedding rows */
+        ouro_row_to_f32(s->x + (size_t)i * D, m->embed.data, m->embed.dtype, (size_t)token[i], D);
+
+    for (int t = 0; t < L; t++) {
+        for (int l = 0; l < NL; l++)
+            decoder_layer(s, &m->layers[l], (size_t)t * NL + l, n, seq);
+        for (int i = 0; i < n; i++) {
+            float *x = s->x + (size_t)i * D;
+            ouro_rmsnorm(x, x, m->norm.data, m->norm.dtype, D, c->rms_norm_eps);
+        }
+        float bias = m->gate_b.dtype == OURO_F32 ? *(const float *)m->gate_b.data
+                   : m->gate_b.dtype == OURO_F16 ? ouro_f16_to_f32(*(const uint16_t *)m->gate_b.data)
+                   : ouro_bf16_to_f32(*(const uint16_t *)m->gate_b.data);
+        for (int w = 0; w < nw; w++) {
+            const float *x = s->x + (size_t)s->widx[w] * D;
+            s->gates[(size_t)w * L + t] = ouro_dot_row(m->gate_w.data, m->gate_w.dtype, 0, x, D) + bias;
+            if (want_logits)
+                memcpy(s->hsteps + ((size_t)t * s->max_batch + w) * D, x, (size_t)D * sizeof(float));
+        }
+    }
+
+    /* exit distribution and the chosen step of each wanted token */
+    bool weighted = ex->kind == OURO_EXIT_WEIGHTED;
+    for (int w = 0; w < nw; w++) {
+        float pdf[OURO_MAX_LOOPS];
+        ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);
+        memcpy(s->gates + (size_t)w * L, pdf, (size_t)L * sizeof(float));   /* gates now hold the pdf */
+        int step = choose_step(s, ex, pdf);
+        if (out && out->exit_pdf)
+            memcpy(out->exit_pdf + (size_t)(row0 + w) * L, pdf, (size_t)L * sizeof(float));
+        if (out && out->exit_step)
+            out->exit_step[row0 + w] = step;
+        if (want_logits && !weighted)
+            memcpy(s->hsel + (size_t)w * D, s->hsteps + ((size_t)(step - 1) * s->max_batch + w) * D,
+                   (size_t)D * sizeof(float));
+    }
+    if (!want_logits || nw == 0)
+        return;
+
+    float *logits = out->logits + (size_t)row0 * V;   /* (nw, V) */
+    if (!weighted) {
+        ouro_matmul(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads);
+        return;
+    }
+    /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
+    for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
+        int nr = nw - w0 < OURO_LTMP_ROWS ? nw - w0 : OURO_LTMP_ROWS;
+        for (int t = 0; t < L; t++) {
+            ouro_matmul(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
+                        m->lm_head.dtype, nr, D, V, s->threads);
+            for (int r = 0; r < nr; r++) {
+                float p = s->gates[(size_t)(w0 + r) * L + t];
+                float *dst = logits + (size_t)(w0 + r) * V;
+                const float *src = s->ltmp + (size_t)r * V;
+                if (t == 0)
+                    for (int j = 0; j < V; j++)
+                        dst[j] = src[j] * p;
+                else
+                    for (int j = 0; j < V; j++)
+                        dst[j] += src[j] * p;
+            }
+        }
+    }
+}
+
+ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
+                                 const ouro_forward_options *fopts, ouro_outputs *out,
+                                 ouro_error *err)
+{
+    if (!s || !batch)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_session_forward: NULL argument");
+    const ouro_config *c = &s->model->cfg;
+    int n = batch->n;
+    if (n < 1 || !batch->token || !batch->seq)
+        return ouro_err(err, OURO_ERR_ARG, "the batch is empty");
+    ouro_exit ex = {0};
+    if (fopts) {
+        ex = fopts->exit;
+        if (fopts->depth == OURO_DEPTH_ADAPTIVE)
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "adaptive depth is not implemented yet; "
+                            "use full depth");
+        if (fopts->depth != OURO_DEPTH_FULL)
+            return ouro_err(err, OURO_ERR_ARG, "unknown depth mode %d", (int)fopts->depth);
+    }
+    switch (ex.kind) {
+    case OURO_EXIT_DEFAULT:
+    case OURO_EXIT_WEIGHTED:
+        break;
+    case OURO_EXIT_STEP:
+        if (ex.step < 1 || ex.step > s->max_loops)
+            return ouro_err(err, OURO_ERR_ARG, "exit step %d is out of range 1..%d (max_loops)",
+                            ex.step, s->max_loops);
+        break;
+    case OURO_EXIT_THRESHOLD:
+        if (!(ex.threshold >= 0.0f && ex.threshold <= 1.0f))
+            return ouro_err(err, OURO_ERR_ARG, "exit threshold %g is out of range 0..1",
+                            (double)ex.threshold);
+        break;
+    default:
+        return ouro_err(err, OURO_ERR_ARG, "unknown exit kind %d", (int)ex.kind);
+    }
+
+    /* Validate everything before touching the cache. */
+    memset(s->seq_cnt, 0, (size_t)s->n_seq * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        int32_t tk = batch->token[i], sq = batch->seq[i];
+        if (tk < 0 || tk >= c->vocab_size)
+            return ouro_err(err, OURO_ERR_ARG, "token %d (batch entry %d) is out of range 0..%d",
+                            tk, i, c->vocab_size - 1);
+        if (sq < 0 || sq >= s->n_seq)
+            return ouro_err(err, OURO_ERR_ARG, "sequence %d (batch entry %d) is out of range 0..%d",
+                            sq, i, s->n_seq - 1);
+        s->seq_cnt[sq]++;
+        s->seq_last[sq] = i;
+    }
+    for (int q = 0; q < s->n_seq; q++)
+        if (s->seq_cnt[q] && s->seq_len[q] + s->seq_cnt[q] > s->n_ctx)
+            return ouro_err(err, OURO_ERR_CONTEXT, "sequence %d would hold %d tokens; the "
+                            "session's context is %d", q, s->seq_len[q] + s->seq_cnt[q], s->n_ctx);
+
+    /* Chunks of at most max_batch tokens, in batch order. */
+    int row = 0;
+    for (int c0 = 0; c0 < n; c0 += s->max_batch) {
+        int cn = n - c0 < s->max_batch ? n - c0 : s->max_batch;
+        const int32_t *tok = batch->token + c0, *sq = batch->seq + c0;
+        int nw = 0;
+        for (int i = 0; i < cn; i++) {
+            s->pos[i] = s->seq_len[sq[i]]++;
+            bool w = batch->want ? batch->want[c0 + i] != 0 : s->seq_last[sq[i]] == c0 + i;
+            if (w)
+                s->widx[nw++] = i;
+        }
+        forward_chunk(s, tok, sq, cn, nw, &ex, out, row);
+        row += nw;
+    }
+    return OURO_OK;
+}

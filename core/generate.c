@@ -1,0 +1,663 @@
+/*
+ * generate.c -- what runs on top of the forward pass: sampling, batched
+ * generation, label classification and the depth profile of a text.
+ *
+ * Generation prefills each prompt into its own sequence, then decodes every
+ * active sequence together, one forward call per step.  Requests beyond the
+ * session's n_seq run in successive waves.  The host's cancel callback is
+ * called on the calling thread between prefill chunks and decode steps.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "internal.h"
+
+/* ------------------------------------------------------------------------
+ * Random numbers: splitmix64 (deterministic; same seed, same stream)
+ * ------------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1) with 53 bits. */
+static double rng_uniform(uint64_t *state)
+{
+    return (double)(rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ------------------------------------------------------------------------
+ * Sampling
+ * ------------------------------------------------------------------------ */
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* Orders candidate indices by probability, descending; ties by id. */
+static const float *cmp_p;
+static int cmp_desc(const void *a, const void *b)
+{
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (cmp_p[i] != cmp_p[j])
+        return cmp_p[i] > cmp_p[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* Moves the k most probable of idx[0..n) to the front (any order); quickselect. */
+static void select_top(int32_t *idx, int n, int k, const float *p)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int32_t pivot = idx[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (p[idx[i]] > p[pivot] || (p[idx[i]] == p[pivot] && idx[i] < pivot)) i++;
+            while (p[idx[j]] < p[pivot] || (p[idx[j]] == p[pivot] && idx[j] > pivot)) j--;
+            if (i <= j) {
+                int32_t t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+                i++; j--;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* Draws a token from logits (V): temperature, then top-k, then top-p.
+ * Uses the session's sampling scratch; temperature 0 is greedy. */
+static int sample(ouro_session *s, const float *logits, const ouro_gen_params *gp, uint64_t *rng)
+{
+    int V = s->model->cfg.vocab_size;
+    if (gp->temperature <= 0.0f)
+        return argmax(logits, V);
+    float *p = s->samp_p;
+    int32_t *idx = s->samp_idx;
+    float m = logits[argmax(logits, V)];
+    double total = 0.0;
+    for (int i = 0; i < V; i++) {
+        p[i] = expf((logits[i] - m) / gp->temperature);
+        idx[i] = i;
+        total += p[i];
+    }
+    int n = V;
+    cmp_p = p;
+    if (gp->top_k > 0 && gp->top_k < V) {
+        select_top(idx, V, gp->top_k, p);
+        n = gp->top_k;
+        total = 0.0;
+        for (int i = 0; i < n; i++)
+            total += p[idx[i]];
+    }
+    if (gp->top_p > 0.0f && gp->top_p < 1.0f) {
+        if (n == V) {
+            /* tokens below this share cannot be in the nucleus (llama2.c's cut) */
+            double cut = (1.0 - gp->top_p) / (V - 1) * total;
+            int k = 0;
+            for (int i = 0; i < V; i++)
+                if (p[i] >= cut)
+                    idx[k++] = i;
+            n = k;
+        }
+        qsort(idx, (size_t)n, sizeof *idx, cmp_desc);
+        double cum = 0.0, target = gp->top_p * total;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += p[idx[i]];
+            if (cum >= target) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+        total = cum < target ? cum : 0.0;
+        if (total == 0.0)
+            for (int i = 0; i < n; i++)
+                total += p[idx[i]];
+    } else if (n < V) {
+        qsort(idx, (size_t)n, sizeof *idx, cmp_desc);
+    }
+    double r = rng_uniform(rng) * total, acc = 0.0;
+    for (int i = 0; i < n; i++) {
+        acc += p[idx[i]];
+        if (r < acc)
+            return idx[i];
+    }
+    return idx[n - 1];
+}
+
+/* ------------------------------------------------------------------------
+ * Generation
+ * ------------------------------------------------------------------------ */
+
+const char *ouro_stop_reason_str(ouro_stop_reason r)
+{
+    switch (r) {
+    case OURO_STOP_LENGTH: return "length";
+    case OURO_STOP_EOS:    return "eos";
+    case OURO_STOP_STRING: return "stop";
+    }
+    return "?";
+}
+
+void ouro_gen_result_clear(ouro_gen_result *r)
+{
+    if (!r)
+        return;
+    free(r->ids);
+    free(r->exit_steps);
+    free(r->text);
+    memset(r, 0, sizeof *r);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool is_eos(const ouro_config *c, int32_t id)
+{
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Earliest occurrence of any stop string in text, or NULL. */
+static const char *find_stop(const char *text, const char *const *stop, int n_stop)
+{
+    const char *best = NULL;
+    for (int i = 0; i < n_stop; i++) {
+        const char *p = strstr(text, stop[i]);
+        if (p && (!best || p < best))
+            best = p;
+    }
+    return best;
+}
+
+/* Validates the exit choice against the session. */
+static ouro_status check_exit(const ouro_session *s, const ouro_exit *ex, ouro_error *err)
+{
+    if (ex->kind == OURO_EXIT_STEP && (ex->step < 1 || ex->step > s->max_loops))
+        return ouro_err(err, OURO_ERR_ARG, "exit step %d is out of range 1..%d (max_loops)",
+                        ex->step, s->max_loops);
+    if (ex->kind == OURO_EXIT_THRESHOLD && !(ex->threshold >= 0.0f && ex->threshold <= 1.0f))
+        return ouro_err(err, OURO_ERR_ARG, "exit threshold %g is out of range 0..1",
+                        (double)ex->threshold);
+    if (ex->kind < OURO_EXIT_DEFAULT || ex->kind > OURO_EXIT_WEIGHTED)
+        return ouro_err(err, OURO_ERR_ARG, "unknown exit kind %d", (int)ex->kind);
+    return OURO_OK;
+}
+
+/* Prefills `n` tokens into sequence `seq` in chunks of max_batch, checking
+ * cancel between chunks; the last token's outputs go to `out`. */
+static ouro_status prefill(ouro_session *s, int seq, const int32_t *ids, int n,
+                           const ouro_forward_options *fo, ouro_outputs *out,
+                           ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    for (int c0 = 0; c0 < n; c0 += s->max_batch) {
+        int cn = n - c0 < s->max_batch ? n - c0 : s->max_batch;
+        for (int i = 0; i < cn; i++)
+            s->gen_seq_fill[i] = seq;
+        ouro_batch b = { .n = cn, .token = ids + c0, .seq = s->gen_seq_fill, .want = NULL };
+        ouro_outputs none = {0};
+        ouro_status st = ouro_session_forward(s, &b, fo, c0 + cn == n ? out : &none, err);
+        if (st != OURO_OK)
+            return st;
+        if (cancel && c0 + cn < n && cancel(cancel_ctx))
+            return ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during prefill");
+    }
+    return OURO_OK;
+}
+
+typedef struct gen_slot {
+    int req;                 /* request index */
+    bool active;
+    int row;                 /* row of gen_logits holding this sequence's next logits */
+    int cap;                 /* capacity of ids / exit_steps */
+    uint64_t rng;
+} gen_slot;
+
+ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prompts,
+                          const int *prompt_lens, const ouro_gen_params *params,
+                          ouro_gen_result *results, ouro_error *err)
+{
+    if (!s || !prompts || !prompt_lens || !results || n_req < 1)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_generate: no requests or a NULL argument");
+    const ouro_model *m = s->model;
+    const ouro_config *c = &m->cfg;
+    const ouro_tokenizer *tok = m->tok;
+    int V = c->vocab_size, L = s->max_loops;
+    ouro_gen_params gp = {0};
+    if (params)
+        gp = *params;
+    if (gp.max_tokens == 0)
+        gp.max_tokens = 128;
+    ouro_status st;
+    if (gp.max_tokens < 0)
+        return ouro_err(err, OURO_ERR_ARG, "max_tokens %d is negative", gp.max_tokens);
+    if (!(gp.temperature >= 0.0f) || !isfinite(gp.temperature))
+        return ouro_err(err, OURO_ERR_ARG, "temperature %g must be a finite number >= 0",
+                        (double)gp.temperature);
+    if (gp.top_k < 0)
+        return ouro_err(err, OURO_ERR_ARG, "top_k %d is negative", gp.top_k);
+    if (!(gp.top_p >= 0.0f && gp.top_p <= 1.0f))
+        return ouro_err(err, OURO_ERR_ARG, "top_p %g is out of range 0..1", (double)gp.top_p);
+    if (gp.n_stop < 0 || (gp.n_stop > 0 && !gp.stop))
+        return ouro_err(err, OURO_ERR_ARG, "invalid stop strings");
+    for (int i = 0; i < gp.n_stop; i++)
+        if (!gp.stop[i] || !gp.stop[i][0])
+            return ouro_err(err, OURO_ERR_ARG, "stop string %d is empty", i);
+    if (gp.n_stop > 0 && !tok)
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "stop strings need the model's tokenizer, "
+                        "which is not loaded");
+    if (gp.depth == OURO_DEPTH_ADAPTIVE)
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "adaptive depth is not implemented yet; use full depth");
+    if (gp.depth != OURO_DEPTH_FULL)
+        return ouro_err(err, OURO_ERR_ARG, "unknown depth mode %d", (int)gp.depth);
+    if ((st = check_exit(s, &gp.exit, err)) != OURO_OK)
+        return st;
+    for (int r = 0; r < n_req; r++) {
+        if (!prompts[r] || prompt_lens[r] < 1)
+            return ouro_err(err, OURO_ERR_ARG, "prompt %d is empty", r);
+        if (prompt_lens[r] > s->n_ctx - 1)
+            return ouro_err(err, OURO_ERR_CONTEXT, "prompt %d has %d tokens; the session's "
+                            "context of %d tokens leaves room for at most %d", r, prompt_lens[r],
+                            s->n_ctx, s->n_ctx - 1);
+        for (int i = 0; i < prompt_lens[r]; i++)
+            if (prompts[r][i] < 0 || prompts[r][i] >= V)
+                return ouro_err(err, OURO_ERR_ARG, "prompt %d: token %d is out of range 0..%d",
+                                r, prompts[r][i], V - 1);
+    }
+
+    double t0 = now_s();
+    memset(results, 0, (size_t)n_req * sizeof *results);
+    gen_slot *slots = calloc((size_t)s->n_seq, sizeof *slots);
+    if (!slots)
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    ouro_forward_options fo = { .exit = gp.exit, .depth = OURO_DEPTH_FULL };
+    char *text = NULL;
+    st = OURO_OK;
+
+    for (int w0 = 0; w0 < n_req && st == OURO_OK; w0 += s->n_seq) {
+        int nb = n_req - w0 < s->n_seq ? n_req - w0 : s->n_seq;
+
+        /* prefill every prompt of the wave into its own sequence */
+        for (int j = 0; j < nb && st == OURO_OK; j++) {
+            int r = w0 + j;
+            gen_slot *g = &slots[j];
+            memset(g, 0, sizeof *g);
+            g->req = r;
+            g->rng = gp.seed;          /* the same seed gives the same text in any slot */
+            g->row = j;
+            int room = s->n_ctx - prompt_lens[r];
+            g->cap = gp.max_tokens < room ? gp.max_tokens : room;
+            results[r].ids = malloc((size_t)(g->cap > 0 ? g->cap : 1) * sizeof(int32_t));
+            results[r].exit_steps = malloc((size_t)(g->cap > 0 ? g->cap : 1) * sizeof(int32_t));
+            if (!results[r].ids || !results[r].exit_steps) {
+                st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+                break;
+            }
+            ouro_session_seq_reset(s, j);
+            ouro_outputs out = { .logits = s->gen_logits + (size_t)j * V,
+                                 .exit_pdf = s->gen_pdf + (size_t)j * L,
+                                 .exit_step = s->gen_step + j };
+            st = prefill(s, j, prompts[r], prompt_lens[r], &fo, &out, gp.cancel, gp.cancel_ctx, err);
+            g->active = g->cap > 0;
+            if (!g->active)
+                results[r].seconds = now_s() - t0;
+            if (st == OURO_OK && gp.cancel && gp.cancel(gp.cancel_ctx))
+                st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted after prefill");
+        }
+
+        /* decode: sample every active sequence, then one forward for all */
+        while (st == OURO_OK) {
+            int na = 0;
+            for (int j = 0; j < nb; j++) {
+                gen_slot *g = &slots[j];
+                if (!g->active)
+                    continue;
+                ouro_gen_result *res = &results[g->req];
+                int32_t id = sample(s, s->gen_logits + (size_t)g->row * V, &gp, &g->rng);
+                int32_t step = s->gen_step[g->row];
+                if (is_eos(c, id)) {
+                    res->stop_reason = OURO_STOP_EOS;
+                    g->active = false;
+                } else {
+                    res->ids[res->n_ids] = id;
+                    res->exit_steps[res->n_ids] = step;
+                    res->n_ids++;
+                    if (gp.n_stop > 0) {
+                        st = ouro_tokenizer_decode(tok, res->ids, (size_t)res->n_ids, false,
+                                                   &text, NULL, err);
+                        if (st != OURO_OK)
+                            break;
+                        const char *hit = find_stop(text, gp.stop, gp.n_stop);
+                        if (hit) {
+                            res->n_ids--;              /* the token that stopped is dropped */
+                            res->text_len = (size_t)(hit - text);
+                            text[res->text_len] = 0;
+                            res->text = text;
+                            text = NULL;
+                            res->stop_reason = OURO_STOP_STRING;
+                            g->active = false;
+                        }
+                        free(text);
+                        text = NULL;
+                    }
+                    if (g->active && res->n_ids >= g->cap) {
+                        res->stop_reason = OURO_STOP_LENGTH;
+                        g->active = false;
+                    }
+                }
+                if (!g->active) {
+                    res->seconds = now_s() - t0;
+                    continue;
+                }
+                s->gen_tok[na] = id;
+                s->gen_seq[na] = j;
+                na++;
+            }
+            if (st != OURO_OK || na == 0)
+                break;
+            if (gp.cancel && gp.cancel(gp.cancel_ctx)) {
+                st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during generation");
+                break;
+            }
+            /* rows of this call follow the batch order; logits go to rows 0..na-1 */
+            ouro_batch b = { .n = na, .token = s->gen_tok, .seq = s->gen_seq, .want = NULL };
+            ouro_outputs out = { .logits = s->gen_logits, .exit_pdf = s->gen_pdf,
+                                 .exit_step = s->gen_step };
+            st = ouro_session_forward(s, &b, &fo, &out, err);
+            for (int r = 0; r < na; r++)
+                slots[s->gen_seq[r]].row = r;
+        }
+        for (int j = 0; j < nb; j++)
+            ouro_session_seq_reset(s, j);
+    }
+
+    /* texts of the requests that did not stop at a stop string */
+    for (int r = 0; r < n_req && st == OURO_OK && tok; r++) {
+        if (results[r].text)
+            continue;
+        st = ouro_tokenizer_decode(tok, results[r].ids, (size_t)results[r].n_ids, false,
+                                   &results[r].text, &results[r].text_len, err);
+    }
+    free(slots);
+    if (st != OURO_OK)
+        for (int r = 0; r < n_req; r++)
+            ouro_gen_result_clear(&results[r]);
+    return st;
+}
+
+/* ------------------------------------------------------------------------
+ * Classification: which label continues the chat prompt best
+ * ------------------------------------------------------------------------ */
+
+#define DEFAULT_INSTRUCTION "Classify the input into one of the labels. Answer with the label only."
+
+/* log-softmax of row (V) at id. */
+static double log_prob(const float *row, int V, int32_t id)
+{
+    return (double)row[id] - ouro_logsumexp(row, V);
+}
+
+ouro_status ouro_classify(ouro_session *s, const char *input, const char *const *labels,
+                          int n_labels, const char *instruction, const ouro_exit *exit,
+                          double *probs, double *logprobs, ouro_cancel_fn cancel,
+                          void *cancel_ctx, ouro_error *err)
+{
+    if (!s || !input || !labels || !probs)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument");
+    if (n_labels < 1)
+        return ouro_err(err, OURO_ERR_ARG, "classification needs at least one label");
+    for (int i = 0; i < n_labels; i++) {
+        if (!labels[i] || !labels[i][0])
+            return ouro_err(err, OURO_ERR_ARG, "label %d is empty", i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(labels[i], labels[j]) == 0)
+                return ouro_err(err, OURO_ERR_ARG, "label \"%s\" appears twice", labels[i]);
+    }
+    const ouro_model *m = s->model;
+    const ouro_tokenizer *tok = m->tok;
+    if (!tok)
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "classification needs the model's tokenizer "
+                        "(tokenizer.json), which is not loaded");
+    ouro_forward_options fo = { .depth = OURO_DEPTH_FULL };
+    if (exit)
+        fo.exit = *exit;
+    ouro_status st = check_exit(s, &fo.exit, err);
+    if (st != OURO_OK)
+        return st;
+    int V = m->cfg.vocab_size;
+
+    /* the prompt: instruction, labels, input as one user message */
+    const char *ins = instruction ? instruction : DEFAULT_INSTRUCTION;
+    size_t len = strlen(ins) + strlen("\n\nLabels: ") + strlen("\n\nInput: ") + strlen(input) + 1;
+    for (int i = 0; i < n_labels; i++)
+        if (!ouro_add_ok(len, strlen(labels[i]) + 2, &len))
+            return ouro_err(err, OURO_ERR_ARG, "labels too long");
+    char *content = malloc(len), *text = NULL;
+    int32_t *ids = NULL, **lab = NULL;
+    size_t n_ids = 0, *lab_n = NULL;
+    float *first = NULL, *rows = NULL;
+    if (!content)
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    char *w = content;
+    w += sprintf(w, "%s\n\nLabels: ", ins);
+    for (int i = 0; i < n_labels; i++)
+        w += sprintf(w, "%s%s", i ? ", " : "", labels[i]);
+    sprintf(w, "\n\nInput: %s", input);
+    ouro_chat_message msg = { .role = "user", .content = content };
+
+    lab = calloc((size_t)n_labels, sizeof *lab);
+    lab_n = calloc((size_t)n_labels, sizeof *lab_n);
+    first = malloc((size_t)V * sizeof(float));
+    if (!lab || !lab_n || !first) {
+        st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((st = ouro_chat_render(tok, &msg, 1, true, &text, err)) != OURO_OK ||
+        (st = ouro_tokenizer_encode(tok, text, strlen(text), &ids, &n_ids, err)) != OURO_OK)
+        goto done;
+    size_t max_lab = 0;
+    for (int i = 0; i < n_labels; i++) {
+        if ((st = ouro_tokenizer_encode(tok, labels[i], strlen(labels[i]), &lab[i], &lab_n[i], err)) != OURO_OK)
+            goto done;
+        if (lab_n[i] == 0) {
+            st = ouro_err(err, OURO_ERR_ARG, "label \"%s\" encodes to no tokens", labels[i]);
+            goto done;
+        }
+        if (lab_n[i] > max_lab)
+            max_lab = lab_n[i];
+    }
+    if (n_ids == 0 || n_ids + max_lab - 1 > (size_t)s->n_ctx) {
+        st = ouro_err(err, OURO_ERR_CONTEXT, "the classification prompt (%zu tokens) and the "
+                      "longest label (%zu tokens) do not fit the session's context of %d",
+                      n_ids, max_lab, s->n_ctx);
+        goto done;
+    }
+
+    /* prefill the prompt once into sequence 0 */
+    for (int q = 0; q < s->n_seq; q++)
+        ouro_session_seq_reset(s, q);
+    ouro_outputs out1 = { .logits = first };
+    if ((st = prefill(s, 0, ids, (int)n_ids, &fo, &out1, cancel, cancel_ctx, err)) != OURO_OK)
+        goto done;
+    for (int i = 0; i < n_labels; i++)
+        probs[i] = log_prob(first, V, lab[i][0]);   /* running totals until the softmax */
+
+    /* the rest of each label, n_seq labels at a time, each in its own copy */
+    size_t rows_cap = (size_t)s->n_seq * (max_lab - 1);
+    if (max_lab > 1) {
+        size_t nb;
+        if (!ouro_mul_ok(rows_cap, (size_t)V * sizeof(float), &nb) || !(rows = malloc(nb))) {
+            st = ouro_err(err, OURO_ERR_NOMEM, "out of memory for label scores");
+            goto done;
+        }
+    }
+    int32_t *btok = NULL, *bseq = NULL;
+    uint8_t *bwant = NULL;
+    if (max_lab > 1) {
+        btok = malloc(rows_cap * sizeof *btok);
+        bseq = malloc(rows_cap * sizeof *bseq);
+        bwant = malloc(rows_cap);
+        if (!btok || !bseq || !bwant) {
+            free(btok); free(bseq); free(bwant);
+            st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+    int prompt_len = (int)n_ids;
+    for (int g0 = 0; g0 < n_labels && max_lab > 1 && st == OURO_OK; g0 += s->n_seq) {
+        int g1 = g0 + s->n_seq < n_labels ? g0 + s->n_seq : n_labels;
+        ouro_session_seq_truncate(s, 0, prompt_len);
+        int n = 0;
+        for (int i = g0; i < g1; i++) {
+            int slot = i - g0;
+            if (lab_n[i] < 2)
+                continue;
+            if (slot != 0 && (st = ouro_session_seq_copy(s, 0, slot, err)) != OURO_OK)
+                break;
+            for (size_t j = 0; j + 1 < lab_n[i]; j++) {
+                btok[n] = lab[i][j];
+                bseq[n] = slot;
+                bwant[n] = 1;
+                n++;
+            }
+        }
+        if (st != OURO_OK || n == 0)
+            continue;
+        if (cancel && cancel(cancel_ctx)) {
+            st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during classification");
+            break;
+        }
+        ouro_batch b = { .n = n, .token = btok, .seq = bseq, .want = bwant };
+        ouro_outputs o = { .logits = rows };
+        if ((st = ouro_session_forward(s, &b, &fo, &o, err)) != OURO_OK)
+            break;
+        int r = 0;
+        for (int i = g0; i < g1; i++)
+            for (size_t j = 0; j + 1 < lab_n[i]; j++, r++)
+                probs[i] += log_prob(rows + (size_t)r * V, V, lab[i][j + 1]);
+        for (int q = 1; q < s->n_seq; q++)
+            ouro_session_seq_reset(s, q);
+    }
+    free(btok);
+    free(bseq);
+    free(bwant);
+    if (st != OURO_OK)
+        goto done;
+
+    /* probs = softmax over the label totals */
+    double mx = probs[0], sum = 0.0;
+    for (int i = 1; i < n_labels; i++)
+        if (probs[i] > mx)
+            mx = probs[i];
+    for (int i = 0; i < n_labels; i++) {
+        if (logprobs)
+            logprobs[i] = probs[i];
+        sum += exp(probs[i] - mx);
+    }
+    for (int i = 0; i < n_labels; i++)
+        probs[i] = exp(probs[i] - mx) / sum;
+
+done:
+    for (int q = 0; q < s->n_seq; q++)
+        ouro_session_seq_reset(s, q);
+    if (lab)
+        for (int i = 0; i < n_labels; i++)
+            ouro_free(lab[i]);
+    free(lab);
+    free(lab_n);
+    free(first);
+    free(rows);
+    ouro_free(ids);
+    ouro_free(text);
+    free(content);
+    return st;
+}
+
+/* ------------------------------------------------------------------------
+ * Depth profile: the exit distribution of every token of a text
+ * ------------------------------------------------------------------------ */
+
+ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
+                       float *pdf, double *expected, int32_t *step,
+                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    if (!s || !ids || n_ids < 1)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens");
+    if (n_ids > s->n_ctx)
+        return ouro_err(err, OURO_ERR_CONTEXT, "%d tokens do not fit the session's context of %d",
+                        n_ids, s->n_ctx);
+    if (!(threshold <= 1.0f) || isnan(threshold))
+        return ouro_err(err, OURO_ERR_ARG, "threshold %g is above 1", (double)threshold);
+    const ouro_model *m = s->model;
+    int L = s->max_loops;
+    float *buf = pdf;
+    uint8_t *want = malloc((size_t)(n_ids < s->max_batch ? n_ids : s->max_batch));
+    if (!buf)
+        buf = malloc((size_t)n_ids * L * sizeof(float));
+    if (!buf || !want) {
+        free(want);
+        if (buf != pdf)
+            free(buf);
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    }
+    memset(want, 1, (size_t)(n_ids < s->max_batch ? n_ids : s->max_batch));
+    ouro_session_seq_reset(s, 0);
+    ouro_status st = OURO_OK;
+    ouro_forward_options fo = { .depth = OURO_DEPTH_FULL };
+    for (int c0 = 0; c0 < n_ids; c0 += s->max_batch) {
+        int cn = n_ids - c0 < s->max_batch ? n_ids - c0 : s->max_batch;
+        for (int i = 0; i < cn; i++)
+            s->gen_seq_fill[i] = 0;
+        ouro_batch b = { .n = cn, .token = ids + c0, .seq = s->gen_seq_fill, .want = want };
+        ouro_outputs o = { .exit_pdf = buf + (size_t)c0 * L };
+        if ((st = ouro_session_forward(s, &b, &fo, &o, err)) != OURO_OK)
+            break;
+        if (cancel && c0 + cn < n_ids && cancel(cancel_ctx)) {
+            st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted");
+            break;
+        }
+    }
+    ouro_session_seq_reset(s, 0);
+    if (st == OURO_OK) {
+        for (int i = 0; i < n_ids; i++) {
+            const float *p = buf + (size_t)i * L;
+            if (expected) {
+                double e = 0.0;
+                for (int t = 0; t < L; t++)
+                    e += (t + 1) * (double)p[t];
+                expected[i] = e;
+            }
+            if (step) {
+                if (threshold >= 0.0f)
+                    step[i] = ouro_exit_qstep(p, L, threshold);
+                else if (m->exit_threshold_null)
+                    step[i] = L;
+                else
+                    step[i] = ouro_exit_qstep(p, L, m->cfg.early_exit_threshold);
+            }
+        }
+    }
+    free(want);
+    if (buf != pdf)
+        free(buf);
+    return st;
+}

@@ -1,0 +1,206 @@
+/*
+ * internal.h -- structures and helpers shared by the files of the ouro core.
+ *
+ * Nothing here is part of the public contract (core/ouro.h).  The files of the
+ * core, in the order data flows through them:
+ *   util.c      status strings, errors, logging, build information
+ *   kernels.c   fp16/bf16 conversion and the matrix products (y = W x)
+ *   math.c      RMSNorm, RoPE, softmax, the exit distribution
+ *   loader.c    config.json + safetensors -> ouro_model (mmap, validation)
+ *   forward.c   sessions, KV cache and the looped forward pass
+ *   generate.c  sampling, generation, classification, depth
+ */
+#ifndef OURO_INTERNAL_H
+#define OURO_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "ouro.h"
+
+/* ------------------------------------------------------------------------
+ * Errors and logging (util.c)
+ * ------------------------------------------------------------------------ */
+
+/* Fills err (when not NULL) with status and a printf-style message; returns status. */
+ouro_status ouro_err(ouro_error *err, ouro_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sends a message to the log callback, if one is set. */
+void ouro_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Checked size arithmetic: return false on overflow. */
+static inline bool ouro_mul_ok(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool ouro_add_ok(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* Number of processors (0 threads = this many). */
+int ouro_default_threads(void);
+
+/* ------------------------------------------------------------------------
+ * Kernels (kernels.c): the one place matrix products happen
+ * ------------------------------------------------------------------------ */
+
+float ouro_f16_to_f32(uint16_t h);
+uint16_t ouro_f32_to_f16(float f);      /* round to nearest even */
+float ouro_bf16_to_f32(uint16_t h);
+uint16_t ouro_f32_to_bf16(float f);     /* round to nearest even */
+
+/* Bytes of one element of dtype. */
+size_t ouro_dtype_size(ouro_dtype dt);
+const char *ouro_dtype_name(ouro_dtype dt);
+
+/* Converts row `row` of a (rows, cols) matrix w of dtype dt into out (cols) f32. */
+void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int cols);
+
+/* y (n, d_out) = x (n, d_in) . W^T, W (d_out, d_in) row-major in dtype dt,
+ * converted to f32 on the fly, f32 accumulation.  Parallel over the rows of W
+ * with `threads` OpenMP threads. */
+void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
+                 int n, int d_in, int d_out, int threads);
+
+/* Dot product of row `row` of W (d_in) with x (d_in) in f32. */
+float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in);
+
+/* Name of the SIMD path chosen at run time: "avx512", "avx2", "generic". */
+const char *ouro_simd_level(void);
+
+/* ------------------------------------------------------------------------
+ * Math (math.c), f32 throughout, as the reference computes it
+ * ------------------------------------------------------------------------ */
+
+/* out (d) = weight (d, dtype) * x / sqrt(mean(x^2) + eps); out may alias x. */
+void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps);
+
+/* inv_freq (head_dim / 2) = 1 / theta^(2i / head_dim), in f32 as the reference. */
+void ouro_rope_inv_freq(float *inv_freq, int head_dim, double theta);
+
+/* Rotates n_heads heads of v (n_heads, head_dim) in place at position pos
+ * (rotate-half form: x * cos + rotate_half(x) * sin). */
+void ouro_rope(float *v, int n_heads, int head_dim, const float *inv_freq, int pos);
+
+/* x (n) = softmax(x) in place (max-subtracted). */
+void ouro_softmax(float *x, int n);
+
+/* log(sum(exp(x))) of x (n). */
+double ouro_logsumexp(const float *x, int n);
+
+/* Exit distribution from the per-step gate logits g (L):
+ * lambda_t = sigmoid(g_t); p_t = lambda_t * prod_{j<t} (1 - lambda_j) for
+ * t < L, p_L = the remaining mass; f32 as the reference. */
+void ouro_exit_pdf(float *pdf, const float *gate, int L);
+
+/* 1-based Q-exit step: the first t whose f32 running sum of pdf reaches q,
+ * else L. */
+int ouro_exit_qstep(const float *pdf, int L, float q);
+
+/* ------------------------------------------------------------------------
+ * Model (loader.c)
+ * ------------------------------------------------------------------------ */
+
+/* A tensor used in place inside a mapped file. */
+typedef struct ouro_tensor {
+    const void *data;        /* points into a read-only mapping, not owned */
+    ouro_dtype dtype;
+    int64_t shape[2];        /* rows, cols (cols = 1 for vectors: shape[1] unused) */
+} ouro_tensor;
+
+typedef struct ouro_layer {
+    ouro_tensor wq;          /* (n_heads * head_dim, hidden) */
+    ouro_tensor wk;          /* (n_kv_heads * head_dim, hidden) */
+    ouro_tensor wv;          /* (n_kv_heads * head_dim, hidden) */
+    ouro_tensor wo;          /* (hidden, n_heads * head_dim) */
+    ouro_tensor w_gate;      /* (intermediate, hidden) */
+    ouro_tensor w_up;        /* (intermediate, hidden) */
+    ouro_tensor w_down;      /* (hidden, intermediate) */
+    ouro_tensor ln_in;       /* (hidden) input_layernorm */
+    ouro_tensor ln_in2;      /* (hidden) input_layernorm_2 (after attention) */
+    ouro_tensor ln_post;     /* (hidden) post_attention_layernorm */
+    ouro_tensor ln_post2;    /* (hidden) post_attention_layernorm_2 (after the MLP) */
+} ouro_layer;
+
+typedef struct ouro_mapped_file {
+    char *path;              /* absolute path, owned */
+    void *map;               /* mmap'd read-only, NULL for files only stat'ed */
+    size_t size;
+    dev_t dev;
+    ino_t ino;
+    int64_t mtime_ns;
+} ouro_mapped_file;
+
+struct ouro_model {
+    ouro_config cfg;
+    bool exit_threshold_null;    /* early_exit_threshold was null: default = last step */
+    char *path;                  /* absolute folder path, owned */
+    ouro_mapped_file *files;     /* (n_files) weights, config, tokenizer..., owned */
+    int n_files;
+    ouro_tokenizer *tok;         /* owned; NULL without tokenizer.json */
+    size_t n_params;
+    size_t mapped_bytes;
+
+    ouro_tensor embed;           /* (vocab, hidden) */
+    ouro_tensor norm;            /* (hidden) final RMSNorm */
+    ouro_tensor gate_w;          /* (1, hidden) exit gate */
+    ouro_tensor gate_b;          /* (1) */
+    ouro_tensor lm_head;         /* (vocab, hidden); = embed when tied */
+    ouro_layer *layers;          /* (num_layers), owned */
+    float *inv_freq;             /* (head_dim / 2) RoPE frequencies, owned */
+};
+
+/* ------------------------------------------------------------------------
+ * Session (forward.c)
+ * ------------------------------------------------------------------------ */
+
+struct ouro_session {
+    const ouro_model *model;     /* not owned */
+    int n_ctx, n_seq, max_batch, max_loops, threads;
+    ouro_kv_mode kv;
+    int *seq_len;                /* (n_seq) tokens held by each sequence */
+    int32_t *seq_cnt;            /* (n_seq) tokens of each sequence in a forward call */
+    int32_t *seq_last;           /* (n_seq) batch index of each sequence's last token */
+
+    /* KV cache, f32: slot = step * num_layers + layer;
+     * k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j] */
+    float *k_cache;
+    float *v_cache;
+    size_t kv_bytes;
+
+    /* scratch, allocated once (B = max_batch) */
+    float *x;                    /* (B, hidden) residual stream */
+    float *xb;                   /* (B, hidden) normed input / branch output */
+    float *q;                    /* (B, n_heads * head_dim) */
+    float *k;                    /* (B, kv_dim) */
+    float *v;                    /* (B, kv_dim) */
+    float *att;                  /* (B, n_heads * head_dim) attention output */
+    float *hb;                   /* (B, intermediate) */
+    float *hb2;                  /* (B, intermediate) */
+    float *scores;               /* (threads, n_ctx) attention scores */
+    float *hsteps;               /* (max_loops, B, hidden) normed state of wanted tokens per step */
+    float *gates;                /* (B, max_loops) gate logits, then exit pdf, of wanted tokens */
+    float *hsel;                 /* (B, hidden) selected state for lm_head */
+    float *ltmp;                 /* (OURO_LTMP_ROWS, vocab) logits of one step (weighted mode) */
+    int32_t *pos;                /* (B) position of each token of the chunk */
+    int32_t *widx;               /* (B) row in the chunk of each wanted token */
+
+    /* generation scratch */
+    float *gen_logits;           /* (n_seq, vocab) */
+    float *gen_pdf;              /* (n_seq, max_loops) */
+    int32_t *gen_step;           /* (n_seq) exit step of each row of gen_logits */
+    int32_t *gen_tok;            /* (n_seq) decode tokens of one step */
+    int32_t *gen_seq;            /* (n_seq) sequence of each decode token */
+    int32_t *gen_seq_fill;       /* (B) sequence ids of a prefill chunk */
+    float *samp_p;               /* (vocab) */
+    int32_t *samp_idx;           /* (vocab) */
+};
+
+#define OURO_LTMP_ROWS 8
+
+/* Shortens sequence `seq` to its first `len` tokens (len <= its length). */
+void ouro_session_seq_truncate(ouro_session *s, int seq, int len);
+
+#endif /* OURO_INTERNAL_H */

@@ -1,0 +1,335 @@
+/*
+ * ouro.h -- the one public header of the ouro runtime.
+ *
+ * ouro runs ByteDance's Ouro looped language models on the CPU.  A model is a
+ * folder as published on Hugging Face (config.json, safetensors weights,
+ * tokenizer.json); its weights are mapped read-only and used in place, so every
+ * process that loads the same files shares one copy in the page cache.
+ *
+ * Conventions (see STYLE in the README):
+ *   - Opaque handles (ouro_model, ouro_tokenizer, ouro_session), functions named
+ *     ouro_<thing>_<verb>.
+ *   - Every fallible function returns an ouro_status and, when `err` is not
+ *     NULL, fills it with a message that names the file / tensor / argument.
+ *   - The library never exits, aborts or prints.  Diagnostics go to the log
+ *     callback set with ouro_set_log().
+ *   - Memory handed to the caller is allocated with malloc() and released with
+ *     the matching ouro_*_free / ouro_free() call, as each function says.
+ *   - Thread safety: a loaded ouro_model and ouro_tokenizer are immutable and may
+ *     be used from many threads at once.  An ouro_session belongs to one thread
+ *     at a time.
+ */
+#ifndef OURO_H
+#define OURO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OURO_VERSION "0.1.0"
+#define OURO_MAX_LOOPS 16   /* most loop steps a forward pass may run */
+
+/* ------------------------------------------------------------------------
+ * Status, errors, logging
+ * ------------------------------------------------------------------------ */
+
+typedef enum ouro_status {
+    OURO_OK = 0,
+    OURO_ERR_IO,           /* a file is missing or unreadable */
+    OURO_ERR_FORMAT,       /* a file is malformed (bad JSON, truncated, wrong shape) */
+    OURO_ERR_UNSUPPORTED,  /* well-formed, but a configuration ouro does not run */
+    OURO_ERR_ARG,          /* a caller's argument is out of range */
+    OURO_ERR_NOMEM,        /* out of memory */
+    OURO_ERR_CONTEXT,      /* a sequence would exceed the session's context */
+    OURO_ERR_INTERRUPTED,  /* the host's cancel check asked to stop */
+    OURO_ERR_INTERNAL      /* a broken invariant (a bug in ouro) */
+} ouro_status;
+
+/* Short constant name of a status, e.g. "format error". */
+const char *ouro_status_str(ouro_status status);
+
+/* Filled by fallible calls when not NULL; message is NUL-terminated. */
+typedef struct ouro_error {
+    ouro_status status;
+    char message[512];
+} ouro_error;
+
+enum { OURO_LOG_DEBUG = 0, OURO_LOG_INFO = 1, OURO_LOG_WARNING = 2 };
+
+typedef void (*ouro_log_fn)(int level, const char *message, void *ctx);
+
+/* Process-wide log sink; NULL (the default) drops messages. */
+void ouro_set_log(ouro_log_fn fn, void *ctx);
+
+/* Releases memory that an ouro function handed to the caller (malloc'd). */
+void ouro_free(void *p);
+
+/* "0.1.0" */
+const char *ouro_version(void);
+
+/* JSON object describing the build: {"version", "simd", "openmp", "blas",
+ * "threads"}.  Static storage; valid for the life of the process. */
+const char *ouro_build_info(void);
+
+/* ------------------------------------------------------------------------
+ * Tokenizer (tokenizer.json: byte-level BPE, and the ChatML chat template)
+ * ------------------------------------------------------------------------ */
+
+typedef struct ouro_tokenizer ouro_tokenizer;
+
+/* Loads dir/tokenizer.json (and dir/tokenizer_config.json for the chat
+ * template when present).  Needs no weights. */
+ouro_status ouro_tokenizer_load(const char *dir, ouro_tokenizer **out, ouro_error *err);
+void ouro_tokenizer_free(ouro_tokenizer *tok);
+
+int ouro_tokenizer_vocab_size(const ouro_tokenizer *tok);
+
+/* Id of an exact token string (added tokens included), or -1. */
+int32_t ouro_tokenizer_token_id(const ouro_tokenizer *tok, const char *token);
+
+/* True for added tokens marked "special" in tokenizer.json. */
+bool ouro_tokenizer_is_special(const ouro_tokenizer *tok, int32_t id);
+
+/* Encodes `len` bytes of UTF-8 text as the Hugging Face tokenizer does with
+ * add_special_tokens=false.  *ids is malloc'd (free with ouro_free). */
+ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, size_t len,
+                                  int32_t **ids, size_t *n_ids, ouro_error *err);
+
+/* Decodes ids to UTF-8 text (NUL-terminated, malloc'd; *len excludes the NUL;
+ * `len` may be NULL).  Bytes that do not form a complete character become
+ * U+FFFD, as the reference does.  Ids out of range are OURO_ERR_ARG. */
+ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids, size_t n_ids,
+                                  bool skip_special, char **text, size_t *len, ouro_error *err);
+
+typedef struct ouro_chat_message {
+    const char *role;     /* "system", "user", "assistant" */
+    const char *content;
+} ouro_chat_message;
+
+/* Renders messages with the model's chat template (malloc'd, NUL-terminated).
+ * Templates ouro cannot render exactly are OURO_ERR_UNSUPPORTED. */
+ouro_status ouro_chat_render(const ouro_tokenizer *tok, const ouro_chat_message *msgs, size_t n_msgs,
+                             bool add_generation_prompt, char **text, ouro_error *err);
+
+/* ------------------------------------------------------------------------
+ * Model (config.json + safetensors, mapped read-only)
+ * ------------------------------------------------------------------------ */
+
+typedef struct ouro_model ouro_model;
+
+typedef enum ouro_dtype { OURO_F32 = 0, OURO_F16, OURO_BF16 } ouro_dtype;
+
+typedef struct ouro_config {
+    int vocab_size;
+    int hidden_size;
+    int intermediate_size;
+    int num_layers;              /* num_hidden_layers */
+    int num_heads;               /* num_attention_heads */
+    int num_kv_heads;            /* num_key_value_heads */
+    int head_dim;                /* head_dim, else hidden_size / num_heads */
+    int total_ut_steps;          /* loop steps the model was trained with */
+    int max_position_embeddings;
+    float rms_norm_eps;
+    double rope_theta;
+    float early_exit_threshold;
+    bool tie_word_embeddings;
+    int bos_token_id;            /* -1 when absent */
+    int eos_token_id;            /* -1 when absent */
+    int pad_token_id;            /* -1 when absent */
+    int n_eos;                   /* ids that end generation: config and */
+    int32_t eos_ids[8];          /* generation_config.json eos, <|im_end|> */
+    ouro_dtype dtype;            /* dtype of the weight matrices */
+} ouro_config;
+
+/* Loads the model folder `dir`: config.json, model.safetensors or the shards
+ * of model.safetensors.index.json, and the tokenizer when tokenizer.json is
+ * there.  Every tensor is validated (presence, shape, dtype, bounds) before
+ * use; weights are not copied. */
+ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err);
+void ouro_model_free(ouro_model *model);
+
+const ouro_config *ouro_model_config(const ouro_model *model);
+
+/* The folder's tokenizer, or NULL when it has none.  Owned by the model. */
+const ouro_tokenizer *ouro_model_tokenizer(const ouro_model *model);
+
+/* Absolute path of the folder the model was loaded from.  Owned by the model. */
+const char *ouro_model_path(const ouro_model *model);
+
+/* True when any file the model was loaded from was replaced, changed size or
+ * modification time, or disappeared since the load (callers reload then). */
+bool ouro_model_files_changed(const ouro_model *model);
+
+/* JSON object: config, parameter count, dtypes, file bytes, mapped bytes.
+ * malloc'd; free with ouro_free. */
+char *ouro_model_info_json(const ouro_model *model);
+
+/* ------------------------------------------------------------------------
+ * Sessions: KV cache and scratch for a batch of sequences
+ *
+ * A session holds up to n_seq sequences of up to n_ctx tokens each.  Tokens
+ * are appended to sequences by ouro_session_forward(); a token's position is
+ * its sequence's length before it.  All memory is allocated by
+ * ouro_session_new(); forward and generation allocate nothing per token.
+ * ------------------------------------------------------------------------ */
+
+typedef struct ouro_session ouro_session;
+
+typedef enum ouro_exit_kind {
+    OURO_EXIT_DEFAULT = 0,   /* Q-exit with the config's early_exit_threshold (upstream default) */
+    OURO_EXIT_STEP,          /* a fixed step `step` (1-based) */
+    OURO_EXIT_THRESHOLD,     /* first step whose exit CDF >= `threshold`, else the last */
+    OURO_EXIT_WEIGHTED       /* logits averaged over steps, weights = exit pdf */
+} ouro_exit_kind;
+
+typedef struct ouro_exit {
+    ouro_exit_kind kind;
+    int step;                /* OURO_EXIT_STEP: 1..max_loops */
+    float threshold;         /* OURO_EXIT_THRESHOLD: 0..1 */
+} ouro_exit;
+
+typedef enum ouro_depth_mode {
+    OURO_DEPTH_FULL = 0,     /* every token runs every step (upstream) */
+    OURO_DEPTH_ADAPTIVE      /* decoded tokens stop at their exit step */
+} ouro_depth_mode;
+
+typedef enum ouro_kv_mode {
+    OURO_KV_PER_STEP = 0,    /* one slot per (step, layer), upstream layout */
+    OURO_KV_LAST,            /* one slot per layer while decoding: last step's K/V */
+    OURO_KV_AVG              /* one slot per layer while decoding: mean over steps */
+} ouro_kv_mode;
+
+typedef struct ouro_session_options {
+    int n_ctx;               /* tokens per sequence; 0 = min(max_position_embeddings, 4096) */
+    int n_seq;               /* sequences held at once; 0 = 1 */
+    int max_batch;           /* most tokens in one forward call; 0 = 512 */
+    int max_loops;           /* loop steps, 1..OURO_MAX_LOOPS; 0 = total_ut_steps */
+    ouro_kv_mode kv;
+    int threads;             /* worker threads; 0 = the number of cores */
+} ouro_session_options;
+
+/* Zero-initialised options mean every default. */
+ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options *opts,
+                             ouro_session **out, ouro_error *err);
+void ouro_session_free(ouro_session *s);
+
+/* Bytes held by the KV cache (what n_ctx, n_seq and the cache mode cost). */
+size_t ouro_session_kv_bytes(const ouro_session *s);
+int ouro_session_max_loops(const ouro_session *s);
+int ouro_session_n_ctx(const ouro_session *s);
+int ouro_session_n_seq(const ouro_session *s);
+
+/* Tokens currently held by sequence `seq`. */
+int ouro_session_seq_len(const ouro_session *s, int seq);
+
+/* Forgets every token of `seq` (the slot can start a new sequence). */
+void ouro_session_seq_reset(ouro_session *s, int seq);
+
+/* Makes `dst` hold a copy of `src`'s cached tokens (shared prompt prefixes). */
+ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error *err);
+
+/* One forward call: n tokens, each appended to its sequence.  Within one
+ * sequence tokens must appear in order. */
+typedef struct ouro_batch {
+    int n;
+    const int32_t *token;    /* (n) token ids */
+    const int32_t *seq;      /* (n) sequence slot of each token, 0..n_seq-1 */
+    const uint8_t *want;     /* (n) nonzero: produce outputs for this token;
+                                NULL: the last token of each sequence in the batch */
+} ouro_batch;
+
+typedef struct ouro_forward_options {
+    ouro_exit exit;          /* which step's state gives the logits */
+    ouro_depth_mode depth;   /* ADAPTIVE: tokens stop at the exit step (decode) */
+} ouro_forward_options;
+
+/* Outputs of a forward call, one row per wanted token in batch order.  Any
+ * pointer may be NULL to skip that output (logits NULL skips lm_head). */
+typedef struct ouro_outputs {
+    float *logits;           /* (n_want, vocab_size) */
+    float *exit_pdf;         /* (n_want, max_loops) */
+    int32_t *exit_step;      /* (n_want) 1-based step that gave the logits */
+} ouro_outputs;
+
+ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
+                                 const ouro_forward_options *fopts, ouro_outputs *out,
+                                 ouro_error *err);
+
+/* ------------------------------------------------------------------------
+ * Generation
+ * ------------------------------------------------------------------------ */
+
+typedef enum ouro_stop_reason {
+    OURO_STOP_LENGTH = 0,    /* max_tokens reached */
+    OURO_STOP_EOS,           /* an end-of-sequence id */
+    OURO_STOP_STRING         /* a stop string appeared in the text */
+} ouro_stop_reason;
+
+const char *ouro_stop_reason_str(ouro_stop_reason r);   /* "length", "eos", "stop" */
+
+/* Host cancel check, called on the calling thread between decode steps and
+ * between prefill chunks; nonzero stops with OURO_ERR_INTERRUPTED. */
+typedef int (*ouro_cancel_fn)(void *ctx);
+
+typedef struct ouro_gen_params {
+    int max_tokens;          /* new tokens at most; 0 = 128 */
+    float temperature;       /* 0 = greedy */
+    int top_k;               /* 0 = off */
+    float top_p;             /* 0 or 1 = off */
+    uint64_t seed;           /* same seed, same text */
+    ouro_exit exit;
+    ouro_depth_mode depth;
+    const char *const *stop; /* stop strings (not included in the text) */
+    int n_stop;
+    ouro_cancel_fn cancel;
+    void *cancel_ctx;
+} ouro_gen_params;
+
+typedef struct ouro_gen_result {
+    int32_t *ids;            /* (n_ids) new ids, malloc'd */
+    int n_ids;
+    int32_t *exit_steps;     /* (n_ids) step that gave each new token's logits, malloc'd */
+    char *text;              /* decoded new ids, malloc'd; NULL without a tokenizer */
+    size_t text_len;
+    ouro_stop_reason stop_reason;
+    double seconds;          /* wall time of this request */
+} ouro_gen_result;
+
+/* Generates continuations for n_req prompts, running up to n_seq of them
+ * together in one batched decode.  results[i] belongs to prompts[i]; release
+ * each with ouro_gen_result_clear.  The session's sequences are reset. */
+ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prompts,
+                          const int *prompt_lens, const ouro_gen_params *params,
+                          ouro_gen_result *results, ouro_error *err);
+void ouro_gen_result_clear(ouro_gen_result *r);
+
+/* ------------------------------------------------------------------------
+ * Analysis: classification and depth (shared by both database extensions)
+ * ------------------------------------------------------------------------ */
+
+/* Scores each label as a continuation of the chat prompt built from
+ * `instruction` (NULL = a default instruction), `input` and the label list;
+ * probs[i] = softmax over labels of the total log-probability of label i's
+ * tokens.  logprobs may be NULL. */
+ouro_status ouro_classify(ouro_session *s, const char *input, const char *const *labels,
+                          int n_labels, const char *instruction, const ouro_exit *exit,
+                          double *probs, double *logprobs, ouro_cancel_fn cancel,
+                          void *cancel_ctx, ouro_error *err);
+
+/* Exit distribution of every token of `ids` (one full-depth forward):
+ * pdf is (n_ids, max_loops); expected[i] = sum_t t * p_t; step[i] = the
+ * Q-exit step for `threshold`, or the config's threshold when threshold < 0.
+ * Any output may be NULL. */
+ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
+                       float *pdf, double *expected, int32_t *step,
+                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OURO_H */

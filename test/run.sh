@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# test/run.sh -- runs every test suite and prints the closing "N passed, N failed" line.
+#
+# Every suite prints TAP lines ("ok N - name" / "not ok N - name"); this script
+# counts them.  A suite that exits non-zero without printing a failure is
+# counted as one failure of its own, so a crash is never silent.
+#
+#   bash test/run.sh           the C suites on build/ and, when built, on build-asan/
+#                              (AddressSanitizer), then every test/suites/*.sh
+#   bash test/run.sh --asan    the C suites on build-asan/ only
+set -u
+cd "$(dirname "$0")/.."
+builds="build build-asan"
+[ "${1:-}" = "--asan" ] && builds=build-asan
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+[ -f test/asan.supp ] && export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/test/asan.supp}
+
+passed=0 failed=0
+log=$(mktemp)
+run_suite() {   # name, command...
+    local name=$1; shift
+    echo "=== $name"
+    "$@" >"$log" 2>&1
+    local rc=$?
+    cat "$log"
+    local p f
+    p=$(grep -c '^ok ' "$log")
+    f=$(grep -c '^not ok ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - $name exited with status $rc"
+        f=1
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    echo "--- $name: $p passed, $f failed"
+}
+
+for B in $builds; do
+    for t in "$B"/test/*; do
+        [ -x "$t" ] && OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "$t"
+    done
+done
+if [ "$builds" != build-asan ]; then
+    for s in test/suites/*.sh; do
+        [ -f "$s" ] && run_suite "$(basename "$s" .sh)" bash "$s"
+    done
+fi
+rm -f "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
