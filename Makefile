@@ -16,7 +16,7 @@
 CC        ?= cc
 OPT       ?= -O2
 PG_CONFIG ?= pg_config
-HAVE_PG   := $(shell command -v $(PG_CONFIG) >/dev/null 2>&1 && test -f "$$($(PG_CONFIG) --pgxs 2>/dev/null)" && echo yes)
+HAVE_PG   := $(shell test -f pg_ext/Makefile && command -v $(PG_CONFIG) >/dev/null 2>&1 && test -f "$$($(PG_CONFIG) --pgxs 2>/dev/null)" && echo yes)
 
 B         := build
 WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla

@@ -27,19 +27,37 @@
  *     THRESHOLD  the first step whose CDF >= q, else the last
  *     WEIGHTED   logits averaged over the steps with weights p_t
  *
- * THE KV CACHE.  One slot per (loop step, layer), as upstream: the K/V that
- * layer l computes at step t are kept in slot t * N + l, because the same
- * layer sees a different input at every step.  Each slot holds n_seq
- * sequences of n_ctx positions of kv_dim = n_kv_heads * head_dim floats:
+ * THE KV CACHE.  Per-step (the default, upstream's layout): one slot per
+ * (loop step, layer), because the same layer sees a different input at every
+ * step; the K/V that layer l computes at step t go to slot t * N + l.  Each
+ * slot holds n_seq sequences of n_ctx positions of kv_dim = n_kv_heads *
+ * head_dim floats:
  *     k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j]
- * Storage is f32 (exactness first); it costs
- *     2 * max_loops * N * n_seq * n_ctx * kv_dim * 4 bytes
- * and is allocated once by ouro_session_new.  A token written at step t
- * attends to the positions 0..pos of its own sequence in the slots of step t.
- * Adaptive depth (a later change) lets a decoded token stop at step k: its
- * slots of the steps k+1..L then receive copies of its step-k K/V, so that
- * later tokens still find a full column of slots; the step loop below runs
- * per step over the tokens still active, which is where that goes.
+ * Storage is f32 (exactness first) and is allocated once by ouro_session_new:
+ *     2 * max_loops * N * n_seq * n_ctx * kv_dim * 4 bytes.
+ * A token written at step t attends to positions 0..pos of its own sequence
+ * in the slots of step t.
+ *
+ * The last and avg caches (the paper's smaller decode caches) keep one slot
+ * per layer: L times less memory.  While a forward call runs, each of its
+ * tokens writes its K/V of the current step into its own position of the
+ * layer's slot, so the tokens of one call see each other's K/V of the same
+ * step (as in the per-step cache) and the tokens of earlier calls through
+ * what those left behind: their final step's K/V (last) or the mean over the
+ * steps they ran (avg).  A prompt prefilled in one call therefore behaves
+ * exactly as the reference defines these caches; a prompt longer than
+ * max_batch is prefilled in several calls, and its later chunks see the
+ * earlier chunks' collapsed K/V.
+ *
+ * ADAPTIVE DEPTH.  With OURO_DEPTH_ADAPTIVE, a decode token (the only token
+ * of its sequence in the call, in a sequence that holds tokens already) stops
+ * at the first step whose running exit CDF reaches the threshold (or at step
+ * k for a fixed-step exit); the layers of deeper steps are not run for it,
+ * and its row leaves the batch, so later steps run over fewer rows.  In the
+ * per-step cache it leaves its step-k K/V in every deeper step's slot, so
+ * later tokens still find a full column.  Prefill tokens run every step.
+ * The exit pdf reported for a token that stopped at step k holds p_1..p_k
+ * as computed and 0 for the steps it did not run.
  *
  * BATCHES.  A forward call takes tokens of many sequences; each token is
  * appended at its sequence's current length.  Calls longer than max_batch are
@@ -95,6 +113,15 @@ void ouro_session_free(ouro_session *s)
     free(s->ltmp);
     free(s->pos);
     free(s->widx);
+    free(s->cseq);
+    free(s->act);
+    free(s->row_of);
+    free(s->done_step);
+    free(s->early);
+    free(s->rem);
+    free(s->cdf);
+    free(s->k_acc);
+    free(s->v_acc);
     free(s->gen_logits);
     free(s->gen_pdf);
     free(s->gen_step);
@@ -140,12 +167,8 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
                         o.max_loops, OURO_MAX_LOOPS);
     if (o.threads < 1 || o.threads > 1024)
         return ouro_err(err, OURO_ERR_ARG, "threads %d is out of range 1..1024", o.threads);
-    if (o.kv != OURO_KV_PER_STEP) {
-        if (o.kv == OURO_KV_LAST || o.kv == OURO_KV_AVG)
-            return ouro_err(err, OURO_ERR_UNSUPPORTED, "the %s KV cache is not implemented yet; "
-                            "use the per-step cache", o.kv == OURO_KV_LAST ? "last" : "avg");
+    if (o.kv != OURO_KV_PER_STEP && o.kv != OURO_KV_LAST && o.kv != OURO_KV_AVG)
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache mode %d", (int)o.kv);
-    }
 
     ouro_session *s = calloc(1, sizeof *s);
     if (!s)
@@ -161,8 +184,9 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     size_t B = (size_t)o.max_batch, L = (size_t)o.max_loops;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
     size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
-    size_t slots = L * (size_t)c->num_layers;
+    size_t slots = o.kv == OURO_KV_PER_STEP ? L * (size_t)c->num_layers : (size_t)c->num_layers;
     bool fail = false;
+    s->n_slots = slots;
 
     s->seq_len = alloc3(o.n_seq, 1, 1, sizeof(int), &fail);
     s->seq_cnt = alloc3(o.n_seq, 1, 1, sizeof(int32_t), &fail);
@@ -196,6 +220,17 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->ltmp = alloc3(OURO_LTMP_ROWS, V, 1, sizeof(float), &fail);
     s->pos = alloc3(B, 1, 1, sizeof(int32_t), &fail);
     s->widx = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->cseq = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->act = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->row_of = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->done_step = alloc3(B, 1, 1, sizeof(int32_t), &fail);
+    s->early = alloc3(B, 1, 1, 1, &fail);
+    s->rem = alloc3(B, 1, 1, sizeof(float), &fail);
+    s->cdf = alloc3(B, 1, 1, sizeof(float), &fail);
+    if (o.kv == OURO_KV_AVG) {
+        s->k_acc = alloc3(B, (size_t)c->num_layers, KD, sizeof(float), &fail);
+        s->v_acc = alloc3(B, (size_t)c->num_layers, KD, sizeof(float), &fail);
+    }
     s->gen_logits = alloc3((size_t)o.n_seq, V, 1, sizeof(float), &fail);
     s->gen_pdf = alloc3((size_t)o.n_seq, L, 1, sizeof(float), &fail);
     s->gen_step = alloc3((size_t)o.n_seq, 1, 1, sizeof(int32_t), &fail);
@@ -253,7 +288,7 @@ ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error 
                         src, dst, s->n_seq - 1);
     if (src == dst)
         return OURO_OK;
-    size_t slots = (size_t)s->max_loops * s->model->cfg.num_layers;
+    size_t slots = s->n_slots;
     size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
     size_t n = (size_t)s->seq_len[src] * kd * sizeof(float);
     for (size_t sl = 0; sl < slots; sl++) {
@@ -379,44 +414,184 @@ static int choose_step(const ouro_session *s, const ouro_exit *ex, const float *
     return L;
 }
 
-/* Runs n tokens (n <= max_batch) of which nw are wanted (rows widx); writes
- * output rows row0 .. row0 + nw - 1. */
+/* Cache slot of layer l at loop step t (0-based). */
+static inline size_t slot_of(const ouro_session *s, int t, int l)
+{
+    return s->kv == OURO_KV_PER_STEP ? (size_t)t * s->model->cfg.num_layers + l : (size_t)l;
+}
+
+/* Whether a token that may stop early stops after 0-based step t, given its
+ * running CDF: the adaptive counterpart of choose_step. */
+static bool stops_after(const ouro_session *s, const ouro_exit *ex, int t, float cdf)
+{
+    switch (ex->kind) {
+    case OURO_EXIT_DEFAULT:
+        return !s->model->exit_threshold_null && cdf >= s->model->cfg.early_exit_threshold;
+    case OURO_EXIT_STEP:
+        return t + 1 >= ex->step;
+    case OURO_EXIT_THRESHOLD:
+        return cdf >= ex->threshold;
+    case OURO_EXIT_WEIGHTED:
+        return false;       /* needs every step */
+    }
+    return false;
+}
+
+/* A token of the chunk (chunk index i, active row r) stops after 0-based step
+ * t: the per-step cache gets its step-t K/V in every deeper step's slot, the
+ * avg cache the mean over the steps it ran. */
+static void finish_token(ouro_session *s, int i, int r, int t)
+{
+    const ouro_config *c = &s->model->cfg;
+    int NL = c->num_layers, L = s->max_loops;
+    size_t KD = (size_t)c->num_kv_heads * c->head_dim;
+    int sq = s->cseq[r], p = s->pos[r];
+    s->done_step[i] = t + 1;
+    if (s->kv == OURO_KV_PER_STEP) {
+        for (int l = 0; l < NL; l++)
+            for (int t2 = t + 1; t2 < L; t2++) {
+                memcpy(kv_at(s, s->k_cache, slot_of(s, t2, l), sq, p),
+                       kv_at(s, s->k_cache, slot_of(s, t, l), sq, p), KD * sizeof(float));
+                memcpy(kv_at(s, s->v_cache, slot_of(s, t2, l), sq, p),
+                       kv_at(s, s->v_cache, slot_of(s, t, l), sq, p), KD * sizeof(float));
+            }
+    } else if (s->kv == OURO_KV_AVG) {
+        float inv = 1.0f / (float)(t + 1);
+        for (int l = 0; l < NL; l++) {
+            const float *ka = s->k_acc + ((size_t)i * NL + l) * KD;
+            const float *va = s->v_acc + ((size_t)i * NL + l) * KD;
+            float *kd = kv_at(s, s->k_cache, (size_t)l, sq, p);
+            float *vd = kv_at(s, s->v_cache, (size_t)l, sq, p);
+            for (size_t j = 0; j < KD; j++) {
+                kd[j] = ka[j] * inv;
+                vd[j] = va[j] * inv;
+            }
+        }
+    }
+    /* the last cache already holds the K/V of the token's final step */
+}
+
+/* Runs n tokens (n <= max_batch; s->pos and s->early set per chunk index) of
+ * which nw are wanted (chunk indices s->widx); writes output rows row0 ..
+ * row0 + nw - 1.
+ *
+ * The rows being run are kept compact: when a token stops early (adaptive
+ * depth), its row leaves x / pos / cseq and the later steps run over fewer
+ * rows, so no token waits for work it does not need. */
 static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n, int nw,
                           const ouro_exit *ex, ouro_outputs *out, int row0)
 {
     const ouro_model *m = s->model;
     const ouro_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size, L = s->max_loops, NL = c->num_layers;
+    size_t KD = (size_t)c->num_kv_heads * c->head_dim;
     bool want_logits = out && out->logits;
 
-    for (int i = 0; i < n; i++)   /* x (n, D) = embedding rows */
+    for (int i = 0; i < n; i++) {  /* x (n, D) = embedding rows */
         ouro_row_to_f32(s->x + (size_t)i * D, m->embed.data, m->embed.dtype, (size_t)token[i], D);
+        s->cseq[i] = seq[i];
+        s->act[i] = i;
+        s->row_of[i] = i;
+        s->done_step[i] = 0;
+    }
+    for (int w = 0; w < nw; w++) {
+        s->rem[w] = 1.0f;
+        s->cdf[w] = 0.0f;
+    }
+    if (s->kv == OURO_KV_AVG) {
+        memset(s->k_acc, 0, (size_t)n * NL * KD * sizeof(float));
+        memset(s->v_acc, 0, (size_t)n * NL * KD * sizeof(float));
+    }
+    float bias = m->gate_b.dtype == OURO_F32 ? *(const float *)m->gate_b.data
+               : m->gate_b.dtype == OURO_F16 ? ouro_f16_to_f32(*(const uint16_t *)m->gate_b.data)
+               : ouro_bf16_to_f32(*(const uint16_t *)m->gate_b.data);
 
-    for (int t = 0; t < L; t++) {
-        for (int l = 0; l < NL; l++)
-            decoder_layer(s, &m->layers[l], (size_t)t * NL + l, n, seq);
-        for (int i = 0; i < n; i++) {
-            float *x = s->x + (size_t)i * D;
+    int na = n;    /* active rows */
+    for (int t = 0; t < L && na > 0; t++) {
+        for (int l = 0; l < NL; l++) {
+            decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq);
+            if (s->kv == OURO_KV_AVG)
+                for (int r = 0; r < na; r++) {
+                    float *ka = s->k_acc + ((size_t)s->act[r] * NL + l) * KD;
+                    float *va = s->v_acc + ((size_t)s->act[r] * NL + l) * KD;
+                    const float *kr = s->k + (size_t)r * KD, *vr = s->v + (size_t)r * KD;
+                    for (size_t j = 0; j < KD; j++) {
+                        ka[j] += kr[j];
+                        va[j] += vr[j];
+                    }
+                }
+        }
+        for (int r = 0; r < na; r++) {
+            float *x = s->x + (size_t)r * D;
             ouro_rmsnorm(x, x, m->norm.data, m->norm.dtype, D, c->rms_norm_eps);
         }
-        float bias = m->gate_b.dtype == OURO_F32 ? *(const float *)m->gate_b.data
-                   : m->gate_b.dtype == OURO_F16 ? ouro_f16_to_f32(*(const uint16_t *)m->gate_b.data)
-                   : ouro_bf16_to_f32(*(const uint16_t *)m->gate_b.data);
+        int stopped = 0;
         for (int w = 0; w < nw; w++) {
-            const float *x = s->x + (size_t)s->widx[w] * D;
-            s->gates[(size_t)w * L + t] = ouro_dot_row(m->gate_w.data, m->gate_w.dtype, 0, x, D) + bias;
+            int i = s->widx[w], r = s->row_of[i];
+            if (r < 0)
+                continue;
+            const float *x = s->x + (size_t)r * D;
+            float g = ouro_dot_row(m->gate_w.data, m->gate_w.dtype, 0, x, D) + bias;
+            s->gates[(size_t)w * L + t] = g;
             if (want_logits)
                 memcpy(s->hsteps + ((size_t)t * s->max_batch + w) * D, x, (size_t)D * sizeof(float));
+            if (!s->early[i] || t == L - 1)
+                continue;
+            /* the running exit CDF, in the order ouro_exit_pdf and ouro_exit_qstep use */
+            float lambda = 1.0f / (1.0f + expf(-g));
+            s->cdf[w] += lambda * s->rem[w];
+            s->rem[w] = s->rem[w] * (1.0f - lambda);
+            if (stops_after(s, ex, t, s->cdf[w])) {
+                finish_token(s, i, r, t);
+                s->row_of[i] = -1;
+                stopped++;
+            }
+        }
+        if (stopped) {   /* compact the rows still running */
+            int keep = 0;
+            for (int r = 0; r < na; r++) {
+                int i = s->act[r];
+                if (s->row_of[i] < 0)
+                    continue;
+                if (keep != r) {
+                    memcpy(s->x + (size_t)keep * D, s->x + (size_t)r * D, (size_t)D * sizeof(float));
+                    s->pos[keep] = s->pos[r];
+                    s->cseq[keep] = s->cseq[r];
+                    s->act[keep] = i;
+                }
+                s->row_of[i] = keep++;
+            }
+            na = keep;
         }
     }
+    for (int r = 0; r < na; r++)     /* tokens that ran every step */
+        finish_token(s, s->act[r], r, L - 1);
 
     /* exit distribution and the chosen step of each wanted token */
     bool weighted = ex->kind == OURO_EXIT_WEIGHTED;
     for (int w = 0; w < nw; w++) {
+        int i = s->widx[w], k = s->done_step[i];
         float pdf[OURO_MAX_LOOPS];
-        ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);
+        int step;
+        if (k < L) {
+            /* stopped early at step k: the distribution of the steps it ran,
+             * nothing on the steps it did not run */
+            float rem = 1.0f;
+            for (int t = 0; t < L; t++) {
+                float lambda = 1.0f / (1.0f + expf(-s->gates[(size_t)w * L + t]));
+                pdf[t] = t < k ? lambda * rem : 0.0f;
+                rem = rem * (1.0f - lambda);
+                if (t + 1 == k)
+                    break;
+            }
+            for (int t = k; t < L; t++)
+                pdf[t] = 0.0f;
+            step = k;
+        } else {
+            ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);
+            step = choose_step(s, ex, pdf);
+        }
         memcpy(s->gates + (size_t)w * L, pdf, (size_t)L * sizeof(float));   /* gates now hold the pdf */
-        int step = choose_step(s, ex, pdf);
         if (out && out->exit_pdf)
             memcpy(out->exit_pdf + (size_t)(row0 + w) * L, pdf, (size_t)L * sizeof(float));
         if (out && out->exit_step)
@@ -465,13 +640,12 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
     if (n < 1 || !batch->token || !batch->seq)
         return ouro_err(err, OURO_ERR_ARG, "the batch is empty");
     ouro_exit ex = {0};
+    bool adaptive = false;
     if (fopts) {
         ex = fopts->exit;
-        if (fopts->depth == OURO_DEPTH_ADAPTIVE)
-            return ouro_err(err, OURO_ERR_UNSUPPORTED, "adaptive depth is not implemented yet; "
-                            "use full depth");
-        if (fopts->depth != OURO_DEPTH_FULL)
+        if (fopts->depth != OURO_DEPTH_FULL && fopts->depth != OURO_DEPTH_ADAPTIVE)
             return ouro_err(err, OURO_ERR_ARG, "unknown depth mode %d", (int)fopts->depth);
+        adaptive = fopts->depth == OURO_DEPTH_ADAPTIVE;
     }
     switch (ex.kind) {
     case OURO_EXIT_DEFAULT:
@@ -520,6 +694,9 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
             bool w = batch->want ? batch->want[c0 + i] != 0 : s->seq_last[sq[i]] == c0 + i;
             if (w)
                 s->widx[nw++] = i;
+            /* adaptive depth: a decode step (the only token of a sequence that
+             * holds tokens already) may stop early; prefill runs every step */
+            s->early[i] = adaptive && w && s->seq_cnt[sq[i]] == 1 && s->pos[i] > 0;
         }
         forward_chunk(s, tok, sq, cn, nw, &ex, out, row);
         row += nw;

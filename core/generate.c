@@ -265,9 +265,7 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
     if (gp.n_stop > 0 && !tok)
         return ouro_err(err, OURO_ERR_UNSUPPORTED, "stop strings need the model's tokenizer, "
                         "which is not loaded");
-    if (gp.depth == OURO_DEPTH_ADAPTIVE)
-        return ouro_err(err, OURO_ERR_UNSUPPORTED, "adaptive depth is not implemented yet; use full depth");
-    if (gp.depth != OURO_DEPTH_FULL)
+    if (gp.depth != OURO_DEPTH_FULL && gp.depth != OURO_DEPTH_ADAPTIVE)
         return ouro_err(err, OURO_ERR_ARG, "unknown depth mode %d", (int)gp.depth);
     if ((st = check_exit(s, &gp.exit, err)) != OURO_OK)
         return st;
@@ -289,7 +287,7 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
     gen_slot *slots = calloc((size_t)s->n_seq, sizeof *slots);
     if (!slots)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
-    ouro_forward_options fo = { .exit = gp.exit, .depth = OURO_DEPTH_FULL };
+    ouro_forward_options fo = { .exit = gp.exit, .depth = gp.depth };
     char *text = NULL;
     st = OURO_OK;
 

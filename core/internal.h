@@ -164,11 +164,15 @@ struct ouro_session {
     int32_t *seq_cnt;            /* (n_seq) tokens of each sequence in a forward call */
     int32_t *seq_last;           /* (n_seq) batch index of each sequence's last token */
 
-    /* KV cache, f32: slot = step * num_layers + layer;
+    /* KV cache, f32: slot = step * num_layers + layer (per-step cache) or
+     * layer (last / avg caches); n_slots of them;
      * k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j] */
     float *k_cache;
     float *v_cache;
+    size_t n_slots;
     size_t kv_bytes;
+    float *k_acc;                /* (B, num_layers, kv_dim) avg cache: sums over steps; else NULL */
+    float *v_acc;
 
     /* scratch, allocated once (B = max_batch) */
     float *x;                    /* (B, hidden) residual stream */
@@ -186,6 +190,13 @@ struct ouro_session {
     float *ltmp;                 /* (OURO_LTMP_ROWS, vocab) logits of one step (weighted mode) */
     int32_t *pos;                /* (B) position of each token of the chunk */
     int32_t *widx;               /* (B) row in the chunk of each wanted token */
+    int32_t *cseq;               /* (B) sequence of each active row */
+    int32_t *act;                /* (B) chunk index of each active row */
+    int32_t *row_of;             /* (B) active row of each chunk index, -1 once stopped */
+    int32_t *done_step;          /* (B) 1-based step each chunk token stopped at, 0 = running */
+    uint8_t *early;              /* (B) the chunk token may stop before the last step */
+    float *rem;                  /* (B) per wanted token: exit mass not yet assigned */
+    float *cdf;                  /* (B) per wanted token: running exit CDF */
 
     /* generation scratch */
     float *gen_logits;           /* (n_seq, vocab) */
