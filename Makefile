@@ -6,9 +6,10 @@
 #   make install      installs the PostgreSQL extension into the server pg_config names (root)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
-#   make demo         the SQLite demo on the bundled tiny model
+#   make demo         installs missing Debian packages (through sudo), builds, and runs
+#                     the SQLite demo on the bundled tiny model (or $OURO_MODEL)
 #   make bench        speed figures for this machine
-#   make deps         installs the Debian packages the build and tests need (root)
+#   make deps         installs the Debian packages the build and tests need (sudo)
 #   make clean
 #
 # Variables: CC, OPT (optimisation flags), PG_CONFIG.
@@ -80,7 +81,8 @@ asan-build:
 asan: asan-build
 	@bash test/run.sh --asan
 
-demo: all
+demo: deps
+	$(MAKE) all
 	@bash models/demo.sh
 
 bench: all

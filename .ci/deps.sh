@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # .ci/deps.sh -- installs the Debian packages that building and testing ouro need.
-# Run as root (or through sudo).  Safe to run again: apt-get skips what is there.
+# Run as root, or as a user with sudo (it then asks sudo for the install only).
+# Safe to run again: when everything is installed it does nothing.
 set -euo pipefail
 pkgs=(
     build-essential pkg-config      # gcc (with OpenMP), make
@@ -16,7 +17,9 @@ for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    echo "installing: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
