@@ -95,7 +95,9 @@ int32_t ouro_tokenizer_token_id(const ouro_tokenizer *tok, const char *token);
 bool ouro_tokenizer_is_special(const ouro_tokenizer *tok, int32_t id);
 
 /* Encodes `len` bytes of UTF-8 text as the Hugging Face tokenizer does with
- * add_special_tokens=false.  *ids is malloc'd (free with ouro_free). */
+ * add_special_tokens=false.  *ids is malloc'd (free with ouro_free).
+ * Invalid UTF-8 is not an error: each maximal invalid subsequence is read as
+ * U+FFFD, as Rust's String::from_utf8_lossy does. */
 ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, size_t len,
                                   int32_t **ids, size_t *n_ids, ouro_error *err);
 

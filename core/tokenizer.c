@@ -23,7 +23,7 @@
  *   normalizer       null.
  *   pre_tokenizer    ByteLevel, or Sequence[Digits, ByteLevel]; Digits with
  *                    individual_digits true (each numeric character alone) or false
- *                    (runs of ASCII digits); ByteLevel with add_prefix_space false
+ *                    (each run of numeric characters); ByteLevel with add_prefix_space false
  *                    and use_regex (the GPT-2 split pattern below) true or false.
  *   post_processor   null or ByteLevel (it only moves offsets).
  *   decoder          ByteLevel.
@@ -355,18 +355,13 @@ int tok_pretokenize(const ouro_tokenizer *tok, const uint8_t *s, size_t n, tok_w
     size_t piece = 0, i = 0;
     while (i < n) {
         size_t l;
-        bool isolate;
-        if (tok->digits == TOK_DIGITS_INDIVIDUAL) {
-            /* char::is_numeric: each numeric character is a piece of its own */
-            isolate = char_class(s + i, &l) == CL_NUMBER;
-        } else {
-            /* char::is_ascii_digit, contiguous: a run of ASCII digits is a piece */
-            l = 1;
-            while (i + l < n && s[i + l] >= '0' && s[i + l] <= '9' && s[i] >= '0' && s[i] <= '9')
-                l++;
-            isolate = s[i] >= '0' && s[i] <= '9';
-            if (!isolate && s[i] >= 0x80)
-                (void)utf8_decode(s + i, &l);
+        /* char::is_numeric (Nd, Nl, No) in both modes: each numeric character
+         * is a piece of its own (individual), or each run of them (contiguous) */
+        bool isolate = char_class(s + i, &l) == CL_NUMBER;
+        if (isolate && tok->digits == TOK_DIGITS_CONTIGUOUS) {
+            size_t l2;
+            while (i + l < n && char_class(s + i + l, &l2) == CL_NUMBER)
+                l += l2;
         }
         if (isolate) {
             if ((r = split_bytelevel(tok, s + piece, i - piece, fn, ctx))) return r;

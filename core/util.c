@@ -2,6 +2,7 @@
  * util.c -- status strings, error filling, the log sink, version and build
  * information.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,22 +93,25 @@ int ouro_default_threads(void)
     return n > 0 ? n : 1;
 }
 
+static char build_info[256];
+static pthread_once_t build_info_once = PTHREAD_ONCE_INIT;
+
+static void build_info_init(void)
+{
+    snprintf(build_info, sizeof build_info,
+             "{\"version\": \"%s\", \"simd\": \"%s\", \"openmp\": %s, \"blas\": \"none\", "
+             "\"threads\": %d}",
+             OURO_VERSION, ouro_simd_level(),
+#ifdef _OPENMP
+             "true",
+#else
+             "false",
+#endif
+             ouro_default_threads());
+}
+
 const char *ouro_build_info(void)
 {
-    static char info[256];
-    static int done;   /* benign race: every writer writes the same bytes */
-    if (!done) {
-        snprintf(info, sizeof info,
-                 "{\"version\": \"%s\", \"simd\": \"%s\", \"openmp\": %s, \"blas\": \"none\", "
-                 "\"threads\": %d}",
-                 OURO_VERSION, ouro_simd_level(),
-#ifdef _OPENMP
-                 "true",
-#else
-                 "false",
-#endif
-                 ouro_default_threads());
-        done = 1;
-    }
-    return info;
+    pthread_once(&build_info_once, build_info_init);
+    return build_info;
 }

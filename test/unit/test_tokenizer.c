@@ -2,10 +2,12 @@
  * test_tokenizer.c -- the tokenizer and chat template against the Hugging Face
  * reference (the JSON files in test/data/tokenizer/, with test/data/ouro-1.4b-config), and
  * unit tests of the pieces: the pre-tokenizer split, merges, added tokens,
- * the byte mapping, invalid UTF-8, and refused configurations.
+ * the byte mapping, invalid UTF-8, refused configurations, and concurrent
+ * encode/decode on one shared tokenizer.
  *
  * Run from the repository root (test/run.sh does).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +221,16 @@ static void test_split(const ouro_tokenizer *tok)
     check_split(tok, " \t \n ", " \t \n ", "all whitespace");
     check_split(tok, "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d",
                 "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8|\xe0\xa5\x8d", "a combining mark (Mn) is not a letter");
+
+    /* the other pre-tokenizer settings, on a copy of the loaded tokenizer */
+    ouro_tokenizer t = *tok;
+    t.digits = TOK_DIGITS_CONTIGUOUS;
+    check_split(&t, "x 42\xc2\xb2\xc2\xbd" "ab 7", "x| |42\xc2\xb2\xc2\xbd|ab| |7",
+                "Digits contiguous: a run of numeric characters (char::is_numeric) is one piece");
+    t.digits = TOK_DIGITS_NONE;
+    check_split(&t, "x 42 a", "x| 42| a", "ByteLevel alone: ' ?\\p{N}+' takes the space");
+    t.use_regex = false;
+    check_split(&t, "x 42 a", "x 42 a", "ByteLevel without use_regex: one word");
 }
 
 static void test_merges(const ouro_tokenizer *tok)
@@ -476,6 +488,83 @@ static void test_small_and_refusals(void)
     rmdir(dir);
 }
 
+/* ------------------------------------------------------------------------
+ * Threads: one loaded tokenizer shared by several threads
+ * ------------------------------------------------------------------------ */
+
+enum { THR_N = 4, THR_REPS = 25 };
+
+/* Texts every thread encodes, with the ids one thread got first. */
+typedef struct thr_work {
+    const ouro_tokenizer *tok;
+    const char **text;        /* (n) NUL-terminated texts, owned by the cJSON tree */
+    int32_t **ids;            /* (n) reference ids, malloc'd */
+    size_t *n_ids;            /* (n) */
+    size_t n;
+    int mismatches;           /* set by the thread that runs this copy */
+} thr_work;
+
+static void *thr_main(void *arg)
+{
+    thr_work *w = arg;
+    for (int rep = 0; rep < THR_REPS; rep++) {
+        for (size_t i = 0; i < w->n; i++) {
+            size_t k = (i + (size_t)rep * 7) % w->n;   /* threads start at different texts */
+            int32_t *ids;
+            size_t n;
+            char *text;
+            if (ouro_tokenizer_encode(w->tok, w->text[k], strlen(w->text[k]), &ids, &n, NULL) != OURO_OK) {
+                w->mismatches++;
+                continue;
+            }
+            if (n != w->n_ids[k] || (n && memcmp(ids, w->ids[k], n * sizeof *ids) != 0))
+                w->mismatches++;
+            if (ouro_tokenizer_decode(w->tok, ids, n, false, &text, NULL, NULL) != OURO_OK)
+                w->mismatches++;
+            ouro_free(text);
+            ouro_free(ids);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(const ouro_tokenizer *tok)
+{
+    cJSON *cases = read_json("test/data/tokenizer/cases.json");
+    if (!check(cases != NULL, "threads: cases.json read")) return;
+    size_t n = (size_t)cJSON_GetArraySize(cases), i = 0;
+    thr_work base = { .tok = tok, .n = n };
+    base.text = calloc(n, sizeof *base.text);
+    base.ids = calloc(n, sizeof *base.ids);
+    base.n_ids = calloc(n, sizeof *base.n_ids);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+        base.text[i] = cJSON_GetObjectItem(c, "text")->valuestring;
+        ouro_tokenizer_encode(tok, base.text[i], strlen(base.text[i]), &base.ids[i], &base.n_ids[i], NULL);
+        i++;
+    }
+    thr_work w[THR_N];
+    pthread_t th[THR_N];
+    int started = 0;
+    for (int t = 0; t < THR_N; t++) {
+        w[t] = base;
+        if (pthread_create(&th[t], NULL, thr_main, &w[t]) == 0) started++;
+        else break;
+    }
+    int bad = 0;
+    for (int t = 0; t < started; t++) {
+        pthread_join(th[t], NULL);
+        bad += w[t].mismatches;
+    }
+    check(started == THR_N && bad == 0, "threads: %d threads x %d passes over the %zu cases on one "
+          "tokenizer give the single-thread ids (%d differ)", started, THR_REPS, n, bad);
+    for (i = 0; i < n; i++) ouro_free(base.ids[i]);
+    free(base.text);
+    free(base.ids);
+    free(base.n_ids);
+    cJSON_Delete(cases);
+}
+
 int main(void)
 {
     ouro_tokenizer *tok = NULL;
@@ -493,6 +582,7 @@ int main(void)
     test_special(tok);
     test_bytes(tok);
     test_invalid_utf8(tok);
+    test_threads(tok);
     ouro_tokenizer_free(tok);
     test_chat_refusals();
     test_small_and_refusals();
