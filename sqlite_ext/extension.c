@@ -1,0 +1,1320 @@
+/*
+ * extension.c -- the SQLite loadable extension: entry point, per-connection
+ * state, and the scalar SQL functions of the ouro surface.
+ *
+ *     .load build/ouro                                  -- sqlite3 shell
+ *     conn.load_extension("build/ouro")                 -- Python
+ *     SELECT ouro_load('test/data/models/tiny-mha-bf16');
+ *     SELECT id, ouro_generate(prompt, 4) FROM questions;
+ *
+ * The functions take positional arguments and write arrays as JSON text; the
+ * surface (names, argument order, defaults) is the one shared with the
+ * PostgreSQL extension.  A NULL option means its default; a NULL prompt or
+ * input gives NULL.  Out-of-range arguments are SQL errors that state the
+ * valid range.  Every message starts with "ouro: ".
+ *
+ * Flags: ouro_load and ouro_unload open files named in SQL (or change which
+ * model a connection uses), and ouro_setting(name, value) changes the
+ * connection's settings, so they are SQLITE_DIRECTONLY: no view or trigger
+ * can call them.  Nothing that depends on a model file is
+ * SQLITE_DETERMINISTIC (the files may be replaced); nothing that runs a model
+ * is SQLITE_INNOCUOUS (it can use a lot of CPU).  ouro_version and
+ * ouro_build_info are constant for the process: deterministic and innocuous.
+ *
+ * Beyond the shared surface: ouro_generate_detail (ouro_generate's arguments;
+ * JSON with the text, its token count and the loop step each token used) and
+ * ouro_setting(name [, value]), the SQLite form of PostgreSQL's ouro.*
+ * settings (kv_cache, depth, threads), kept per connection.  An
+ * exit_threshold given to a generation means adaptive depth (decoded tokens
+ * stop at their exit step) unless the depth setting is 'full'.
+ *
+ * Models: a process-wide cache (model_cache.c) shares loaded weights between
+ * connections.  Each connection keeps its own registry (default model, named
+ * models, the $OURO_MODEL model) and its own ouro_session, which is never
+ * shared with another connection.  All of it is released when the connection
+ * closes: every function is registered with the same state pointer and a
+ * destructor, and the last destructor frees the state.
+ *
+ * Interruption: with SQLite 3.41 or later (at build time and at run time) a
+ * generation checks sqlite3_is_interrupted() between decode steps and stops
+ * with SQLITE_INTERRUPT.  Older SQLite (Debian 12 ships 3.40) offers a
+ * function no way to see sqlite3_interrupt(): the running call finishes (at
+ * most max_tokens new tokens) and the statement then fails with
+ * "interrupted" at its next step, before the next row is computed.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "ouro_sqlite.h"
+
+#pragma GCC visibility push(hidden)
+SQLITE_EXTENSION_INIT1
+#pragma GCC visibility pop
+
+#define CTX_MAX 4096             /* longest sequence, as the core's session default */
+#define MAX_TOKENS_MAX 4096      /* most new tokens one call may ask for */
+#define DEFAULT_MAX_TOKENS 128
+#define DEFAULT_SEED 42          /* seed NULL: equal calls give equal results */
+#define MAX_STOP 16              /* most stop strings */
+
+static const char *const kv_names[] = {"per-step", "last", "avg"};   /* by ouro_kv_mode */
+
+/* ========================================================================
+ * Errors: translated here, once, into SQLite results
+ * ======================================================================== */
+
+/* Sets a formatted error on ctx ("ouro: ..." is part of fmt). */
+static void result_errorf(sqlite3_context *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (!msg) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_error(ctx, msg, -1);
+    sqlite3_free(msg);
+}
+
+/* Sets a message produced by conn_model; NULL means out of memory.  Frees msg. */
+static void result_errmsg(sqlite3_context *ctx, char *msg)
+{
+    if (!msg) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_error(ctx, msg, -1);
+    sqlite3_free(msg);
+}
+
+/* Translates a core failure: NOMEM -> SQLITE_NOMEM, INTERRUPTED ->
+ * SQLITE_INTERRUPT, anything else an error with the core's message. */
+static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_error *err)
+{
+    if (st == OURO_ERR_NOMEM) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (st == OURO_ERR_INTERRUPTED) {
+        sqlite3_result_error(ctx, "interrupted", -1);
+        sqlite3_result_error_code(ctx, SQLITE_INTERRUPT);
+        return;
+    }
+    result_errorf(ctx, "ouro: %s", err && err->message[0] ? err->message : ouro_status_str(st));
+}
+
+/* ========================================================================
+ * Per-connection state: model registry and session
+ * ======================================================================== */
+
+static void drop_session(conn_state *c)
+{
+    ouro_session_free(c->session);
+    model_cache_release(c->session_entry);
+    c->session = NULL;
+    c->session_entry = NULL;
+    c->session_loops = 0;
+    c->session_ctx = 0;
+}
+
+void conn_state_unref(void *p)
+{
+    conn_state *c = p;
+    if (!c || --c->refs > 0)
+        return;
+    drop_session(c);
+    model_cache_release(c->default_model);
+    model_cache_release(c->env_model);
+    sqlite3_free(c->env_path);
+    for (named_model *n = c->named, *next; n; n = next) {
+        next = n->next;
+        model_cache_release(n->entry);
+        sqlite3_free(n->name);
+        sqlite3_free(n);
+    }
+    sqlite3_free(c);
+}
+
+int ctx_limit(const ouro_model *m)
+{
+    int n = ouro_model_config(m)->max_position_embeddings;
+    return n > 0 && n < CTX_MAX ? n : CTX_MAX;
+}
+
+int conn_cancel(void *ctx)
+{
+#if SQLITE_VERSION_NUMBER >= 3041000
+    conn_state *c = ctx;
+    if (c->interrupt_check)
+        return sqlite3_is_interrupted(c->db);
+#endif
+    (void)ctx;
+    return 0;
+}
+
+/* Reloads *slot when its files changed on disk.  Returns false with *errmsg
+ * set (NULL = out of memory) when the new files cannot be loaded. */
+static bool slot_refresh(conn_state *c, cache_entry **slot, char **errmsg)
+{
+    if (!ouro_model_files_changed((*slot)->model))
+        return true;
+    cache_entry *fresh;
+    ouro_error err = {0};
+    ouro_status st = model_cache_acquire((*slot)->path, &fresh, &err);
+    if (st != OURO_OK) {
+        *errmsg = st == OURO_ERR_NOMEM ? NULL
+                : sqlite3_mprintf("ouro: the files of model '%s' changed and cannot be loaded: %s",
+                                  (*slot)->path, err.message);
+        return false;
+    }
+    if (c->session_entry == *slot)
+        drop_session(c);
+    model_cache_release(*slot);
+    *slot = fresh;
+    return true;
+}
+
+cache_entry *conn_model(conn_state *c, const char *name, char **errmsg)
+{
+    *errmsg = NULL;
+    cache_entry **slot = NULL;
+    if (name) {
+        for (named_model *n = c->named; n; n = n->next)
+            if (strcmp(n->name, name) == 0)
+                slot = &n->entry;
+        if (!slot) {
+            *errmsg = sqlite3_mprintf("ouro: no model named '%s' is loaded; call ouro_load('%s', path)",
+                                      name, name);
+            return NULL;
+        }
+    } else if (c->default_model) {
+        slot = &c->default_model;
+    } else {
+        const char *env = getenv("OURO_MODEL");
+        if (!env || !env[0]) {
+            *errmsg = sqlite3_mprintf("ouro: no model loaded; call ouro_load(path) or set OURO_MODEL");
+            return NULL;
+        }
+        if (!c->env_model || strcmp(env, c->env_path) != 0) {
+            cache_entry *e;
+            ouro_error err = {0};
+            ouro_status st = model_cache_acquire(env, &e, &err);
+            if (st != OURO_OK) {
+                *errmsg = st == OURO_ERR_NOMEM ? NULL
+                        : sqlite3_mprintf("ouro: cannot load OURO_MODEL: %s", err.message);
+                return NULL;
+            }
+            char *copy = sqlite3_mprintf("%s", env);
+            if (!copy) {
+                model_cache_release(e);
+                return NULL;
+            }
+            if (c->session_entry == c->env_model)
+                drop_session(c);
+            model_cache_release(c->env_model);
+            sqlite3_free(c->env_path);
+            c->env_model = e;
+            c->env_path = copy;
+        }
+        slot = &c->env_model;
+    }
+    if (!slot_refresh(c, slot, errmsg))
+        return NULL;
+    return *slot;
+}
+
+ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, ouro_kv_mode kv,
+                           ouro_error *err)
+{
+    int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
+    if (c->session && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
+        c->session_kv == kv && c->session_threads == c->threads)
+        return c->session;
+    drop_session(c);
+
+    /* Sized for the call, rounded up so that similar calls reuse it. */
+    int limit = ctx_limit(e->model);
+    int want = n_ctx < 1 ? 1 : n_ctx;
+    want = want > INT_MAX - 255 ? limit : (want + 255) / 256 * 256;
+    if (want > limit)
+        want = limit;
+
+    ouro_session_options opts = {0};
+    opts.n_ctx = want;
+    opts.n_seq = 1;
+    opts.max_loops = loops;
+    opts.kv = kv;
+    opts.threads = c->threads;
+    ouro_session *s = NULL;
+    ouro_status st = ouro_session_new(e->model, &opts, &s, err);
+    if (st != OURO_OK)
+        return NULL;
+    model_cache_retain(e);
+    c->session = s;
+    c->session_entry = e;
+    c->session_loops = loops;
+    c->session_ctx = want;
+    c->session_kv = kv;
+    c->session_threads = c->threads;
+    return s;
+}
+
+/* ========================================================================
+ * Arguments
+ * ======================================================================== */
+
+static bool arg_is_null(int argc, sqlite3_value **argv, int i)
+{
+    return i >= argc || sqlite3_value_type(argv[i]) == SQLITE_NULL;
+}
+
+/* Text of argument i, or NULL when absent or NULL. */
+static const char *arg_text(int argc, sqlite3_value **argv, int i)
+{
+    return arg_is_null(argc, argv, i) ? NULL : (const char *)sqlite3_value_text(argv[i]);
+}
+
+/* Optional integer argument i in lo..hi: absent or NULL leaves *out as is.
+ * Returns false after setting an error that states the range. */
+static bool arg_int(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, const char *name,
+                    sqlite3_int64 lo, sqlite3_int64 hi, sqlite3_int64 *out)
+{
+    if (arg_is_null(argc, argv, i))
+        return true;
+    int t = sqlite3_value_numeric_type(argv[i]);
+    sqlite3_int64 v = 0;
+    bool ok = false;
+    if (t == SQLITE_INTEGER) {
+        v = sqlite3_value_int64(argv[i]);
+        ok = v >= lo && v <= hi;
+    } else if (t == SQLITE_FLOAT) {
+        double d = sqlite3_value_double(argv[i]);
+        ok = d == floor(d) && d >= (double)lo && d <= (double)hi && fabs(d) < 9.2e18;
+        v = ok ? (sqlite3_int64)d : 0;
+    }
+    if (!ok) {
+        if (lo == LLONG_MIN && hi == LLONG_MAX)
+            result_errorf(ctx, "ouro: %s must be an integer", name);
+        else
+            result_errorf(ctx, "ouro: %s must be an integer from %lld to %lld", name, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Optional number argument i in lo..hi; as arg_int. */
+static bool arg_double(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, const char *name,
+                       double lo, double hi, double *out)
+{
+    if (arg_is_null(argc, argv, i))
+        return true;
+    int t = sqlite3_value_numeric_type(argv[i]);
+    double d = sqlite3_value_double(argv[i]);
+    if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) || !(d >= lo && d <= hi)) {
+        result_errorf(ctx, "ouro: %s must be a number from %g to %g", name, lo, hi);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+/* Parses a JSON array of non-empty, distinct strings (labels, stop).
+ * Returns the tree (caller frees with cJSON_Delete) and fills strs (borrowed
+ * from the tree, sqlite3_malloc'd array) and *n; NULL after setting an error. */
+static cJSON *arg_string_array(sqlite3_context *ctx, sqlite3_value *v, const char *name, int max_n,
+                               const char ***strs, int *n)
+{
+    const char *text = (const char *)sqlite3_value_text(v);
+    int len = sqlite3_value_bytes(v);
+    *strs = NULL;
+    *n = 0;
+    if (!text) {
+        sqlite3_result_error_nomem(ctx);
+        return NULL;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)len);
+    int count = root && cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
+    if (count < 1 || count > max_n) {
+        result_errorf(ctx, "ouro: %s must be a JSON array of 1 to %d strings, e.g. '[\"yes\",\"no\"]'",
+                      name, max_n);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    const char **out = sqlite3_malloc64((sqlite3_uint64)count * sizeof *out);
+    if (!out) {
+        cJSON_Delete(root);
+        sqlite3_result_error_nomem(ctx);
+        return NULL;
+    }
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        const char *s = cJSON_GetStringValue(item);
+        const char *problem = !s ? "must be strings" : !s[0] ? "must not be empty strings" : NULL;
+        for (int j = 0; !problem && j < i; j++)
+            if (strcmp(out[j], s) == 0)
+                problem = "must be distinct";
+        if (problem) {
+            result_errorf(ctx, "ouro: the items of %s %s", name, problem);
+            sqlite3_free(out);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        out[i++] = s;
+    }
+    *strs = out;
+    *n = i;
+    return root;
+}
+
+/* Encodes text with the model's tokenizer; false after setting an error.
+ * *ids is malloc'd by the core (ouro_free). */
+static bool encode(sqlite3_context *ctx, cache_entry *e, const char *text, int len,
+                   int32_t **ids, int *n)
+{
+    *ids = NULL;
+    *n = 0;
+    const ouro_tokenizer *tok = ouro_model_tokenizer(e->model);
+    if (!tok) {
+        result_errorf(ctx, "ouro: model '%s' has no tokenizer.json", e->path);
+        return false;
+    }
+    size_t n_ids = 0;
+    ouro_error err = {0};
+    ouro_status st = ouro_tokenizer_encode(tok, text, (size_t)len, ids, &n_ids, &err);
+    if (st != OURO_OK) {
+        result_ouro_error(ctx, st, &err);
+        return false;
+    }
+    if (n_ids > INT_MAX) {
+        ouro_free(*ids);
+        *ids = NULL;
+        result_errorf(ctx, "ouro: the text is too long");
+        return false;
+    }
+    *n = (int)n_ids;
+    return true;
+}
+
+/* ========================================================================
+ * ouro_load, ouro_unload
+ * ======================================================================== */
+
+/* ouro_load(path): loads the folder and makes it the connection's default;
+ * returns its canonical path.  ouro_load(name, path): registers it under
+ * name (replacing any model of that name); returns name. */
+static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    const char *name = argc == 2 ? arg_text(argc, argv, 0) : NULL;
+    const char *path = arg_text(argc, argv, argc - 1);
+    if (argc == 2 && !name) {
+        result_errorf(ctx, "ouro: ouro_load(name, path) needs a name");
+        return;
+    }
+    if (!path) {
+        result_errorf(ctx, "ouro: ouro_load needs the path of a model folder");
+        return;
+    }
+    cache_entry *e;
+    ouro_error err = {0};
+    ouro_status st = model_cache_acquire(path, &e, &err);
+    if (st != OURO_OK) {
+        if (st == OURO_ERR_NOMEM)
+            sqlite3_result_error_nomem(ctx);
+        else
+            result_errorf(ctx, "ouro: cannot load model '%s': %s", path, err.message);
+        return;
+    }
+    if (!name) {
+        if (c->session_entry == c->default_model)
+            drop_session(c);
+        model_cache_release(c->default_model);
+        c->default_model = e;
+        sqlite3_result_text(ctx, e->path, -1, SQLITE_TRANSIENT);
+        return;
+    }
+    for (named_model *n = c->named; n; n = n->next) {
+        if (strcmp(n->name, name) == 0) {
+            if (c->session_entry == n->entry)
+                drop_session(c);
+            model_cache_release(n->entry);
+            n->entry = e;
+            sqlite3_result_text(ctx, name, -1, SQLITE_TRANSIENT);
+            return;
+        }
+    }
+    named_model *n = sqlite3_malloc(sizeof *n);
+    char *copy = sqlite3_mprintf("%s", name);
+    if (!n || !copy) {
+        sqlite3_free(n);
+        sqlite3_free(copy);
+        model_cache_release(e);
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    n->name = copy;
+    n->entry = e;
+    n->next = c->named;
+    c->named = n;
+    sqlite3_result_text(ctx, name, -1, SQLITE_TRANSIENT);
+}
+
+/* ouro_unload(name): forgets the named model (NULL: the default model set by
+ * ouro_load(path)); 1 when something was unloaded, else 0.  The weights are
+ * freed when no connection of the process holds them any more. */
+static void fn_unload(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    const char *name = arg_text(argc, argv, 0);
+    int done = 0;
+    drop_session(c);
+    if (!name) {
+        done = c->default_model != NULL;
+        model_cache_release(c->default_model);
+        c->default_model = NULL;
+    } else {
+        for (named_model **pp = &c->named; *pp; pp = &(*pp)->next) {
+            named_model *n = *pp;
+            if (strcmp(n->name, name) == 0) {
+                *pp = n->next;
+                model_cache_release(n->entry);
+                sqlite3_free(n->name);
+                sqlite3_free(n);
+                done = 1;
+                break;
+            }
+        }
+    }
+    sqlite3_result_int(ctx, done);
+}
+
+/* ========================================================================
+ * ouro_generate, ouro_chat
+ * ======================================================================== */
+
+typedef struct gen_args {
+    sqlite3_int64 max_loops;     /* 0 = the model's total_ut_steps */
+    sqlite3_int64 max_tokens;
+    double temperature;
+    bool has_threshold;
+    double threshold;
+    sqlite3_int64 seed;
+    cJSON *stop_json;            /* owned; the stop strings point into it */
+    const char **stop;           /* (n_stop) sqlite3_malloc'd */
+    int n_stop;
+    const char *model;           /* name, or NULL = default */
+} gen_args;
+
+static void gen_args_clear(gen_args *a)
+{
+    cJSON_Delete(a->stop_json);
+    sqlite3_free((void *)a->stop);
+    a->stop_json = NULL;
+    a->stop = NULL;
+}
+
+/* Reads the options (max_loops, max_tokens, temperature, exit_threshold,
+ * seed, stop, model) starting at argument `first`. */
+static bool gen_args_parse(sqlite3_context *ctx, int argc, sqlite3_value **argv, int first, gen_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->max_tokens = DEFAULT_MAX_TOKENS;
+    a->seed = DEFAULT_SEED;
+    if (!arg_int(ctx, argc, argv, first, "max_loops", 1, OURO_MAX_LOOPS, &a->max_loops) ||
+        !arg_int(ctx, argc, argv, first + 1, "max_tokens", 1, MAX_TOKENS_MAX, &a->max_tokens) ||
+        !arg_double(ctx, argc, argv, first + 2, "temperature", 0, 100, &a->temperature))
+        return false;
+    if (!arg_is_null(argc, argv, first + 3)) {
+        if (!arg_double(ctx, argc, argv, first + 3, "exit_threshold", 0, 1, &a->threshold))
+            return false;
+        a->has_threshold = true;
+    }
+    if (!arg_int(ctx, argc, argv, first + 4, "seed", LLONG_MIN, LLONG_MAX, &a->seed))
+        return false;
+    if (!arg_is_null(argc, argv, first + 5)) {
+        a->stop_json = arg_string_array(ctx, argv[first + 5], "stop", MAX_STOP, &a->stop, &a->n_stop);
+        if (!a->stop_json)
+            return false;
+    }
+    a->model = arg_text(argc, argv, first + 6);
+    return true;
+}
+
+/* Sets the result of a detailed generation: a JSON object
+ *   {"text", "ids", "tokens", "prompt_tokens", "exit_steps", "mean_depth",
+ *    "stop_reason", "depth", "kv_cache", "seconds"}
+ * where exit_steps[i] is the 1-based loop step whose state gave new token i
+ * (the first belongs to the last prompt token, as the core reports it). */
+static void result_detail(sqlite3_context *ctx, const ouro_gen_result *r, int prompt_tokens,
+                          bool adaptive, ouro_kv_mode kv)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON *ids = obj ? cJSON_AddArrayToObject(obj, "ids") : NULL;
+    cJSON *steps = obj ? cJSON_CreateArray() : NULL;
+    bool ok = ids && steps;
+    double sum = 0;
+    for (int i = 0; ok && i < r->n_ids; i++) {
+        cJSON *a = cJSON_CreateNumber(r->ids[i]);
+        cJSON *b = cJSON_CreateNumber(r->exit_steps ? r->exit_steps[i] : 0);
+        ok = a && b;
+        if (a)
+            cJSON_AddItemToArray(ids, a);
+        if (b)
+            cJSON_AddItemToArray(steps, b);
+        sum += r->exit_steps ? r->exit_steps[i] : 0;
+    }
+    ok = ok && cJSON_AddStringToObject(obj, "text", r->text ? r->text : "") &&
+         cJSON_AddNumberToObject(obj, "tokens", r->n_ids) &&
+         cJSON_AddNumberToObject(obj, "prompt_tokens", prompt_tokens);
+    if (ok) {
+        cJSON_AddItemToObject(obj, "exit_steps", steps);
+        steps = NULL;            /* owned by obj now */
+        ok = (r->n_ids ? cJSON_AddNumberToObject(obj, "mean_depth", sum / r->n_ids)
+                       : cJSON_AddNullToObject(obj, "mean_depth")) &&
+             cJSON_AddStringToObject(obj, "stop_reason", ouro_stop_reason_str(r->stop_reason)) &&
+             cJSON_AddStringToObject(obj, "depth", adaptive ? "adaptive" : "full") &&
+             cJSON_AddStringToObject(obj, "kv_cache", kv_names[kv]) &&
+             cJSON_AddNumberToObject(obj, "seconds", r->seconds);
+    }
+    char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(steps);
+    cJSON_Delete(obj);
+    if (out)
+        sqlite3_result_text(ctx, out, -1, cJSON_free);
+    else
+        sqlite3_result_error_nomem(ctx);
+}
+
+/* Generates a continuation of `text` (text_len bytes) and sets it as the
+ * result: the text, or with `detail` the JSON of result_detail.  An
+ * exit_threshold means adaptive depth unless the connection's depth setting
+ * is 'full'. */
+static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, const char *text,
+                          int text_len, const gen_args *a, bool detail)
+{
+    int32_t *ids = NULL;         /* (n) prompt ids, malloc'd by the core */
+    int n = 0;
+    if (!encode(ctx, e, text, text_len, &ids, &n))
+        return;
+    int limit = ctx_limit(e->model);
+    if (n == 0) {
+        result_errorf(ctx, "ouro: the prompt has no tokens");
+        goto done;
+    }
+    if (n >= limit) {
+        result_errorf(ctx, "ouro: the prompt is %d tokens, longer than the context (%d tokens "
+                      "for prompt and reply)", n, limit);
+        goto done;
+    }
+    /* A reply ends where the context ends. */
+    int max_tokens = (int)(a->max_tokens < limit - n ? a->max_tokens : limit - n);
+
+    ouro_error err = {0};
+    ouro_session *s = conn_session(c, e, (int)a->max_loops, n + max_tokens, c->kv, &err);
+    if (!s) {
+        if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
+            result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
+                          "upstream cache)", err.message);
+        else
+            result_ouro_error(ctx, err.status, &err);
+        goto done;
+    }
+    bool adaptive = a->has_threshold && !c->full_depth;
+    ouro_gen_params p = {0};
+    p.max_tokens = max_tokens;
+    p.temperature = (float)a->temperature;
+    p.seed = (uint64_t)a->seed;
+    p.exit.kind = a->has_threshold ? OURO_EXIT_THRESHOLD : OURO_EXIT_DEFAULT;
+    p.exit.threshold = (float)a->threshold;
+    p.depth = adaptive ? OURO_DEPTH_ADAPTIVE : OURO_DEPTH_FULL;
+    p.stop = a->stop;
+    p.n_stop = a->n_stop;
+    p.cancel = conn_cancel;
+    p.cancel_ctx = c;
+
+    ouro_gen_result r;
+    memset(&r, 0, sizeof r);
+    const int32_t *prompts[1] = {ids};
+    int lens[1] = {n};
+    ouro_status st = ouro_generate(s, 1, prompts, lens, &p, &r, &err);
+    if (st == OURO_ERR_UNSUPPORTED && adaptive)
+        result_errorf(ctx, "ouro: %s (SELECT ouro_setting('depth', 'full') runs every loop step "
+                      "for every token)", err.message);
+    else if (st != OURO_OK)
+        result_ouro_error(ctx, st, &err);
+    else if (detail)
+        result_detail(ctx, &r, n, adaptive, c->kv);
+    else
+        sqlite3_result_text64(ctx, r.text ? r.text : "", r.text ? r.text_len : 0, SQLITE_TRANSIENT,
+                              SQLITE_UTF8);
+    ouro_gen_result_clear(&r);
+done:
+    ouro_free(ids);
+}
+
+/* ouro_generate(prompt [, max_loops, max_tokens, temperature, exit_threshold,
+ * seed, stop, model]) -> the continuation of prompt as raw text;
+ * ouro_generate_detail(same arguments) -> JSON with the text, its token count
+ * and the loop step each token used (result_detail). */
+static void generate_common(sqlite3_context *ctx, int argc, sqlite3_value **argv, bool detail)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;                                  /* NULL prompt, NULL result */
+    gen_args a;
+    if (!gen_args_parse(ctx, argc, argv, 1, &a)) {
+        gen_args_clear(&a);
+        return;
+    }
+    char *msg;
+    cache_entry *e = conn_model(c, a.model, &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        gen_args_clear(&a);
+        return;
+    }
+    const char *prompt = (const char *)sqlite3_value_text(argv[0]);
+    if (!prompt) {
+        sqlite3_result_error_nomem(ctx);
+        gen_args_clear(&a);
+        return;
+    }
+    generate_text(ctx, c, e, prompt, sqlite3_value_bytes(argv[0]), &a, detail);
+    gen_args_clear(&a);
+}
+
+static void fn_generate(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    generate_common(ctx, argc, argv, false);
+}
+
+static void fn_generate_detail(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    generate_common(ctx, argc, argv, true);
+}
+
+/* ouro_chat(message [, system, max_loops, max_tokens, temperature,
+ * exit_threshold, seed, stop, model]) -> the assistant's reply to message,
+ * rendered with the model's chat template. */
+static void fn_chat(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;
+    gen_args a;
+    if (!gen_args_parse(ctx, argc, argv, 2, &a)) {
+        gen_args_clear(&a);
+        return;
+    }
+    char *msg;
+    cache_entry *e = conn_model(c, a.model, &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        gen_args_clear(&a);
+        return;
+    }
+    const ouro_tokenizer *tok = ouro_model_tokenizer(e->model);
+    if (!tok) {
+        result_errorf(ctx, "ouro: model '%s' has no tokenizer.json", e->path);
+        gen_args_clear(&a);
+        return;
+    }
+    ouro_chat_message msgs[2];
+    size_t n_msgs = 0;
+    const char *system = arg_text(argc, argv, 1);
+    if (system)
+        msgs[n_msgs++] = (ouro_chat_message){"system", system};
+    msgs[n_msgs++] = (ouro_chat_message){"user", (const char *)sqlite3_value_text(argv[0])};
+    if (!msgs[n_msgs - 1].content) {
+        sqlite3_result_error_nomem(ctx);
+        gen_args_clear(&a);
+        return;
+    }
+    char *text = NULL;           /* rendered prompt, malloc'd by the core */
+    ouro_error err = {0};
+    ouro_status st = ouro_chat_render(tok, msgs, n_msgs, true, &text, &err);
+    if (st != OURO_OK) {
+        result_ouro_error(ctx, st, &err);
+        gen_args_clear(&a);
+        return;
+    }
+    size_t len = strlen(text);
+    if (len > INT_MAX)
+        result_errorf(ctx, "ouro: the message is too long");
+    else
+        generate_text(ctx, c, e, text, (int)len, &a, false);
+    ouro_free(text);
+    gen_args_clear(&a);
+}
+
+/* ========================================================================
+ * ouro_classify, ouro_classify_scores
+ * ======================================================================== */
+
+/* Scores labels for input; on success fills probs (n_labels) and returns
+ * true, else sets an error.  Arguments: input, labels, instruction,
+ * max_loops, model. */
+static bool classify(sqlite3_context *ctx, int argc, sqlite3_value **argv, cJSON **labels_json,
+                     const char ***labels, int *n_labels, double **probs)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    *labels_json = NULL;
+    *labels = NULL;
+    *probs = NULL;
+    sqlite3_int64 max_loops = 0;
+    if (!arg_int(ctx, argc, argv, 3, "max_loops", 1, OURO_MAX_LOOPS, &max_loops))
+        return false;
+    *labels_json = arg_string_array(ctx, argv[1], "labels", 10000, labels, n_labels);
+    if (!*labels_json)
+        return false;
+    const char *input = (const char *)sqlite3_value_text(argv[0]);
+    const char *instruction = arg_text(argc, argv, 2);
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 4), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        return false;
+    }
+    if (!input) {
+        sqlite3_result_error_nomem(ctx);
+        return false;
+    }
+    *probs = sqlite3_malloc64((sqlite3_uint64)*n_labels * sizeof **probs);
+    if (!*probs) {
+        sqlite3_result_error_nomem(ctx);
+        return false;
+    }
+
+    /* The session needs room for the prompt (template, instruction, input,
+     * the list of labels) and the longest label; estimate from token counts,
+     * and retry with the whole context if the estimate was short. */
+    int32_t *ids = NULL;
+    int n = 0, need = 128;
+    if (!encode(ctx, e, input, sqlite3_value_bytes(argv[0]), &ids, &n))
+        return false;
+    ouro_free(ids);
+    need += n;
+    if (instruction) {
+        if (!encode(ctx, e, instruction, (int)strlen(instruction), &ids, &n))
+            return false;
+        ouro_free(ids);
+        need += n;
+    } else {
+        need += 128;
+    }
+    for (int i = 0; i < *n_labels; i++) {
+        if (!encode(ctx, e, (*labels)[i], (int)strlen((*labels)[i]), &ids, &n))
+            return false;
+        ouro_free(ids);
+        need += 2 * n + 4;
+    }
+    int limit = ctx_limit(e->model);
+    ouro_exit exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+    for (;;) {
+        ouro_error err = {0};
+        ouro_session *s = conn_session(c, e, (int)max_loops, need < limit ? need : limit,
+                                       OURO_KV_PER_STEP, &err);
+        if (!s) {
+            result_ouro_error(ctx, err.status, &err);
+            return false;
+        }
+        ouro_status st = ouro_classify(s, input, *labels, *n_labels, instruction, &exit_rule, *probs,
+                                       NULL, conn_cancel, c, &err);
+        if (st == OURO_OK)
+            return true;
+        if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit) {
+            need = limit;
+            continue;
+        }
+        if (st == OURO_ERR_CONTEXT)
+            result_errorf(ctx, "ouro: the input is longer than the context (%d tokens): %s", limit,
+                          err.message);
+        else
+            result_ouro_error(ctx, st, &err);
+        return false;
+    }
+}
+
+/* ouro_classify(input, labels [, instruction, max_loops, model]) -> the label
+ * with the highest probability (the first of equals). */
+static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (arg_is_null(argc, argv, 0) || arg_is_null(argc, argv, 1))
+        return;
+    cJSON *json;
+    const char **labels;
+    int n = 0;
+    double *probs;
+    if (classify(ctx, argc, argv, &json, &labels, &n, &probs)) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (probs[i] > probs[best])
+                best = i;
+        sqlite3_result_text(ctx, labels[best], -1, SQLITE_TRANSIENT);
+    }
+    sqlite3_free(probs);
+    sqlite3_free((void *)labels);
+    cJSON_Delete(json);
+}
+
+/* ouro_classify_scores(input, labels [, instruction, max_loops, model]) ->
+ * JSON object {"label": probability, ...} in the order of labels. */
+static void fn_classify_scores(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (arg_is_null(argc, argv, 0) || arg_is_null(argc, argv, 1))
+        return;
+    cJSON *json;
+    const char **labels;
+    int n = 0;
+    double *probs;
+    if (classify(ctx, argc, argv, &json, &labels, &n, &probs)) {
+        cJSON *obj = cJSON_CreateObject();
+        bool ok = obj != NULL;
+        for (int i = 0; ok && i < n; i++)
+            ok = cJSON_AddNumberToObject(obj, labels[i], probs[i]) != NULL;
+        char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+        if (out)
+            sqlite3_result_text(ctx, out, -1, cJSON_free);
+        else
+            sqlite3_result_error_nomem(ctx);
+        cJSON_Delete(obj);
+    }
+    sqlite3_free(probs);
+    sqlite3_free((void *)labels);
+    cJSON_Delete(json);
+}
+
+/* ========================================================================
+ * ouro_depth
+ * ======================================================================== */
+
+/* ouro_depth(input [, exit_threshold, model]) -> the mean over input's tokens
+ * of the expected exit step (with exit_threshold: of the Q-exit step); NULL
+ * for NULL input or input without tokens. */
+static void fn_depth(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;
+    double threshold = -1;
+    if (!arg_double(ctx, argc, argv, 1, "exit_threshold", 0, 1, &threshold))
+        return;
+    bool has_threshold = !arg_is_null(argc, argv, 1);
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 2), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        return;
+    }
+    const char *input = (const char *)sqlite3_value_text(argv[0]);
+    if (!input) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    if (!encode(ctx, e, input, sqlite3_value_bytes(argv[0]), &ids, &n))
+        return;
+    int limit = ctx_limit(e->model);
+    double *expected = NULL;     /* (n) sqlite3_malloc'd */
+    int32_t *step = NULL;        /* (n) sqlite3_malloc'd */
+    if (n == 0)
+        goto done;
+    if (n > limit) {
+        result_errorf(ctx, "ouro: the input is %d tokens, longer than the context (%d tokens)", n, limit);
+        goto done;
+    }
+    expected = sqlite3_malloc64((sqlite3_uint64)n * sizeof *expected);
+    step = sqlite3_malloc64((sqlite3_uint64)n * sizeof *step);
+    if (!expected || !step) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
+    }
+    ouro_error err = {0};
+    ouro_session *s = conn_session(c, e, 0, n, OURO_KV_PER_STEP, &err);
+    if (!s) {
+        result_ouro_error(ctx, err.status, &err);
+        goto done;
+    }
+    ouro_status st = ouro_depth(s, ids, n, has_threshold ? (float)threshold : -1.0f, NULL, expected,
+                                step, conn_cancel, c, &err);
+    if (st != OURO_OK) {
+        result_ouro_error(ctx, st, &err);
+        goto done;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += has_threshold ? (double)step[i] : expected[i];
+    sqlite3_result_double(ctx, sum / n);
+done:
+    sqlite3_free(expected);
+    sqlite3_free(step);
+    ouro_free(ids);
+}
+
+/* ========================================================================
+ * Tokenizer: ouro_tokenize, ouro_detokenize, ouro_token_count
+ * ======================================================================== */
+
+/* Resolves the model named by argument i and encodes argument 0. */
+static bool encode_arg(sqlite3_context *ctx, int argc, sqlite3_value **argv, int model_arg,
+                       int32_t **ids, int *n)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, model_arg), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        return false;
+    }
+    const char *text = (const char *)sqlite3_value_text(argv[0]);
+    if (!text) {
+        sqlite3_result_error_nomem(ctx);
+        return false;
+    }
+    return encode(ctx, e, text, sqlite3_value_bytes(argv[0]), ids, n);
+}
+
+/* ouro_tokenize(text [, model]) -> JSON array of token ids. */
+static void fn_tokenize(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (arg_is_null(argc, argv, 0))
+        return;
+    int32_t *ids;
+    int n;
+    if (!encode_arg(ctx, argc, argv, 1, &ids, &n))
+        return;
+    sqlite3_str *out = sqlite3_str_new(NULL);
+    sqlite3_str_appendchar(out, 1, '[');
+    for (int i = 0; i < n; i++)
+        sqlite3_str_appendf(out, i ? ",%d" : "%d", (int)ids[i]);
+    sqlite3_str_appendchar(out, 1, ']');
+    ouro_free(ids);
+    if (sqlite3_str_errcode(out) != SQLITE_OK) {
+        sqlite3_free(sqlite3_str_finish(out));
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
+}
+
+/* ouro_token_count(text [, model]) -> number of tokens of text. */
+static void fn_token_count(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    if (arg_is_null(argc, argv, 0))
+        return;
+    int32_t *ids;
+    int n;
+    if (!encode_arg(ctx, argc, argv, 1, &ids, &n))
+        return;
+    ouro_free(ids);
+    sqlite3_result_int(ctx, n);
+}
+
+/* ouro_detokenize(ids_json [, model]) -> text of a JSON array of token ids
+ * (special tokens kept, so it inverts ouro_tokenize). */
+static void fn_detokenize(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 1), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        return;
+    }
+    const ouro_tokenizer *tok = ouro_model_tokenizer(e->model);
+    if (!tok) {
+        result_errorf(ctx, "ouro: model '%s' has no tokenizer.json", e->path);
+        return;
+    }
+    const char *json = (const char *)sqlite3_value_text(argv[0]);
+    if (!json) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    cJSON *root = cJSON_ParseWithLength(json, (size_t)sqlite3_value_bytes(argv[0]));
+    int count = root && cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
+    int vocab = ouro_tokenizer_vocab_size(tok);
+    int32_t *ids = NULL;         /* (count) sqlite3_malloc'd */
+    if (count < 0) {
+        result_errorf(ctx, "ouro: ids must be a JSON array of token ids, e.g. '[1, 2, 3]'");
+        goto done;
+    }
+    ids = sqlite3_malloc64((sqlite3_uint64)(count ? count : 1) * sizeof *ids);
+    if (!ids) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
+    }
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        double d = cJSON_IsNumber(item) ? item->valuedouble : -1;
+        if (d != floor(d) || d < 0 || d >= vocab) {
+            result_errorf(ctx, "ouro: ids must be integers from 0 to %d (item %d is not)", vocab - 1, i);
+            goto done;
+        }
+        ids[i++] = (int32_t)d;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    ouro_error err = {0};
+    ouro_status st = ouro_tokenizer_decode(tok, ids, (size_t)count, false, &text, &len, &err);
+    if (st != OURO_OK)
+        result_ouro_error(ctx, st, &err);
+    else
+        sqlite3_result_text64(ctx, text, len, SQLITE_TRANSIENT, SQLITE_UTF8);
+    ouro_free(text);
+done:
+    sqlite3_free(ids);
+    cJSON_Delete(root);
+}
+
+/* ========================================================================
+ * ouro_setting: the connection's settings
+ * ======================================================================== */
+
+/* Current value of a setting as text; NULL for an unknown name. */
+static char *setting_value(const conn_state *c, const char *name)
+{
+    if (strcmp(name, "kv_cache") == 0)
+        return sqlite3_mprintf("%s", kv_names[c->kv]);
+    if (strcmp(name, "depth") == 0)
+        return sqlite3_mprintf("%s", c->full_depth ? "full" : "adaptive");
+    if (strcmp(name, "threads") == 0)
+        return sqlite3_mprintf("%d", c->threads);
+    return NULL;
+}
+
+/* ouro_setting(name) -> the connection's value of a setting, as text.
+ * ouro_setting(name, value) sets it (NULL = back to its default) and returns
+ * the new value.  Names (an "ouro." prefix, as in PostgreSQL, is accepted):
+ *   kv_cache  per-step (default) | last | avg: the decode KV cache of
+ *             ouro_generate, ouro_chat and ouro_generate_detail
+ *   depth     adaptive (default) | full: whether an exit_threshold makes
+ *             decoded tokens stop at their exit step, or only chooses the
+ *             step whose state gives the logits while every step runs
+ *   threads   0..1024: worker threads of this connection's calls, 0 (default)
+ *             = every core */
+static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    const char *name = arg_text(argc, argv, 0);
+    if (!name) {
+        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, depth or threads");
+        return;
+    }
+    if (strncmp(name, "ouro.", 5) == 0)
+        name += 5;
+    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "depth") != 0 && strcmp(name, "threads") != 0) {
+        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, depth and threads",
+                      name);
+        return;
+    }
+    if (argc == 2) {
+        bool reset = arg_is_null(argc, argv, 1);
+        const char *v = reset ? NULL : (const char *)sqlite3_value_text(argv[1]);
+        if (!reset && !v) {
+            sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        if (strcmp(name, "kv_cache") == 0) {
+            int k = reset ? 0 : -1;
+            for (int i = 0; k < 0 && i < 3; i++)
+                if (strcmp(v, kv_names[i]) == 0)
+                    k = i;
+            if (k < 0) {
+                result_errorf(ctx, "ouro: kv_cache must be 'per-step', 'last' or 'avg', not '%s'", v);
+                return;
+            }
+            c->kv = (ouro_kv_mode)k;
+        } else if (strcmp(name, "depth") == 0) {
+            if (!reset && strcmp(v, "full") != 0 && strcmp(v, "adaptive") != 0) {
+                result_errorf(ctx, "ouro: depth must be 'adaptive' or 'full', not '%s'", v);
+                return;
+            }
+            c->full_depth = !reset && strcmp(v, "full") == 0;
+        } else {
+            sqlite3_int64 t = 0;
+            if (!arg_int(ctx, argc, argv, 1, "threads", 0, 1024, &t))
+                return;
+            c->threads = (int)t;
+        }
+    }
+    char *out = setting_value(c, name);
+    if (!out) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, out, -1, sqlite3_free);
+}
+
+/* ========================================================================
+ * ouro_model_info, ouro_version, ouro_build_info
+ * ======================================================================== */
+
+/* ouro_model_info([model]) -> JSON: the core's description of the model
+ * (config, parameters, dtypes, file and mapped bytes) plus "path",
+ * "loaded_in_process" (always true here: SQLite names only loaded models),
+ * "references" (holders in this process) and "session_kv_bytes" (this
+ * connection's KV cache for the model, 0 when none). */
+static void fn_model_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 0), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        return;
+    }
+    char *core = ouro_model_info_json(e->model);     /* malloc'd by the core */
+    if (!core) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    cJSON *obj = cJSON_Parse(core);
+    ouro_free(core);
+    if (!obj || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        result_errorf(ctx, "ouro: the model description is not a JSON object");
+        return;
+    }
+    double kv = c->session && c->session_entry == e ? (double)ouro_session_kv_bytes(c->session) : 0;
+    bool ok = cJSON_AddStringToObject(obj, "path", e->path) &&
+              cJSON_AddTrueToObject(obj, "loaded_in_process") &&
+              cJSON_AddNumberToObject(obj, "references", model_cache_refs(e)) &&
+              cJSON_AddNumberToObject(obj, "session_kv_bytes", kv);
+    char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!out) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, out, -1, cJSON_free);
+}
+
+/* ouro_version() -> "0.1.0". */
+static void fn_version(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    sqlite3_result_text(ctx, ouro_version(), -1, SQLITE_STATIC);
+}
+
+/* ouro_build_info() -> JSON: the core's build (version, simd, openmp, blas,
+ * threads) plus "sqlite": the SQLite versions at build and run time and
+ * whether a running generation can see sqlite3_interrupt. */
+static void fn_build_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    (void)argc;
+    (void)argv;
+    cJSON *obj = cJSON_Parse(ouro_build_info());
+    if (!obj || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        sqlite3_result_text(ctx, ouro_build_info(), -1, SQLITE_STATIC);
+        return;
+    }
+    cJSON *sq = cJSON_AddObjectToObject(obj, "sqlite");
+    bool ok = sq && cJSON_AddStringToObject(sq, "compiled", SQLITE_VERSION) &&
+              cJSON_AddStringToObject(sq, "runtime", sqlite3_libversion()) &&
+              cJSON_AddBoolToObject(sq, "interruptible", c->interrupt_check);
+    char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!out) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, out, -1, cJSON_free);
+}
+
+/* ========================================================================
+ * Registration
+ * ======================================================================== */
+
+#define F_MODEL  (SQLITE_UTF8)                      /* depends on a model: not deterministic */
+#define F_LOAD   (SQLITE_UTF8 | SQLITE_DIRECTONLY)  /* opens files named in SQL, changes settings */
+#define F_CONST  (SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS)
+
+/* Every scalar function, registered once for each arity n_min..n_max. */
+static const struct {
+    const char *name;
+    int n_min, n_max;
+    int flags;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+} functions[] = {
+    {"ouro_load",            1, 2, F_LOAD,  fn_load},
+    {"ouro_unload",          1, 1, F_LOAD,  fn_unload},
+    {"ouro_setting",         1, 1, F_MODEL, fn_setting},
+    {"ouro_setting",         2, 2, F_LOAD,  fn_setting},
+    {"ouro_generate",        1, 8, F_MODEL, fn_generate},
+    {"ouro_generate_detail", 1, 8, F_MODEL, fn_generate_detail},
+    {"ouro_chat",            1, 9, F_MODEL, fn_chat},
+    {"ouro_classify",        2, 5, F_MODEL, fn_classify},
+    {"ouro_classify_scores", 2, 5, F_MODEL, fn_classify_scores},
+    {"ouro_depth",           1, 3, F_MODEL, fn_depth},
+    {"ouro_tokenize",        1, 2, F_MODEL, fn_tokenize},
+    {"ouro_detokenize",      1, 2, F_MODEL, fn_detokenize},
+    {"ouro_token_count",     1, 2, F_MODEL, fn_token_count},
+    {"ouro_model_info",      0, 1, F_MODEL, fn_model_info},
+    {"ouro_version",         0, 0, F_CONST, fn_version},
+    {"ouro_build_info",      0, 0, F_CONST, fn_build_info},
+};
+
+/* Keeps this shared object (and with it libgomp) loaded until the process
+ * ends.  SQLite dlcloses an extension when the last connection that loaded it
+ * closes; OpenMP's idle worker threads would then run unmapped code (a crash
+ * at exit or at the next close).  Best effort: on failure nothing changes. */
+static void pin_shared_object(void)
+{
+    Dl_info info;
+    if (dladdr((void *)pin_shared_object, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);  /* handle kept */
+}
+
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+/* Entry point: SQLite derives its name from build/ouro.so.  Registers every
+ * function and the ouro_token_depths table on db. */
+__attribute__((visibility("default")))
+int sqlite3_ouro_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi)
+{
+    SQLITE_EXTENSION_INIT2(pApi);
+    pthread_once(&pin_once, pin_shared_object);
+    conn_state *c = sqlite3_malloc(sizeof *c);
+    if (!c)
+        return SQLITE_NOMEM;
+    memset(c, 0, sizeof *c);
+    c->refs = 1;                 /* held by this function until the end */
+    c->db = db;
+#if SQLITE_VERSION_NUMBER >= 3041000
+    c->interrupt_check = sqlite3_libversion_number() >= 3041000;
+#endif
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof functions / sizeof functions[0]; i++) {
+        for (int n = functions[i].n_min; rc == SQLITE_OK && n <= functions[i].n_max; n++) {
+            c->refs++;           /* dropped by the destructor, also when registration fails */
+            rc = sqlite3_create_function_v2(db, functions[i].name, n, functions[i].flags, c,
+                                            functions[i].fn, NULL, NULL, conn_state_unref);
+        }
+    }
+    if (rc == SQLITE_OK)
+        rc = token_depths_register(db, c);
+    if (rc != SQLITE_OK && pzErrMsg)
+        *pzErrMsg = sqlite3_mprintf("ouro: cannot register functions: %s", sqlite3_errstr(rc));
+    conn_state_unref(c);
+    return rc;
+}

@@ -1,0 +1,118 @@
+/*
+ * ouro_sqlite.h -- internal header of the SQLite extension (sqlite_ext/).
+ *
+ * The extension is three files:
+ *   model_cache.c   the process-wide cache of loaded models (no SQLite code)
+ *   extension.c     the entry point, the per-connection state and the scalar
+ *                   SQL functions
+ *   token_depths.c  the table-valued function ouro_token_depths
+ *
+ * Only sqlite3_ouro_init is exported from the shared object; everything
+ * declared here has hidden visibility so that two extensions loaded into one
+ * process never bind to each other's symbols.
+ */
+#ifndef OURO_SQLITE_H
+#define OURO_SQLITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3ext.h>
+
+#include "ouro.h"
+
+#pragma GCC visibility push(hidden)
+
+/* ------------------------------------------------------------------------
+ * Process-wide model cache (model_cache.c)
+ *
+ * One entry per canonical (realpath) model folder, shared by every connection
+ * of the process.  A loaded ouro_model is immutable, so entries are used
+ * without a lock; the lock only guards the list and the reference counts.
+ * ------------------------------------------------------------------------ */
+
+typedef struct cache_entry {
+    char *path;                 /* canonical folder; malloc'd, owned by the entry */
+    ouro_model *model;          /* owned; freed when refs drops to 0 */
+    int refs;                   /* holders: connection slots and sessions */
+    bool linked;                /* still in the list (false once replaced by a reload) */
+    struct cache_entry *next;
+} cache_entry;
+
+/* Returns (in *out) a referenced entry for the model folder `dir`, loading it
+ * when no entry for the same canonical folder exists or when the cached
+ * entry's files changed on disk.  Release with model_cache_release. */
+ouro_status model_cache_acquire(const char *dir, cache_entry **out, ouro_error *err);
+
+/* Adds a reference to an entry the caller already holds. */
+void model_cache_retain(cache_entry *e);
+
+/* Drops one reference; the model is freed with its last reference. */
+void model_cache_release(cache_entry *e);
+
+/* Current reference count (for ouro_model_info). */
+int model_cache_refs(cache_entry *e);
+
+/* ------------------------------------------------------------------------
+ * Per-connection state (extension.c)
+ *
+ * Owned jointly by every function and module registered on the connection:
+ * `refs` counts the registrations, each destructor drops one, and the last
+ * one releases the models and the session.  SQLite never runs two calls of
+ * one connection at once, so the state itself needs no lock.
+ * ------------------------------------------------------------------------ */
+
+typedef struct named_model {
+    char *name;                 /* sqlite3_malloc'd, owned */
+    cache_entry *entry;         /* one reference held */
+    struct named_model *next;
+} named_model;
+
+typedef struct conn_state {
+    int refs;                   /* registrations that point here */
+    sqlite3 *db;
+    bool interrupt_check;       /* sqlite3_is_interrupted is usable here */
+    cache_entry *default_model; /* from ouro_load(path); one reference, or NULL */
+    cache_entry *env_model;     /* from $OURO_MODEL; one reference, or NULL */
+    char *env_path;             /* sqlite3_malloc'd value of $OURO_MODEL env_model came from */
+    named_model *named;         /* from ouro_load(name, path) */
+    /* Settings (ouro_setting): what an argument does not say. */
+    ouro_kv_mode kv;            /* kv_cache: decode cache layout; default per-step */
+    bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
+    int threads;                /* threads: worker threads, 0 = every core */
+    /* The connection's decoding state, reused from call to call. */
+    ouro_session *session;      /* owned, or NULL */
+    cache_entry *session_entry; /* one reference held while session is set */
+    int session_loops;          /* max_loops the session was made for */
+    int session_ctx;            /* n_ctx of the session */
+    ouro_kv_mode session_kv;    /* kv mode of the session */
+    int session_threads;        /* threads setting the session was made with */
+} conn_state;
+
+void conn_state_unref(void *p);
+
+/* Finds the model a call names: `name` (may be NULL = the default), after
+ * reloading it when its files changed.  Returns a borrowed entry valid for the
+ * rest of the call, or NULL with *errmsg set (sqlite3_malloc'd). */
+cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
+
+/* The connection's session for `e`, with `max_loops` loop steps (0 = the
+ * model's), room for `n_ctx` tokens and decode cache `kv` (generation passes
+ * the kv_cache setting; classification and depth, which must match upstream,
+ * pass OURO_KV_PER_STEP); NULL with *err filled on failure. */
+ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, ouro_kv_mode kv,
+                           ouro_error *err);
+
+/* Longest sequence a call may use on this model: min(max_position_embeddings, 4096). */
+int ctx_limit(const ouro_model *m);
+
+/* The cancel check handed to the core (sqlite3_is_interrupted where available). */
+int conn_cancel(void *ctx);
+
+/* Registers ouro_token_depths on db with `c` as its state (token_depths.c). */
+int token_depths_register(sqlite3 *db, conn_state *c);
+
+#pragma GCC visibility pop
+
+#endif /* OURO_SQLITE_H */
