@@ -1,0 +1,996 @@
+/*
+ * ouro_fn.c -- the SQL functions of the PostgreSQL extension.
+ *
+ * Each function reads its arguments (a NULL option means: the matching ouro.*
+ * setting, else the model's default), resolves its model through the
+ * per-backend cache of ouro_pg.c, calls the core on the backend's thread and
+ * copies what the core returned into palloc'd memory before anything can
+ * raise an ERROR, so that no core allocation leaks on a longjmp.
+ *
+ * Order follows sql/ouro--0.1.0.sql: argument helpers, generation
+ * (ouro_generate, ouro_chat, ouro_generate_detail), classification, depth,
+ * tokenizer, information, model registration.
+ *
+ * Errors: out-of-range arguments are always ERRORs (they are the query's
+ * fault, not a row's); bad input of one row (a prompt longer than the
+ * context, an empty prompt, an unknown token id) goes through
+ * pg_ouro_row_error, which honours ouro.on_error.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <sys/stat.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/tuplestore.h"
+
+#include "ouro_pg.h"
+
+#define OURO_PG_DEFAULT_SEED 42	/* seed NULL: equal calls give equal results */
+#define OURO_PG_MAX_STOP 16		/* most stop strings */
+#define OURO_PG_MAX_LABELS 10000	/* most labels of one classification */
+
+/* ------------------------------------------------------------------------
+ * Argument helpers
+ * ------------------------------------------------------------------------ */
+
+/* True when argument i is absent or NULL. */
+static bool
+arg_null(FunctionCallInfo fcinfo, int i)
+{
+	return i >= PG_NARGS() || PG_ARGISNULL(i);
+}
+
+static void
+range_error(const char *name, const char *value, const char *lo, const char *hi)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be between %s and %s", name, lo, hi),
+			 errdetail("The value given is %s.", value),
+			 errhint("Pass NULL for the default (the ouro.%s setting where there is one).", name)));
+}
+
+/* Integer argument i in lo..hi, or dflt when NULL. */
+static int
+arg_int(FunctionCallInfo fcinfo, int i, const char *name, int lo, int hi, int dflt)
+{
+	int32		v;
+
+	if (arg_null(fcinfo, i))
+		return dflt;
+	v = PG_GETARG_INT32(i);
+	if (v < lo || v > hi)
+		range_error(name, psprintf("%d", v), psprintf("%d", lo), psprintf("%d", hi));
+	return v;
+}
+
+/* float8 argument i in lo..hi (NaN rejected), or dflt when NULL. */
+static double
+arg_double(FunctionCallInfo fcinfo, int i, const char *name, double lo, double hi, double dflt)
+{
+	float8		v;
+
+	if (arg_null(fcinfo, i))
+		return dflt;
+	v = PG_GETARG_FLOAT8(i);
+	if (isnan(v) || v < lo || v > hi)
+		range_error(name, psprintf("%g", v), psprintf("%g", lo), psprintf("%g", hi));
+	return v;
+}
+
+/* text argument i as a C string (palloc), or NULL. */
+static char *
+arg_cstring(FunctionCallInfo fcinfo, int i)
+{
+	return arg_null(fcinfo, i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+/*
+ * text[] argument i as C strings (palloc'd array of palloc'd strings).  NULL
+ * elements, empty arrays and arrays of more than max_items are errors.
+ */
+static char **
+arg_text_array(FunctionCallInfo fcinfo, int i, const char *name, int max_items, int *n)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(i);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			count;
+	char	  **out;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &count);
+	if (count < 1 || count > max_items)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must hold between 1 and %d items", name, max_items),
+				 errdetail("The array given holds %d items.", count)));
+	out = palloc(sizeof(char *) * count);
+	for (int k = 0; k < count; k++)
+	{
+		if (nulls[k])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", name),
+					 errdetail("Item %d is NULL.", k + 1)));
+		out[k] = TextDatumGetCString(elems[k]);
+	}
+	*n = count;
+	return out;
+}
+
+/*
+ * Encodes len bytes of text with the model's tokenizer; the ids are palloc'd.
+ * Returns false (a row error under ouro.on_error = null) on failure.
+ */
+static bool
+encode_text(const OuroModelRef *ref, const char *text, size_t len, int32 **ids, int *n)
+{
+	const ouro_tokenizer *tok = pg_ouro_tokenizer(ref);
+	int32_t    *core_ids = NULL;	/* malloc'd by the core */
+	size_t		n_ids = 0;
+	ouro_error	err;
+
+	if (ouro_tokenizer_encode(tok, text, len, &core_ids, &n_ids, &err) != OURO_OK)
+	{
+		ouro_free(core_ids);
+		if (pg_ouro_report(&err, "could not tokenize the text", ref))
+			return false;
+	}
+	if (n_ids > (size_t) (MaxAllocSize / sizeof(int32)))
+	{
+		ouro_free(core_ids);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the text has too many tokens")));
+	}
+	*ids = palloc(sizeof(int32) * Max(n_ids, 1));
+	if (n_ids > 0)
+		memcpy(*ids, core_ids, sizeof(int32) * n_ids);
+	*n = (int) n_ids;
+	ouro_free(core_ids);
+	return true;
+}
+
+/* Row error for an input that does not fit the context. */
+static bool
+too_long(const char *what, int n, int limit, const ouro_model *model)
+{
+	const ouro_config *cfg = ouro_model_config(model);
+
+	return pg_ouro_row_error(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+							 psprintf("%s is too long", what),
+							 psprintf("It is %d tokens; the context holds %d tokens.", n, limit),
+							 psprintf("Shorten it, or raise ouro.context_length (the model allows %d).",
+									  cfg->max_position_embeddings));
+}
+
+/* ------------------------------------------------------------------------
+ * Generation: ouro_generate, ouro_chat, ouro_generate_detail
+ * ------------------------------------------------------------------------ */
+
+/* Options shared by the generation functions, in SQL argument order. */
+typedef struct GenArgs
+{
+	int			max_loops;		/* 0 = the model's total_ut_steps */
+	int			max_tokens;
+	double		temperature;
+	double		threshold;		/* < 0: none (the model's own rule, full depth) */
+	int64		seed;
+	char	  **stop;			/* (n_stop) palloc'd */
+	int			n_stop;
+} GenArgs;
+
+/*
+ * Reads max_loops, max_tokens, temperature, exit_threshold, seed, stop
+ * starting at argument `first`; NULLs fall back to the ouro.* settings.
+ */
+static void
+gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
+	a->max_tokens = arg_int(fcinfo, first + 1, "max_tokens", 1, OURO_PG_MAX_TOKENS_LIMIT,
+							ouro_max_tokens_setting);
+	a->temperature = arg_double(fcinfo, first + 2, "temperature", 0.0, OURO_PG_TEMPERATURE_MAX, 0.0);
+	a->threshold = arg_double(fcinfo, first + 3, "exit_threshold", 0.0, 1.0,
+							  ouro_exit_threshold_setting);
+	a->seed = arg_null(fcinfo, first + 4) ? OURO_PG_DEFAULT_SEED : PG_GETARG_INT64(first + 4);
+	if (!arg_null(fcinfo, first + 5))
+		a->stop = arg_text_array(fcinfo, first + 5, "stop", OURO_PG_MAX_STOP, &a->n_stop);
+}
+
+/* What a generation produced, copied out of the core (palloc). */
+typedef struct GenOut
+{
+	text	   *text;
+	int			n_ids;
+	int32	   *exit_steps;		/* (n_ids) */
+	const char *stop_reason;	/* static */
+} GenOut;
+
+/*
+ * Continues len bytes of `prompt`.  Returns false when the row gives NULL
+ * (a row error under ouro.on_error = null).
+ */
+static bool
+generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const GenArgs *a,
+			  GenOut *out)
+{
+	const ouro_model *model = ref->entry->model;
+	int32	   *ids;
+	int			n;
+	int			limit = pg_ouro_context_limit(model);
+	int			max_tokens;
+	ouro_session *s;
+	ouro_gen_params p;
+	ouro_gen_result r;
+	ouro_error	err;
+	const int32_t *prompts[1];
+	int			lens[1];
+
+	if (!encode_text(ref, prompt, len, &ids, &n))
+		return false;
+	if (n == 0)
+		return !pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+								  "the prompt has no tokens", NULL,
+								  "Pass a non-empty prompt.");
+	if (n >= limit)
+		return !too_long("the prompt", n, limit, model);
+	/* A reply ends where the context ends. */
+	max_tokens = Min(a->max_tokens, limit - n);
+
+	s = pg_ouro_session(ref, n + max_tokens, 1, a->max_loops);
+
+	memset(&p, 0, sizeof(p));
+	p.max_tokens = max_tokens;
+	p.temperature = (float) a->temperature;
+	p.seed = (uint64_t) a->seed;
+	if (a->threshold >= 0)
+	{
+		p.exit.kind = OURO_EXIT_THRESHOLD;
+		p.exit.threshold = (float) a->threshold;
+		p.depth = (ouro_depth_mode) ouro_depth_setting;
+	}
+	else
+	{
+		p.exit.kind = OURO_EXIT_DEFAULT;
+		p.depth = OURO_DEPTH_FULL;
+	}
+	p.stop = (const char *const *) a->stop;
+	p.n_stop = a->n_stop;
+	p.cancel = pg_ouro_cancel_check;
+	p.cancel_ctx = NULL;
+
+	memset(&r, 0, sizeof(r));
+	prompts[0] = ids;
+	lens[0] = n;
+	pg_ouro_prepare_threads();
+	if (ouro_generate(s, 1, prompts, lens, &p, &r, &err) != OURO_OK)
+	{
+		ouro_gen_result_clear(&r);
+		if (pg_ouro_report(&err, "could not generate text", ref))
+			return false;
+	}
+	/* copy out of malloc'd memory before anything can raise */
+	out->text = cstring_to_text_with_len(r.text ? r.text : "", r.text ? (int) r.text_len : 0);
+	out->n_ids = r.n_ids;
+	out->exit_steps = palloc(sizeof(int32) * Max(r.n_ids, 1));
+	if (r.n_ids > 0 && r.exit_steps != NULL)
+		memcpy(out->exit_steps, r.exit_steps, sizeof(int32) * r.n_ids);
+	else if (r.n_ids > 0)
+		memset(out->exit_steps, 0, sizeof(int32) * r.n_ids);
+	out->stop_reason = ouro_stop_reason_str(r.stop_reason);
+	ouro_gen_result_clear(&r);
+	return true;
+}
+
+/*
+ * Renders message (and system) with the model's chat template (palloc).
+ */
+static char *
+chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
+{
+	const ouro_tokenizer *tok = pg_ouro_tokenizer(ref);
+	ouro_chat_message msgs[2];
+	size_t		n_msgs = 0;
+	char	   *core_text = NULL;	/* malloc'd by the core */
+	char	   *result;
+	ouro_error	err;
+
+	if (system != NULL)
+	{
+		msgs[n_msgs].role = "system";
+		msgs[n_msgs++].content = system;
+	}
+	msgs[n_msgs].role = "user";
+	msgs[n_msgs++].content = message;
+	if (ouro_chat_render(tok, msgs, n_msgs, true, &core_text, &err) != OURO_OK)
+	{
+		ouro_free(core_text);
+		(void) pg_ouro_report(&err, "could not render the chat template", ref);
+		/* an ARG row error under on_error = null: give NULL */
+		return NULL;
+	}
+	result = pstrdup(core_text);
+	ouro_free(core_text);
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_generate);
+
+/*
+ * ouro_generate(prompt, max_loops, max_tokens, temperature, exit_threshold,
+ * seed, stop, model) -> text: the continuation of prompt as raw text.
+ */
+Datum
+pg_ouro_generate(PG_FUNCTION_ARGS)
+{
+	GenArgs		a;
+	OuroModelRef ref;
+	text	   *prompt;
+	GenOut		out;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	gen_args_read(fcinfo, 1, &a);
+	pg_ouro_model_resolve(fcinfo, 7, &ref);
+	prompt = PG_GETARG_TEXT_PP(0);
+	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(out.text);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_chat);
+
+/*
+ * ouro_chat(message, system, max_loops, max_tokens, temperature,
+ * exit_threshold, seed, stop, model) -> text: the assistant's reply.
+ */
+Datum
+pg_ouro_chat(PG_FUNCTION_ARGS)
+{
+	GenArgs		a;
+	OuroModelRef ref;
+	char	   *prompt;
+	GenOut		out;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	gen_args_read(fcinfo, 2, &a);
+	pg_ouro_model_resolve(fcinfo, 8, &ref);
+	prompt = chat_prompt(&ref, text_to_cstring(PG_GETARG_TEXT_PP(0)), arg_cstring(fcinfo, 1));
+	if (prompt == NULL || !generate_text(&ref, prompt, strlen(prompt), &a, &out))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(out.text);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_generate_detail);
+
+/*
+ * ouro_generate_detail(same arguments as ouro_generate) -> record (text,
+ * n_tokens, exit_steps int[], mean_depth, stop_reason): the text with the
+ * loop step that gave each new token's logits, so the depth spent can be
+ * seen and aggregated.
+ */
+Datum
+pg_ouro_generate_detail(PG_FUNCTION_ARGS)
+{
+	GenArgs		a;
+	OuroModelRef ref;
+	text	   *prompt;
+	GenOut		out;
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	Datum	   *steps;
+	double		sum = 0;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "ouro_generate_detail must return a record");
+	tupdesc = BlessTupleDesc(tupdesc);
+	gen_args_read(fcinfo, 1, &a);
+	pg_ouro_model_resolve(fcinfo, 7, &ref);
+	prompt = PG_GETARG_TEXT_PP(0);
+	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+		PG_RETURN_NULL();
+
+	steps = palloc(sizeof(Datum) * Max(out.n_ids, 1));
+	for (int i = 0; i < out.n_ids; i++)
+	{
+		steps[i] = Int32GetDatum(out.exit_steps[i]);
+		sum += out.exit_steps[i];
+	}
+	values[0] = PointerGetDatum(out.text);
+	values[1] = Int32GetDatum(out.n_ids);
+	values[2] = PointerGetDatum(construct_array(steps, out.n_ids, INT4OID, sizeof(int32), true,
+												TYPALIGN_INT));
+	if (out.n_ids > 0)
+		values[3] = Float8GetDatum(sum / out.n_ids);
+	else
+		nulls[3] = true;
+	values[4] = CStringGetTextDatum(out.stop_reason);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ------------------------------------------------------------------------
+ * Classification: ouro_classify, ouro_classify_scores
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Scores labels for input; arguments: input, labels, instruction, max_loops,
+ * model.  Returns the probabilities (palloc, n_labels), or NULL when the row
+ * gives NULL.
+ */
+static double *
+classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
+{
+	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
+	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, n_labels);
+	char	   *instruction = arg_cstring(fcinfo, 2);
+	char	   *input;
+	OuroModelRef ref;
+	double	   *probs;
+	int32	   *ids;
+	int			n;
+	int			need = 128;
+	int			limit;
+	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+
+	pg_ouro_model_resolve(fcinfo, 4, &ref);
+	input = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	probs = palloc(sizeof(double) * *n_labels);
+
+	/*
+	 * The session needs room for the prompt (template, instruction, input,
+	 * the list of labels) and the longest label: estimate from token counts,
+	 * and retry with the whole context when the estimate was short.
+	 */
+	if (!encode_text(&ref, input, strlen(input), &ids, &n))
+		return NULL;
+	need += n;
+	if (instruction != NULL)
+	{
+		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &n))
+			return NULL;
+		need += n;
+	}
+	else
+		need += 128;
+	for (int i = 0; i < *n_labels; i++)
+	{
+		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &n))
+			return NULL;
+		need += 2 * n + 4;
+	}
+	limit = pg_ouro_context_limit(ref.entry->model);
+	for (;;)
+	{
+		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), 1, max_loops);
+		ouro_error	err;
+		ouro_status st;
+
+		pg_ouro_prepare_threads();
+		st = ouro_classify(s, input, (const char *const *) labels, *n_labels, instruction,
+						   &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
+		if (st == OURO_OK)
+			break;
+		if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit)
+		{
+			need = limit;
+			continue;
+		}
+		if (st == OURO_ERR_CONTEXT)
+		{
+			if (too_long("the classification prompt", need, limit, ref.entry->model))
+				return NULL;
+		}
+		if (pg_ouro_report(&err, "could not classify the input", &ref))
+			return NULL;
+	}
+	*labels_out = labels;
+	return probs;
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_classify);
+
+/* ouro_classify(input, labels, instruction, max_loops, model) -> text: the likeliest label. */
+Datum
+pg_ouro_classify(PG_FUNCTION_ARGS)
+{
+	char	  **labels;
+	int			n;
+	double	   *probs;
+	int			best = 0;
+
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	probs = classify(fcinfo, &labels, &n);
+	if (probs == NULL)
+		PG_RETURN_NULL();
+	for (int i = 1; i < n; i++)
+		if (probs[i] > probs[best])
+			best = i;
+	PG_RETURN_TEXT_P(cstring_to_text(labels[best]));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_classify_scores);
+
+/* ouro_classify_scores(input, labels, instruction, max_loops, model) -> jsonb {label: probability}. */
+Datum
+pg_ouro_classify_scores(PG_FUNCTION_ARGS)
+{
+	char	  **labels;
+	int			n;
+	double	   *probs;
+	StringInfoData buf;
+
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	probs = classify(fcinfo, &labels, &n);
+	if (probs == NULL)
+		PG_RETURN_NULL();
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, labels[i]);
+		appendStringInfoString(&buf, ": ");
+		pg_ouro_append_double(&buf, probs[i]);
+	}
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* ------------------------------------------------------------------------
+ * Depth: ouro_depth, ouro_token_depths
+ * ------------------------------------------------------------------------ */
+
+/* The gate's view of every token of input (palloc'd outputs). */
+typedef struct DepthOut
+{
+	int32	   *ids;			/* (n) */
+	int			n;
+	int			loops;			/* columns of pdf */
+	float	   *pdf;			/* (n, loops) */
+	double	   *expected;		/* (n) */
+	int32	   *step;			/* (n) */
+} DepthOut;
+
+/* Runs ouro_depth on argument 0; false when the row gives NULL. */
+static bool
+depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bool want_pdf,
+		  DepthOut *d)
+{
+	text	   *input = PG_GETARG_TEXT_PP(0);
+	int			limit = pg_ouro_context_limit(ref->entry->model);
+	ouro_session *s;
+	ouro_error	err;
+
+	memset(d, 0, sizeof(*d));
+	if (!encode_text(ref, VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &d->ids, &d->n))
+		return false;
+	if (d->n == 0)
+		return true;
+	if (d->n > limit)
+		return !too_long("the input", d->n, limit, ref->entry->model);
+	s = pg_ouro_session(ref, d->n, 1, 0);
+	d->loops = ouro_session_max_loops(s);
+	d->expected = palloc(sizeof(double) * d->n);
+	d->step = palloc(sizeof(int32) * d->n);
+	if (want_pdf)
+		d->pdf = palloc(mul_size(sizeof(float) * d->n, d->loops));
+	pg_ouro_prepare_threads();
+	if (ouro_depth(s, d->ids, d->n, (float) threshold, d->pdf, d->expected, d->step,
+				   pg_ouro_cancel_check, NULL, &err) != OURO_OK)
+	{
+		if (pg_ouro_report(&err, "could not compute the depth", ref))
+			return false;
+	}
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_depth);
+
+/*
+ * ouro_depth(input, exit_threshold, model) -> float8: mean over input's
+ * tokens of the expected exit step (with exit_threshold: the Q-exit step).
+ * NULL for NULL input or input without tokens.
+ */
+Datum
+pg_ouro_depth(PG_FUNCTION_ARGS)
+{
+	double		threshold;
+	OuroModelRef ref;
+	DepthOut	d;
+	double		sum = 0;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	pg_ouro_model_resolve(fcinfo, 2, &ref);
+	if (!depth_run(fcinfo, &ref, threshold, false, &d) || d.n == 0)
+		PG_RETURN_NULL();
+	for (int i = 0; i < d.n; i++)
+		sum += threshold >= 0 ? (double) d.step[i] : d.expected[i];
+	PG_RETURN_FLOAT8(sum / d.n);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_token_depths);
+
+/*
+ * ouro_token_depths(input, exit_threshold, model) -> SETOF (pos, token,
+ * exit_pdf float8[], expected_depth, exit_step): the same, token by token.
+ */
+Datum
+pg_ouro_token_depths(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	double		threshold;
+	OuroModelRef ref;
+	DepthOut	d;
+	const ouro_tokenizer *tok;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (arg_null(fcinfo, 0))
+		return (Datum) 0;
+	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	pg_ouro_model_resolve(fcinfo, 2, &ref);
+	tok = pg_ouro_tokenizer(&ref);
+	if (!depth_run(fcinfo, &ref, threshold, true, &d))
+		return (Datum) 0;
+	for (int i = 0; i < d.n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+		Datum	   *pdf = palloc(sizeof(Datum) * d.loops);
+		char	   *piece = NULL;	/* malloc'd by the core */
+		size_t		piece_len = 0;
+		ouro_error	err;
+
+		if (ouro_tokenizer_decode(tok, &d.ids[i], 1, false, &piece, &piece_len, &err) != OURO_OK)
+		{
+			ouro_free(piece);
+			piece = NULL;
+		}
+		for (int t = 0; t < d.loops; t++)
+			pdf[t] = Float8GetDatum((double) d.pdf[(size_t) i * d.loops + t]);
+		values[0] = Int32GetDatum(i);
+		if (piece != NULL)
+			values[1] = PointerGetDatum(cstring_to_text_with_len(piece, (int) piece_len));
+		else
+			nulls[1] = true;
+		ouro_free(piece);
+		values[2] = PointerGetDatum(construct_array(pdf, d.loops, FLOAT8OID, sizeof(float8),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[3] = Float8GetDatum(d.expected[i]);
+		values[4] = Int32GetDatum(d.step[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(pdf);
+	}
+	return (Datum) 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Tokenizer: ouro_tokenize, ouro_detokenize, ouro_token_count
+ * ------------------------------------------------------------------------ */
+
+PG_FUNCTION_INFO_V1(pg_ouro_tokenize);
+
+/* ouro_tokenize(text, model) -> int[]: the token ids of text. */
+Datum
+pg_ouro_tokenize(PG_FUNCTION_ARGS)
+{
+	OuroModelRef ref;
+	text	   *input;
+	int32	   *ids;
+	int			n;
+	Datum	   *elems;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	pg_ouro_model_resolve(fcinfo, 1, &ref);
+	input = PG_GETARG_TEXT_PP(0);
+	if (!encode_text(&ref, VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &ids, &n))
+		PG_RETURN_NULL();
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int32GetDatum(ids[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_token_count);
+
+/* ouro_token_count(text, model) -> int: the number of tokens of text. */
+Datum
+pg_ouro_token_count(PG_FUNCTION_ARGS)
+{
+	OuroModelRef ref;
+	text	   *input;
+	int32	   *ids;
+	int			n;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	pg_ouro_model_resolve(fcinfo, 1, &ref);
+	input = PG_GETARG_TEXT_PP(0);
+	if (!encode_text(&ref, VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &ids, &n))
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(n);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_detokenize);
+
+/*
+ * ouro_detokenize(ids int[], model) -> text (special tokens kept, so that it
+ * inverts ouro_tokenize).
+ */
+Datum
+pg_ouro_detokenize(PG_FUNCTION_ARGS)
+{
+	OuroModelRef ref;
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int32_t    *ids;
+	int			vocab;
+	const ouro_tokenizer *tok;
+	char	   *core_text = NULL;	/* malloc'd by the core */
+	size_t		len = 0;
+	ouro_error	err;
+	text	   *result;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	pg_ouro_model_resolve(fcinfo, 1, &ref);
+	tok = pg_ouro_tokenizer(&ref);
+	vocab = ouro_tokenizer_vocab_size(tok);
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ids must be a one-dimensional array")));
+	deconstruct_array(arr, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
+	ids = palloc(sizeof(int32_t) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("ids must not contain NULL"),
+					 errdetail("Item %d is NULL.", i + 1)));
+		ids[i] = DatumGetInt32(elems[i]);
+		if (ids[i] < 0 || ids[i] >= vocab)
+		{
+			if (pg_ouro_row_error(ERRCODE_INVALID_PARAMETER_VALUE,
+								  psprintf("token id %d is out of range", ids[i]),
+								  psprintf("Item %d is not between 0 and %d, the model's vocabulary.",
+										   i + 1, vocab - 1),
+								  NULL))
+				PG_RETURN_NULL();
+		}
+	}
+	if (ouro_tokenizer_decode(tok, ids, (size_t) n, false, &core_text, &len, &err) != OURO_OK)
+	{
+		ouro_free(core_text);
+		if (pg_ouro_report(&err, "could not decode the ids", &ref))
+			PG_RETURN_NULL();
+	}
+	result = cstring_to_text_with_len(core_text, (int) len);
+	ouro_free(core_text);
+	PG_RETURN_TEXT_P(result);
+}
+
+/* ------------------------------------------------------------------------
+ * Information: ouro_model_info, ouro_version, ouro_build_info
+ * ------------------------------------------------------------------------ */
+
+/* Appends the members of the JSON object `obj` (without its braces) to buf. */
+static void
+append_object_members(StringInfo buf, const char *obj)
+{
+	const char *start = strchr(obj, '{');
+	const char *end = strrchr(obj, '}');
+
+	if (start == NULL || end == NULL || end <= start)
+		elog(ERROR, "ouro: the core returned a malformed JSON object");
+	appendBinaryStringInfo(buf, start + 1, end - start - 1);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_model_info);
+
+/*
+ * ouro_model_info(model) -> jsonb: the core's description (config, parameter
+ * count, dtypes, file and mapped bytes) plus this backend's state: "name",
+ * "path", "loaded_in_process" (loaded before this call), "loads", "load_ms",
+ * "session_kv_bytes", "session_n_ctx", "session_max_loops".
+ */
+Datum
+pg_ouro_model_info(PG_FUNCTION_ARGS)
+{
+	OuroModelRef ref;
+	char	   *core_json;		/* malloc'd by the core */
+	char	   *copy;
+	StringInfoData buf;
+	int			n_ctx = 0,
+				loops = 0;
+	size_t		kv;
+
+	pg_ouro_model_resolve(fcinfo, 0, &ref);
+	core_json = ouro_model_info_json(ref.entry->model);
+	if (core_json == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	copy = pstrdup(core_json);
+	ouro_free(core_json);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_object_members(&buf, copy);
+	appendStringInfoString(&buf, ", \"name\": ");
+	escape_json(&buf, arg_null(fcinfo, 0) ? "" : ref.label);
+	appendStringInfoString(&buf, ", \"path\": ");
+	escape_json(&buf, ref.entry->path);
+	appendStringInfo(&buf, ", \"loaded_in_process\": %s, \"loads\": %d, \"load_ms\": ",
+					 ref.was_loaded ? "true" : "false", ref.entry->loads);
+	pg_ouro_append_double(&buf, ref.entry->load_ms);
+	kv = pg_ouro_session_bytes(ref.entry->model, &n_ctx, &loops);
+	appendStringInfo(&buf, ", \"session_kv_bytes\": %zu, \"session_n_ctx\": %d, "
+					 "\"session_max_loops\": %d}", kv, n_ctx, loops);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_version);
+
+/* ouro_version() -> text: "0.1.0". */
+Datum
+pg_ouro_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(ouro_version()));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_build_info);
+
+/*
+ * ouro_build_info() -> jsonb: the core's build (version, simd, openmp, blas,
+ * threads) plus "postgres" (the server version built against) and
+ * "threads_used" (what ouro.threads gives now).
+ */
+Datum
+pg_ouro_build_info(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	append_object_members(&buf, ouro_build_info());
+	appendStringInfo(&buf, ", \"postgres\": \"%s\", \"threads_used\": %d}",
+					 PG_VERSION, pg_ouro_threads());
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/* ------------------------------------------------------------------------
+ * Model registration: ouro_register_model, ouro_unregister_model
+ *
+ * Named models live in the extension's table ouro_models (name, path), not
+ * in backend memory: a registration must be seen by every backend and by the
+ * parallel workers of a query, survive reconnects and be dumped with the
+ * database.  PUBLIC has no privilege on the table; these functions check
+ * superuser() themselves, so GRANT EXECUTE cannot hand the right to choose
+ * server paths to an ordinary role.
+ * ------------------------------------------------------------------------ */
+
+static void
+require_superuser(const char *fn)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", fn),
+				 errdetail("Only superusers may choose which files the server loads."),
+				 errhint("Ask a superuser to register the model, then pass its name as the model argument.")));
+}
+
+/* Qualified name of the ouro_models table, in the schema of the calling function. */
+static char *
+models_table(FunctionCallInfo fcinfo)
+{
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+
+	return quote_qualified_identifier(get_namespace_name(nsp), "ouro_models");
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_register_model);
+
+/*
+ * ouro_register_model(name, path) -> void: makes `name` select the model
+ * folder `path` (replacing an earlier registration of the name).
+ */
+Datum
+pg_ouro_register_model(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *path;
+	struct stat st;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	require_superuser("ouro_register_model");
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name and path must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	if (path[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model path must be absolute"),
+				 errdetail("The path given is \"%s\".", path),
+				 errhint("Give the absolute path of a model folder on the server.")));
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open model folder \"%s\": %m", path)));
+	if (!S_ISDIR(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model path \"%s\" is not a folder", path),
+				 errhint("A model is a folder holding config.json, safetensors weights and tokenizer.json.")));
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(path);
+	SPI_connect();
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (name, path) VALUES ($1, $2) "
+									   "ON CONFLICT (name) DO UPDATE SET path = EXCLUDED.path",
+									   models_table(fcinfo)),
+							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "ouro: could not insert into ouro_models");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_unregister_model);
+
+/* ouro_unregister_model(name) -> bool: forgets a name; false when it was not registered. */
+Datum
+pg_ouro_unregister_model(PG_FUNCTION_ARGS)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		found;
+
+	require_superuser("ouro_unregister_model");
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	values[0] = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	SPI_connect();
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE name = $1", models_table(fcinfo)),
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "ouro: could not delete from ouro_models");
+	found = SPI_processed > 0;
+	SPI_finish();
+	PG_RETURN_BOOL(found);
+}

@@ -1,0 +1,683 @@
+/*
+ * ouro_pg.c -- the PostgreSQL side of ouro: settings, model and session
+ * caches, cancellation and error translation.
+ *
+ * Data flows through this file in this order:
+ *   _PG_init      declares the ouro.* settings and the core's log sink;
+ *   models        the `model` argument becomes a folder (ouro.model_path, or a
+ *                 name a superuser registered in the extension's ouro_models
+ *                 table), and the folder becomes a loaded ouro_model, cached
+ *                 per backend and reloaded when its files change;
+ *   sessions      one cached ouro_session (KV cache and scratch), reused by
+ *                 every call whose size and loop count it fits;
+ *   threads       the core's OpenMP team is started with every signal
+ *                 blocked, so PostgreSQL's handlers only ever run on the
+ *                 backend's own thread;
+ *   cancel        the ouro_cancel_fn the core calls between decode steps;
+ *   errors        core statuses become ereport() with specific SQLSTATEs.
+ *
+ * Memory: the core allocates with malloc and is released with its own free
+ * functions; nothing from palloc is handed to it to keep.  Cached models and
+ * the session live for the backend's life; nothing here runs when no ouro
+ * function is called, so loading the library (even from
+ * shared_preload_libraries) starts no thread and maps nothing.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
+#include "common/shortest_dec.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "ouro_pg.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* ------------------------------------------------------------------------
+ * Settings
+ * ------------------------------------------------------------------------ */
+
+char	   *ouro_model_path_setting = NULL;
+int			ouro_threads_setting = 0;
+int			ouro_max_tokens_setting = 128;
+int			ouro_max_loops_setting = 0;
+double		ouro_exit_threshold_setting = -1.0;
+int			ouro_context_length_setting = 4096;
+int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
+int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
+int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
+
+static const struct config_enum_entry on_error_options[] = {
+	{"error", OURO_ON_ERROR_ERROR, false},
+	{"null", OURO_ON_ERROR_NULL, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry depth_options[] = {
+	{"adaptive", OURO_DEPTH_ADAPTIVE, false},
+	{"full", OURO_DEPTH_FULL, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry kv_cache_options[] = {
+	{"per-step", OURO_KV_PER_STEP, false},
+	{"last", OURO_KV_LAST, false},
+	{"avg", OURO_KV_AVG, false},
+	{NULL, 0, false}
+};
+
+static pthread_t backend_thread;	/* the thread _PG_init ran on */
+
+/* ouro.model_path must be empty or an absolute path. */
+static bool
+check_model_path(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0' && (*newval)[0] != '/')
+	{
+		GUC_check_errdetail("ouro.model_path must be an absolute path to a model folder.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Log sink of the core.  Messages are passed on only when they come from the
+ * backend's thread; anything a worker thread logs is dropped, since nothing
+ * of PostgreSQL may run there.
+ */
+static void
+core_log(int level, const char *message, void *ctx)
+{
+	if (!pthread_equal(pthread_self(), backend_thread))
+		return;
+	if (level >= OURO_LOG_WARNING)
+		ereport(WARNING, (errmsg_internal("ouro: %s", message)));
+	else
+		ereport(level == OURO_LOG_INFO ? DEBUG1 : DEBUG2,
+				(errmsg_internal("ouro: %s", message)));
+}
+
+/* Declares the settings.  Starts no thread and loads no model. */
+void
+_PG_init(void)
+{
+	backend_thread = pthread_self();
+
+	DefineCustomStringVariable("ouro.model_path",
+							   "Folder of the default model (config.json, safetensors, tokenizer.json).",
+							   "An absolute path on the server; empty means no default model. "
+							   "Only superusers may set it.",
+							   &ouro_model_path_setting,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_model_path, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.threads",
+							"Worker threads of one generation (0 = the number of processors).",
+							"Valid range is 0 .. 1024.  Parallel query workers each use this many.",
+							&ouro_threads_setting,
+							0, 0, 1024,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.max_tokens",
+							"Default number of new tokens a generation may produce.",
+							"Valid range is 1 .. 1048576; the context limit also applies.",
+							&ouro_max_tokens_setting,
+							128, 1, OURO_PG_MAX_TOKENS_LIMIT,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.max_loops",
+							"Default number of loop steps (0 = the model's total_ut_steps).",
+							"Valid range is 0 .. 16.",
+							&ouro_max_loops_setting,
+							0, 0, OURO_MAX_LOOPS,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("ouro.exit_threshold",
+							 "Default early-exit threshold (-1 = the model's own rule).",
+							 "Valid range is -1 .. 1.  A value in 0 .. 1 exits at the first loop step "
+							 "whose cumulative exit probability reaches it; -1 uses the model's "
+							 "early_exit_threshold.",
+							 &ouro_exit_threshold_setting,
+							 -1.0, -1.0, 1.0,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.context_length",
+							"Most tokens one sequence may hold (prompt plus generated text).",
+							"Valid range is 16 .. 1048576; the model's max_position_embeddings also caps it. "
+							"Memory of the KV cache grows with the tokens a call needs.",
+							&ouro_context_length_setting,
+							4096, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("ouro.on_error",
+							 "What a row with bad input gives: error or null.",
+							 "Valid values are error (abort the statement) and null (return NULL "
+							 "with a WARNING).  Configuration errors and cancels always abort.",
+							 &ouro_on_error_setting,
+							 OURO_ON_ERROR_ERROR,
+							 on_error_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("ouro.depth",
+							 "How an exit threshold is used: adaptive or full depth.",
+							 "Valid values are adaptive (a decoded token stops at the first loop step "
+							 "whose cumulative exit probability reaches the threshold; deeper steps are "
+							 "not run) and full (every step runs; the threshold only picks the step "
+							 "whose state gives the logits).  Without a threshold every step runs.",
+							 &ouro_depth_setting,
+							 OURO_DEPTH_ADAPTIVE,
+							 depth_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("ouro.kv_cache",
+							 "Decode KV cache layout: per-step, last or avg.",
+							 "Valid values are per-step (one slot per loop step and layer, as upstream), "
+							 "last and avg (one slot per layer while decoding: the last step's K/V or "
+							 "their mean over steps; a quarter of the memory for 4 steps).",
+							 &ouro_kv_cache_setting,
+							 OURO_KV_PER_STEP,
+							 kv_cache_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("ouro");
+
+	ouro_set_log(core_log, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Models: the `model` argument -> a folder -> a cached ouro_model
+ * ------------------------------------------------------------------------ */
+
+#define OURO_PG_MAX_MODELS 4
+
+static OuroModelEntry model_cache[OURO_PG_MAX_MODELS];
+static int	model_cache_len = 0;
+static uint64 model_cache_tick = 0;
+
+/* The session cache (below) forgets a model that is about to be freed. */
+static void session_forget_model(const ouro_model *model);
+
+/*
+ * Path of the model registered under `name`, read from the extension's
+ * ouro_models table (palloc'd), or NULL when there is none.  The table sits
+ * in the schema of the calling function and must belong to the extension, so
+ * a table of the same name that a user created elsewhere is never consulted.
+ * The read is a plain heap scan under the statement's snapshot: callers need
+ * no privilege on the table, which PUBLIC cannot read.
+ */
+static char *
+registered_model_path(Oid fn_oid, const char *name)
+{
+	Oid			nsp = get_func_namespace(fn_oid);
+	Oid			relid = get_relname_relid("ouro_models", nsp);
+	Oid			extoid = get_extension_oid("ouro", true);
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+	char	   *path = NULL;
+
+	if (!OidIsValid(relid) || !OidIsValid(extoid) ||
+		getExtensionOfObject(RelationRelationId, relid) != extoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the ouro_models table of extension \"ouro\" is missing"),
+				 errhint("Recreate the extension with DROP EXTENSION ouro; CREATE EXTENSION ouro;")));
+
+	rel = table_open(relid, AccessShareLock);
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull);
+
+		if (!isnull && strcmp(TextDatumGetCString(d), name) == 0)
+		{
+			d = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
+			if (!isnull)
+				path = TextDatumGetCString(d);
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return path;
+}
+
+/* Frees the core model of a cache entry and empties it. */
+static void
+model_entry_release(OuroModelEntry *e)
+{
+	if (e->model != NULL)
+	{
+		session_forget_model(e->model);
+		ouro_model_free(e->model);
+		e->model = NULL;
+	}
+}
+
+/*
+ * Loads `path` into entry e (whose old model, if any, is already released).
+ * On failure raises ERROR naming `label` with the core's message as detail.
+ */
+static void
+model_entry_load(OuroModelEntry *e, const char *label)
+{
+	struct stat st;
+	ouro_model *model = NULL;
+	ouro_error	err;
+	ouro_status status;
+	instr_time	start,
+				end;
+
+	/* The folder itself is checked here, to report errno faithfully. */
+	if (stat(e->path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open model folder \"%s\": %m", e->path)));
+	if (!S_ISDIR(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("model path \"%s\" is not a folder", e->path),
+				 errhint("A model is a folder holding config.json, safetensors weights and tokenizer.json.")));
+
+	INSTR_TIME_SET_CURRENT(start);
+	status = ouro_model_load(e->path, &model, &err);
+	INSTR_TIME_SET_CURRENT(end);
+	INSTR_TIME_SUBTRACT(end, start);
+	if (status != OURO_OK)
+	{
+		if (model != NULL)
+			ouro_model_free(model);
+		(void) pg_ouro_report(&err, psprintf("could not load model \"%s\"", label), NULL);
+		pg_unreachable();
+	}
+	e->model = model;
+	e->loads++;
+	e->load_ms = INSTR_TIME_GET_MILLISEC(end);
+}
+
+/*
+ * Finds or loads the model of `path`.  A cached model is checked once per
+ * statement for changed files and reloaded then.
+ */
+static OuroModelEntry *
+model_cache_get(const char *path, const char *label, bool *was_loaded)
+{
+	OuroModelEntry *e = NULL;
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	int			i;
+
+	for (i = 0; i < model_cache_len; i++)
+		if (strcmp(model_cache[i].path, path) == 0)
+		{
+			e = &model_cache[i];
+			break;
+		}
+
+	if (e == NULL)
+	{
+		if (model_cache_len < OURO_PG_MAX_MODELS)
+			e = &model_cache[model_cache_len++];
+		else
+		{
+			/* evict the least recently used model */
+			e = &model_cache[0];
+			for (i = 1; i < model_cache_len; i++)
+				if (model_cache[i].last_used < e->last_used)
+					e = &model_cache[i];
+			model_entry_release(e);
+			pfree(e->path);
+		}
+		memset(e, 0, sizeof(*e));
+		e->path = MemoryContextStrdup(TopMemoryContext, path);
+	}
+
+	*was_loaded = e->model != NULL;
+	if (e->model != NULL && e->checked_at != stmt)
+	{
+		if (ouro_model_files_changed(e->model))
+		{
+			ereport(DEBUG1, (errmsg_internal("ouro: files of model \"%s\" changed; reloading", label)));
+			model_entry_release(e);
+			*was_loaded = false;
+		}
+	}
+	if (e->model == NULL)
+		model_entry_load(e, label);
+	e->checked_at = stmt;
+	e->last_used = ++model_cache_tick;
+	return e;
+}
+
+void
+pg_ouro_model_resolve(FunctionCallInfo fcinfo, int argno, OuroModelRef *ref)
+{
+	const char *path;
+
+	if (argno >= 0 && argno < PG_NARGS() && !PG_ARGISNULL(argno))
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+		path = registered_model_path(fcinfo->flinfo->fn_oid, name);
+		if (path == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("model \"%s\" is not registered", name),
+					 errhint("A superuser registers models with ouro_register_model(name, path); "
+							 "leave model NULL to use ouro.model_path.")));
+		ref->label = name;
+	}
+	else
+	{
+		if (ouro_model_path_setting == NULL || ouro_model_path_setting[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no model is configured"),
+					 errdetail("The model argument is NULL and ouro.model_path is empty."),
+					 errhint("A superuser sets ouro.model_path to a model folder, or registers "
+							 "models with ouro_register_model(name, path) for the model argument.")));
+		path = ouro_model_path_setting;
+		ref->label = pstrdup(path);
+	}
+	ref->entry = model_cache_get(path, ref->label, &ref->was_loaded);
+}
+
+const ouro_tokenizer *
+pg_ouro_tokenizer(const OuroModelRef *ref)
+{
+	const ouro_tokenizer *tok = ouro_model_tokenizer(ref->entry->model);
+
+	if (tok == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model \"%s\" has no tokenizer", ref->label),
+				 errhint("Put the model's tokenizer.json in its folder.")));
+	return tok;
+}
+
+int
+pg_ouro_context_limit(const ouro_model *model)
+{
+	const ouro_config *cfg = ouro_model_config(model);
+	int			limit = ouro_context_length_setting;
+
+	if (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < limit)
+		limit = cfg->max_position_embeddings;
+	return limit;
+}
+
+/* ------------------------------------------------------------------------
+ * Sessions: one cached KV cache, reused while it fits
+ * ------------------------------------------------------------------------ */
+
+static ouro_session *cached_session = NULL;	/* core-owned; ouro_session_free */
+static const ouro_model *cached_session_model = NULL;
+static int	cached_n_ctx,
+			cached_n_seq,
+			cached_loops,
+			cached_threads,
+			cached_kv;
+
+static void
+session_forget_model(const ouro_model *model)
+{
+	if (cached_session != NULL && cached_session_model == model)
+	{
+		ouro_session_free(cached_session);
+		cached_session = NULL;
+		cached_session_model = NULL;
+	}
+}
+
+int
+pg_ouro_threads(void)
+{
+	if (ouro_threads_setting > 0)
+		return ouro_threads_setting;
+	return Max(omp_get_num_procs(), 1);
+}
+
+ouro_session *
+pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
+{
+	const ouro_model *model = ref->entry->model;
+	const ouro_config *cfg = ouro_model_config(model);
+	int			limit = pg_ouro_context_limit(model);
+	int			threads = pg_ouro_threads();
+	int			loops = max_loops > 0 ? max_loops : cfg->total_ut_steps;
+	int			n_ctx;
+	ouro_session_options opts;
+	ouro_session *s = NULL;
+	ouro_error	err;
+
+	need_ctx = Max(need_ctx, 1);
+	n_seq = Max(n_seq, 1);
+	if (cached_session != NULL && cached_session_model == model &&
+		cached_n_ctx >= need_ctx && cached_n_seq >= n_seq &&
+		cached_loops == loops && cached_threads == threads &&
+		cached_kv == ouro_kv_cache_setting)
+	{
+		for (int i = 0; i < cached_n_seq; i++)
+			ouro_session_seq_reset(cached_session, i);
+		return cached_session;
+	}
+
+	if (cached_session != NULL)
+	{
+		ouro_session_free(cached_session);
+		cached_session = NULL;
+		cached_session_model = NULL;
+	}
+
+	/* Round up so that a batch of similar rows reuses one session. */
+	n_ctx = need_ctx <= limit - 255 ? TYPEALIGN(256, need_ctx) : limit;
+	n_ctx = Max(Min(n_ctx, limit), need_ctx);
+
+	memset(&opts, 0, sizeof(opts));
+	opts.n_ctx = n_ctx;
+	opts.n_seq = n_seq;
+	opts.max_loops = loops;
+	opts.kv = (ouro_kv_mode) ouro_kv_cache_setting;
+	opts.threads = threads;
+	if (ouro_session_new(model, &opts, &s, &err) != OURO_OK)
+	{
+		if (s != NULL)
+			ouro_session_free(s);
+		(void) pg_ouro_report(&err, "could not create a session for the model", ref);
+		pg_unreachable();
+	}
+	cached_session = s;
+	cached_session_model = model;
+	cached_n_ctx = n_ctx;
+	cached_n_seq = n_seq;
+	cached_loops = loops;
+	cached_threads = threads;
+	cached_kv = ouro_kv_cache_setting;
+	return s;
+}
+
+size_t
+pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops)
+{
+	if (cached_session == NULL || cached_session_model != model)
+		return 0;
+	*n_ctx = cached_n_ctx;
+	*max_loops = cached_loops;
+	return ouro_session_kv_bytes(cached_session);
+}
+
+/* ------------------------------------------------------------------------
+ * Threads
+ *
+ * The core runs its matrix products on an OpenMP team.  libgomp keeps the
+ * team's threads between parallel regions, and a new thread inherits the
+ * signal mask of the thread that creates it.  So the team is (re)started here
+ * from a region run with every signal blocked: SIGINT, SIGALRM (statement
+ * timeouts), SIGTERM and SIGUSR1 then always land on the backend's thread,
+ * where PostgreSQL's handlers expect to run.  Called before every core call
+ * that computes; it does work only when the thread count changes.
+ * ------------------------------------------------------------------------ */
+
+static int	team_threads = 1;
+
+void
+pg_ouro_prepare_threads(void)
+{
+	int			threads = pg_ouro_threads();
+	sigset_t	all,
+				old;
+
+	if (threads == team_threads)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+#pragma omp parallel num_threads(threads)
+	{
+		/* nothing: starting the team is the point */
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	team_threads = threads;
+}
+
+/* ------------------------------------------------------------------------
+ * Cancel
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Called by the core on the backend's thread between decode steps and
+ * prefill chunks.  It only reads the flags the signal handlers set; the
+ * caller runs CHECK_FOR_INTERRUPTS() once the core has returned.
+ */
+int
+pg_ouro_cancel_check(void *ctx)
+{
+	return (InterruptPending && (QueryCancelPending || ProcDiePending)) ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+bool
+pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail, const char *hint)
+{
+	int			elevel = ouro_on_error_setting == OURO_ON_ERROR_NULL ? WARNING : ERROR;
+
+	ereport(elevel,
+			(errcode(sqlerrcode),
+			 errmsg_internal("%s", msg),
+			 detail ? errdetail_internal("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
+	return true;
+}
+
+bool
+pg_ouro_report(const ouro_error *err, const char *what, const OuroModelRef *ref)
+{
+	const char *detail = err->message[0] ? err->message : ouro_status_str(err->status);
+
+	switch (err->status)
+	{
+		case OURO_ERR_INTERRUPTED:
+			CHECK_FOR_INTERRUPTS();
+			/* the flags were cleared or held off: still stop the statement */
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to user request")));
+			break;
+		case OURO_ERR_CONTEXT:
+			return pg_ouro_row_error(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+									 psprintf("%s: the input is too long", what), detail,
+									 "Raise ouro.context_length, lower max_tokens or shorten the input.");
+		case OURO_ERR_ARG:
+			return pg_ouro_row_error(ERRCODE_INVALID_PARAMETER_VALUE, what, detail, NULL);
+		case OURO_ERR_IO:
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail)));
+			break;
+		case OURO_ERR_FORMAT:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail),
+					 errhint("The model files are malformed or truncated; replace them with a complete copy.")));
+			break;
+		case OURO_ERR_UNSUPPORTED:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail)));
+			break;
+		case OURO_ERR_NOMEM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail),
+					 errhint("Lower ouro.context_length or max_tokens.")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail)));
+			break;
+	}
+	pg_unreachable();
+	return false;
+}
+
+void
+pg_ouro_append_double(StringInfo buf, double v)
+{
+	char		tmp[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	if (isnan(v) || isinf(v))
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	double_to_shortest_decimal_buf(v, tmp);
+	appendStringInfoString(buf, tmp);
+}

@@ -1,0 +1,119 @@
+/*
+ * ouro_pg.h -- shared declarations of the PostgreSQL extension (pg_ext/).
+ *
+ * ouro_pg.c owns the settings, the per-backend model and session caches, the
+ * cancel check and the translation of core statuses into ereport(); the SQL
+ * functions in ouro_fn.c use them; model registration is in ouro_fn.c too.  Everything here runs on the backend's own
+ * thread: the core's worker threads never reach this code.
+ */
+#ifndef OURO_PG_H
+#define OURO_PG_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+#include "ouro.h"
+
+/* ouro.on_error */
+typedef enum OuroOnError
+{
+	OURO_ON_ERROR_ERROR = 0,	/* a bad row aborts the statement */
+	OURO_ON_ERROR_NULL			/* a bad row gives NULL and a WARNING */
+} OuroOnError;
+
+/* Settings (ouro.*), defined in _PG_init. */
+extern char *ouro_model_path_setting;	/* "" = none */
+extern int	ouro_threads_setting;		/* 0 = number of processors */
+extern int	ouro_max_tokens_setting;
+extern int	ouro_max_loops_setting;		/* 0 = the model's total_ut_steps */
+extern double ouro_exit_threshold_setting;	/* < 0 = the model's own rule */
+extern int	ouro_context_length_setting;
+extern int	ouro_on_error_setting;		/* OuroOnError */
+extern int	ouro_depth_setting;			/* ouro_depth_mode used with a threshold */
+extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of new sessions */
+
+/* Argument ranges, shared by the settings and the function arguments. */
+#define OURO_PG_MAX_TOKENS_LIMIT 1048576
+#define OURO_PG_CONTEXT_MIN 16
+#define OURO_PG_CONTEXT_MAX 1048576
+#define OURO_PG_TEMPERATURE_MAX 100.0
+
+/*
+ * A model loaded in this backend.  The weights are mapped read-only by the
+ * core, so every backend that loads the same files shares them in the page
+ * cache.  Entries live for the life of the backend (or until their files
+ * change, or they are evicted).
+ */
+typedef struct OuroModelEntry
+{
+	char	   *path;			/* folder, as configured (TopMemoryContext) */
+	ouro_model *model;			/* core-owned (malloc); ouro_model_free */
+	TimestampTz checked_at;		/* statement start when files were last checked */
+	uint64		last_used;		/* LRU tick */
+	int			loads;			/* times this path was loaded in this backend */
+	double		load_ms;		/* wall time of the last load */
+} OuroModelEntry;
+
+/* What a call resolved its `model` argument to. */
+typedef struct OuroModelRef
+{
+	OuroModelEntry *entry;
+	const char *label;			/* name for messages: registered name or path (palloc) */
+	bool		was_loaded;		/* already in the cache before this call */
+} OuroModelRef;
+
+/*
+ * Resolves the model argument (argno of fcinfo; NULL there = ouro.model_path)
+ * to a loaded model, loading or reloading it as needed.  Raises ERROR when no
+ * model is configured, the name is not registered or the files do not load.
+ */
+extern void pg_ouro_model_resolve(FunctionCallInfo fcinfo, int argno, OuroModelRef *ref);
+
+/* The model's tokenizer; ERROR when the folder has none. */
+extern const ouro_tokenizer *pg_ouro_tokenizer(const OuroModelRef *ref);
+
+/*
+ * A session of the model able to hold n_seq sequences of need_ctx tokens with
+ * max_loops loop steps (0 = the model's), reused across calls when it fits.
+ * The session is owned by the cache; callers must not free it.
+ */
+extern ouro_session *pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq,
+									 int max_loops);
+
+/* Tokens one sequence may hold: ouro.context_length capped by the model. */
+extern int	pg_ouro_context_limit(const ouro_model *model);
+
+/* Threads a call uses: ouro.threads, or the number of processors. */
+extern int	pg_ouro_threads(void);
+
+/* Blocks signals while the core's thread team is (re)started; see ouro_pg.c. */
+extern void pg_ouro_prepare_threads(void);
+
+/* ouro_cancel_fn: nonzero when a cancel or termination is pending. */
+extern int	pg_ouro_cancel_check(void *ctx);
+
+/*
+ * Reports a failed core call.  `what` is the errmsg ("could not generate
+ * text").  Returns true only for a row error (bad argument, input too long)
+ * under ouro.on_error = null, after a WARNING: the caller returns NULL.
+ * Otherwise it raises ERROR (or the cancel error) and does not return.
+ * Free core memory before calling it.
+ */
+extern bool pg_ouro_report(const ouro_error *err, const char *what, const OuroModelRef *ref);
+
+/*
+ * Reports a row error (sqlerrcode, message, optional detail and hint):
+ * ERROR, or under ouro.on_error = null a WARNING and returns true.
+ */
+extern bool pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail,
+							  const char *hint);
+
+/* Shortest text of a double that reads back the same (JSON-safe when finite). */
+extern void pg_ouro_append_double(StringInfo buf, double v);
+
+/* Every cached model, for ouro_model_info of a session's state. */
+extern size_t pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops);
+
+#endif							/* OURO_PG_H */
