@@ -414,13 +414,65 @@ static double log_prob(const float *row, int V, int32_t id)
     return (double)row[id] - ouro_logsumexp(row, V);
 }
 
+/* The classification prompt of one input: the chat template around one user
+ * message "<instruction>\n\nLabels: a, b\n\nInput: <input>", with the
+ * assistant's turn opened, encoded.  *ids is malloc'd. */
+static ouro_status classify_prompt(const ouro_tokenizer *tok, const char *ins, const char *input,
+                                   const char *const *labels, int n_labels, int32_t **ids,
+                                   size_t *n_ids, ouro_error *err)
+{
+    size_t len = strlen(ins) + strlen("\n\nLabels: ") + strlen("\n\nInput: ") + strlen(input) + 1;
+    for (int i = 0; i < n_labels; i++)
+        if (!ouro_add_ok(len, strlen(labels[i]) + 2, &len))
+            return ouro_err(err, OURO_ERR_ARG, "labels too long");
+    char *content = malloc(len), *text = NULL;
+    if (!content)
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    char *w = content;
+    w += sprintf(w, "%s\n\nLabels: ", ins);
+    for (int i = 0; i < n_labels; i++)
+        w += sprintf(w, "%s%s", i ? ", " : "", labels[i]);
+    sprintf(w, "\n\nInput: %s", input);
+    ouro_chat_message msg = { .role = "user", .content = content };
+    ouro_status st = ouro_chat_render(tok, &msg, 1, true, &text, err);
+    if (st == OURO_OK)
+        st = ouro_tokenizer_encode(tok, text, strlen(text), ids, n_ids, err);
+    free(content);
+    ouro_free(text);
+    return st;
+}
+
 ouro_status ouro_classify(ouro_session *s, const char *input, const char *const *labels,
                           int n_labels, const char *instruction, const ouro_exit *exit,
                           double *probs, double *logprobs, ouro_cancel_fn cancel,
                           void *cancel_ctx, ouro_error *err)
 {
-    if (!s || !input || !labels || !probs)
+    if (!input)
         return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument");
+    return ouro_classify_batch(s, 1, &input, labels, n_labels, instruction, exit, probs, logprobs,
+                               cancel, cancel_ctx, err);
+}
+
+/*
+ * Batched classification.  The prompts of all inputs share their first tokens
+ * (chat template, instruction, label list), so that prefix is computed once,
+ * in a sequence of its own, and copied.  Then inputs run in waves: each input
+ * of a wave owns G sequences (G = the labels of one group); one forward call
+ * runs the rest of every prompt of the wave, giving the first label token's
+ * log-probability; the prompt is copied into the group's other sequences and
+ * one more call runs every label's remaining tokens.  Label groups smaller
+ * than the label count are used when the session has too few sequences.
+ */
+ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                const ouro_exit *exit, double *probs, double *logprobs,
+                                ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    if (!s || !inputs || !labels || !probs || n_inputs < 1)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
+    for (int k = 0; k < n_inputs; k++)
+        if (!inputs[k])
+            return ouro_err(err, OURO_ERR_ARG, "input %d is NULL", k);
     if (n_labels < 1)
         return ouro_err(err, OURO_ERR_ARG, "classification needs at least one label");
     for (int i = 0; i < n_labels; i++) {
@@ -442,37 +494,20 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
     if (st != OURO_OK)
         return st;
     int V = m->cfg.vocab_size;
-
-    /* the prompt: instruction, labels, input as one user message */
     const char *ins = instruction ? instruction : DEFAULT_INSTRUCTION;
-    size_t len = strlen(ins) + strlen("\n\nLabels: ") + strlen("\n\nInput: ") + strlen(input) + 1;
-    for (int i = 0; i < n_labels; i++)
-        if (!ouro_add_ok(len, strlen(labels[i]) + 2, &len))
-            return ouro_err(err, OURO_ERR_ARG, "labels too long");
-    char *content = malloc(len), *text = NULL;
-    int32_t *ids = NULL, **lab = NULL;
-    size_t n_ids = 0, *lab_n = NULL;
-    float *first = NULL, *rows = NULL;
-    if (!content)
-        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
-    char *w = content;
-    w += sprintf(w, "%s\n\nLabels: ", ins);
-    for (int i = 0; i < n_labels; i++)
-        w += sprintf(w, "%s%s", i ? ", " : "", labels[i]);
-    sprintf(w, "\n\nInput: %s", input);
-    ouro_chat_message msg = { .role = "user", .content = content };
 
-    lab = calloc((size_t)n_labels, sizeof *lab);
-    lab_n = calloc((size_t)n_labels, sizeof *lab_n);
-    first = malloc((size_t)V * sizeof(float));
-    if (!lab || !lab_n || !first) {
+    int32_t **ids = calloc((size_t)n_inputs, sizeof *ids), **lab = calloc((size_t)n_labels, sizeof *lab);
+    size_t *n_ids = calloc((size_t)n_inputs, sizeof *n_ids), *lab_n = calloc((size_t)n_labels, sizeof *lab_n);
+    int32_t *btok = NULL, *bseq = NULL;
+    uint8_t *bwant = NULL;
+    float *rows = NULL;
+    if (!ids || !lab || !n_ids || !lab_n) {
         st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = ouro_chat_render(tok, &msg, 1, true, &text, err)) != OURO_OK ||
-        (st = ouro_tokenizer_encode(tok, text, strlen(text), &ids, &n_ids, err)) != OURO_OK)
-        goto done;
-    size_t max_lab = 0;
+
+    /* labels and prompts, tokenized */
+    size_t max_lab = 0, sum_lab = 0;
     for (int i = 0; i < n_labels; i++) {
         if ((st = ouro_tokenizer_encode(tok, labels[i], strlen(labels[i]), &lab[i], &lab_n[i], err)) != OURO_OK)
             goto done;
@@ -480,113 +515,166 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
             st = ouro_err(err, OURO_ERR_ARG, "label \"%s\" encodes to no tokens", labels[i]);
             goto done;
         }
-        if (lab_n[i] > max_lab)
-            max_lab = lab_n[i];
+        max_lab = lab_n[i] > max_lab ? lab_n[i] : max_lab;
+        sum_lab += lab_n[i] - 1;
     }
-    if (n_ids == 0 || n_ids + max_lab - 1 > (size_t)s->n_ctx) {
-        st = ouro_err(err, OURO_ERR_CONTEXT, "the classification prompt (%zu tokens) and the "
-                      "longest label (%zu tokens) do not fit the session's context of %d",
-                      n_ids, max_lab, s->n_ctx);
-        goto done;
+    for (int k = 0; k < n_inputs; k++) {
+        if ((st = classify_prompt(tok, ins, inputs[k], labels, n_labels, &ids[k], &n_ids[k], err)) != OURO_OK)
+            goto done;
+        if (n_ids[k] == 0 || n_ids[k] + max_lab - 1 > (size_t)s->n_ctx) {
+            st = ouro_err(err, OURO_ERR_CONTEXT, "the classification prompt (%zu tokens) and the "
+                          "longest label (%zu tokens) do not fit the session's context of %d",
+                          n_ids[k], max_lab, s->n_ctx);
+            goto done;
+        }
     }
 
-    /* prefill the prompt once into sequence 0 */
-    for (int q = 0; q < s->n_seq; q++)
+    /* the shared prefix: every input keeps at least its last token */
+    size_t P = 0;
+    if (n_inputs > 1) {
+        P = n_ids[0] - 1;
+        for (int k = 1; k < n_inputs; k++) {
+            size_t j = 0, lim = n_ids[k] - 1 < P ? n_ids[k] - 1 : P;
+            while (j < lim && ids[k][j] == ids[0][j])
+                j++;
+            P = j;
+        }
+    }
+    int S = s->n_seq, pseq = P > 0 ? S - 1 : -1;
+    int avail = P > 0 ? S - 1 : S;
+    if (avail < 1) {     /* a single sequence: no room to keep the prefix */
+        P = 0;
+        pseq = -1;
+        avail = S;
+    }
+    int G = n_labels < avail ? n_labels : avail;      /* labels per group */
+    int W = avail / G;                                /* inputs per wave */
+    if (W > n_inputs)
+        W = n_inputs;
+
+    size_t max_rest = 0;
+    for (int k = 0; k < n_inputs; k++)
+        max_rest = n_ids[k] - P > max_rest ? n_ids[k] - P : max_rest;
+    size_t cap = (size_t)W * (max_rest > (size_t)G * (max_lab - 1) ? max_rest : (size_t)G * (max_lab - 1));
+    size_t nb;
+    btok = malloc(cap * sizeof *btok);
+    bseq = malloc(cap * sizeof *bseq);
+    bwant = malloc(cap);
+    if (!btok || !bseq || !bwant || !ouro_mul_ok((size_t)W * G * (max_lab > 1 ? max_lab - 1 : 1),
+                                                 (size_t)V * sizeof(float), &nb) || !(rows = malloc(nb))) {
+        st = ouro_err(err, OURO_ERR_NOMEM, "out of memory for classification");
+        goto done;
+    }
+    for (int q = 0; q < S; q++)
         ouro_session_seq_reset(s, q);
-    ouro_outputs out1 = { .logits = first };
-    if ((st = prefill(s, 0, ids, (int)n_ids, &fo, &out1, cancel, cancel_ctx, err)) != OURO_OK)
+    if (P > 0 && (st = prefill(s, pseq, ids[0], (int)P, &fo, &(ouro_outputs){0}, cancel,
+                               cancel_ctx, err)) != OURO_OK)
         goto done;
-    for (int i = 0; i < n_labels; i++)
-        probs[i] = log_prob(first, V, lab[i][0]);   /* running totals until the softmax */
+    (void)sum_lab;
 
-    /* the rest of each label, n_seq labels at a time, each in its own copy */
-    size_t rows_cap = (size_t)s->n_seq * (max_lab - 1);
-    if (max_lab > 1) {
-        size_t nb;
-        if (!ouro_mul_ok(rows_cap, (size_t)V * sizeof(float), &nb) || !(rows = malloc(nb))) {
-            st = ouro_err(err, OURO_ERR_NOMEM, "out of memory for label scores");
-            goto done;
-        }
-    }
-    int32_t *btok = NULL, *bseq = NULL;
-    uint8_t *bwant = NULL;
-    if (max_lab > 1) {
-        btok = malloc(rows_cap * sizeof *btok);
-        bseq = malloc(rows_cap * sizeof *bseq);
-        bwant = malloc(rows_cap);
-        if (!btok || !bseq || !bwant) {
-            free(btok); free(bseq); free(bwant);
-            st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-    }
-    int prompt_len = (int)n_ids;
-    for (int g0 = 0; g0 < n_labels && max_lab > 1 && st == OURO_OK; g0 += s->n_seq) {
-        int g1 = g0 + s->n_seq < n_labels ? g0 + s->n_seq : n_labels;
-        ouro_session_seq_truncate(s, 0, prompt_len);
+    for (int k0 = 0; k0 < n_inputs && st == OURO_OK; k0 += W) {
+        int nw = n_inputs - k0 < W ? n_inputs - k0 : W;
+        /* the rest of each prompt, every input of the wave in one call */
         int n = 0;
-        for (int i = g0; i < g1; i++) {
-            int slot = i - g0;
-            if (lab_n[i] < 2)
-                continue;
-            if (slot != 0 && (st = ouro_session_seq_copy(s, 0, slot, err)) != OURO_OK)
-                break;
-            for (size_t j = 0; j + 1 < lab_n[i]; j++) {
-                btok[n] = lab[i][j];
-                bseq[n] = slot;
-                bwant[n] = 1;
+        for (int w = 0; w < nw && st == OURO_OK; w++) {
+            int base = w * G, k = k0 + w;
+            ouro_session_seq_reset(s, base);
+            if (P > 0)
+                st = ouro_session_seq_copy(s, pseq, base, err);
+            for (size_t j = P; j < n_ids[k]; j++) {
+                btok[n] = ids[k][j];
+                bseq[n] = base;
                 n++;
             }
         }
-        if (st != OURO_OK || n == 0)
-            continue;
+        if (st != OURO_OK)
+            break;
         if (cancel && cancel(cancel_ctx)) {
             st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during classification");
             break;
         }
-        ouro_batch b = { .n = n, .token = btok, .seq = bseq, .want = bwant };
-        ouro_outputs o = { .logits = rows };
-        if ((st = ouro_session_forward(s, &b, &fo, &o, err)) != OURO_OK)
+        /* want NULL: the last token of each sequence, in batch order = wave order */
+        ouro_batch b = { .n = n, .token = btok, .seq = bseq, .want = NULL };
+        if ((st = ouro_session_forward(s, &b, &fo, &(ouro_outputs){ .logits = rows }, err)) != OURO_OK)
             break;
-        int r = 0;
-        for (int i = g0; i < g1; i++)
-            for (size_t j = 0; j + 1 < lab_n[i]; j++, r++)
-                probs[i] += log_prob(rows + (size_t)r * V, V, lab[i][j + 1]);
-        for (int q = 1; q < s->n_seq; q++)
-            ouro_session_seq_reset(s, q);
+        for (int w = 0; w < nw; w++)
+            for (int i = 0; i < n_labels; i++)
+                probs[(size_t)(k0 + w) * n_labels + i] = log_prob(rows + (size_t)w * V, V, lab[i][0]);
+
+        /* the remaining tokens of every label, one group of labels at a time */
+        for (int g0 = 0; g0 < n_labels && max_lab > 1 && st == OURO_OK; g0 += G) {
+            int g1 = g0 + G < n_labels ? g0 + G : n_labels;
+            n = 0;
+            for (int w = 0; w < nw && st == OURO_OK; w++) {
+                int base = w * G;
+                ouro_session_seq_truncate(s, base, (int)n_ids[k0 + w]);
+                for (int i = g0; i < g1 && st == OURO_OK; i++) {
+                    int sq = base + (i - g0);
+                    if (lab_n[i] < 2)
+                        continue;
+                    if (sq != base && (st = ouro_session_seq_copy(s, base, sq, err)) != OURO_OK)
+                        break;
+                    for (size_t j = 0; j + 1 < lab_n[i]; j++) {
+                        btok[n] = lab[i][j];
+                        bseq[n] = sq;
+                        bwant[n] = 1;
+                        n++;
+                    }
+                }
+            }
+            if (st != OURO_OK || n == 0)
+                continue;
+            if (cancel && cancel(cancel_ctx)) {
+                st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during classification");
+                break;
+            }
+            b = (ouro_batch){ .n = n, .token = btok, .seq = bseq, .want = bwant };
+            if ((st = ouro_session_forward(s, &b, &fo, &(ouro_outputs){ .logits = rows }, err)) != OURO_OK)
+                break;
+            int r = 0;
+            for (int w = 0; w < nw; w++)
+                for (int i = g0; i < g1; i++)
+                    for (size_t j = 0; j + 1 < lab_n[i]; j++, r++)
+                        probs[(size_t)(k0 + w) * n_labels + i] += log_prob(rows + (size_t)r * V, V, lab[i][j + 1]);
+            for (int w = 0; w < nw; w++)
+                for (int i = 1; i < G; i++)
+                    ouro_session_seq_reset(s, w * G + i);
+        }
+        for (int w = 0; w < nw; w++)
+            ouro_session_seq_reset(s, w * G);
     }
-    free(btok);
-    free(bseq);
-    free(bwant);
     if (st != OURO_OK)
         goto done;
 
-    /* probs = softmax over the label totals */
-    double mx = probs[0], sum = 0.0;
-    for (int i = 1; i < n_labels; i++)
-        if (probs[i] > mx)
-            mx = probs[i];
-    for (int i = 0; i < n_labels; i++) {
-        if (logprobs)
-            logprobs[i] = probs[i];
-        sum += exp(probs[i] - mx);
+    /* probabilities: softmax over each input's label totals */
+    for (int k = 0; k < n_inputs; k++) {
+        double *p = probs + (size_t)k * n_labels, mx = p[0], sum = 0.0;
+        for (int i = 1; i < n_labels; i++)
+            mx = p[i] > mx ? p[i] : mx;
+        for (int i = 0; i < n_labels; i++) {
+            if (logprobs)
+                logprobs[(size_t)k * n_labels + i] = p[i];
+            sum += exp(p[i] - mx);
+        }
+        for (int i = 0; i < n_labels; i++)
+            p[i] = exp(p[i] - mx) / sum;
     }
-    for (int i = 0; i < n_labels; i++)
-        probs[i] = exp(probs[i] - mx) / sum;
 
 done:
     for (int q = 0; q < s->n_seq; q++)
         ouro_session_seq_reset(s, q);
-    if (lab)
-        for (int i = 0; i < n_labels; i++)
-            ouro_free(lab[i]);
+    for (int k = 0; ids && k < n_inputs; k++)
+        ouro_free(ids[k]);
+    for (int i = 0; lab && i < n_labels; i++)
+        ouro_free(lab[i]);
+    free(ids);
+    free(n_ids);
     free(lab);
     free(lab_n);
-    free(first);
+    free(btok);
+    free(bseq);
+    free(bwant);
     free(rows);
-    ouro_free(ids);
-    ouro_free(text);
-    free(content);
     return st;
 }
 

@@ -322,6 +322,16 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
                           double *probs, double *logprobs, ouro_cancel_fn cancel,
                           void *cancel_ctx, ouro_error *err);
 
+/* ouro_classify for n_inputs inputs and the same labels: probs (and logprobs
+ * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share
+ * are computed once, and inputs run together over the session's sequences
+ * (n_seq >= n_labels + 1 lets a whole input run in one wave; more sequences,
+ * more inputs at once).  Gives the same numbers as one ouro_classify per input. */
+ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                const ouro_exit *exit, double *probs, double *logprobs,
+                                ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err);
+
 /* Exit distribution of every token of `ids` (one full-depth forward):
  * pdf is (n_ids, max_loops); expected[i] = sum_t t * p_t; step[i] = the
  * Q-exit step for `threshold`, or the config's threshold when threshold < 0.

@@ -1,0 +1,180 @@
+/*
+ * test_classify.c -- classification and batched generation agree with their
+ * one-at-a-time forms.
+ *
+ *   - ouro_classify_batch over many inputs (shared prompt prefix computed once,
+ *     inputs in waves, label groups) gives the probabilities of one
+ *     ouro_classify per input, for sessions of 1, 2, 4 and 16 sequences, with
+ *     labels of one and of several tokens;
+ *   - the probabilities sum to 1 and agree with the label log-probabilities
+ *     computed by hand from single forward calls;
+ *   - bad labels are errors.
+ *
+ * Run from the repository root (test/run.sh does).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ouro.h"
+
+#define N_IN 5
+#define N_LAB 4
+
+static const char *inputs[N_IN] = {
+    "I loved this film, the acting was wonderful.",
+    "Terrible service, I will never come back.",
+    "The package arrived on Tuesday.",
+    "x",
+    "A much longer input that goes on for a while, with numbers 12345 and punctuation!?",
+};
+static const char *labels[N_LAB] = { "positive", "negative", "neutral", "not sure at all" };
+
+/* log-softmax of logits (V) at id */
+static double log_prob(const float *l, int V, int id)
+{
+    double mx = l[0], s = 0;
+    for (int j = 1; j < V; j++)
+        mx = l[j] > mx ? l[j] : mx;
+    for (int j = 0; j < V; j++)
+        s += exp(l[j] - mx);
+    return l[id] - mx - log(s);
+}
+
+/* Total log-probability of `label` after `prompt`, from one forward call over
+ * prompt + label with every position's logits. */
+static double label_logprob_by_hand(ouro_model *m, const int32_t *p, size_t np, const char *label)
+{
+    const ouro_tokenizer *tok = ouro_model_tokenizer(m);
+    int V = ouro_model_config(m)->vocab_size;
+    int32_t *lt = NULL;
+    size_t nl = 0;
+    ouro_tokenizer_encode(tok, label, strlen(label), &lt, &nl, NULL);
+    size_t n = np + nl - 1;
+    int32_t *all = malloc(n * sizeof *all), *seq = calloc(n, sizeof *seq);
+    uint8_t *want = calloc(n, 1);
+    float *rows = malloc(nl * (size_t)V * sizeof(float));
+    memcpy(all, p, np * sizeof *all);
+    memcpy(all + np, lt, (nl - 1) * sizeof *all);
+    for (size_t i = np - 1; i < n; i++)
+        want[i] = 1;
+    ouro_session *s = NULL;
+    ouro_session_options so = { .n_ctx = (int)n, .threads = 1 };
+    double total = NAN;
+    if (ouro_session_new(m, &so, &s, NULL) == OURO_OK) {
+        ouro_batch b = { .n = (int)n, .token = all, .seq = seq, .want = want };
+        ouro_outputs o = { .logits = rows };
+        if (ouro_session_forward(s, &b, NULL, &o, NULL) == OURO_OK) {
+            total = 0;
+            for (size_t j = 0; j < nl; j++)
+                total += log_prob(rows + j * V, V, lt[j]);
+        }
+    }
+    ouro_session_free(s);
+    free(all);
+    free(seq);
+    free(want);
+    free(rows);
+    ouro_free(lt);
+    return total;
+}
+
+int main(void)
+{
+    ouro_model *m = NULL;
+    ouro_error e;
+    if (!check(ouro_model_load("test/data/models/tiny-mha-bf16", &m, &e) == OURO_OK, "model loads")) {
+        check_note("%s", e.message);
+        return check_done();
+    }
+
+    /* one input at a time */
+    double single[N_IN][N_LAB], single_lp[N_IN][N_LAB];
+    ouro_session *s1 = NULL;
+    ouro_session_options so1 = { .n_ctx = 256, .n_seq = 1, .threads = 2 };
+    int ok = ouro_session_new(m, &so1, &s1, &e) == OURO_OK;
+    for (int k = 0; k < N_IN && ok; k++)
+        ok = ouro_classify(s1, inputs[k], labels, N_LAB, NULL, NULL, single[k], single_lp[k],
+                           NULL, NULL, &e) == OURO_OK;
+    ouro_session_free(s1);
+    if (!check(ok, "ouro_classify, one input at a time")) {
+        check_note("%s", e.message);
+        ouro_model_free(m);
+        return check_done();
+    }
+    double worst_sum = 0;
+    for (int k = 0; k < N_IN; k++) {
+        double sum = 0;
+        for (int i = 0; i < N_LAB; i++)
+            sum += single[k][i];
+        worst_sum = fmax(worst_sum, fabs(sum - 1));
+    }
+    check(worst_sum < 1e-9, "probabilities sum to 1 (worst %.1e)", worst_sum);
+
+    /* the log-probabilities by hand, from the rendered prompt */
+    const ouro_tokenizer *tok = ouro_model_tokenizer(m);
+    double worst_hand = 0;
+    for (int k = 0; k < 2; k++) {
+        char content[512];
+        snprintf(content, sizeof content, "Classify the input into one of the labels. Answer with the "
+                 "label only.\n\nLabels: positive, negative, neutral, not sure at all\n\nInput: %s", inputs[k]);
+        ouro_chat_message msg = { "user", content };
+        char *text = NULL;
+        int32_t *p = NULL;
+        size_t np = 0;
+        ouro_chat_render(tok, &msg, 1, true, &text, NULL);
+        ouro_tokenizer_encode(tok, text, strlen(text), &p, &np, NULL);
+        for (int i = 0; i < N_LAB; i++)
+            worst_hand = fmax(worst_hand, fabs(label_logprob_by_hand(m, p, np, labels[i]) - single_lp[k][i]));
+        ouro_free(text);
+        ouro_free(p);
+    }
+    check(worst_hand < 1e-4, "label log-probabilities equal those computed by hand (worst %.1e)", worst_hand);
+
+    /* batched, over sessions of several sizes */
+    int sizes[] = { 1, 2, 4, 16 };
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+        double probs[N_IN][N_LAB], lp[N_IN][N_LAB];
+        ouro_session *s = NULL;
+        ouro_session_options so = { .n_ctx = 256, .n_seq = sizes[z], .threads = 2 };
+        ok = ouro_session_new(m, &so, &s, &e) == OURO_OK
+             && ouro_classify_batch(s, N_IN, inputs, labels, N_LAB, NULL, NULL, &probs[0][0], &lp[0][0],
+                                    NULL, NULL, &e) == OURO_OK;
+        ouro_session_free(s);
+        if (!check(ok, "ouro_classify_batch with %d sequences", sizes[z])) {
+            check_note("%s", e.message);
+            continue;
+        }
+        double worst = 0;
+        for (int k = 0; k < N_IN; k++)
+            for (int i = 0; i < N_LAB; i++)
+                worst = fmax(worst, fabs(lp[k][i] - single_lp[k][i]));
+        check(worst < 1e-4, "batched log-probabilities with %d sequences equal one-at-a-time (worst %.1e)",
+              sizes[z], worst);
+    }
+
+    /* errors */
+    ouro_session *s = NULL;
+    ouro_session_options so = { .n_ctx = 256, .n_seq = 2, .threads = 1 };
+    double pr[N_LAB];
+    if (ouro_session_new(m, &so, &s, &e) == OURO_OK) {
+        const char *dup[2] = { "a", "a" }, *empty[2] = { "a", "" };
+        check(ouro_classify(s, "x", dup, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG
+              && strstr(e.message, "twice"), "a label given twice is an error: %s", e.message);
+        check(ouro_classify(s, "x", empty, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG,
+              "an empty label is an error: %s", e.message);
+        check(ouro_classify(s, "x", labels, 0, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG,
+              "no labels is an error: %s", e.message);
+        ouro_session_options tiny = { .n_ctx = 8, .threads = 1 };
+        ouro_session *st = NULL;
+        if (ouro_session_new(m, &tiny, &st, NULL) == OURO_OK)
+            check(ouro_classify(st, "x", labels, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_CONTEXT,
+                  "a prompt longer than the context is an error: %s", e.message);
+        ouro_session_free(st);
+    }
+    ouro_session_free(s);
+    ouro_model_free(m);
+    return check_done();
+}
