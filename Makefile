@@ -75,8 +75,8 @@ test: all unit asan-build
 
 # The C tests and the tool built with AddressSanitizer and UBSan in build-asan/.
 asan-build:
-	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined" build-asan/ouro unit
+	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer" \
+	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined,float-cast-overflow" build-asan/ouro unit
 
 asan: asan-build
 	@bash test/run.sh --asan

@@ -24,6 +24,7 @@
  * tensor present, lm_head.weight absent exactly when embeddings are tied);
  * every error names the file and, where there is one, the tensor.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -301,12 +302,8 @@ static ouro_status parse_config(ouro_model *m, const char *path, const cJSON *j,
     }
 
     v = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
-    c->eos_token_id = -1;
-    if (v && cJSON_IsNumber(v))
-        c->eos_token_id = (int)v->valuedouble;
-    else if (v && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && cJSON_IsNumber(cJSON_GetArrayItem(v, 0)))
-        c->eos_token_id = (int)cJSON_GetArrayItem(v, 0)->valuedouble;
-    add_eos(c, v);
+    add_eos(c, v);    /* keeps only ids inside the vocabulary */
+    c->eos_token_id = c->n_eos > 0 ? c->eos_ids[0] : -1;
     return OURO_OK;
 }
 
@@ -483,6 +480,9 @@ static bool expected_name(const ouro_model *m, const char *name)
     if (len > suf && strcmp(name + len - suf, "rotary_emb.inv_freq") == 0)
         return true;   /* a buffer some exports save; recomputed from the config */
     if (strncmp(name, "model.layers.", 13) != 0)
+        return false;
+    /* a plain decimal layer number: no sign, space or leading zero */
+    if (!isdigit((unsigned char)name[13]) || (name[13] == '0' && isdigit((unsigned char)name[14])))
         return false;
     char *end;
     long l = strtol(name + 13, &end, 10);
