@@ -1,0 +1,803 @@
+/*
+ * model_bench.c -- the model figures of `make bench`, each next to the machine limit that bounds it.
+ *
+ * Run by test/bench/run.sh after test/bench/limits.c, whose bandwidth and GEMM figures it is given
+ * (--bw, --gemm), on a full-size checkpoint (models/make_synthetic.c writes one).  It prints:
+ *   - our own matrix kernel (ouro_matmul, bf16 weights): GB/s streamed at 1 row of activations
+ *     (the decode case) and GFLOP/s at 64 and 256 rows (the prefill case);
+ *   - load time with a cold page cache (every file of the folder is evicted with
+ *     posix_fadvise(DONTNEED) first; the share still resident is printed, so a failed eviction
+ *     shows) and a warm one, with and without the tokenizer, and the RSS right after loading;
+ *   - prefill tokens/s for each prompt length, as a share of the GEMM limit (FLOPs / time);
+ *   - single-sequence decode tokens/s, as a share of the bandwidth limit (weight bytes read per
+ *     token / time vs. measured bandwidth);
+ *   - batched decode tokens/s (one ouro_session_forward call carries one token of each of n
+ *     sequences), as a share of whichever limit bounds it (weights read once per step, or FLOPs);
+ *   - KV cache bytes per token of context for each cache mode (per-step, last, avg);
+ *   - adaptive depth: decode time per token and the mean number of loop steps run, for each
+ *     checkpoint given with --adaptive (the generator's --gate-bias sets the gate so that random
+ *     weights give a chosen mean depth), next to full depth;
+ *   - peak RSS, split into the weights' file size, the largest KV cache and the rest.
+ * A figure the core does not support yet (OURO_ERR_UNSUPPORTED) prints "not supported yet".
+ * Measurements are short (few tokens) because a full-size forward pass is slow; the numbers of
+ * tokens are options.  Token ids are fixed pseudo-random ids, so runs are repeatable.
+ *
+ *   model_bench --model DIR [--threads N] [--bw GB/s] [--gemm GFLOP/s] [--prefill 64,256,1024]
+ *               [--decode N] [--batch 4,8,16,32] [--batch-steps N] [--adaptive DIR,DIR,...]
+ *               [--threshold Q] [--skip-load] [--budget SECONDS]
+ * With --budget, a prefill length or batch size whose time, estimated from the figure measured
+ * before it, would overrun the budget is skipped with a note saying so.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ouro.h"
+#include "internal.h"   /* ouro_matmul, for the kernel figures */
+
+#define MAX_LIST 16
+#define PROMPT_LEN 8    /* tokens already in a sequence before decoding is timed */
+
+/* Seconds on a monotonic clock. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Resident set size now, in bytes (from /proc/self/statm); 0 if unknown. */
+static double rss_now(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+        res = 0;
+    fclose(f);
+    return (double)res * (double)sysconf(_SC_PAGESIZE);
+}
+
+/* Peak resident set size of the process, in bytes. */
+static double rss_peak(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss * 1024.0;
+}
+
+/* Largest anonymous and file-backed resident sizes seen by rss_sample(), in bytes. */
+static double g_anon_peak, g_file_peak;
+
+/* Samples RssAnon (heap, KV cache, scratch) and RssFile (mapped weights) from /proc/self/status. */
+static void rss_sample(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "RssAnon: %lf", &kb) == 1 && kb * 1024 > g_anon_peak)
+            g_anon_peak = kb * 1024;
+        if (sscanf(line, "RssFile: %lf", &kb) == 1 && kb * 1024 > g_file_peak)
+            g_file_peak = kb * 1024;
+    }
+    fclose(f);
+}
+
+/* The 1-minute load average: other work on the machine skews every figure. */
+static double load_avg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+/* Parses "a,b,c" into out (at most MAX_LIST); returns the count. */
+static int parse_list(const char *s, int *out)
+{
+    int n = 0;
+    while (*s && n < MAX_LIST) {
+        out[n++] = atoi(s);
+        const char *c = strchr(s, ',');
+        if (!c)
+            break;
+        s = c + 1;
+    }
+    return n;
+}
+
+/* Fills ids[0..n) with repeatable pseudo-random ordinary token ids. */
+static void fake_ids(int32_t *ids, int n, int vocab, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 12345u;
+    for (int i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        ids[i] = 256 + (int32_t)((x >> 8) % (uint32_t)(vocab - 512));
+    }
+}
+
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* ------------------------------------------------------------------------
+ * Cost model: bytes and FLOPs of the Ouro forward pass, from the config
+ * ------------------------------------------------------------------------ */
+
+typedef struct cost {
+    double layer_params;   /* matrix parameters of one decoder layer */
+    double layers_bytes;   /* bytes of the matrices of all layers: read once per loop step */
+    double head_bytes;     /* lm_head bytes: read once per forward that wants logits */
+    double head_flops;     /* 2 * D * V */
+    int n_layers, steps, qd;
+    double file_bytes;     /* bytes of the weight files */
+} cost;
+
+static void cost_init(cost *c, const ouro_config *cfg, int steps)
+{
+    double D = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
+    double QD = (double)cfg->num_heads * cfg->head_dim, KD = (double)cfg->num_kv_heads * cfg->head_dim;
+    double el = cfg->dtype == OURO_F32 ? 4 : 2;
+    c->layer_params = D * QD + 2 * D * KD + QD * D + 3 * D * I;
+    c->n_layers = cfg->num_layers;
+    c->steps = steps;
+    c->qd = (int)QD;
+    c->layers_bytes = c->layer_params * cfg->num_layers * el;
+    c->head_bytes = D * V * el;
+    c->head_flops = 2 * D * V;
+}
+
+/* FLOPs of one token at position `ctx` (attending to ctx + 1 positions) run for `depth` steps,
+ * without lm_head. */
+static double token_flops(const cost *c, double ctx, double depth)
+{
+    return depth * c->n_layers * (2 * c->layer_params + 4.0 * (ctx + 1) * c->qd);
+}
+
+/* Weight bytes read by one decode step at mean depth `depth` (each weight once per step run). */
+static double step_bytes(const cost *c, double depth)
+{
+    return depth * c->layers_bytes + c->head_bytes;
+}
+
+/* ------------------------------------------------------------------------
+ * Page cache
+ * ------------------------------------------------------------------------ */
+
+/* For every regular file of dir: evict its pages (evict != 0), then add its size and the bytes of
+ * it resident in the page cache to *total and *resident. */
+static void dir_pages(const char *dir, int evict, double *total, double *resident)
+{
+    *total = *resident = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    long pg = sysconf(_SC_PAGESIZE);
+    while ((e = readdir(d))) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+            continue;
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        if (evict) {
+            fdatasync(fd);   /* dirty pages cannot be dropped */
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        }
+        *total += (double)st.st_size;
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) {
+            size_t np = ((size_t)st.st_size + (size_t)pg - 1) / (size_t)pg;
+            unsigned char *vec = malloc(np);
+            if (vec && mincore(m, (size_t)st.st_size, vec) == 0)
+                for (size_t i = 0; i < np; i++)
+                    *resident += (vec[i] & 1) ? (double)pg : 0;
+            free(vec);
+            munmap(m, (size_t)st.st_size);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* ------------------------------------------------------------------------
+ * Sections
+ * ------------------------------------------------------------------------ */
+
+typedef struct bench {
+    const char *model_dir;
+    int threads;
+    double bw;          /* GB/s, the memory read limit (0: unknown) */
+    double gemm;        /* GFLOP/s, the GEMM limit (0: unknown) */
+    int prefill[MAX_LIST], n_prefill;
+    int batch[MAX_LIST], n_batch;
+    int decode, batch_steps;
+    const char *adaptive;   /* comma-separated checkpoint folders, or NULL */
+    float threshold;
+    int skip_load;
+    double budget, t_start;   /* seconds the run may take (0: no limit), and when it started */
+    double kv_peak;     /* largest KV cache allocated, bytes */
+} bench;
+
+/* Seconds left of the run's budget (a large number without a budget). */
+static double budget_left(const bench *b)
+{
+    return b->budget > 0 ? b->budget - (now_s() - b->t_start) : 1e30;
+}
+
+/* "  (NN% of LIMIT)" for an achieved rate against a limit, or nothing without a limit. */
+static void print_share(double achieved, double limit, const char *what)
+{
+    if (limit > 0)
+        printf("  (%.0f%% of %s)", 100.0 * achieved / limit, what);
+}
+
+/* ouro_matmul on bf16 weights: GB/s streamed for n = 1 and GFLOP/s for n = 64, 256. */
+static void bench_kernels(const bench *b)
+{
+    printf("\n== ouro_matmul, bf16 weights (f32 activations), %d threads ==\n", b->threads);
+    int d_in = 2048, d_big = 65536, d_out = 5632;
+    size_t wn = (size_t)d_big * d_in;               /* 256 MiB of bf16: far beyond the caches */
+    uint16_t *w = malloc(wn * 2);                   /* (d_big, d_in) */
+    float *x = malloc(sizeof(float) * 256 * d_in);  /* (256, d_in) */
+    float *y = malloc(sizeof(float) * (size_t)d_big * 32);   /* (1, d_big) or (256, d_out) */
+    if (!w || !x || !y) {
+        printf("  out of memory\n");
+        free(w); free(x); free(y);
+        return;
+    }
+    for (size_t i = 0; i < wn; i++)
+        w[i] = (uint16_t)(0x3C00 + (i * 7919) % 512);   /* small normal bf16 values */
+    for (size_t i = 0; i < 256 * (size_t)d_in; i++)
+        x[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = now_s();
+        ouro_matmul(y, x, w, OURO_BF16, 1, d_in, d_big, b->threads);
+        double dt = now_s() - t0;
+        if (r > 0 && dt < best)
+            best = dt;
+    }
+    double gbs = wn * 2 / best / 1e9;
+    printf("  1 x %d -> %d (decode, weights streamed)   %7.1f GB/s", d_in, d_big, gbs);
+    print_share(gbs, b->bw, "memory bandwidth");
+    printf("\n");
+    int ns[] = {64, 256};
+    for (int k = 0; k < 2; k++) {
+        best = 1e30;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_s();
+            ouro_matmul(y, x, w, OURO_BF16, ns[k], d_in, d_out, b->threads);
+            double dt = now_s() - t0;
+            if (r > 0 && dt < best)
+                best = dt;
+        }
+        double gf = 2.0 * ns[k] * d_in * d_out / best / 1e9;
+        printf("  %d x %d -> %d (prefill-shaped)        %7.1f GFLOP/s", ns[k], d_in, d_out, gf);
+        print_share(gf, b->gemm, "sgemm peak");
+        printf("\n");
+    }
+    free(w); free(x); free(y);
+}
+
+/* Loads the model with a cold and a warm page cache, with and without its tokenizer. */
+static void bench_load(bench *b)
+{
+    printf("\n== load ==\n");
+    /* a folder with only config.json and the weights, for the load time without the tokenizer */
+    char notok[4096], src[8192], dst[8192], real[4096];
+    snprintf(notok, sizeof notok, "build/bench/notok-%d", (int)getpid());
+    int have_notok = mkdir(notok, 0755) == 0 && realpath(b->model_dir, real) != NULL;
+    DIR *d = have_notok ? opendir(b->model_dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, "config.json", 12) != 0 && strncmp(e->d_name, "model", 5) != 0)
+            continue;
+        snprintf(src, sizeof src, "%s/%s", real, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", notok, e->d_name);
+        if (symlink(src, dst) != 0)
+            have_notok = 0;
+    }
+    if (d)
+        closedir(d);
+
+    double total, resident;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *what = pass == 0 ? "cold" : "warm";
+        if (pass == 0) {
+            dir_pages(b->model_dir, 1, &total, &resident);
+            printf("  evicted %s: %.0f MiB of files, %.1f%% still in the page cache\n",
+                   b->model_dir, mib(total), total > 0 ? 100.0 * resident / total : 0);
+        }
+        ouro_model *m = NULL;
+        ouro_error err;
+        double rss0 = rss_now(), t0 = now_s();
+        ouro_status st = ouro_model_load(b->model_dir, &m, &err);
+        double dt = now_s() - t0, rss1 = rss_now();
+        if (st != OURO_OK) {
+            printf("  load failed: %s\n", err.message);
+            break;
+        }
+        printf("  load, %s page cache, weights + tokenizer: %8.1f ms   (RSS grew %.1f MiB)\n",
+               what, dt * 1e3, mib(rss1 - rss0));
+        ouro_model_free(m);
+        if (have_notok) {
+            if (pass == 0)
+                dir_pages(b->model_dir, 1, &total, &resident);
+            t0 = now_s();
+            st = ouro_model_load(notok, &m, &err);
+            dt = now_s() - t0;
+            if (st == OURO_OK) {
+                printf("  load, %s page cache, weights only:       %8.1f ms\n", what, dt * 1e3);
+                ouro_model_free(m);
+            } else {
+                printf("  load without tokenizer failed: %s\n", err.message);
+            }
+        }
+    }
+    printf("  (targets: weights < 50 ms and with the tokenizer < 150 ms, warm)\n");
+    d = opendir(notok);
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(dst, sizeof dst, "%s/%s", notok, e->d_name);
+        unlink(dst);
+    }
+    if (d)
+        closedir(d);
+    rmdir(notok);
+}
+
+/* A session for n_seq sequences of n_ctx tokens; prints why and returns NULL on failure. */
+static ouro_session *new_session(const bench *b, const ouro_model *m, int n_ctx, int n_seq,
+                                 int max_batch, ouro_kv_mode kv, ouro_error *err)
+{
+    ouro_session_options so = {0};
+    so.n_ctx = n_ctx;
+    so.n_seq = n_seq;
+    so.max_batch = max_batch;
+    so.kv = kv;
+    so.threads = b->threads;
+    ouro_session *s = NULL;
+    if (ouro_session_new(m, &so, &s, err) != OURO_OK)
+        return NULL;
+    return s;
+}
+
+/* Prefill tokens/s for each prompt length. */
+static void bench_prefill(bench *b, const ouro_model *m, const cost *c)
+{
+    const ouro_config *cfg = ouro_model_config(m);
+    printf("\n== prefill (one prompt, full depth, logits of the last token) ==\n");
+    double rate = 0;   /* FLOP/s of the last length measured, to estimate the next one */
+    for (int i = 0; i < b->n_prefill; i++) {
+        int P = b->prefill[i];
+        double need = c->head_flops;
+        for (int p = 0; p < P; p++)
+            need += token_flops(c, p, c->steps);
+        if (rate > 0 && need / rate > budget_left(b)) {
+            printf("  %4d tokens: skipped: about %.0f s at the rate measured above, over the %.0f s"
+                   " left of the bench's budget (model_bench --budget, OURO_BENCH_BUDGET)\n",
+                   P, need / rate, budget_left(b));
+            continue;
+        }
+        ouro_error err;
+        ouro_session *s = new_session(b, m, P + 1, 1, P, OURO_KV_PER_STEP, &err);
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)P), *seq = calloc((size_t)P, sizeof(int32_t));
+        float *logits = malloc(sizeof(float) * (size_t)cfg->vocab_size);
+        if (!s || !ids || !seq || !logits) {
+            printf("  %4d tokens: %s\n", P, s ? "out of memory" : err.message);
+            ouro_session_free(s);
+            free(ids); free(seq); free(logits);
+            continue;
+        }
+        if ((double)ouro_session_kv_bytes(s) > b->kv_peak)
+            b->kv_peak = (double)ouro_session_kv_bytes(s);
+        fake_ids(ids, P, cfg->vocab_size, (uint32_t)P);
+        ouro_batch bt = {P, ids, seq, NULL};
+        ouro_outputs out = {logits, NULL, NULL};
+        double t0 = now_s();
+        ouro_status st = ouro_session_forward(s, &bt, NULL, &out, &err);
+        double dt = now_s() - t0;
+        rss_sample();
+        if (st != OURO_OK) {
+            printf("  %4d tokens: %s\n", P, err.message);
+        } else {
+            double flops = c->head_flops;
+            for (int p = 0; p < P; p++)
+                flops += token_flops(c, p, c->steps);
+            rate = flops / dt;
+            printf("  %4d tokens: %8.2f tok/s  %7.2f s  %7.1f GFLOP/s", P, P / dt, dt, flops / dt / 1e9);
+            print_share(flops / dt / 1e9, b->gemm, "GEMM limit");
+            printf("\n");
+        }
+        fflush(stdout);
+        ouro_session_free(s);
+        free(ids); free(seq); free(logits);
+    }
+}
+
+/* Decodes `steps` tokens in each of n sequences (after a shared PROMPT_LEN-token prompt and one
+ * untimed step); returns the seconds of the fastest step (*median: of the median one; *mean: the
+ * mean over the steps; each[]: every step's seconds, in order), or < 0
+ * after printing why (-2: not supported).  The fastest step is the figure because other work on
+ * a shared machine stalls OpenMP barriers and only ever adds time.  exit_steps (n * steps),
+ * when not NULL, receives the step that gave each token's logits. */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double decode_run(bench *b, const ouro_model *m, int n, int steps,
+                         const ouro_forward_options *fo, int32_t *exit_steps, const char *label,
+                         double *median, double *mean, double *each)
+{
+    const ouro_config *cfg = ouro_model_config(m);
+    int V = cfg->vocab_size;
+    ouro_error err;
+    ouro_session *s = new_session(b, m, PROMPT_LEN + steps + 2, n, n > PROMPT_LEN ? n : PROMPT_LEN,
+                                  OURO_KV_PER_STEP, &err);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n > PROMPT_LEN ? n : PROMPT_LEN));
+    int32_t *seq = calloc((size_t)(n > PROMPT_LEN ? n : PROMPT_LEN), sizeof(int32_t));
+    int32_t *ex = malloc(sizeof(int32_t) * (size_t)n);
+    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    double result = -1;
+    if (!s || !tok || !seq || !ex || !logits) {
+        printf("  %s: %s\n", label, s ? "out of memory" : err.message);
+        goto done;
+    }
+    if ((double)ouro_session_kv_bytes(s) > b->kv_peak)
+        b->kv_peak = (double)ouro_session_kv_bytes(s);
+    /* the prompt, once, then copied to every sequence */
+    fake_ids(tok, PROMPT_LEN, V, 7);
+    ouro_batch bt = {PROMPT_LEN, tok, seq, NULL};
+    ouro_outputs out = {logits, NULL, NULL};
+    if (ouro_session_forward(s, &bt, NULL, &out, &err) != OURO_OK) {
+        printf("  %s: %s\n", label, err.message);
+        goto done;
+    }
+    for (int q = 1; q < n; q++)
+        if (ouro_session_seq_copy(s, 0, q, &err) != OURO_OK) {
+            printf("  %s: %s\n", label, err.message);
+            goto done;
+        }
+    int32_t first = argmax(logits, V);
+    for (int q = 0; q < n; q++) {
+        tok[q] = (first + 97 * q) % V;   /* sequences diverge from here */
+        seq[q] = q;
+    }
+    double times[256];   /* seconds of each timed step */
+    if (steps > 256)
+        steps = 256;
+    for (int it = 0; it <= steps; it++) {
+        double t0 = now_s();    /* the first step (it == 0) warms up and is not counted */
+        ouro_batch bd = {n, tok, seq, NULL};
+        ouro_outputs od = {logits, NULL, ex};
+        ouro_status st = ouro_session_forward(s, &bd, fo, &od, &err);
+        if (st != OURO_OK) {
+            printf("  %s: %s%s\n", label, st == OURO_ERR_UNSUPPORTED ? "not supported yet: " : "",
+                   err.message);
+            result = st == OURO_ERR_UNSUPPORTED ? -2 : -1;
+            goto done;
+        }
+        if (it > 0)
+            times[it - 1] = now_s() - t0;
+        for (int q = 0; q < n; q++) {
+            tok[q] = argmax(logits + (size_t)q * V, V);
+            if (it > 0 && exit_steps)
+                exit_steps[(size_t)(it - 1) * n + q] = ex[q];
+        }
+    }
+    if (each)
+        memcpy(each, times, sizeof(double) * (size_t)steps);
+    if (mean) {
+        *mean = 0;
+        for (int i = 0; i < steps; i++)
+            *mean += times[i] / steps;
+    }
+    qsort(times, (size_t)steps, sizeof times[0], cmp_double);
+    result = times[0];
+    if (median)
+        *median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    rss_sample();
+done:
+    ouro_session_free(s);
+    free(tok); free(seq); free(ex); free(logits);
+    return result;
+}
+
+/* Single-sequence and batched decode. */
+static void bench_decode(bench *b, const ouro_model *m, const cost *c)
+{
+    printf("\n== decode (full depth, %d loop steps; after a %d-token prompt) ==\n", c->steps,
+           PROMPT_LEN);
+    double med = 0;
+    double dt = decode_run(b, m, 1, b->decode, NULL, NULL, "1 sequence", &med, NULL, NULL);
+    if (dt > 0) {
+        double bytes = step_bytes(c, c->steps);
+        printf("  1 sequence:   %8.2f tok/s  (best of %d tokens %.0f ms, median %.0f ms; %.2f GB of"
+               " weights per token = %.1f GB/s)", 1 / dt, b->decode, dt * 1e3, med * 1e3,
+               bytes / 1e9, bytes / dt / 1e9);
+        print_share(bytes / dt / 1e9, b->bw, "memory bandwidth");
+        printf("\n");
+    }
+    fflush(stdout);
+    double tok_s = dt > 0 ? dt : 0;   /* seconds per token of the last run, for estimates */
+    for (int i = 0; i < b->n_batch; i++) {
+        int n = b->batch[i];
+        double est = tok_s * (n * (b->batch_steps + 1) + PROMPT_LEN);
+        if (tok_s > 0 && est > budget_left(b)) {
+            printf("  %2d sequences: skipped: about %.0f s at the rate measured above, over the %.0f s"
+                   " left of the bench's budget\n", n, est, budget_left(b));
+            continue;
+        }
+        char label[64];
+        snprintf(label, sizeof label, "%d sequences", n);
+        dt = decode_run(b, m, n, b->batch_steps, NULL, NULL, label, &med, NULL, NULL);
+        if (dt <= 0)
+            continue;
+        tok_s = dt / n;
+        double bytes = step_bytes(c, c->steps);
+        double flops = n * (token_flops(c, PROMPT_LEN + 1 + b->batch_steps / 2.0, c->steps) + c->head_flops);
+        double t_bw = b->bw > 0 ? bytes / (b->bw * 1e9) : 0;
+        double t_fl = b->gemm > 0 ? flops / (b->gemm * 1e9) : 0;
+        printf("  %2d sequences: %7.2f tok/s total  (best of %d steps %.0f ms, median %.0f ms;"
+               " %.1f GFLOP/s)", n, n / dt, b->batch_steps, dt * 1e3, med * 1e3, flops / dt / 1e9);
+        if (t_bw > 0 || t_fl > 0)
+            printf("  (%.0f%% of the %s limit)", 100.0 * (t_bw > t_fl ? t_bw : t_fl) / dt,
+                   t_bw > t_fl ? "bandwidth" : "GEMM");
+        printf("\n");
+        fflush(stdout);
+    }
+}
+
+/* KV cache bytes per token of context, per cache mode. */
+static void bench_kv(bench *b, const ouro_model *m)
+{
+    printf("\n== KV cache bytes per token of context ==\n");
+    static const char *names[] = {"per-step", "last", "avg"};
+    double per_step = 0;
+    for (int k = 0; k < 3; k++) {
+        ouro_error err;
+        ouro_session *s = new_session(b, m, 1024, 1, 1, (ouro_kv_mode)k, &err);
+        if (!s) {
+            printf("  %-9s %s%s\n", names[k],
+                   err.status == OURO_ERR_UNSUPPORTED ? "not supported yet: " : "", err.message);
+            continue;
+        }
+        double per = (double)ouro_session_kv_bytes(s) / ouro_session_n_ctx(s);
+        if (k == 0)
+            per_step = per;
+        printf("  %-9s %10.0f bytes/token  (%.3f MiB)", names[k], per, mib(per));
+        if (k > 0 && per_step > 0)
+            printf("  = %.2f x per-step", per / per_step);
+        printf("\n");
+        ouro_session_free(s);
+    }
+}
+
+/* Mean of n exit steps. */
+static double mean_steps(const int32_t *x, int n)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += x[i];
+    return n ? sum / n : 0;
+}
+
+/* Gate bias recorded in dir/synthetic.json, or NAN-like 1e9 when absent. */
+static double read_gate_bias(const char *dir)
+{
+    char path[4096], buf[1024];
+    snprintf(path, sizeof path, "%s/synthetic.json", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1e9;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strstr(buf, "\"gate_bias\":");
+    return p ? atof(p + 12) : 1e9;
+}
+
+/* Adaptive depth: decode time per token against the mean steps run, per checkpoint. */
+static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
+{
+    printf("\n== adaptive depth (exit threshold %g, %d decoded tokens per figure) ==\n",
+           (double)b->threshold, b->decode);
+    int32_t *ex = malloc(sizeof(int32_t) * (size_t)b->decode);
+    if (!ex)
+        return;
+    ouro_forward_options full = {{OURO_EXIT_THRESHOLD, 0, b->threshold}, OURO_DEPTH_FULL};
+    ouro_forward_options adapt = {{OURO_EXIT_THRESHOLD, 0, b->threshold}, OURO_DEPTH_ADAPTIVE};
+    /* Tokens stop at different depths.  Printed: the mean time per token next to the mean
+     * number of steps run, and the median over tokens of (token time / steps it ran), which
+     * other work on the machine disturbs far less; "x faster" compares that median times the
+     * mean depth with full depth's median per step. */
+    double mean = 0, *each = malloc(sizeof(double) * (size_t)(b->decode > 256 ? 256 : b->decode));
+    double per_step[256];
+    int nd = b->decode > 256 ? 256 : b->decode;
+    if (!each) {
+        free(ex);
+        return;
+    }
+    double t_full = decode_run(b, base, 1, b->decode, &full, ex, "full depth", NULL, &mean, each);
+    if (t_full > 0) {
+        for (int i = 0; i < nd; i++)
+            per_step[i] = each[i] / c->steps;
+        qsort(per_step, (size_t)nd, sizeof(double), cmp_double);
+        t_full = per_step[nd / 2];   /* median seconds per step run */
+        printf("  full depth:       %7.0f ms/token  %6.2f tok/s  mean steps run %.2f of %d"
+               "  median %5.1f ms per step run  (its gate would stop at %.2f)\n", mean * 1e3,
+               1 / mean, (double)c->steps, c->steps, t_full * 1e3, mean_steps(ex, b->decode));
+    }
+    fflush(stdout);
+    char list[8192];
+    snprintf(list, sizeof list, "%s", b->adaptive ? b->adaptive : "");
+    int first = 1;
+    for (char *dir = strtok(list, ","); dir; dir = strtok(NULL, ","), first = 0) {
+        ouro_model *m = NULL;
+        ouro_error err;
+        if (ouro_model_load(dir, &m, &err) != OURO_OK) {
+            printf("  %s: %s\n", dir, err.message);
+            continue;
+        }
+        double bias = read_gate_bias(dir);
+        char label[4200];
+        snprintf(label, sizeof label, "gate bias %.2f", bias);
+        double dt = decode_run(b, m, 1, b->decode, &adapt, ex, label, NULL, &mean, each);
+        if (dt == -2) {   /* unsupported: say what depth the gate asks for, then stop */
+            double dtf = decode_run(b, m, 1, first ? 1 : b->decode, &full, ex, label, NULL, NULL, NULL);
+            if (dtf > 0)
+                printf("  gate bias %6.2f: the gate would stop at step %.2f on average\n", bias,
+                       mean_steps(ex, first ? 1 : b->decode));
+            ouro_model_free(m);
+            continue;
+        }
+        if (dt > 0) {
+            double depth = mean_steps(ex, b->decode);
+            for (int i = 0; i < nd; i++)
+                per_step[i] = each[i] / (ex[i] > 0 ? ex[i] : 1);
+            qsort(per_step, (size_t)nd, sizeof(double), cmp_double);
+            double med_step = per_step[nd / 2];
+            printf("  gate bias %6.2f: %7.0f ms/token  %6.2f tok/s  mean steps run %.2f of %d"
+                   "  median %5.1f ms per step run", bias, mean * 1e3, 1 / mean, depth, c->steps,
+                   med_step * 1e3);
+            if (t_full > 0)
+                printf("  -> %.0f ms/token at that depth, %.2fx faster than full depth",
+                       med_step * depth * 1e3, t_full * c->steps / (med_step * depth));
+            print_share(step_bytes(c, depth) / (med_step * depth) / 1e9, b->bw, "bandwidth");
+            printf("\n");
+        }
+        fflush(stdout);
+        ouro_model_free(m);
+    }
+    free(each);
+    free(ex);
+}
+
+/* ------------------------------------------------------------------------
+ * Main
+ * ------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: model_bench --model DIR [--threads N] [--bw GB/s] [--gemm GFLOP/s]\n"
+            "                   [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
+            "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
+            "                   [--skip-load] [--budget SECONDS]\n");
+}
+
+int main(int argc, char **argv)
+{
+    bench b = {0};
+    b.t_start = now_s();
+    b.decode = 8;
+    b.batch_steps = 4;
+    b.threshold = 0.5f;
+    b.n_prefill = parse_list("64,256,1024", b.prefill);
+    b.n_batch = parse_list("4,8,16,32", b.batch);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--skip-load")) { b.skip_load = 1; continue; }
+        if (!v) { usage(); return 2; }
+        i++;
+        if (!strcmp(a, "--model")) b.model_dir = v;
+        else if (!strcmp(a, "--threads")) b.threads = atoi(v);
+        else if (!strcmp(a, "--bw")) b.bw = atof(v);
+        else if (!strcmp(a, "--gemm")) b.gemm = atof(v);
+        else if (!strcmp(a, "--prefill")) b.n_prefill = *v ? parse_list(v, b.prefill) : 0;
+        else if (!strcmp(a, "--batch")) b.n_batch = *v ? parse_list(v, b.batch) : 0;
+        else if (!strcmp(a, "--decode")) b.decode = atoi(v);
+        else if (!strcmp(a, "--batch-steps")) b.batch_steps = atoi(v);
+        else if (!strcmp(a, "--adaptive")) b.adaptive = v;
+        else if (!strcmp(a, "--threshold")) b.threshold = (float)atof(v);
+        else if (!strcmp(a, "--budget")) b.budget = atof(v);
+        else { usage(); return 2; }
+    }
+    if (!b.model_dir || b.decode < 1 || b.batch_steps < 1 || !(b.threshold >= 0 && b.threshold <= 1)) {
+        usage();
+        return 2;
+    }
+    for (int i = 0; i < b.n_prefill; i++)
+        if (b.prefill[i] < 1) { usage(); return 2; }
+    for (int i = 0; i < b.n_batch; i++)
+        if (b.batch[i] < 1) { usage(); return 2; }
+    if (b.threads <= 0)
+        b.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    printf("ouro %s, build %s\n", ouro_version(), ouro_build_info());
+    printf("model %s, %d threads; limits: memory read %.1f GB/s, GEMM %.1f GFLOP/s; load average %.2f\n",
+           b.model_dir, b.threads, b.bw, b.gemm, load_avg());
+    fflush(stdout);
+
+    if (!b.skip_load)
+        bench_load(&b);
+
+    ouro_model *m = NULL;
+    ouro_error err;
+    if (ouro_model_load(b.model_dir, &m, &err) != OURO_OK) {
+        printf("cannot load %s: %s\n", b.model_dir, err.message);
+        return 1;
+    }
+    const ouro_config *cfg = ouro_model_config(m);
+    cost c;
+    cost_init(&c, cfg, cfg->total_ut_steps);
+    double total, resident;
+    dir_pages(b.model_dir, 0, &total, &resident);
+    c.file_bytes = total;
+    printf("\nmodel: %d layers x %d loop steps, hidden %d, vocab %d, %s; %.2f GB of layer weights "
+           "(read once per step) + %.2f GB lm_head; %.2f GB of files\n",
+           cfg->num_layers, cfg->total_ut_steps, cfg->hidden_size, cfg->vocab_size,
+           cfg->dtype == OURO_BF16 ? "bf16" : cfg->dtype == OURO_F16 ? "f16" : "f32",
+           c.layers_bytes / 1e9, c.head_bytes / 1e9, total / 1e9);
+    fflush(stdout);
+
+    bench_kv(&b, m);
+    bench_decode(&b, m, &c);
+    bench_prefill(&b, m, &c);
+
+    /* before the adaptive checkpoints and the kernel buffers add to it */
+    double peak = rss_peak();
+    printf("\n== memory (one model) ==\n");
+    printf("  peak RSS %.0f MiB: mapped weights at most %.0f MiB (shared page cache, not a copy;"
+           " files %.0f MiB), anonymous at most %.0f MiB, of which the largest KV cache %.0f MiB:"
+           " %.0f MiB of working memory\n",
+           mib(peak), mib(g_file_peak), mib(c.file_bytes), mib(g_anon_peak), mib(b.kv_peak),
+           mib(g_anon_peak - b.kv_peak));
+    fflush(stdout);
+
+    bench_adaptive(&b, m, &c);
+    ouro_model_free(m);
+    bench_kernels(&b);
+    printf("\nload average at the end: %.2f (other work on the machine slows every figure)\n",
+           load_avg());
+    return 0;
+}
