@@ -4,14 +4,22 @@
  * Every matrix product of ouro goes through ouro_matmul(): y = x . W^T for a
  * batch of rows x, with W stored as the checkpoint stores it (F32, F16 or
  * BF16, row-major (d_out, d_in)) and converted to f32 on the fly; sums are
- * accumulated in f32.  The SIMD path (AVX-512, AVX2+FMA+F16C, or portable C)
- * is chosen at run time from what the processor reports.  A later
- * performance pass replaces what is below this interface, not its callers.
+ * accumulated in f32.  The SIMD path (AVX-512 F+BW, AVX2+FMA+F16C, or
+ * portable C) is chosen at run time from what the processor reports; the
+ * environment variable OURO_SIMD=generic|avx2|avx512 lowers it (for tests and
+ * for comparing paths).  On AVX-512 the product is register-tiled and
+ * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
+ * are one dot product per (row, token).  test/bench/matmul_bench.c times it
+ * and, with --check, compares every path with a double-precision reference.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <immintrin.h>
 #include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ------------------------------------------------------------------------
  * Half-precision conversion (IEEE fp16 and bfloat16)
@@ -289,16 +297,25 @@ AVX512_TARGET static float dot_bf16_avx512(const void *wv, const float *x, int n
 
 enum { SIMD_GENERIC = 1, SIMD_AVX2, SIMD_AVX512 };
 
+/* The best path the processor supports, lowered (never raised) by the
+ * environment variable OURO_SIMD=generic|avx2|avx512, read once. */
 static int simd_level(void)
 {
     static volatile int level;   /* 0 = not yet known; every thread computes the same */
     if (!level) {
         int l = SIMD_GENERIC;
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f"))
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
             l = SIMD_AVX512;
         else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
             l = SIMD_AVX2;   /* F16C comes with every AVX2 processor */
+        const char *env = getenv("OURO_SIMD");
+        if (env) {
+            int want = !strcmp(env, "generic") ? SIMD_GENERIC : !strcmp(env, "avx2") ? SIMD_AVX2
+                     : !strcmp(env, "avx512") ? SIMD_AVX512 : l;
+            if (want < l)
+                l = want;
+        }
         level = l;
     }
     return level;
@@ -325,6 +342,208 @@ static dot_fn pick_dot(ouro_dtype dt)
 }
 
 /* ------------------------------------------------------------------------
+ * AVX-512 blocked product
+ *
+ * y (n, d_out) = x (n, d_in) . W^T in the dot-product form: a microkernel
+ * holds MR x NR accumulators (MR weight rows by NR tokens, 16 f32 lanes each
+ * along d_in), converts each 16-element piece of a weight row to f32 once and
+ * multiplies it with the NR tokens, and reduces the lanes at the end.
+ *
+ * Cache blocking: d_in is cut into blocks of KB elements; for each block the
+ * tokens' slice of x is packed into a small buffer on the stack (KB x NR f32,
+ * stays in L1), rows are walked in blocks of RB (RB x KB weights, stay in L2
+ * while every token tile passes over them), so each weight is read from
+ * memory once per call.  Partial sums of later d_in blocks are added to y.
+ *
+ * BF16 rows are read 32 elements (one 64-byte load) at a time: as 16 32-bit
+ * lanes, lane j holds element 2j in its low half and 2j + 1 in its high
+ * half, so a shift left by 16 gives the even elements as f32 and a mask the
+ * odd ones, with no shuffle.  The packed x is stored in that order (per 32
+ * elements: the 16 even ones, then the 16 odd ones).  F16 and F32 keep the
+ * natural order.  The d_in tail (d_in % 32) uses masked loads, and the packed
+ * x is zero-padded to a multiple of 32.
+ *
+ * Threads split the rows of W into contiguous ranges, so at n = 1 each thread
+ * streams its part of the matrix from start to end.
+ * ------------------------------------------------------------------------ */
+
+#define AVX512_MM_TARGET __attribute__((target("avx512f,avx512bw")))
+#define MM_MR 4          /* weight rows per microkernel */
+#define MM_NR 6          /* tokens per microkernel (kernels exist for 1 .. 6) */
+#define MM_XBUF 8192     /* floats of packed x per thread (32 KiB, on the stack) */
+#define MM_RB 64         /* rows per cache block */
+#ifndef MM_PF
+#define MM_PF 1024       /* software prefetch distance at decode, bytes */
+#endif
+
+/* Half h (elements 16h .. 16h+15 of the 32 at p) of a weight piece as f32;
+ * rem < 32: only the first rem elements are read, the rest are 0. */
+AVX512_MM_TARGET static inline __attribute__((always_inline))
+__m512 w_half(ouro_dtype dt, const char *p, int h, int rem)
+{
+    if (dt == OURO_BF16) {
+        __m512i v = rem == 32 ? _mm512_loadu_si512(p)
+                              : _mm512_maskz_loadu_epi16((__mmask32)((1ull << rem) - 1), p);
+        return h == 0 ? _mm512_castsi512_ps(_mm512_slli_epi32(v, 16))
+                      : _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+    }
+    if (dt == OURO_F16) {
+        if (rem == 32)
+            return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32 * h)));
+        __m512i v = _mm512_maskz_loadu_epi16((__mmask32)((1ull << rem) - 1), p);
+        return _mm512_cvtph_ps(h == 0 ? _mm512_castsi512_si256(v) : _mm512_extracti64x4_epi64(v, 1));
+    }
+    if (rem == 32)
+        return _mm512_loadu_ps(p + 64 * h);
+    int r = rem - 16 * h;
+    __mmask16 m = r >= 16 ? 0xffff : r <= 0 ? 0 : (__mmask16)((1u << r) - 1);
+    return _mm512_maskz_loadu_ps(m, p + 64 * h);
+}
+
+/* Accumulates mr rows x nr tokens over kv elements (w: row 0 at element 0 of
+ * the block, rows ldw bytes apart; xp: nr packed tokens, kpad floats apart),
+ * then stores (or adds, when add) the sums to y[t * ldy + r]. */
+AVX512_MM_TARGET static inline __attribute__((always_inline))
+void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const float *xp,
+               int kpad, int kv, float *y, size_t ldy, int add)
+{
+    __m512 acc[MM_MR][MM_NR];
+    size_t esz = dt == OURO_F32 ? 4 : 2;
+    #pragma GCC unroll 4
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < MM_NR; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= kv; k += 32) {
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 xv[MM_NR];
+            #pragma GCC unroll 8
+            for (int t = 0; t < nr; t++)
+                xv[t] = _mm512_load_ps(xp + (size_t)t * kpad + k + 16 * h);
+            #pragma GCC unroll 4
+            for (int r = 0; r < mr; r++) {
+                __m512 wv = w_half(dt, w + r * ldw + k * esz, h, 32);
+                if (nr == 1) {   /* decode: the two halves in separate chains */
+                    if (h == 0 && MM_PF)
+                        _mm_prefetch(w + r * ldw + k * esz + MM_PF, _MM_HINT_T0);
+                    acc[r][h] = _mm512_fmadd_ps(wv, xv[0], acc[r][h]);
+                    continue;
+                }
+                #pragma GCC unroll 8
+                for (int t = 0; t < nr; t++)
+                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+            }
+        }
+    }
+    if (k < kv) {
+        #pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 xv[MM_NR];
+            #pragma GCC unroll 8
+            for (int t = 0; t < nr; t++)
+                xv[t] = _mm512_load_ps(xp + (size_t)t * kpad + k + 16 * h);
+            #pragma GCC unroll 4
+            for (int r = 0; r < mr; r++) {
+                __m512 wv = w_half(dt, w + r * ldw + k * esz, h, kv - k);
+                #pragma GCC unroll 8
+                for (int t = 0; t < nr; t++)
+                    acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < nr; t++) {
+            float s = _mm512_reduce_add_ps(nr == 1 ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
+            float *o = y + (size_t)t * ldy + r;
+            *o = add ? *o + s : s;
+        }
+}
+
+typedef void (*mm_kernel_fn)(const char *w, size_t ldw, const float *xp, int kpad, int kv,
+                             float *y, size_t ldy, int add);
+
+#define MM_K(DT, MR, NR) \
+    AVX512_MM_TARGET static void mm_##DT##_##MR##x##NR(const char *w, size_t ldw, const float *xp, \
+        int kpad, int kv, float *y, size_t ldy, int add) \
+    { mm_kernel(DT, MR, NR, w, ldw, xp, kpad, kv, y, ldy, add); }
+#define MM_K_DT(DT) \
+    MM_K(DT, 1, 1) MM_K(DT, 1, 2) MM_K(DT, 1, 3) MM_K(DT, 1, 4) \
+    MM_K(DT, 1, 5) MM_K(DT, 1, 6) \
+    MM_K(DT, 4, 1) MM_K(DT, 4, 2) MM_K(DT, 4, 3) MM_K(DT, 4, 4) \
+    MM_K(DT, 4, 5) MM_K(DT, 4, 6)
+MM_K_DT(OURO_F32)
+MM_K_DT(OURO_F16)
+MM_K_DT(OURO_BF16)
+
+#define MM_ROW(DT) { { mm_##DT##_1x1, mm_##DT##_1x2, mm_##DT##_1x3, mm_##DT##_1x4, \
+                       mm_##DT##_1x5, mm_##DT##_1x6 }, \
+                     { mm_##DT##_4x1, mm_##DT##_4x2, mm_##DT##_4x3, mm_##DT##_4x4, \
+                       mm_##DT##_4x5, mm_##DT##_4x6 } }
+static const mm_kernel_fn mm_kernels[3][2][6] = {   /* [dtype][mr == 4][nr - 1], nr <= MM_NR */
+    MM_ROW(OURO_F32), MM_ROW(OURO_F16), MM_ROW(OURO_BF16),
+};
+
+/* Packs tokens t0 .. t0+nr-1 of x, elements k0 .. k0+kv-1, into xp (nr, kpad),
+ * in the element order of the dtype's kernel, zero-padded to kpad. */
+static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int nr,
+                    int k0, int kv, ouro_dtype dt)
+{
+    for (int t = 0; t < nr; t++) {
+        const float *src = x + (size_t)(t0 + t) * ldx + k0;
+        float *dst = xp + (size_t)t * kpad;
+        if (dt == OURO_BF16) {
+            for (int c = 0; c < kpad; c += 32)
+                for (int j = 0; j < 16; j++) {
+                    int e = c + 2 * j;
+                    dst[c + j] = e < kv ? src[e] : 0.0f;
+                    dst[c + 16 + j] = e + 1 < kv ? src[e + 1] : 0.0f;
+                }
+        } else {
+            memcpy(dst, src, (size_t)kv * sizeof(float));
+            memset(dst + kv, 0, (size_t)(kpad - kv) * sizeof(float));
+        }
+    }
+}
+
+/* Rows r0 .. r1-1 of the product, on the calling thread. */
+static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
+                           int n, int d_in, int d_out, int r0, int r1)
+{
+    _Alignas(64) float xp[MM_XBUF];
+    int nr_max = n < MM_NR ? n : MM_NR;
+    int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
+    if (kb > 2048 && n > 1)
+        kb = 2048;
+    size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
+    int n_tiles = (n + MM_NR - 1) / MM_NR;
+    /* One token tile: walk all rows per pack (the decode case). */
+    int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    for (int k0 = 0; k0 < d_in; k0 += kb) {
+        int kv = d_in - k0 < kb ? d_in - k0 : kb;
+        int kpad = (kv + 31) / 32 * 32;
+        for (int b0 = r0; b0 < r1; b0 += rb) {
+            int b1 = r1 - b0 < rb ? r1 : b0 + rb;
+            for (int t0 = 0; t0 < n; t0 += MM_NR) {
+                int nr = n - t0 < MM_NR ? n - t0 : MM_NR;
+                mm_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
+                int r = b0;
+                mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
+                for (; r + MM_MR <= b1; r += MM_MR)
+                    k4((const char *)w + (size_t)r * ldw + (size_t)k0 * esz, ldw, xp, kpad, kv,
+                       y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
+                for (; r < b1; r++)
+                    k1((const char *)w + (size_t)r * ldw + (size_t)k0 * esz, ldw, xp, kpad, kv,
+                       y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
  * Products
  * ------------------------------------------------------------------------ */
 
@@ -337,10 +556,29 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
 void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
                  int n, int d_in, int d_out, int threads)
 {
+    /* Small products are not worth waking the thread team. */
+    int nt = (size_t)n * d_in * d_out < 65536 ? 1 : threads;
+    if (nt > d_out / MM_MR)
+        nt = d_out / MM_MR > 0 ? d_out / MM_MR : 1;
+    if (simd_level() == SIMD_AVX512) {
+        #pragma omp parallel num_threads(nt)
+        {
+            int id = 0, cnt = 1;
+#ifdef _OPENMP
+            id = omp_get_thread_num();
+            cnt = omp_get_num_threads();
+#endif
+            /* contiguous ranges of rows, multiples of 16 except the last */
+            int per = (d_out + cnt - 1) / cnt;
+            per = (per + 15) / 16 * 16;
+            int r0 = id * per, r1 = r0 + per < d_out ? r0 + per : d_out;
+            if (r0 < r1)
+                mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
+        }
+        return;
+    }
     dot_fn dot = pick_dot(dt);
     size_t row_bytes = (size_t)d_in * ouro_dtype_size(dt);
-    /* Small products are not worth waking the thread team. */
-    int nt = (size_t)n * d_in * d_out < 16384 ? 1 : threads;
     #pragma omp parallel for num_threads(nt) schedule(static)
     for (int o = 0; o < d_out; o++) {
         const char *row = (const char *)w + (size_t)o * row_bytes;
