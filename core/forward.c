@@ -169,6 +169,8 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
         return ouro_err(err, OURO_ERR_ARG, "threads %d is out of range 1..1024", o.threads);
     if (o.kv != OURO_KV_PER_STEP && o.kv != OURO_KV_LAST && o.kv != OURO_KV_AVG)
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache mode %d", (int)o.kv);
+    if (o.kv_type != OURO_KV_F16 && o.kv_type != OURO_KV_F32)
+        return ouro_err(err, OURO_ERR_ARG, "unknown KV cache type %d", (int)o.kv_type);
 
     ouro_session *s = calloc(1, sizeof *s);
     if (!s)
@@ -180,6 +182,9 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->max_loops = o.max_loops;
     s->threads = o.threads;
     s->kv = o.kv;
+    s->kv_f16 = o.kv_type == OURO_KV_F16;
+    s->kv_el = s->kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    s->kvk = ouro_kv_kernels_for(s->kv_f16);
 
     size_t B = (size_t)o.max_batch, L = (size_t)o.max_loops;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
@@ -193,13 +198,13 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->seq_last = alloc3(o.n_seq, 1, 1, sizeof(int32_t), &fail);
     size_t kv_el = 0;
     if (!fail && (!ouro_mul_ok(slots, (size_t)o.n_seq, &kv_el) || !ouro_mul_ok(kv_el, (size_t)o.n_ctx, &kv_el)
-                  || !ouro_mul_ok(kv_el, KD, &kv_el) || !ouro_mul_ok(kv_el, 2 * sizeof(float), &s->kv_bytes))) {
+                  || !ouro_mul_ok(kv_el, KD, &kv_el) || !ouro_mul_ok(kv_el, 2 * s->kv_el, &s->kv_bytes))) {
         ouro_session_free(s);
         return ouro_err(err, OURO_ERR_NOMEM, "the KV cache for n_ctx %d x n_seq %d x %zu slots "
                         "does not fit in memory", o.n_ctx, o.n_seq, slots);
     }
-    s->k_cache = alloc3(kv_el, 1, 1, sizeof(float), &fail);
-    s->v_cache = alloc3(kv_el, 1, 1, sizeof(float), &fail);
+    s->k_cache = alloc3(kv_el, 1, 1, s->kv_el, &fail);
+    s->v_cache = alloc3(kv_el, 1, 1, s->kv_el, &fail);
     if (fail) {
         ouro_session_free(s);
         return ouro_err(err, OURO_ERR_NOMEM, "cannot allocate the KV cache (%zu bytes for n_ctx %d, "
@@ -274,11 +279,12 @@ void ouro_session_seq_truncate(ouro_session *s, int seq, int len)
         s->seq_len[seq] = len;
 }
 
-/* Address of (slot, seq, pos) in a cache. */
-static inline float *kv_at(const ouro_session *s, float *cache, size_t slot, int seq, int pos)
+/* Address of entry (slot, seq, pos, j) in a cache. */
+static inline void *kv_at(const ouro_session *s, void *cache, size_t slot, int seq, int pos, size_t j)
 {
     size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
-    return cache + ((slot * (size_t)s->n_seq + (size_t)seq) * (size_t)s->n_ctx + (size_t)pos) * kd;
+    return (char *)cache
+           + (((slot * (size_t)s->n_seq + (size_t)seq) * (size_t)s->n_ctx + (size_t)pos) * kd + j) * s->kv_el;
 }
 
 ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error *err)
@@ -290,10 +296,10 @@ ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error 
         return OURO_OK;
     size_t slots = s->n_slots;
     size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
-    size_t n = (size_t)s->seq_len[src] * kd * sizeof(float);
+    size_t n = (size_t)s->seq_len[src] * kd * s->kv_el;
     for (size_t sl = 0; sl < slots; sl++) {
-        memcpy(kv_at(s, s->k_cache, sl, dst, 0), kv_at(s, s->k_cache, sl, src, 0), n);
-        memcpy(kv_at(s, s->v_cache, sl, dst, 0), kv_at(s, s->v_cache, sl, src, 0), n);
+        memcpy(kv_at(s, s->k_cache, sl, dst, 0, 0), kv_at(s, s->k_cache, sl, src, 0, 0), n);
+        memcpy(kv_at(s, s->v_cache, sl, dst, 0, 0), kv_at(s, s->v_cache, sl, src, 0, 0), n);
     }
     s->seq_len[dst] = s->seq_len[src];
     return OURO_OK;
@@ -323,22 +329,13 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
 #endif
         const float *q = s->q + (size_t)i * QD + (size_t)h * hd;
         int npos = s->pos[i] + 1;
-        for (int p = 0; p < npos; p++) {
-            const float *k = kv_at(s, s->k_cache, slot, seq[i], p) + (size_t)kh * hd;
-            float d = 0.0f;
-            for (int j = 0; j < hd; j++)
-                d += q[j] * k[j];
-            sc[p] = d * scale;
-        }
+        for (int p = 0; p < npos; p++)
+            sc[p] = s->kvk.dot(q, kv_at(s, s->k_cache, slot, seq[i], p, (size_t)kh * hd), hd) * scale;
         ouro_softmax(sc, npos);
         float *o = s->att + (size_t)i * QD + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < npos; p++) {
-            const float *v = kv_at(s, s->v_cache, slot, seq[i], p) + (size_t)kh * hd;
-            float a = sc[p];
-            for (int j = 0; j < hd; j++)
-                o[j] += a * v[j];
-        }
+        for (int p = 0; p < npos; p++)
+            s->kvk.axpy(o, sc[p], kv_at(s, s->v_cache, slot, seq[i], p, (size_t)kh * hd), hd);
     }
 }
 
@@ -361,8 +358,8 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
     for (int i = 0; i < n; i++) {
         ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
         ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
-        memcpy(kv_at(s, s->k_cache, slot, seq[i], s->pos[i]), s->k + (size_t)i * KD, (size_t)KD * sizeof(float));
-        memcpy(kv_at(s, s->v_cache, slot, seq[i], s->pos[i]), s->v + (size_t)i * KD, (size_t)KD * sizeof(float));
+        ouro_kv_store(kv_at(s, s->k_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->k + (size_t)i * KD, 1.0f, KD);
+        ouro_kv_store(kv_at(s, s->v_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->v + (size_t)i * KD, 1.0f, KD);
     }
     attention(s, slot, n, seq);                                          /* (n, QD) */
     ouro_matmul(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt); /* (n, D) */
@@ -450,22 +447,18 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     if (s->kv == OURO_KV_PER_STEP) {
         for (int l = 0; l < NL; l++)
             for (int t2 = t + 1; t2 < L; t2++) {
-                memcpy(kv_at(s, s->k_cache, slot_of(s, t2, l), sq, p),
-                       kv_at(s, s->k_cache, slot_of(s, t, l), sq, p), KD * sizeof(float));
-                memcpy(kv_at(s, s->v_cache, slot_of(s, t2, l), sq, p),
-                       kv_at(s, s->v_cache, slot_of(s, t, l), sq, p), KD * sizeof(float));
+                memcpy(kv_at(s, s->k_cache, slot_of(s, t2, l), sq, p, 0),
+                       kv_at(s, s->k_cache, slot_of(s, t, l), sq, p, 0), KD * s->kv_el);
+                memcpy(kv_at(s, s->v_cache, slot_of(s, t2, l), sq, p, 0),
+                       kv_at(s, s->v_cache, slot_of(s, t, l), sq, p, 0), KD * s->kv_el);
             }
     } else if (s->kv == OURO_KV_AVG) {
         float inv = 1.0f / (float)(t + 1);
         for (int l = 0; l < NL; l++) {
             const float *ka = s->k_acc + ((size_t)i * NL + l) * KD;
             const float *va = s->v_acc + ((size_t)i * NL + l) * KD;
-            float *kd = kv_at(s, s->k_cache, (size_t)l, sq, p);
-            float *vd = kv_at(s, s->v_cache, (size_t)l, sq, p);
-            for (size_t j = 0; j < KD; j++) {
-                kd[j] = ka[j] * inv;
-                vd[j] = va[j] * inv;
-            }
+            ouro_kv_store(kv_at(s, s->k_cache, (size_t)l, sq, p, 0), s->kv_f16, ka, inv, (int)KD);
+            ouro_kv_store(kv_at(s, s->v_cache, (size_t)l, sq, p, 0), s->kv_f16, va, inv, (int)KD);
         }
     }
     /* the last cache already holds the K/V of the token's final step */

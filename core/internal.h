@@ -99,6 +99,18 @@ void ouro_exit_pdf(float *pdf, const float *gate, int L);
  * else L. */
 int ouro_exit_qstep(const float *pdf, int L, float q);
 
+/* Attention over cache rows stored as f32 or f16 (math.c). */
+typedef struct ouro_kv_kernels {
+    float (*dot)(const float *q, const void *k, int n);        /* q . k */
+    void (*axpy)(float *o, float a, const void *v, int n);      /* o += a * v */
+} ouro_kv_kernels;
+
+/* The fastest kernels this processor runs for the cache's element type. */
+ouro_kv_kernels ouro_kv_kernels_for(bool f16);
+
+/* dst (n, f16 or f32) = src * scale, rounded to nearest even for f16. */
+void ouro_kv_store(void *dst, bool f16, const float *src, float scale, int n);
+
 /* ------------------------------------------------------------------------
  * Model (loader.c)
  * ------------------------------------------------------------------------ */
@@ -167,8 +179,11 @@ struct ouro_session {
     /* KV cache, f32: slot = step * num_layers + layer (per-step cache) or
      * layer (last / avg caches); n_slots of them;
      * k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j] */
-    float *k_cache;
-    float *v_cache;
+    void *k_cache;               /* f16 (uint16_t) or f32 entries */
+    void *v_cache;
+    bool kv_f16;
+    size_t kv_el;                /* bytes of one entry: 2 or 4 */
+    ouro_kv_kernels kvk;         /* attention kernels for the entry type */
     size_t n_slots;
     size_t kv_bytes;
     float *k_acc;                /* (B, num_layers, kv_dim) avg cache: sums over steps; else NULL */

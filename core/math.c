@@ -6,7 +6,9 @@
  * a whole vector is taken, it is accumulated in double so that the result is
  * the correctly rounded f32 value the reference's pairwise sums approach.
  */
+#include <immintrin.h>
 #include <math.h>
+#include <string.h>
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
@@ -124,4 +126,189 @@ int ouro_exit_qstep(const float *pdf, int L, float q)
             return t + 1;
     }
     return L;
+}
+
+/* ------------------------------------------------------------------------
+ * Attention over the KV cache: q . k and o += a * v, for cache rows stored
+ * in f32 or f16.  AVX-512 / AVX2+F16C paths chosen at run time (the level
+ * ouro_simd_level() reports, so OURO_SIMD applies here too), and a plain one.
+ * ------------------------------------------------------------------------ */
+
+static float kv_dot_f32_c(const float *q, const void *kv, int n)
+{
+    const float *k = kv;
+    float acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] += q[j + u] * k[j + u];
+    float d = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < n; j++)
+        d += q[j] * k[j];
+    return d;
+}
+
+static float kv_dot_f16_c(const float *q, const void *kv, int n)
+{
+    const uint16_t *k = kv;
+    float acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++)
+            acc[u] += q[j + u] * ouro_f16_to_f32(k[j + u]);
+    float d = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; j < n; j++)
+        d += q[j] * ouro_f16_to_f32(k[j]);
+    return d;
+}
+
+static void kv_axpy_f32_c(float *o, float a, const void *kv, int n)
+{
+    const float *v = kv;
+    for (int j = 0; j < n; j++)
+        o[j] += a * v[j];
+}
+
+static void kv_axpy_f16_c(float *o, float a, const void *kv, int n)
+{
+    const uint16_t *v = kv;
+    for (int j = 0; j < n; j++)
+        o[j] += a * ouro_f16_to_f32(v[j]);
+}
+
+#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KV_AVX512 __attribute__((target("avx512f")))
+
+KV_AVX2 static float hsum8(__m256 v)
+{
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+KV_AVX2 static float kv_dot_f32_avx2(const float *q, const void *kv, int n)
+{
+    const float *k = kv;
+    __m256 a = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(k + j), a);
+    float d = hsum8(a);
+    for (; j < n; j++)
+        d += q[j] * k[j];
+    return d;
+}
+
+KV_AVX2 static float kv_dot_f16_avx2(const float *q, const void *kv, int n)
+{
+    const uint16_t *k = kv;
+    __m256 a = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + j),
+                            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + j))), a);
+    float d = hsum8(a);
+    for (; j < n; j++)
+        d += q[j] * ouro_f16_to_f32(k[j]);
+    return d;
+}
+
+KV_AVX2 static void kv_axpy_f32_avx2(float *o, float a, const void *kv, int n)
+{
+    const float *v = kv;
+    __m256 av = _mm256_set1_ps(a);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(o + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(v + j), _mm256_loadu_ps(o + j)));
+    for (; j < n; j++)
+        o[j] += a * v[j];
+}
+
+KV_AVX2 static void kv_axpy_f16_avx2(float *o, float a, const void *kv, int n)
+{
+    const uint16_t *v = kv;
+    __m256 av = _mm256_set1_ps(a);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(o + j, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + j))),
+                                                _mm256_loadu_ps(o + j)));
+    for (; j < n; j++)
+        o[j] += a * ouro_f16_to_f32(v[j]);
+}
+
+KV_AVX512 static float kv_dot_f32_avx512(const float *q, const void *kv, int n)
+{
+    const float *k = kv;
+    __m512 a = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(k + j), a);
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j), _mm512_maskz_loadu_ps(m, k + j), a);
+    }
+    return _mm512_reduce_add_ps(a);
+}
+
+KV_AVX512 static float kv_dot_f16_avx512(const float *q, const void *kv, int n)
+{
+    const uint16_t *k = kv;
+    __m512 a = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(q + j),
+                            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + j))), a);
+    float d = _mm512_reduce_add_ps(a);
+    for (; j < n; j++)
+        d += q[j] * ouro_f16_to_f32(k[j]);
+    return d;
+}
+
+KV_AVX512 static void kv_axpy_f32_avx512(float *o, float a, const void *kv, int n)
+{
+    const float *v = kv;
+    __m512 av = _mm512_set1_ps(a);
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(o + j, _mm512_fmadd_ps(av, _mm512_loadu_ps(v + j), _mm512_loadu_ps(o + j)));
+    for (; j < n; j++)
+        o[j] += a * v[j];
+}
+
+KV_AVX512 static void kv_axpy_f16_avx512(float *o, float a, const void *kv, int n)
+{
+    const uint16_t *v = kv;
+    __m512 av = _mm512_set1_ps(a);
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(o + j, _mm512_fmadd_ps(av, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + j))),
+                                                _mm512_loadu_ps(o + j)));
+    for (; j < n; j++)
+        o[j] += a * ouro_f16_to_f32(v[j]);
+}
+
+ouro_kv_kernels ouro_kv_kernels_for(bool f16)
+{
+    const char *lv = ouro_simd_level();
+    int l = strcmp(lv, "avx512") == 0 ? 2 : strcmp(lv, "avx2") == 0 ? 1 : 0;
+    static const ouro_kv_kernels table[3][2] = {
+        { { kv_dot_f32_c, kv_axpy_f32_c },           { kv_dot_f16_c, kv_axpy_f16_c } },
+        { { kv_dot_f32_avx2, kv_axpy_f32_avx2 },     { kv_dot_f16_avx2, kv_axpy_f16_avx2 } },
+        { { kv_dot_f32_avx512, kv_axpy_f32_avx512 }, { kv_dot_f16_avx512, kv_axpy_f16_avx512 } },
+    };
+    return table[l][f16];
+}
+
+void ouro_kv_store(void *dst, bool f16, const float *src, float scale, int n)
+{
+    if (!f16) {
+        float *d = dst;
+        for (int j = 0; j < n; j++)
+            d[j] = src[j] * scale;
+        return;
+    }
+    uint16_t *d = dst;
+    for (int j = 0; j < n; j++)
+        d[j] = ouro_f32_to_f16(src[j] * scale);
 }

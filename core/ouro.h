@@ -205,6 +205,13 @@ typedef enum ouro_kv_mode {
     OURO_KV_AVG              /* one slot per layer while decoding: mean over steps */
 } ouro_kv_mode;
 
+typedef enum ouro_kv_type {
+    OURO_KV_F32 = 0,         /* 32-bit entries: the exact path (the default) */
+    OURO_KV_F16              /* 16-bit entries: half the memory; approximate (on the
+                                golden models logits move by up to 0.034 of ~30 and
+                                every default-mode greedy token stays the same) */
+} ouro_kv_type;
+
 typedef struct ouro_session_options {
     int n_ctx;               /* tokens per sequence; 0 = min(max_position_embeddings, 4096) */
     int n_seq;               /* sequences held at once; 0 = 1 */
@@ -212,6 +219,7 @@ typedef struct ouro_session_options {
     int max_loops;           /* loop steps, 1..OURO_MAX_LOOPS; 0 = total_ut_steps */
     ouro_kv_mode kv;
     int threads;             /* worker threads; 0 = the number of cores */
+    ouro_kv_type kv_type;    /* element type of the cache; 0 = f32 */
 } ouro_session_options;
 
 /* Zero-initialised options mean every default. */
@@ -326,7 +334,9 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
  * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share
  * are computed once, and inputs run together over the session's sequences
  * (n_seq >= n_labels + 1 lets a whole input run in one wave; more sequences,
- * more inputs at once).  Gives the same numbers as one ouro_classify per input. */
+ * more inputs at once).  Gives the numbers of one ouro_classify per input up
+ * to f32 rounding (the shared prefix is computed in a call of its own, and
+ * the matrix products sum in blocks that depend on the number of tokens). */
 ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
                                 const char *const *labels, int n_labels, const char *instruction,
                                 const ouro_exit *exit, double *probs, double *logprobs,

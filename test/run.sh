@@ -6,7 +6,8 @@
 # counted as one failure of its own, so a crash is never silent.
 #
 #   bash test/run.sh           the C suites on build/ and, when built, on build-asan/
-#                              (AddressSanitizer), then every test/suites/*.sh
+#                              (AddressSanitizer), the kernel and golden tests again on
+#                              the AVX2 and generic paths, then every test/suites/*.sh
 #   bash test/run.sh --asan    the C suites on build-asan/ only
 set -u
 cd "$(dirname "$0")/.."
@@ -39,6 +40,15 @@ for B in $builds; do
         [ -x "$t" ] && OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "$t"
     done
 done
+# Every SIMD path below the best one this processor has: the kernels' tests
+# and the golden test again, forced through OURO_SIMD.
+if [ "$builds" != build-asan ]; then
+    for level in avx2 generic; do
+        for t in build/test/test_math build/test/test_golden; do
+            [ -x "$t" ] && OURO_SIMD=$level run_suite "$t (OURO_SIMD=$level)" "$t"
+        done
+    done
+fi
 if [ "$builds" != build-asan ]; then
     for s in test/suites/*.sh; do
         [ -f "$s" ] && run_suite "$(basename "$s" .sh)" bash "$s"

@@ -75,6 +75,8 @@ static const char *usage_generate =
     "  --depth full|adaptive  adaptive: decoded tokens stop running loop steps at their exit\n"
     "                       step (default: adaptive when --exit threshold:Q is given)\n"
     "  --kv per-step|last|avg  decode KV cache (default per-step, as upstream)\n"
+    "  --kv-type f32|f16    cache entries: f32 (default, exact) or f16 (half the memory,\n"
+    "                       approximate)\n"
     "  --max-loops N        loop steps, 1..16 (default the model's total_ut_steps)\n"
     "  --n-ctx N            context length of the session (default min(4096, model's))\n"
     "  --threads N          worker threads (default: every core)\n"
@@ -451,6 +453,13 @@ int cmd_generate(int argc, char **argv)
             else if (strcmp(v, "avg") == 0) so.kv = OURO_KV_AVG;
             else {
                 fprintf(stderr, "ouro generate: --kv must be per-step, last or avg, not \"%s\"\n", v);
+                return 2;
+            }
+        } else if (strcmp(o, "--kv-type") == 0) {
+            if (strcmp(v, "f32") == 0) so.kv_type = OURO_KV_F32;
+            else if (strcmp(v, "f16") == 0) so.kv_type = OURO_KV_F16;
+            else {
+                fprintf(stderr, "ouro generate: --kv-type must be f32 or f16, not \"%s\"\n", v);
                 return 2;
             }
         } else if (strcmp(o, "--max-loops") == 0) {

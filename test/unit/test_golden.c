@@ -233,6 +233,29 @@ static void check_greedy(const char *name, ouro_model *m, const cJSON *cases)
     free(rs);
     ouro_session_free(s);
 
+    /* the 16-bit cache (approximate): the same greedy tokens */
+    s = NULL;
+    ouro_session_options so16 = { .n_ctx = 96, .n_seq = nc, .kv_type = OURO_KV_F16, .threads = 2 };
+    rs = calloc((size_t)nc, sizeof *rs);
+    st = ouro_session_new(m, &so16, &s, &e);
+    if (st == OURO_OK)
+        st = ouro_generate(s, nc, (const int32_t *const *)prompts, lens, &gp, rs, &e);
+    if (check(st == OURO_OK, "%s: generate with the f16 KV cache", name)) {
+        int good = 0;
+        for (int i = 0; i < nc; i++)
+            good += rs[i].n_ids == nref[i]
+                    && memcmp(rs[i].ids, ref[i], (size_t)nref[i] * sizeof(int32_t)) == 0;
+        check(good == nc, "%s: the f16 KV cache gives every case's greedy tokens (%d/%d)", name, good, nc);
+        check(ouro_session_kv_bytes(s) * 2 == (size_t)2 * 4 * ouro_model_config(m)->num_layers
+              * ouro_model_config(m)->num_kv_heads * ouro_model_config(m)->head_dim
+              * ouro_session_max_loops(s) * 96 * nc,
+              "%s: the f16 cache holds 2 bytes per entry (%zu bytes)", name, ouro_session_kv_bytes(s));
+    }
+    for (int i = 0; i < nc; i++)
+        ouro_gen_result_clear(&rs[i]);
+    free(rs);
+    ouro_session_free(s);
+
     /* two waves through a session of 2 sequences */
     s = NULL;
     ouro_session_options so2 = { .n_ctx = 96, .n_seq = 2, .threads = 1 };

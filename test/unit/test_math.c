@@ -681,6 +681,46 @@ static void test_matmul_exact(void)
  * Main
  * ------------------------------------------------------------------------ */
 
+/* Attention kernels over f32 and f16 cache rows against plain loops. */
+static void test_kv_kernels(void)
+{
+    for (int f16 = 0; f16 < 2; f16++) {
+        ouro_kv_kernels k = ouro_kv_kernels_for(f16);
+        double worst_dot = 0, worst_axpy = 0;
+        int stored_ok = 1;
+        for (int n = 1; n <= 300; n += (n < 40 ? 1 : 37)) {
+            float q[300], src[300], o[300], ref[300];
+            uint16_t h[300];
+            float f[300];
+            for (int j = 0; j < n; j++) {
+                q[j] = (float)((j * 37 % 23) - 11) / 7.0f;
+                src[j] = (float)((j * 53 % 29) - 14) / 5.0f;
+                o[j] = ref[j] = (float)(j % 5) - 2.0f;
+            }
+            void *row = f16 ? (void *)h : (void *)f;
+            ouro_kv_store(row, f16, src, 0.5f, n);
+            double d = 0, scale = 0;
+            for (int j = 0; j < n; j++) {
+                float v = f16 ? ouro_f16_to_f32(h[j]) : f[j];
+                float want = f16 ? ouro_f16_to_f32(ouro_f32_to_f16(src[j] * 0.5f)) : src[j] * 0.5f;
+                stored_ok &= v == want;
+                d += (double)q[j] * v;
+                scale += fabs((double)q[j] * v);
+                ref[j] += 0.75f * v;
+            }
+            worst_dot = fmax(worst_dot, fabs(k.dot(q, row, n) - d) / (scale + 1e-30));
+            k.axpy(o, 0.75f, row, n);
+            for (int j = 0; j < n; j++)
+                worst_axpy = fmax(worst_axpy, fabs((double)o[j] - ref[j]));
+        }
+        check(stored_ok, "kv store (%s): entries are the rounded scaled values", f16 ? "f16" : "f32");
+        check(worst_dot < 1e-6, "kv dot (%s, %s): within f32 rounding of the exact sum (%.1e)",
+              f16 ? "f16" : "f32", ouro_simd_level(), worst_dot);
+        check(worst_axpy < 1e-5, "kv axpy (%s, %s): equals the plain loop (%.1e)",
+              f16 ? "f16" : "f32", ouro_simd_level(), worst_axpy);
+    }
+}
+
 int main(void)
 {
     test_exit_pdf();
@@ -692,5 +732,6 @@ int main(void)
     test_rope();
     test_matmul();
     test_matmul_exact();
+    test_kv_kernels();
     return check_done();
 }
