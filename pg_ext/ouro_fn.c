@@ -8,8 +8,9 @@
  * raise an ERROR, so that no core allocation leaks on a longjmp.
  *
  * Order follows sql/ouro--0.1.0.sql: argument helpers, generation
- * (ouro_generate, ouro_chat, ouro_generate_detail), classification, depth,
- * tokenizer, information, model registration.
+ * (ouro_generate, ouro_chat, ouro_generate_detail, ouro_generate_batch),
+ * classification (with the batch forms), depth, tokenizer, information,
+ * model registration.
  *
  * Errors: out-of-range arguments are always ERRORs (they are the query's
  * fault, not a row's); bad input of one row (a prompt longer than the
@@ -429,6 +430,192 @@ pg_ouro_generate_detail(PG_FUNCTION_ARGS)
 }
 
 /* ------------------------------------------------------------------------
+ * Batching rows: ouro_generate_batch
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The items of a one-dimensional text[] argument (empty arrays have none):
+ * Datums and NULL flags (palloc'd), their count and the array's lower bound,
+ * so that results keep the subscripts of their inputs.
+ */
+static void
+batch_items(FunctionCallInfo fcinfo, int i, const char *name, Datum **elems, bool **nulls,
+			int *n, int *lbound)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(i);
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name),
+				 errhint("Build it with array_agg(column ORDER BY key).")));
+	*lbound = ARR_NDIM(arr) == 1 ? ARR_LBOUND(arr)[0] : 1;
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, elems, nulls, n);
+}
+
+/* A one-dimensional array of n Datums of `type` with lower bound lbound. */
+static Datum
+batch_result(Datum *values, bool *nulls, int n, int lbound, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1];
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(type));
+	dims[0] = n;
+	lbs[0] = lbound;
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval,
+											  typalign));
+}
+
+/* The core's parameters for the options `a` (p borrows a's stop strings). */
+static void
+gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->max_tokens = max_tokens;
+	p->temperature = (float) a->temperature;
+	p->seed = (uint64_t) a->seed;
+	if (a->threshold >= 0)
+	{
+		p->exit.kind = OURO_EXIT_THRESHOLD;
+		p->exit.threshold = (float) a->threshold;
+		p->depth = (ouro_depth_mode) ouro_depth_setting;
+	}
+	else
+	{
+		p->exit.kind = OURO_EXIT_DEFAULT;
+		p->depth = OURO_DEPTH_FULL;
+	}
+	p->stop = (const char *const *) a->stop;
+	p->n_stop = a->n_stop;
+	p->cancel = pg_ouro_cancel_check;
+	p->cancel_ctx = NULL;
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
+
+/*
+ * ouro_generate_batch(prompts text[], max_loops, max_tokens, temperature,
+ * exit_threshold, seed, stop, model) -> text[]: item i is
+ * ouro_generate(prompts[i], ...) with the same options, NULL for a NULL item;
+ * the subscripts are those of prompts.  The prompts run together in one
+ * batched decode of ouro.batch_size sequences (more run in waves).  A bad
+ * item (no tokens, longer than the context) is a row error: ERROR, or under
+ * ouro.on_error = null a WARNING and NULL for that item alone.
+ */
+Datum
+pg_ouro_generate_batch(PG_FUNCTION_ARGS)
+{
+	GenArgs		a;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound,
+				n_run = 0,
+				longest = 0,
+				limit;
+	Datum	   *out;
+	bool	   *out_null;
+	int32	  **ids;
+	const int32_t **run_ids;
+	int		   *run_lens;
+	int		   *run_item;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	gen_args_read(fcinfo, 1, &a);
+	batch_items(fcinfo, 0, "prompts", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		PG_RETURN_DATUM(batch_result(NULL, NULL, 0, lbound, TEXTOID));
+	pg_ouro_model_resolve(fcinfo, 7, &ref);
+	limit = pg_ouro_context_limit(ref.entry->model);
+
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	ids = palloc0(sizeof(int32 *) * n);
+	run_ids = palloc(sizeof(int32_t *) * n);
+	run_lens = palloc(sizeof(int) * n);
+	run_item = palloc(sizeof(int) * n);
+
+	/* every prompt checked as ouro_generate checks it, before any runs */
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t;
+		int			len;
+
+		CHECK_FOR_INTERRUPTS();
+		out_null[i] = true;
+		if (in_null[i])
+			continue;
+		t = DatumGetTextPP(elems[i]);
+		if (!encode_text(&ref, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &ids[i], &len))
+			continue;
+		if (len == 0)
+		{
+			(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+									 psprintf("prompt %d of the batch has no tokens", lbound + i),
+									 NULL, "Pass non-empty prompts, or NULL for no result.");
+			continue;
+		}
+		if (len >= limit)
+		{
+			(void) too_long(psprintf("prompt %d of the batch", lbound + i), len, limit, ref.entry->model);
+			continue;
+		}
+		run_ids[n_run] = ids[i];
+		run_lens[n_run] = len;
+		run_item[n_run++] = i;
+		longest = Max(longest, len);
+	}
+
+	if (n_run > 0)
+	{
+		/*
+		 * Room for the longest prompt and its reply.  A reply ends where the
+		 * context ends, as in ouro_generate: the core caps each request at
+		 * the session's context.
+		 */
+		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
+		ouro_session *s = pg_ouro_session(&ref, need, Min(ouro_batch_size_setting, n_run),
+										  a.max_loops);
+		ouro_gen_params p;
+		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
+		ouro_error	err;
+		bool		ok;
+
+		gen_params(&a, Min(a.max_tokens, limit), &p);
+		pg_ouro_prepare_threads();
+		ok = ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) == OURO_OK;
+		if (!ok)
+		{
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not generate text", &ref);
+		}
+		else
+		{
+			/* copy out of malloc'd memory, then release it all */
+			for (int k = 0; k < n_run; k++)
+			{
+				out[run_item[k]] = PointerGetDatum(cstring_to_text_with_len(r[k].text ? r[k].text : "",
+																			r[k].text ? (int) r[k].text_len : 0));
+				out_null[run_item[k]] = false;
+			}
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+		}
+	}
+	PG_RETURN_DATUM(batch_result(out, out_null, n, lbound, TEXTOID));
+}
+
+/* ------------------------------------------------------------------------
  * Classification: ouro_classify, ouro_classify_scores
  * ------------------------------------------------------------------------ */
 
@@ -529,22 +716,12 @@ pg_ouro_classify(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(labels[best]));
 }
 
-PG_FUNCTION_INFO_V1(pg_ouro_classify_scores);
-
-/* ouro_classify_scores(input, labels, instruction, max_loops, model) -> jsonb {label: probability}. */
-Datum
-pg_ouro_classify_scores(PG_FUNCTION_ARGS)
+/* jsonb {"label": probability, ...} in the order of labels. */
+static Datum
+scores_jsonb(const char *const *labels, int n, const double *probs)
 {
-	char	  **labels;
-	int			n;
-	double	   *probs;
 	StringInfoData buf;
 
-	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
-		PG_RETURN_NULL();
-	probs = classify(fcinfo, &labels, &n);
-	if (probs == NULL)
-		PG_RETURN_NULL();
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	for (int i = 0; i < n; i++)
@@ -556,7 +733,204 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
 		pg_ouro_append_double(&buf, probs[i]);
 	}
 	appendStringInfoChar(&buf, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_classify_scores);
+
+/* ouro_classify_scores(input, labels, instruction, max_loops, model) -> jsonb {label: probability}. */
+Datum
+pg_ouro_classify_scores(PG_FUNCTION_ARGS)
+{
+	char	  **labels;
+	int			n;
+	double	   *probs;
+
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	probs = classify(fcinfo, &labels, &n);
+	if (probs == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(scores_jsonb((const char *const *) labels, n, probs));
+}
+
+/* ------------------------------------------------------------------------
+ * Batching rows: ouro_classify_batch, ouro_classify_scores_batch
+ * ------------------------------------------------------------------------ */
+
+/*
+ * ouro_classify_batch / ouro_classify_scores_batch(inputs text[], labels,
+ * instruction, max_loops, model) -> text[] / jsonb[]: item i is
+ * ouro_classify(inputs[i], ...) or ouro_classify_scores(inputs[i], ...), NULL
+ * for a NULL item.  The prompt tokens the inputs share (template,
+ * instruction, label list) are computed once and max(ouro.batch_size,
+ * labels + 1) sequences run inputs together.  An input too long for the
+ * context is a row error for that item alone.
+ */
+static Datum
+classify_batch(FunctionCallInfo fcinfo, bool scores)
+{
+	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
+	int			n_labels;
+	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, &n_labels);
+	char	   *instruction = arg_cstring(fcinfo, 2);
+	Oid			type = scores ? JSONBOID : TEXTOID;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound,
+				n_run = 0,
+				longest = 0,
+				need = 128,
+				limit,
+				n_seq;
+	const char **run;
+	int		   *run_item;
+	bool	   *run_ok;
+	double	   *probs;
+	Datum	   *out;
+	bool	   *out_null;
+	int32	   *ids;
+	int			len;
+	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+	bool		all_ok = false;
+
+	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		return batch_result(NULL, NULL, 0, lbound, type);
+	pg_ouro_model_resolve(fcinfo, 4, &ref);
+	limit = pg_ouro_context_limit(ref.entry->model);
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	run = palloc(sizeof(char *) * n);
+	run_item = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		out_null[i] = true;
+		if (in_null[i])
+			continue;
+		run[n_run] = TextDatumGetCString(elems[i]);
+		/* the session's size is estimated from token counts, as in classify() */
+		if (!encode_text(&ref, run[n_run], strlen(run[n_run]), &ids, &len))
+			continue;
+		longest = Max(longest, len);
+		run_item[n_run++] = i;
+	}
+	if (n_run == 0)
+		return batch_result(out, out_null, n, lbound, type);
+	need += longest;
+	if (instruction != NULL)
+	{
+		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &len))
+			return batch_result(out, out_null, n, lbound, type);
+		need += len;
+	}
+	else
+		need += 128;
+	for (int i = 0; i < n_labels; i++)
+	{
+		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &len))
+			return batch_result(out, out_null, n, lbound, type);
+		need += 2 * len + 4;
+	}
+
+	/*
+	 * One whole input per group of n_labels sequences plus one for the shared
+	 * prefix: max(batch_size, labels + 1) sequences (at most 257 for a long
+	 * label list), no more than the inputs can use.
+	 */
+	n_seq = Max(ouro_batch_size_setting, Min(n_labels + 1, 257));
+	if ((int64) n_run * n_labels + 1 < n_seq)
+		n_seq = n_run * n_labels + 1;
+	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
+	run_ok = palloc0(sizeof(bool) * n_run);
+	for (;;)
+	{
+		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops);
+		ouro_error	err;
+		ouro_status st;
+
+		pg_ouro_prepare_threads();
+		st = ouro_classify_batch(s, n_run, run, (const char *const *) labels, n_labels, instruction,
+								 &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
+		if (st == OURO_OK)
+		{
+			all_ok = true;
+			break;
+		}
+		if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit)
+		{
+			need = limit;
+			continue;
+		}
+		if (st != OURO_ERR_CONTEXT)
+		{
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not classify the inputs", &ref);
+			break;
+		}
+
+		/* some input does not fit: one input at a time, to name it */
+		for (int k = 0; k < n_run; k++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			st = ouro_classify_batch(s, 1, &run[k], (const char *const *) labels, n_labels,
+									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
+									 pg_ouro_cancel_check, NULL, &err);
+			run_ok[k] = st == OURO_OK;
+			if (st == OURO_ERR_CONTEXT)
+				(void) too_long(psprintf("the classification prompt of input %d of the batch",
+										 lbound + run_item[k]),
+								need, limit, ref.entry->model);
+			else if (st != OURO_OK)
+				(void) pg_ouro_report(&err, "could not classify the input", &ref);
+		}
+		break;
+	}
+	for (int k = 0; k < n_run; k++)
+	{
+		const double *p = probs + (size_t) k * n_labels;
+
+		if (!all_ok && !run_ok[k])
+			continue;
+		if (scores)
+			out[run_item[k]] = scores_jsonb((const char *const *) labels, n_labels, p);
+		else
+		{
+			int			best = 0;
+
+			for (int j = 1; j < n_labels; j++)
+				if (p[j] > p[best])
+					best = j;
+			out[run_item[k]] = PointerGetDatum(cstring_to_text(labels[best]));
+		}
+		out_null[run_item[k]] = false;
+	}
+	return batch_result(out, out_null, n, lbound, type);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_classify_batch);
+
+/* ouro_classify_batch(inputs, labels, instruction, max_loops, model) -> text[]. */
+Datum
+pg_ouro_classify_batch(PG_FUNCTION_ARGS)
+{
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(classify_batch(fcinfo, false));
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_classify_scores_batch);
+
+/* ouro_classify_scores_batch(inputs, labels, instruction, max_loops, model) -> jsonb[]. */
+Datum
+pg_ouro_classify_scores_batch(PG_FUNCTION_ARGS)
+{
+	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(classify_batch(fcinfo, true));
 }
 
 /* ------------------------------------------------------------------------

@@ -66,6 +66,7 @@ int			ouro_context_length_setting = 4096;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
+int			ouro_batch_size_setting = 16;
 
 static const struct config_enum_entry on_error_options[] = {
 	{"error", OURO_ON_ERROR_ERROR, false},
@@ -216,6 +217,18 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.batch_size",
+							"Sequences the batch functions run at once.",
+							"Valid range is 1 .. 256.  ouro_generate_batch decodes this many prompts "
+							"together (more run in waves); the classification batches use "
+							"max(ouro.batch_size, labels + 1) sequences.  Each sequence holds a KV "
+							"cache for the longest prompt and its reply.",
+							&ouro_batch_size_setting,
+							16, 1, OURO_PG_BATCH_SIZE_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("ouro");
 
@@ -509,8 +522,15 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
 		cached_session_model = NULL;
 	}
 
-	/* Round up so that a batch of similar rows reuses one session. */
-	n_ctx = need_ctx <= limit - 255 ? TYPEALIGN(256, need_ctx) : limit;
+	/*
+	 * Round up so that a batch of similar rows reuses one session: to 256
+	 * tokens for one sequence, to 32 for many (the KV cache is f32 per loop
+	 * step and layer, so every token of room costs n_seq times as much).
+	 */
+	if (n_seq > 1)
+		n_ctx = need_ctx <= limit - 31 ? TYPEALIGN(32, need_ctx) : limit;
+	else
+		n_ctx = need_ctx <= limit - 255 ? TYPEALIGN(256, need_ctx) : limit;
 	n_ctx = Max(Min(n_ctx, limit), need_ctx);
 
 	memset(&opts, 0, sizeof(opts));
@@ -655,7 +675,7 @@ pg_ouro_report(const ouro_error *err, const char *what, const OuroModelRef *ref)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg_internal("%s", what),
 					 errdetail_internal("%s", detail),
-					 errhint("Lower ouro.context_length or max_tokens.")));
+					 errhint("Lower ouro.context_length, max_tokens or ouro.batch_size.")));
 			break;
 		default:
 			ereport(ERROR,

@@ -33,12 +33,14 @@ extern int	ouro_context_length_setting;
 extern int	ouro_on_error_setting;		/* OuroOnError */
 extern int	ouro_depth_setting;			/* ouro_depth_mode used with a threshold */
 extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of new sessions */
+extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions */
 
 /* Argument ranges, shared by the settings and the function arguments. */
 #define OURO_PG_MAX_TOKENS_LIMIT 1048576
 #define OURO_PG_CONTEXT_MIN 16
 #define OURO_PG_CONTEXT_MAX 1048576
 #define OURO_PG_TEMPERATURE_MAX 100.0
+#define OURO_PG_BATCH_SIZE_MAX 256
 
 /*
  * A model loaded in this backend.  The weights are mapped read-only by the

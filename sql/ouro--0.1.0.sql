@@ -83,6 +83,27 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
 COMMENT ON FUNCTION ouro_generate_detail(text, int, int, float8, float8, bigint, text[], text) IS
 'As ouro_generate, with the depth spent: the text, its number of new tokens, for each token the 1-based loop step that gave its logits, their mean, and why generation stopped (length, eos, stop). NULL prompt gives NULL.';
 
+-- Batching rows ---------------------------------------------------------------
+-- Array forms: item i of the result belongs to item i of the array (same
+-- subscripts; NULL items give NULL).  Build the array with array_agg(... ORDER
+-- BY key) and match results back with unnest(ids, results) or WITH
+-- ORDINALITY.  They run ouro.batch_size sequences at once.
+
+CREATE FUNCTION ouro_generate_batch(
+    prompts text[],
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'pg_ouro_generate_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 1000000;
+COMMENT ON FUNCTION ouro_generate_batch(text[], int, int, float8, float8, bigint, text[], text) IS
+'ouro_generate for every prompt of a one-dimensional array, decoded together ouro.batch_size prompts at a time (more run in waves): item i is ouro_generate(prompts[i], ...) with the same options and the same text. NULL items give NULL items, an empty array an empty array, NULL prompts NULL; under ouro.on_error = null a bad item gives NULL and a WARNING.';
+
 -- Classification ------------------------------------------------------------
 
 CREATE FUNCTION ouro_classify(
@@ -108,6 +129,30 @@ AS 'MODULE_PATHNAME', 'pg_ouro_classify_scores'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION ouro_classify_scores(text, text[], text, int, text) IS
 '{"label": probability, ...} for every label (they sum to 1); arguments as ouro_classify. NULL input or labels gives NULL.';
+
+CREATE FUNCTION ouro_classify_batch(
+    inputs text[],
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'pg_ouro_classify_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_classify_batch(text[], text[], text, int, text) IS
+'ouro_classify for every input of a one-dimensional array: the prompt tokens the inputs share are computed once, and max(ouro.batch_size, labels + 1) sequences run inputs together. Item i is ouro_classify(inputs[i], ...); NULL items give NULL items, an empty array an empty array, NULL inputs or labels NULL.';
+
+CREATE FUNCTION ouro_classify_scores_batch(
+    inputs text[],
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS jsonb[]
+AS 'MODULE_PATHNAME', 'pg_ouro_classify_scores_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_classify_scores_batch(text[], text[], text, int, text) IS
+'ouro_classify_scores for every input of a one-dimensional array, computed as ouro_classify_batch does; item i is ouro_classify_scores(inputs[i], ...). NULL items give NULL items, an empty array an empty array, NULL inputs or labels NULL.';
 
 -- Depth ---------------------------------------------------------------------
 

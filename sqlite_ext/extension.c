@@ -24,7 +24,13 @@
  * Beyond the shared surface: ouro_generate_detail (ouro_generate's arguments;
  * JSON with the text, its token count and the loop step each token used) and
  * ouro_setting(name [, value]), the SQLite form of PostgreSQL's ouro.*
- * settings (kv_cache, depth, threads), kept per connection.  An
+ * settings (kv_cache, depth, threads, batch_size), kept per connection.
+ *
+ * Batching rows: ouro_generate_batch, ouro_classify_batch and
+ * ouro_classify_scores_batch take a JSON array of prompts / inputs and give a
+ * JSON array of results in the same order (null for a null item), computed
+ * together in batched decodes of batch_size sequences; json_group_array
+ * builds the argument and json_each matches the results back to rows.  An
  * exit_threshold given to a generation means adaptive depth (decoded tokens
  * stop at their exit step) unless the depth setting is 'full'.
  *
@@ -64,6 +70,9 @@ SQLITE_EXTENSION_INIT1
 #define DEFAULT_MAX_TOKENS 128
 #define DEFAULT_SEED 42          /* seed NULL: equal calls give equal results */
 #define MAX_STOP 16              /* most stop strings */
+#define LABELS_MAX 10000         /* most labels of one classification */
+#define BATCH_SIZE_DEFAULT 16    /* ouro_setting('batch_size') */
+#define BATCH_SIZE_MAX 256
 
 static const char *const kv_names[] = {"per-step", "last", "avg"};   /* by ouro_kv_mode */
 
@@ -125,6 +134,7 @@ static void drop_session(conn_state *c)
     c->session_entry = NULL;
     c->session_loops = 0;
     c->session_ctx = 0;
+    c->session_seq = 0;
 }
 
 void conn_state_unref(void *p)
@@ -233,25 +243,30 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg)
     return *slot;
 }
 
-ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, ouro_kv_mode kv,
-                           ouro_error *err)
+ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
+                           ouro_kv_mode kv, ouro_error *err)
 {
     int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
+    if (n_seq < 1)
+        n_seq = 1;
     if (c->session && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
-        c->session_kv == kv && c->session_threads == c->threads)
+        c->session_seq >= n_seq && c->session_kv == kv && c->session_threads == c->threads)
         return c->session;
     drop_session(c);
 
-    /* Sized for the call, rounded up so that similar calls reuse it. */
+    /* Sized for the call, rounded up so that similar calls reuse it: to 256
+     * tokens for one sequence, to 32 for many (the KV cache is f32 per loop
+     * step and layer, so many sequences cost n_seq times as much). */
     int limit = ctx_limit(e->model);
+    int round = n_seq > 1 ? 32 : 256;
     int want = n_ctx < 1 ? 1 : n_ctx;
-    want = want > INT_MAX - 255 ? limit : (want + 255) / 256 * 256;
+    want = want > INT_MAX - round ? limit : (want + round - 1) / round * round;
     if (want > limit)
         want = limit;
 
     ouro_session_options opts = {0};
     opts.n_ctx = want;
-    opts.n_seq = 1;
+    opts.n_seq = n_seq;
     opts.max_loops = loops;
     opts.kv = kv;
     opts.threads = c->threads;
@@ -264,6 +279,7 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     c->session_entry = e;
     c->session_loops = loops;
     c->session_ctx = want;
+    c->session_seq = n_seq;
     c->session_kv = kv;
     c->session_threads = c->threads;
     return s;
@@ -375,6 +391,54 @@ static cJSON *arg_string_array(sqlite3_context *ctx, sqlite3_value *v, const cha
     }
     *strs = out;
     *n = i;
+    return root;
+}
+
+/* Most items of one *_batch call's array. */
+#define BATCH_ITEMS_MAX 1000000
+
+/* Parses the array argument of a *_batch function: JSON text of an array
+ * whose items are strings or nulls (a null item gives a null result).
+ * Returns the tree (caller frees with cJSON_Delete) and fills strs (borrowed
+ * from the tree; NULL for a null item; sqlite3_malloc'd array, or NULL when
+ * the array is empty) and *n; NULL after setting an error. */
+static cJSON *arg_batch_array(sqlite3_context *ctx, sqlite3_value *v, const char *name,
+                              const char ***strs, int *n)
+{
+    const char *text = (const char *)sqlite3_value_text(v);
+    *strs = NULL;
+    *n = 0;
+    if (!text) {
+        sqlite3_result_error_nomem(ctx);
+        return NULL;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)sqlite3_value_bytes(v));
+    int count = root && cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
+    if (count < 0 || count > BATCH_ITEMS_MAX) {
+        result_errorf(ctx, "ouro: %s must be a JSON array of at most %d strings or nulls, "
+                      "e.g. '[\"a\", null]'", name, BATCH_ITEMS_MAX);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    const char **out = NULL;
+    if (count > 0 && !(out = sqlite3_malloc64((sqlite3_uint64)count * sizeof *out))) {
+        cJSON_Delete(root);
+        sqlite3_result_error_nomem(ctx);
+        return NULL;
+    }
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, root) {
+        if (!cJSON_IsString(item) && !cJSON_IsNull(item)) {
+            result_errorf(ctx, "ouro: item %d of %s is not a string or null (0-based)", i, name);
+            sqlite3_free(out);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        out[i++] = cJSON_IsString(item) ? item->valuestring : NULL;
+    }
+    *strs = out;
+    *n = count;
     return root;
 }
 
@@ -553,7 +617,7 @@ static bool gen_args_parse(sqlite3_context *ctx, int argc, sqlite3_value **argv,
 }
 
 /* Sets the result of a detailed generation: a JSON object
- *   {"text", "ids", "tokens", "prompt_tokens", "exit_steps", "mean_depth",
+ *   {"text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
  *    "stop_reason", "depth", "kv_cache", "seconds"}
  * where exit_steps[i] is the 1-based loop step whose state gave new token i
  * (the first belongs to the last prompt token, as the core reports it). */
@@ -576,7 +640,7 @@ static void result_detail(sqlite3_context *ctx, const ouro_gen_result *r, int pr
         sum += r->exit_steps ? r->exit_steps[i] : 0;
     }
     ok = ok && cJSON_AddStringToObject(obj, "text", r->text ? r->text : "") &&
-         cJSON_AddNumberToObject(obj, "tokens", r->n_ids) &&
+         cJSON_AddNumberToObject(obj, "n_tokens", r->n_ids) &&
          cJSON_AddNumberToObject(obj, "prompt_tokens", prompt_tokens);
     if (ok) {
         cJSON_AddItemToObject(obj, "exit_steps", steps);
@@ -595,6 +659,24 @@ static void result_detail(sqlite3_context *ctx, const ouro_gen_result *r, int pr
         sqlite3_result_text(ctx, out, -1, cJSON_free);
     else
         sqlite3_result_error_nomem(ctx);
+}
+
+/* The core's parameters for the options `a`, max_tokens new tokens at most.
+ * An exit_threshold means adaptive depth unless the connection's depth
+ * setting is 'full'.  p borrows the stop strings of a. */
+static void gen_params_fill(conn_state *c, const gen_args *a, int max_tokens, ouro_gen_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_tokens = max_tokens;
+    p->temperature = (float)a->temperature;
+    p->seed = (uint64_t)a->seed;
+    p->exit.kind = a->has_threshold ? OURO_EXIT_THRESHOLD : OURO_EXIT_DEFAULT;
+    p->exit.threshold = (float)a->threshold;
+    p->depth = a->has_threshold && !c->full_depth ? OURO_DEPTH_ADAPTIVE : OURO_DEPTH_FULL;
+    p->stop = a->stop;
+    p->n_stop = a->n_stop;
+    p->cancel = conn_cancel;
+    p->cancel_ctx = c;
 }
 
 /* Generates a continuation of `text` (text_len bytes) and sets it as the
@@ -622,7 +704,7 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
     int max_tokens = (int)(a->max_tokens < limit - n ? a->max_tokens : limit - n);
 
     ouro_error err = {0};
-    ouro_session *s = conn_session(c, e, (int)a->max_loops, n + max_tokens, c->kv, &err);
+    ouro_session *s = conn_session(c, e, (int)a->max_loops, n + max_tokens, 1, c->kv, &err);
     if (!s) {
         if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
             result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
@@ -632,17 +714,8 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
         goto done;
     }
     bool adaptive = a->has_threshold && !c->full_depth;
-    ouro_gen_params p = {0};
-    p.max_tokens = max_tokens;
-    p.temperature = (float)a->temperature;
-    p.seed = (uint64_t)a->seed;
-    p.exit.kind = a->has_threshold ? OURO_EXIT_THRESHOLD : OURO_EXIT_DEFAULT;
-    p.exit.threshold = (float)a->threshold;
-    p.depth = adaptive ? OURO_DEPTH_ADAPTIVE : OURO_DEPTH_FULL;
-    p.stop = a->stop;
-    p.n_stop = a->n_stop;
-    p.cancel = conn_cancel;
-    p.cancel_ctx = c;
+    ouro_gen_params p;
+    gen_params_fill(c, a, max_tokens, &p);
 
     ouro_gen_result r;
     memset(&r, 0, sizeof r);
@@ -759,9 +832,243 @@ static void fn_chat(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     gen_args_clear(&a);
 }
 
+/* Sequences a *_batch call runs at once for n items: the batch_size setting,
+ * no more than the items. */
+static int batch_seqs(const conn_state *c, int n)
+{
+    return n < c->batch_size ? (n > 0 ? n : 1) : c->batch_size;
+}
+
+/* Sets a JSON array result of n items: items[i] as a JSON string, or with
+ * `raw` as JSON text inserted as it is; NULL gives null. */
+static void result_json_array(sqlite3_context *ctx, int n, char *const *items, bool raw)
+{
+    sqlite3_str *out = sqlite3_str_new(NULL);
+    sqlite3_str_appendchar(out, 1, '[');
+    for (int i = 0; i < n; i++) {
+        if (i)
+            sqlite3_str_appendchar(out, 1, ',');
+        if (!items[i]) {
+            sqlite3_str_appendall(out, "null");
+        } else if (raw) {
+            sqlite3_str_appendall(out, items[i]);
+        } else {
+            char *q = cJSON_PrintUnformatted(&(cJSON){ .type = cJSON_String, .valuestring = items[i] });
+            if (!q) {
+                sqlite3_free(sqlite3_str_finish(out));
+                sqlite3_result_error_nomem(ctx);
+                return;
+            }
+            sqlite3_str_appendall(out, q);
+            cJSON_free(q);
+        }
+    }
+    sqlite3_str_appendchar(out, 1, ']');
+    if (sqlite3_str_errcode(out) != SQLITE_OK) {
+        sqlite3_free(sqlite3_str_finish(out));
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
+}
+
+/* ouro_generate_batch(prompts [, max_loops, max_tokens, temperature,
+ * exit_threshold, seed, stop, model]) -> JSON array: item i is
+ * ouro_generate(prompts[i], ...) with the same options (null for a null
+ * item).  `prompts` is a JSON array of strings or nulls; '[]' gives '[]'.
+ * The prompts run together in one batched decode, batch_size sequences at
+ * a time (ouro_setting('batch_size')); every text equals the per-row one.
+ * An item that cannot run (no tokens, longer than the context) fails the
+ * call with an error naming the item. */
+static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;
+    gen_args a;
+    const char **prompts = NULL;     /* (n) borrowed from json */
+    int n = 0, n_run = 0;
+    cJSON *json = NULL;
+    int32_t **ids = NULL;            /* (n) malloc'd by the core, or NULL */
+    int *lens = NULL;                /* (n) */
+    const int32_t **run_ids = NULL;  /* (n_run) the prompts that run */
+    int *run_lens = NULL;            /* (n_run) */
+    ouro_gen_result *res = NULL;     /* (n_run) */
+    char **texts = NULL;             /* (n) borrowed from res, NULL for a null item */
+    bool have_res = false;
+    if (!gen_args_parse(ctx, argc, argv, 1, &a))
+        goto done;
+    json = arg_batch_array(ctx, argv[0], "prompts", &prompts, &n);
+    if (!json)
+        goto done;
+    if (n == 0) {
+        sqlite3_result_text(ctx, "[]", 2, SQLITE_STATIC);
+        goto done;
+    }
+    char *msg;
+    cache_entry *e = conn_model(c, a.model, &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        goto done;
+    }
+    ids = sqlite3_malloc64((sqlite3_uint64)n * sizeof *ids);
+    lens = sqlite3_malloc64((sqlite3_uint64)n * sizeof *lens);
+    run_ids = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_ids);
+    run_lens = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_lens);
+    res = sqlite3_malloc64((sqlite3_uint64)n * sizeof *res);
+    texts = sqlite3_malloc64((sqlite3_uint64)n * sizeof *texts);
+    if (!ids || !lens || !run_ids || !run_lens || !res || !texts) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
+    }
+    memset(ids, 0, (size_t)n * sizeof *ids);
+    memset(texts, 0, (size_t)n * sizeof *texts);
+
+    /* every prompt checked as ouro_generate checks it, before any runs */
+    int limit = ctx_limit(e->model), longest = 0;
+    for (int i = 0; i < n; i++) {
+        lens[i] = 0;
+        if (!prompts[i])
+            continue;
+        if (!encode(ctx, e, prompts[i], (int)strlen(prompts[i]), &ids[i], &lens[i]))
+            goto done;
+        if (lens[i] == 0) {
+            result_errorf(ctx, "ouro: item %d of prompts: the prompt has no tokens", i);
+            goto done;
+        }
+        if (lens[i] >= limit) {
+            result_errorf(ctx, "ouro: item %d of prompts: the prompt is %d tokens, longer than the "
+                          "context (%d tokens for prompt and reply)", i, lens[i], limit);
+            goto done;
+        }
+        run_ids[n_run] = ids[i];
+        run_lens[n_run++] = lens[i];
+        longest = lens[i] > longest ? lens[i] : longest;
+    }
+    if (n_run > 0) {
+        /* Room for the longest prompt and its reply (a reply ends where the
+         * context ends, as in ouro_generate: the core caps each request at
+         * the session's context). */
+        int need = a.max_tokens < limit - longest ? longest + (int)a.max_tokens : limit;
+        ouro_error err = {0};
+        ouro_session *s = conn_session(c, e, (int)a.max_loops, need, batch_seqs(c, n_run), c->kv, &err);
+        if (!s) {
+            if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
+                result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
+                              "upstream cache)", err.message);
+            else if (err.status == OURO_ERR_NOMEM)
+                result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
+                              "memory)", err.message);
+            else
+                result_ouro_error(ctx, err.status, &err);
+            goto done;
+        }
+        ouro_gen_params p;
+        gen_params_fill(c, &a, (int)a.max_tokens, &p);
+        ouro_status st = ouro_generate(s, n_run, run_ids, run_lens, &p, res, &err);
+        if (st == OURO_ERR_UNSUPPORTED && p.depth == OURO_DEPTH_ADAPTIVE) {
+            result_errorf(ctx, "ouro: %s (SELECT ouro_setting('depth', 'full') runs every loop step "
+                          "for every token)", err.message);
+            goto done;
+        }
+        if (st != OURO_OK) {
+            result_ouro_error(ctx, st, &err);
+            goto done;
+        }
+        have_res = true;
+    }
+    for (int i = 0, r = 0; i < n; i++)
+        if (prompts[i]) {
+            texts[i] = res[r].text ? res[r].text : "";
+            r++;
+        }
+    result_json_array(ctx, n, texts, false);
+done:
+    if (have_res)
+        for (int r = 0; r < n_run; r++)
+            ouro_gen_result_clear(&res[r]);
+    if (ids)
+        for (int i = 0; i < n; i++)
+            ouro_free(ids[i]);
+    sqlite3_free(ids);
+    sqlite3_free(lens);
+    sqlite3_free((void *)run_ids);
+    sqlite3_free(run_lens);
+    sqlite3_free(res);
+    sqlite3_free(texts);
+    sqlite3_free((void *)prompts);
+    cJSON_Delete(json);
+    gen_args_clear(&a);
+}
+
 /* ========================================================================
  * ouro_classify, ouro_classify_scores
  * ======================================================================== */
+
+/* Scores labels for the n_inputs inputs (none NULL) with at least n_seq
+ * sequences; on success fills probs (n_inputs, n_labels) and returns true,
+ * else sets an error. */
+static bool classify_run(sqlite3_context *ctx, conn_state *c, cache_entry *e, int n_inputs,
+                         const char *const *inputs, const char *const *labels, int n_labels,
+                         const char *instruction, int max_loops, int n_seq, double *probs)
+{
+    /* The session needs room for the prompt (template, instruction, input,
+     * the list of labels) and the longest label; estimate from token counts
+     * (the longest input), and retry with the whole context if the estimate
+     * was short. */
+    int32_t *ids = NULL;
+    int n = 0, need = 128, longest = 0;
+    for (int k = 0; k < n_inputs; k++) {
+        if (!encode(ctx, e, inputs[k], (int)strlen(inputs[k]), &ids, &n))
+            return false;
+        ouro_free(ids);
+        longest = n > longest ? n : longest;
+    }
+    need += longest;
+    if (instruction) {
+        if (!encode(ctx, e, instruction, (int)strlen(instruction), &ids, &n))
+            return false;
+        ouro_free(ids);
+        need += n;
+    } else {
+        need += 128;
+    }
+    for (int i = 0; i < n_labels; i++) {
+        if (!encode(ctx, e, labels[i], (int)strlen(labels[i]), &ids, &n))
+            return false;
+        ouro_free(ids);
+        need += 2 * n + 4;
+    }
+    int limit = ctx_limit(e->model);
+    ouro_exit exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+    for (;;) {
+        ouro_error err = {0};
+        ouro_session *s = conn_session(c, e, max_loops, need < limit ? need : limit, n_seq,
+                                       OURO_KV_PER_STEP, &err);
+        if (!s) {
+            if (err.status == OURO_ERR_NOMEM && n_seq > 1)
+                result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
+                              "memory)", err.message);
+            else
+                result_ouro_error(ctx, err.status, &err);
+            return false;
+        }
+        ouro_status st = ouro_classify_batch(s, n_inputs, inputs, labels, n_labels, instruction,
+                                             &exit_rule, probs, NULL, conn_cancel, c, &err);
+        if (st == OURO_OK)
+            return true;
+        if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit) {
+            need = limit;
+            continue;
+        }
+        if (st == OURO_ERR_CONTEXT)
+            result_errorf(ctx, "ouro: the input is longer than the context (%d tokens): %s", limit,
+                          err.message);
+        else
+            result_ouro_error(ctx, st, &err);
+        return false;
+    }
+}
 
 /* Scores labels for input; on success fills probs (n_labels) and returns
  * true, else sets an error.  Arguments: input, labels, instruction,
@@ -776,7 +1083,7 @@ static bool classify(sqlite3_context *ctx, int argc, sqlite3_value **argv, cJSON
     sqlite3_int64 max_loops = 0;
     if (!arg_int(ctx, argc, argv, 3, "max_loops", 1, OURO_MAX_LOOPS, &max_loops))
         return false;
-    *labels_json = arg_string_array(ctx, argv[1], "labels", 10000, labels, n_labels);
+    *labels_json = arg_string_array(ctx, argv[1], "labels", LABELS_MAX, labels, n_labels);
     if (!*labels_json)
         return false;
     const char *input = (const char *)sqlite3_value_text(argv[0]);
@@ -796,55 +1103,21 @@ static bool classify(sqlite3_context *ctx, int argc, sqlite3_value **argv, cJSON
         sqlite3_result_error_nomem(ctx);
         return false;
     }
+    return classify_run(ctx, c, e, 1, &input, *labels, *n_labels, instruction, (int)max_loops, 1,
+                        *probs);
+}
 
-    /* The session needs room for the prompt (template, instruction, input,
-     * the list of labels) and the longest label; estimate from token counts,
-     * and retry with the whole context if the estimate was short. */
-    int32_t *ids = NULL;
-    int n = 0, need = 128;
-    if (!encode(ctx, e, input, sqlite3_value_bytes(argv[0]), &ids, &n))
-        return false;
-    ouro_free(ids);
-    need += n;
-    if (instruction) {
-        if (!encode(ctx, e, instruction, (int)strlen(instruction), &ids, &n))
-            return false;
-        ouro_free(ids);
-        need += n;
-    } else {
-        need += 128;
-    }
-    for (int i = 0; i < *n_labels; i++) {
-        if (!encode(ctx, e, (*labels)[i], (int)strlen((*labels)[i]), &ids, &n))
-            return false;
-        ouro_free(ids);
-        need += 2 * n + 4;
-    }
-    int limit = ctx_limit(e->model);
-    ouro_exit exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
-    for (;;) {
-        ouro_error err = {0};
-        ouro_session *s = conn_session(c, e, (int)max_loops, need < limit ? need : limit,
-                                       OURO_KV_PER_STEP, &err);
-        if (!s) {
-            result_ouro_error(ctx, err.status, &err);
-            return false;
-        }
-        ouro_status st = ouro_classify(s, input, *labels, *n_labels, instruction, &exit_rule, *probs,
-                                       NULL, conn_cancel, c, &err);
-        if (st == OURO_OK)
-            return true;
-        if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit) {
-            need = limit;
-            continue;
-        }
-        if (st == OURO_ERR_CONTEXT)
-            result_errorf(ctx, "ouro: the input is longer than the context (%d tokens): %s", limit,
-                          err.message);
-        else
-            result_ouro_error(ctx, st, &err);
-        return false;
-    }
+/* JSON object {"label": probability, ...} in the order of labels
+ * (cJSON_malloc'd; cJSON_free), or NULL when out of memory. */
+static char *scores_json(const char *const *labels, int n, const double *probs)
+{
+    cJSON *obj = cJSON_CreateObject();
+    bool ok = obj != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = cJSON_AddNumberToObject(obj, labels[i], probs[i]) != NULL;
+    char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    return out;
 }
 
 /* ouro_classify(input, labels [, instruction, max_loops, model]) -> the label
@@ -880,20 +1153,123 @@ static void fn_classify_scores(sqlite3_context *ctx, int argc, sqlite3_value **a
     int n = 0;
     double *probs;
     if (classify(ctx, argc, argv, &json, &labels, &n, &probs)) {
-        cJSON *obj = cJSON_CreateObject();
-        bool ok = obj != NULL;
-        for (int i = 0; ok && i < n; i++)
-            ok = cJSON_AddNumberToObject(obj, labels[i], probs[i]) != NULL;
-        char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
+        char *out = scores_json(labels, n, probs);
         if (out)
             sqlite3_result_text(ctx, out, -1, cJSON_free);
         else
             sqlite3_result_error_nomem(ctx);
-        cJSON_Delete(obj);
     }
     sqlite3_free(probs);
     sqlite3_free((void *)labels);
     cJSON_Delete(json);
+}
+
+/* ouro_classify_batch(inputs, labels [, instruction, max_loops, model]) and
+ * ouro_classify_scores_batch(same) -> JSON array: item i is
+ * ouro_classify(inputs[i], ...) (a label) or ouro_classify_scores(inputs[i],
+ * ...) (an object), null for a null item; `inputs` is a JSON array of strings
+ * or nulls, '[]' gives '[]'; NULL inputs or labels give NULL.  The prompt
+ * tokens the inputs share (template, instruction, label list) are computed
+ * once, and max(batch_size, labels + 1) sequences run inputs together;
+ * every result equals the per-row one. */
+static void classify_batch_common(sqlite3_context *ctx, int argc, sqlite3_value **argv, bool scores)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0) || arg_is_null(argc, argv, 1))
+        return;
+    const char **inputs = NULL;      /* (n) borrowed from json */
+    const char **run = NULL;         /* (n_run) the non-null inputs */
+    const char **labels = NULL;      /* (n_labels) borrowed from labels_json */
+    int n = 0, n_run = 0, n_labels = 0;
+    cJSON *json = NULL, *labels_json = NULL;
+    double *probs = NULL;            /* (n_run, n_labels) */
+    char **items = NULL;             /* (n) results as JSON text (cJSON_malloc'd) or labels */
+    sqlite3_int64 max_loops = 0;
+    if (!arg_int(ctx, argc, argv, 3, "max_loops", 1, OURO_MAX_LOOPS, &max_loops))
+        return;
+    labels_json = arg_string_array(ctx, argv[1], "labels", LABELS_MAX, &labels, &n_labels);
+    if (!labels_json)
+        goto done;
+    json = arg_batch_array(ctx, argv[0], "inputs", &inputs, &n);
+    if (!json)
+        goto done;
+    if (n == 0) {
+        sqlite3_result_text(ctx, "[]", 2, SQLITE_STATIC);
+        goto done;
+    }
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 4), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        goto done;
+    }
+    run = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run);
+    items = sqlite3_malloc64((sqlite3_uint64)n * sizeof *items);
+    if (!run || !items) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
+    }
+    memset(items, 0, (size_t)n * sizeof *items);
+    for (int i = 0; i < n; i++)
+        if (inputs[i])
+            run[n_run++] = inputs[i];
+    if (n_run > 0) {
+        probs = sqlite3_malloc64((sqlite3_uint64)n_run * (sqlite3_uint64)n_labels * sizeof *probs);
+        if (!probs) {
+            sqlite3_result_error_nomem(ctx);
+            goto done;
+        }
+        /* One whole input per sequence group of n_labels, plus the shared
+         * prefix: max(batch_size, labels + 1) sequences, no more than the
+         * inputs can use, and at most 257 for a long label list. */
+        int n_seq = n_labels + 1 < 257 ? n_labels + 1 : 257;
+        if (c->batch_size > n_seq)
+            n_seq = c->batch_size;
+        if ((sqlite3_int64)n_run * n_labels + 1 < n_seq)
+            n_seq = n_run * n_labels + 1;
+        if (!classify_run(ctx, c, e, n_run, run, labels, n_labels, arg_text(argc, argv, 2),
+                          (int)max_loops, n_seq, probs))
+            goto done;
+    }
+    for (int i = 0, r = 0; i < n; i++) {
+        if (!inputs[i])
+            continue;
+        const double *p = probs + (size_t)r++ * n_labels;
+        if (scores) {
+            if (!(items[i] = scores_json(labels, n_labels, p))) {
+                sqlite3_result_error_nomem(ctx);
+                goto done;
+            }
+        } else {
+            int best = 0;
+            for (int j = 1; j < n_labels; j++)
+                if (p[j] > p[best])
+                    best = j;
+            items[i] = (char *)labels[best];
+        }
+    }
+    result_json_array(ctx, n, items, scores);
+done:
+    if (items && scores)
+        for (int i = 0; i < n; i++)
+            cJSON_free(items[i]);
+    sqlite3_free(items);
+    sqlite3_free(probs);
+    sqlite3_free((void *)run);
+    sqlite3_free((void *)inputs);
+    sqlite3_free((void *)labels);
+    cJSON_Delete(json);
+    cJSON_Delete(labels_json);
+}
+
+static void fn_classify_batch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    classify_batch_common(ctx, argc, argv, false);
+}
+
+static void fn_classify_scores_batch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    classify_batch_common(ctx, argc, argv, true);
 }
 
 /* ========================================================================
@@ -943,7 +1319,7 @@ static void fn_depth(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         goto done;
     }
     ouro_error err = {0};
-    ouro_session *s = conn_session(c, e, 0, n, OURO_KV_PER_STEP, &err);
+    ouro_session *s = conn_session(c, e, 0, n, 1, OURO_KV_PER_STEP, &err);
     if (!s) {
         result_ouro_error(ctx, err.status, &err);
         goto done;
@@ -1096,6 +1472,8 @@ static char *setting_value(const conn_state *c, const char *name)
         return sqlite3_mprintf("%s", c->full_depth ? "full" : "adaptive");
     if (strcmp(name, "threads") == 0)
         return sqlite3_mprintf("%d", c->threads);
+    if (strcmp(name, "batch_size") == 0)
+        return sqlite3_mprintf("%d", c->batch_size);
     return NULL;
 }
 
@@ -1108,20 +1486,25 @@ static char *setting_value(const conn_state *c, const char *name)
  *             decoded tokens stop at their exit step, or only chooses the
  *             step whose state gives the logits while every step runs
  *   threads   0..1024: worker threads of this connection's calls, 0 (default)
- *             = every core */
+ *             = every core
+ *   batch_size 1..256 (default 16): sequences the *_batch functions run at
+ *             once (ouro_generate_batch: prompts per wave; classification:
+ *             max(batch_size, labels + 1)); each costs a KV cache */
 static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     if (!name) {
-        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, depth or threads");
+        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, depth, threads or "
+                      "batch_size");
         return;
     }
     if (strncmp(name, "ouro.", 5) == 0)
         name += 5;
-    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "depth") != 0 && strcmp(name, "threads") != 0) {
-        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, depth and threads",
-                      name);
+    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "depth") != 0 && strcmp(name, "threads") != 0 &&
+        strcmp(name, "batch_size") != 0) {
+        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, depth, threads "
+                      "and batch_size", name);
         return;
     }
     if (argc == 2) {
@@ -1147,11 +1530,16 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                 return;
             }
             c->full_depth = !reset && strcmp(v, "full") == 0;
-        } else {
+        } else if (strcmp(name, "threads") == 0) {
             sqlite3_int64 t = 0;
             if (!arg_int(ctx, argc, argv, 1, "threads", 0, 1024, &t))
                 return;
             c->threads = (int)t;
+        } else {
+            sqlite3_int64 b = BATCH_SIZE_DEFAULT;
+            if (!arg_int(ctx, argc, argv, 1, "batch_size", 1, BATCH_SIZE_MAX, &b))
+                return;
+            c->batch_size = (int)b;
         }
     }
     char *out = setting_value(c, name);
@@ -1265,6 +1653,9 @@ static const struct {
     {"ouro_chat",            1, 9, F_MODEL, fn_chat},
     {"ouro_classify",        2, 5, F_MODEL, fn_classify},
     {"ouro_classify_scores", 2, 5, F_MODEL, fn_classify_scores},
+    {"ouro_generate_batch",  1, 8, F_MODEL, fn_generate_batch},
+    {"ouro_classify_batch",  2, 5, F_MODEL, fn_classify_batch},
+    {"ouro_classify_scores_batch", 2, 5, F_MODEL, fn_classify_scores_batch},
     {"ouro_depth",           1, 3, F_MODEL, fn_depth},
     {"ouro_tokenize",        1, 2, F_MODEL, fn_tokenize},
     {"ouro_detokenize",      1, 2, F_MODEL, fn_detokenize},
@@ -1300,6 +1691,7 @@ int sqlite3_ouro_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *
     memset(c, 0, sizeof *c);
     c->refs = 1;                 /* held by this function until the end */
     c->db = db;
+    c->batch_size = BATCH_SIZE_DEFAULT;
 #if SQLITE_VERSION_NUMBER >= 3041000
     c->interrupt_check = sqlite3_libversion_number() >= 3041000;
 #endif

@@ -81,11 +81,13 @@ typedef struct conn_state {
     ouro_kv_mode kv;            /* kv_cache: decode cache layout; default per-step */
     bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
     int threads;                /* threads: worker threads, 0 = every core */
+    int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
     /* The connection's decoding state, reused from call to call. */
     ouro_session *session;      /* owned, or NULL */
     cache_entry *session_entry; /* one reference held while session is set */
     int session_loops;          /* max_loops the session was made for */
     int session_ctx;            /* n_ctx of the session */
+    int session_seq;            /* n_seq of the session */
     ouro_kv_mode session_kv;    /* kv mode of the session */
     int session_threads;        /* threads setting the session was made with */
 } conn_state;
@@ -98,11 +100,12 @@ void conn_state_unref(void *p);
 cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
 
 /* The connection's session for `e`, with `max_loops` loop steps (0 = the
- * model's), room for `n_ctx` tokens and decode cache `kv` (generation passes
- * the kv_cache setting; classification and depth, which must match upstream,
- * pass OURO_KV_PER_STEP); NULL with *err filled on failure. */
-ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, ouro_kv_mode kv,
-                           ouro_error *err);
+ * model's), at least `n_seq` sequences of room for `n_ctx` tokens each and
+ * decode cache `kv` (generation passes the kv_cache setting; classification
+ * and depth, which must match upstream, pass OURO_KV_PER_STEP); NULL with
+ * *err filled on failure.  A session of more sequences is reused as it is. */
+ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
+                           ouro_kv_mode kv, ouro_error *err);
 
 /* Longest sequence a call may use on this model: min(max_position_embeddings, 4096). */
 int ctx_limit(const ouro_model *m);

@@ -93,6 +93,9 @@ FUNCTIONS = {
     "ouro_chat": _arities(range(1, 10), ""),
     "ouro_classify": _arities([2, 3, 4, 5], ""),
     "ouro_classify_scores": _arities([2, 3, 4, 5], ""),
+    "ouro_generate_batch": _arities(range(1, 9), ""),
+    "ouro_classify_batch": _arities([2, 3, 4, 5], ""),
+    "ouro_classify_scores_batch": _arities([2, 3, 4, 5], ""),
     "ouro_depth": _arities([1, 2, 3], ""),
     "ouro_tokenize": _arities([1, 2], ""),
     "ouro_detokenize": _arities([1, 2], ""),
@@ -377,15 +380,15 @@ def test_generate_detail():
     p = expected("tiny-mha-bf16")["cases"][0]
     check(one(conn, "SELECT ouro_generate_detail(NULL)") is None, "ouro_generate_detail(NULL) gives NULL")
     d = json.loads(one(conn, "SELECT ouro_generate_detail(?, NULL, 12)", p["prompt"]))
-    equal(sorted(d), sorted(["text", "ids", "tokens", "prompt_tokens", "exit_steps", "mean_depth",
+    equal(sorted(d), sorted(["text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
                              "stop_reason", "depth", "kv_cache", "seconds"]), "detail keys")
-    equal((d["text"], d["tokens"], d["prompt_tokens"], d["stop_reason"], d["depth"], d["kv_cache"]),
+    equal((d["text"], d["n_tokens"], d["prompt_tokens"], d["stop_reason"], d["depth"], d["kv_cache"]),
           (p["greedy_text"], 12, len(p["input_ids"]), "length", "full", "per-step"),
           "detail: text, token count, prompt tokens, stop reason, depth, cache")
     T = expected("tiny-mha-bf16")["config"].get("total_ut_steps", 4)
     equal(d["exit_steps"], [T] * 12, "without a threshold every token uses every loop step")
     equal(d["mean_depth"], float(T), "mean_depth is the mean of exit_steps")
-    rows = conn.execute("SELECT json_extract(ouro_generate_detail(?, NULL, 3), '$.tokens'), "
+    rows = conn.execute("SELECT json_extract(ouro_generate_detail(?, NULL, 3), '$.n_tokens'), "
                         "json_array_length(ouro_generate_detail(?, NULL, 3), '$.exit_steps')",
                         (p["prompt"], p["prompt"])).fetchone()
     equal(rows, (3, 3), "SQLite's JSON functions read the detail (aggregatable)")
@@ -756,6 +759,165 @@ def test_reload_on_change():
                "removed files: clear error")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Batching rows: ouro_generate_batch, ouro_classify_batch, ouro_classify_scores_batch
+# --------------------------------------------------------------------------
+
+def batch(conn, sql, *args):
+    """Runs a *_batch call; returns its JSON result decoded (None for NULL)."""
+    r = one(conn, sql, *args)
+    return None if r is None else json.loads(r)
+
+
+@test
+def test_generate_batch_golden():
+    for m in MODELS:
+        conn = connect(os.path.join(MODELS_DIR, m))
+        cases = expected(m)["cases"]
+        got = batch(conn, "SELECT ouro_generate_batch(?, NULL, 12)", json.dumps([c["prompt"] for c in cases]))
+        equal(got, [c["greedy_text"] for c in cases],
+              "%s: ouro_generate_batch of the %d case prompts gives every greedy_text" % (m, len(cases)))
+
+
+@test
+def test_generate_batch():
+    conn = connect()
+    cases = expected("tiny-mha-bf16")["cases"]
+    prompts = [c["prompt"] for c in cases] + ["Hi", "Once upon a time", "Q: What is 17 * 23? A:"]
+    per_row = lambda p, *opts: one(conn, "SELECT ouro_generate(?%s)" % (", ?" * len(opts)), p, *opts)
+    equal(one(conn, "SELECT ouro_setting('batch_size')"), "16", "batch_size defaults to 16")
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 9)", json.dumps(prompts)),
+          [per_row(p, None, 9) for p in prompts], "8 prompts: item i equals ouro_generate(prompts[i])")
+    equal(one(conn, "SELECT ouro_setting('batch_size', 3)"), "3", "batch_size set to 3")
+    many = prompts + prompts[:3]
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 9)", json.dumps(many)),
+          [per_row(p, None, 9) for p in many], "11 prompts with batch_size 3 (4 waves) equal per-row")
+    one(conn, "SELECT ouro_setting('batch_size', 1)")
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 5)", json.dumps(prompts[:3])),
+          [per_row(p, None, 5) for p in prompts[:3]], "batch_size 1 (one prompt at a time) equals per-row")
+    one(conn, "SELECT ouro_setting('batch_size', NULL)")
+    for opts, desc in [((2, 10), "max_loops 2"),
+                       ((None, 10, 0.8, None, 7), "temperature 0.8, seed 7"),
+                       ((None, 10, 0.9), "temperature 0.9, default seed"),
+                       ((None, 10, None, 0.5), "exit_threshold 0.5 (adaptive depth)"),
+                       ((None, 16, None, None, None, '[" the", "."]'), "stop strings")]:
+        got = batch(conn, "SELECT ouro_generate_batch(?%s)" % (", ?" * len(opts)), json.dumps(prompts), *opts)
+        equal(got, [per_row(p, *opts) for p in prompts], "%s: every item equals per-row" % desc)
+    one(conn, "SELECT ouro_setting('depth', 'full')")
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 8, NULL, 0.5)", json.dumps(prompts[:4])),
+          [per_row(p, None, 8, None, 0.5) for p in prompts[:4]], "depth 'full' with a threshold equals per-row")
+    one(conn, "SELECT ouro_setting('depth', NULL)")
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 6)", json.dumps([None, "Hi", None])),
+          [None, per_row("Hi", None, 6), None], "null items give null, in place")
+    equal(batch(conn, "SELECT ouro_generate_batch('[null, null]')"), [None, None], "only nulls: nulls")
+    equal(one(conn, "SELECT ouro_generate_batch('[]')"), "[]", "an empty array gives an empty array")
+    check(one(conn, "SELECT ouro_generate_batch(NULL)") is None, "NULL prompts give NULL")
+    equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+                json.dumps(["Hi"])), [per_row("Hi")], "NULL options mean their defaults")
+    # matching results back to rows with json_each
+    conn.execute("CREATE TABLE questions(id INTEGER PRIMARY KEY, prompt TEXT, answer TEXT)")
+    conn.executemany("INSERT INTO questions(id, prompt) VALUES (?, ?)",
+                     [(10 + i, p) for i, p in enumerate(prompts)] + [(99, None)])
+    rows = conn.execute("""
+        WITH b AS (SELECT json_group_array(id) AS ids, json_group_array(prompt) AS ps
+                   FROM (SELECT id, prompt FROM questions ORDER BY id)),
+             r AS (SELECT ouro_generate_batch(ps, NULL, 6) AS out, ids FROM b)
+        SELECT i.value, o.value FROM r, json_each(r.ids) AS i JOIN json_each(r.out) AS o ON o.key = i.key
+        ORDER BY i.value""").fetchall()
+    equal(rows, [(10 + i, per_row(p, None, 6)) for i, p in enumerate(prompts)] + [(99, None)],
+          "json_group_array + json_each match results back to ids")
+    conn.execute("""
+        WITH b AS (SELECT json_group_array(id) AS ids, json_group_array(prompt) AS ps
+                   FROM (SELECT id, prompt FROM questions ORDER BY id)),
+             r AS (SELECT ouro_generate_batch(ps, NULL, 6) AS out, ids FROM b)
+        UPDATE questions SET answer = m.answer
+        FROM (SELECT i.value AS id, o.value AS answer
+              FROM r, json_each(r.ids) AS i JOIN json_each(r.out) AS o ON o.key = i.key) AS m
+        WHERE questions.id = m.id""")
+    equal(conn.execute("SELECT id, answer FROM questions ORDER BY id").fetchall(), rows,
+          "UPDATE ... FROM the batch stores each answer in its row")
+
+
+@test
+def test_generate_batch_errors():
+    conn = connect()
+    for arg, msg in [("'not json'", "prompts must be a JSON array"),
+                     ("'{\"a\": 1}'", "prompts must be a JSON array"),
+                     ("'\"Hi\"'", "prompts must be a JSON array"),
+                     ("'[\"Hi\", 3]'", "item 1 of prompts is not a string or null"),
+                     ("'[[\"Hi\"]]'", "item 0 of prompts is not a string or null"),
+                     ("'[\"Hi\", \"\"]'", "item 1 of prompts: the prompt has no tokens")]:
+        raises(lambda: one(conn, "SELECT ouro_generate_batch(%s, NULL, 2)" % arg), msg,
+               "ouro_generate_batch(%s): error says '%s'" % (arg, msg))
+    raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', 0)"),
+           "max_loops must be an integer from 1 to 16", "max_loops out of range")
+    raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2, NULL, NULL, NULL, '[1]')"),
+           "the items of stop must be strings", "bad stop strings")
+    raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2, NULL, NULL, NULL, NULL, 'nope')"),
+           "no model named 'nope'", "unknown model")
+    for v in (0, 257, "'x'"):
+        raises(lambda: one(conn, "SELECT ouro_setting('batch_size', %s)" % v),
+               "batch_size must be an integer from 1 to 256", "batch_size %s is out of range" % v)
+    check(isinstance(one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2)"), str),
+          "the connection works after the errors")
+
+
+@test
+def test_classify_batch():
+    conn = connect()
+    labels = json.dumps(["positive", "negative", "neutral"])
+    inputs = ["I loved it", "awful", None, "meh", "The capital of France is Paris.", "ok I guess",
+              "Terrible service, never again", "Best day ever"]
+    per_label = [None if x is None else one(conn, "SELECT ouro_classify(?, ?)", x, labels) for x in inputs]
+    per_scores = [None if x is None else json.loads(one(conn, "SELECT ouro_classify_scores(?, ?)", x, labels))
+                  for x in inputs]
+
+    def close(a, b):
+        return all((x is None and y is None) or
+                   (x is not None and y is not None and list(x) == list(y) and
+                    all(abs(x[k] - y[k]) < 1e-6 for k in x)) for x, y in zip(a, b)) and len(a) == len(b)
+
+    for bs in (16, 1, 2):
+        one(conn, "SELECT ouro_setting('batch_size', ?)", bs)
+        equal(batch(conn, "SELECT ouro_classify_batch(?, ?)", json.dumps(inputs), labels), per_label,
+              "batch_size %d: ouro_classify_batch equals ouro_classify item by item" % bs)
+        got = batch(conn, "SELECT ouro_classify_scores_batch(?, ?)", json.dumps(inputs), labels)
+        check(close(got, per_scores),
+              "batch_size %d: ouro_classify_scores_batch equals ouro_classify_scores (within 1e-6)" % bs,
+              "got:  %r\nwant: %r" % (got, per_scores))
+    one(conn, "SELECT ouro_setting('batch_size', NULL)")
+    two = json.dumps(["yes", "no"])
+    ins = inputs[:2] * 10
+    equal(batch(conn, "SELECT ouro_classify_batch(?, ?, 'Is it positive?', 2)", json.dumps(ins), two),
+          [one(conn, "SELECT ouro_classify(?, ?, 'Is it positive?', 2)", x, two) for x in ins],
+          "20 inputs, instruction and max_loops: equal per-row")
+    many = json.dumps(["label %d" % i for i in range(20)])
+    got = batch(conn, "SELECT ouro_classify_scores_batch(?, ?)", json.dumps(inputs[:2]), many)
+    want = [json.loads(one(conn, "SELECT ouro_classify_scores(?, ?)", x, many)) for x in inputs[:2]]
+    check(close(got, want), "20 labels (more than batch_size): equal per-row", (got, want))
+    equal(one(conn, "SELECT ouro_classify_batch('[]', ?)", labels), "[]", "an empty array gives an empty array")
+    equal(batch(conn, "SELECT ouro_classify_scores_batch('[null]', ?)", labels), [None], "null items give null")
+    check(one(conn, "SELECT ouro_classify_batch(NULL, ?)", labels) is None, "NULL inputs give NULL")
+    check(one(conn, "SELECT ouro_classify_batch('[\"x\"]', NULL)") is None, "NULL labels give NULL")
+    for arg, lab, msg in [("'x'", labels, "inputs must be a JSON array"),
+                          ("'[1]'", labels, "item 0 of inputs is not a string or null"),
+                          ("'[\"x\"]'", "[]", "labels must be a JSON array"),
+                          ("'[\"x\"]'", '["a", "a"]', "must be distinct")]:
+        raises(lambda: one(conn, "SELECT ouro_classify_batch(%s, ?)" % arg, lab), msg,
+               "ouro_classify_batch(%s, %s): error says '%s'" % (arg, lab, msg))
+    raises(lambda: one(conn, "SELECT ouro_classify_scores_batch('[\"x\"]', ?, NULL, 17)", labels),
+           "max_loops must be an integer from 1 to 16", "classify batch max_loops out of range")
+    rows = conn.execute("""
+        WITH t(id, review) AS (VALUES (1, 'I loved it'), (2, 'awful'), (3, 'meh')),
+             b AS (SELECT json_group_array(id) AS ids, json_group_array(review) AS rs
+                   FROM (SELECT * FROM t ORDER BY id)),
+             r AS (SELECT ids, ouro_classify_batch(rs, ?) AS out FROM b)
+        SELECT i.value, o.value FROM r, json_each(r.ids) AS i JOIN json_each(r.out) AS o ON o.key = i.key
+        ORDER BY i.value""", (labels,)).fetchall()
+    equal(rows, [(1, per_label[0]), (2, per_label[1]), (3, per_label[3])],
+          "classification results matched back to ids with json_each")
 
 
 if __name__ == "__main__":
