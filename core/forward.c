@@ -171,6 +171,8 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache mode %d", (int)o.kv);
     if (o.kv_type != OURO_KV_F16 && o.kv_type != OURO_KV_F32)
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache type %d", (int)o.kv_type);
+    if (o.precision != OURO_PRECISION_EXACT && o.precision != OURO_PRECISION_BF16)
+        return ouro_err(err, OURO_ERR_ARG, "unknown precision %d", (int)o.precision);
 
     ouro_session *s = calloc(1, sizeof *s);
     if (!s)
@@ -185,6 +187,7 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->kv_f16 = o.kv_type == OURO_KV_F16;
     s->kv_el = s->kv_f16 ? sizeof(uint16_t) : sizeof(float);
     s->kvk = ouro_kv_kernels_for(s->kv_f16);
+    s->precision = o.precision;
 
     size_t B = (size_t)o.max_batch, L = (size_t)o.max_loops;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;

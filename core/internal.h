@@ -184,6 +184,7 @@ struct ouro_session {
     bool kv_f16;
     size_t kv_el;                /* bytes of one entry: 2 or 4 */
     ouro_kv_kernels kvk;         /* attention kernels for the entry type */
+    ouro_precision precision;    /* matrix products: exact or bf16 activations */
     size_t n_slots;
     size_t kv_bytes;
     float *k_acc;                /* (B, num_layers, kv_dim) avg cache: sums over steps; else NULL */

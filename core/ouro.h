@@ -212,6 +212,14 @@ typedef enum ouro_kv_type {
                                 every default-mode greedy token stays the same) */
 } ouro_kv_type;
 
+typedef enum ouro_precision {
+    OURO_PRECISION_EXACT = 0, /* f32 activations against the stored weights (the default):
+                                 within the golden tolerance of the reference */
+    OURO_PRECISION_BF16       /* activations rounded to bf16 for the matrix products
+                                 (AVX-512 BF16 dot products where the CPU has them):
+                                 faster, approximate */
+} ouro_precision;
+
 typedef struct ouro_session_options {
     int n_ctx;               /* tokens per sequence; 0 = min(max_position_embeddings, 4096) */
     int n_seq;               /* sequences held at once; 0 = 1 */
@@ -220,6 +228,7 @@ typedef struct ouro_session_options {
     ouro_kv_mode kv;
     int threads;             /* worker threads; 0 = the number of cores */
     ouro_kv_type kv_type;    /* element type of the cache; 0 = f32 */
+    ouro_precision precision;   /* matrix products; 0 = exact */
 } ouro_session_options;
 
 /* Zero-initialised options mean every default. */
