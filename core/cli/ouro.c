@@ -202,28 +202,15 @@ static int print_json(cJSON *j)
     return 0;
 }
 
-/* Adds a float array (n) to obj under name; false on out of memory. */
-static bool add_floats(cJSON *obj, const char *name, const float *v, int n)
+/* Adds an array of n numbers to obj under name, from f (floats) or else i
+ * (ints); false on out of memory. */
+static bool add_numbers(cJSON *obj, const char *name, const float *f, const int32_t *i, int n)
 {
     cJSON *a = cJSON_AddArrayToObject(obj, name);
     if (!a)
         return false;
-    for (int i = 0; i < n; i++) {
-        cJSON *x = cJSON_CreateNumber((double)v[i]);
-        if (!x)
-            return false;
-        cJSON_AddItemToArray(a, x);
-    }
-    return true;
-}
-
-static bool add_ints(cJSON *obj, const char *name, const int32_t *v, int n)
-{
-    cJSON *a = cJSON_AddArrayToObject(obj, name);
-    if (!a)
-        return false;
-    for (int i = 0; i < n; i++) {
-        cJSON *x = cJSON_CreateNumber((double)v[i]);
+    for (int k = 0; k < n; k++) {
+        cJSON *x = cJSON_CreateNumber(f ? (double)f[k] : (double)i[k]);
         if (!x)
             return false;
         cJSON_AddItemToArray(a, x);
@@ -358,7 +345,7 @@ int cmd_logits(int argc, char **argv)
                 cJSON_AddItemToArray(row, x);
         }
     }
-    ok = ok && cJSON_AddNumberToObject(j, "exit_step", step[n - 1]) && add_floats(j, "logits", logits, V);
+    ok = ok && cJSON_AddNumberToObject(j, "exit_step", step[n - 1]) && add_numbers(j, "logits", logits, NULL, V);
     if (!ok) {
         cJSON_Delete(j);
         fputs("ouro logits: out of memory\n", stderr);
@@ -566,7 +553,7 @@ int cmd_generate(int argc, char **argv)
         goto done;
     }
     cJSON *j = cJSON_CreateObject();
-    bool ok = j && add_ints(j, "ids", res.ids, res.n_ids);
+    bool ok = j && add_numbers(j, "ids", NULL, res.ids, res.n_ids);
     if (ok && res.text) {
         /* cJSON strings end at NUL: a text holding NUL bytes is cut there. */
         ok = cJSON_AddStringToObject(j, "text", res.text) != NULL;
@@ -574,7 +561,7 @@ int cmd_generate(int argc, char **argv)
         ok = cJSON_AddNullToObject(j, "text") != NULL;
     }
     ok = ok && cJSON_AddStringToObject(j, "stop_reason", ouro_stop_reason_str(res.stop_reason))
-            && add_ints(j, "exit_steps", res.exit_steps, res.n_ids)
+            && add_numbers(j, "exit_steps", NULL, res.exit_steps, res.n_ids)
             && cJSON_AddNumberToObject(j, "prompt_tokens", n)
             && cJSON_AddNumberToObject(j, "tokens_per_s",
                                        res.seconds > 0 ? res.n_ids / res.seconds : 0.0);
