@@ -254,7 +254,7 @@ generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const Gen
 	/* A reply ends where the context ends. */
 	max_tokens = Min(a->max_tokens, limit - n);
 
-	s = pg_ouro_session(ref, n + max_tokens, 1, a->max_loops);
+	s = pg_ouro_session(ref, n + max_tokens, 1, a->max_loops, true);
 
 	memset(&p, 0, sizeof(p));
 	p.max_tokens = max_tokens;
@@ -583,7 +583,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		 */
 		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
 		ouro_session *s = pg_ouro_session(&ref, need, Min(ouro_batch_size_setting, n_run),
-										  a.max_loops);
+										  a.max_loops, true);
 		ouro_gen_params p;
 		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
 		ouro_error	err;
@@ -668,7 +668,7 @@ classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 	limit = pg_ouro_context_limit(ref.entry->model);
 	for (;;)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), 1, max_loops);
+		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), 1, max_loops, false);
 		ouro_error	err;
 		ouro_status st;
 
@@ -848,7 +848,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	run_ok = palloc0(sizeof(bool) * n_run);
 	for (;;)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops);
+		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops, false);
 		ouro_error	err;
 		ouro_status st;
 
@@ -965,7 +965,7 @@ depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bo
 		return true;
 	if (d->n > limit)
 		return !too_long("the input", d->n, limit, ref->entry->model);
-	s = pg_ouro_session(ref, d->n, 1, 0);
+	s = pg_ouro_session(ref, d->n, 1, 0, false);
 	d->loops = ouro_session_max_loops(s);
 	d->expected = palloc(sizeof(double) * d->n);
 	d->step = palloc(sizeof(int32) * d->n);
@@ -1195,7 +1195,10 @@ PG_FUNCTION_INFO_V1(pg_ouro_model_info);
  * ouro_model_info(model) -> jsonb: the core's description (config, parameter
  * count, dtypes, file and mapped bytes) plus this backend's state: "name",
  * "path", "loaded_in_process" (loaded before this call), "loads", "load_ms",
- * "session_kv_bytes", "session_n_ctx", "session_max_loops".
+ * "session_kv_bytes", "session_n_ctx", "session_max_loops", "session_kv_type"
+ * and "session_precision" (the backend's cached session, left by the last
+ * call: a generation's settings, or f32 / exact after classification and
+ * depth; 0, 0, 0, null, null when it belongs to another model or none).
  */
 Datum
 pg_ouro_model_info(PG_FUNCTION_ARGS)
@@ -1207,6 +1210,8 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 	int			n_ctx = 0,
 				loops = 0;
 	size_t		kv;
+	ouro_kv_type kv_type = OURO_KV_F32;
+	ouro_precision precision = OURO_PRECISION_EXACT;
 
 	pg_ouro_model_resolve(fcinfo, 0, &ref);
 	core_json = ouro_model_info_json(ref.entry->model);
@@ -1226,9 +1231,15 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf, ", \"loaded_in_process\": %s, \"loads\": %d, \"load_ms\": ",
 					 ref.was_loaded ? "true" : "false", ref.entry->loads);
 	pg_ouro_append_double(&buf, ref.entry->load_ms);
-	kv = pg_ouro_session_bytes(ref.entry->model, &n_ctx, &loops);
+	kv = pg_ouro_session_bytes(ref.entry->model, &n_ctx, &loops, &kv_type, &precision);
 	appendStringInfo(&buf, ", \"session_kv_bytes\": %zu, \"session_n_ctx\": %d, "
-					 "\"session_max_loops\": %d}", kv, n_ctx, loops);
+					 "\"session_max_loops\": %d", kv, n_ctx, loops);
+	if (kv > 0)
+		appendStringInfo(&buf, ", \"session_kv_type\": \"%s\", \"session_precision\": \"%s\"}",
+						 kv_type == OURO_KV_F16 ? "f16" : "f32",
+						 precision == OURO_PRECISION_BF16 ? "bf16" : "exact");
+	else
+		appendStringInfoString(&buf, ", \"session_kv_type\": null, \"session_precision\": null}");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 

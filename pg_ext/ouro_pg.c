@@ -66,6 +66,8 @@ int			ouro_context_length_setting = 4096;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
+int			ouro_kv_type_setting = OURO_KV_F32;
+int			ouro_precision_setting = OURO_PRECISION_EXACT;
 int			ouro_batch_size_setting = 16;
 
 static const struct config_enum_entry on_error_options[] = {
@@ -84,6 +86,18 @@ static const struct config_enum_entry kv_cache_options[] = {
 	{"per-step", OURO_KV_PER_STEP, false},
 	{"last", OURO_KV_LAST, false},
 	{"avg", OURO_KV_AVG, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry kv_type_options[] = {
+	{"f32", OURO_KV_F32, false},
+	{"f16", OURO_KV_F16, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry precision_options[] = {
+	{"exact", OURO_PRECISION_EXACT, false},
+	{"bf16", OURO_PRECISION_BF16, false},
 	{NULL, 0, false}
 };
 
@@ -214,6 +228,31 @@ _PG_init(void)
 							 &ouro_kv_cache_setting,
 							 OURO_KV_PER_STEP,
 							 kv_cache_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("ouro.kv_type",
+							 "Element type of the generation KV cache: f32 or f16.",
+							 "Valid values are f32 (32-bit entries, exact; the default) and f16 "
+							 "(16-bit entries: half the KV memory, approximate).  Applies to the "
+							 "generation functions; classification and depth always use f32.",
+							 &ouro_kv_type_setting,
+							 OURO_KV_F32,
+							 kv_type_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("ouro.precision",
+							 "Precision of the generation matrix products: exact or bf16.",
+							 "Valid values are exact (f32 activations; the default) and bf16 "
+							 "(activations rounded to bf16: faster where the CPU has bf16 dot "
+							 "products, approximate).  Applies to the generation functions; "
+							 "classification and depth always use exact.",
+							 &ouro_precision_setting,
+							 OURO_PRECISION_EXACT,
+							 precision_options,
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
@@ -469,7 +508,9 @@ static int	cached_n_ctx,
 			cached_n_seq,
 			cached_loops,
 			cached_threads,
-			cached_kv;
+			cached_kv,
+			cached_kv_type,
+			cached_precision;
 
 static void
 session_forget_model(const ouro_model *model)
@@ -491,13 +532,17 @@ pg_ouro_threads(void)
 }
 
 ouro_session *
-pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
+pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
+				bool generation)
 {
 	const ouro_model *model = ref->entry->model;
 	const ouro_config *cfg = ouro_model_config(model);
 	int			limit = pg_ouro_context_limit(model);
 	int			threads = pg_ouro_threads();
 	int			loops = max_loops > 0 ? max_loops : cfg->total_ut_steps;
+	int			kv = generation ? ouro_kv_cache_setting : OURO_KV_PER_STEP;
+	int			kv_type = generation ? ouro_kv_type_setting : OURO_KV_F32;
+	int			precision = generation ? ouro_precision_setting : OURO_PRECISION_EXACT;
 	int			n_ctx;
 	ouro_session_options opts;
 	ouro_session *s = NULL;
@@ -508,7 +553,7 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
 	if (cached_session != NULL && cached_session_model == model &&
 		cached_n_ctx >= need_ctx && cached_n_seq >= n_seq &&
 		cached_loops == loops && cached_threads == threads &&
-		cached_kv == ouro_kv_cache_setting)
+		cached_kv == kv && cached_kv_type == kv_type && cached_precision == precision)
 	{
 		for (int i = 0; i < cached_n_seq; i++)
 			ouro_session_seq_reset(cached_session, i);
@@ -524,8 +569,8 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
 
 	/*
 	 * Round up so that a batch of similar rows reuses one session: to 256
-	 * tokens for one sequence, to 32 for many (the KV cache is f32 per loop
-	 * step and layer, so every token of room costs n_seq times as much).
+	 * tokens for one sequence, to 32 for many (the KV cache is per loop step
+	 * and layer, so every token of room costs n_seq times as much).
 	 */
 	if (n_seq > 1)
 		n_ctx = need_ctx <= limit - 31 ? TYPEALIGN(32, need_ctx) : limit;
@@ -537,7 +582,9 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
 	opts.n_ctx = n_ctx;
 	opts.n_seq = n_seq;
 	opts.max_loops = loops;
-	opts.kv = (ouro_kv_mode) ouro_kv_cache_setting;
+	opts.kv = (ouro_kv_mode) kv;
+	opts.kv_type = (ouro_kv_type) kv_type;
+	opts.precision = (ouro_precision) precision;
 	opts.threads = threads;
 	if (ouro_session_new(model, &opts, &s, &err) != OURO_OK)
 	{
@@ -552,17 +599,22 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops)
 	cached_n_seq = n_seq;
 	cached_loops = loops;
 	cached_threads = threads;
-	cached_kv = ouro_kv_cache_setting;
+	cached_kv = kv;
+	cached_kv_type = kv_type;
+	cached_precision = precision;
 	return s;
 }
 
 size_t
-pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops)
+pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops,
+					  ouro_kv_type *kv_type, ouro_precision *precision)
 {
 	if (cached_session == NULL || cached_session_model != model)
 		return 0;
 	*n_ctx = cached_n_ctx;
 	*max_loops = cached_loops;
+	*kv_type = (ouro_kv_type) cached_kv_type;
+	*precision = (ouro_precision) cached_precision;
 	return ouro_session_kv_bytes(cached_session);
 }
 

@@ -32,7 +32,9 @@ extern double ouro_exit_threshold_setting;	/* < 0 = the model's own rule */
 extern int	ouro_context_length_setting;
 extern int	ouro_on_error_setting;		/* OuroOnError */
 extern int	ouro_depth_setting;			/* ouro_depth_mode used with a threshold */
-extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of new sessions */
+extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of generation sessions */
+extern int	ouro_kv_type_setting;		/* ouro_kv_type of generation sessions */
+extern int	ouro_precision_setting;		/* ouro_precision of generation sessions */
 extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions */
 
 /* Argument ranges, shared by the settings and the function arguments. */
@@ -79,10 +81,13 @@ extern const ouro_tokenizer *pg_ouro_tokenizer(const OuroModelRef *ref);
 /*
  * A session of the model able to hold n_seq sequences of need_ctx tokens with
  * max_loops loop steps (0 = the model's), reused across calls when it fits.
- * The session is owned by the cache; callers must not free it.
+ * generation true: the ouro.kv_cache, ouro.kv_type and ouro.precision
+ * settings; false (classification and depth, which must match upstream): the
+ * exact path (per-step f32 cache, exact matrix products).  The session is
+ * owned by the cache; callers must not free it.
  */
 extern ouro_session *pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq,
-									 int max_loops);
+									 int max_loops, bool generation);
 
 /* Tokens one sequence may hold: ouro.context_length capped by the model. */
 extern int	pg_ouro_context_limit(const ouro_model *model);
@@ -115,7 +120,12 @@ extern bool pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detai
 /* Shortest text of a double that reads back the same (JSON-safe when finite). */
 extern void pg_ouro_append_double(StringInfo buf, double v);
 
-/* Every cached model, for ouro_model_info of a session's state. */
-extern size_t pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops);
+/*
+ * The cached session's KV bytes when it belongs to `model` (else 0, and the
+ * outputs are left alone), with its n_ctx, loop steps, kv_type and precision
+ * (for ouro_model_info).
+ */
+extern size_t pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops,
+									ouro_kv_type *kv_type, ouro_precision *precision);
 
 #endif							/* OURO_PG_H */

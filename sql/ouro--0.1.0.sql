@@ -206,7 +206,7 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'pg_ouro_model_info'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION ouro_model_info(text) IS
-'The model (NULL: ouro.model_path): config, parameter count, dtypes, file and mapped bytes, and this backend''s state: loaded_in_process (before this call), loads, load_ms, session_kv_bytes. Loads the model if needed.';
+'The model (NULL: ouro.model_path): config, parameter count, dtypes, file and mapped bytes, and this backend''s state: loaded_in_process (before this call), loads, load_ms, and its cached session: session_kv_bytes, session_n_ctx, session_max_loops, session_kv_type (f32|f16), session_precision (exact|bf16). Loads the model if needed.';
 
 CREATE FUNCTION ouro_version()
 RETURNS text

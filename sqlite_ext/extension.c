@@ -24,7 +24,10 @@
  * Beyond the shared surface: ouro_generate_detail (ouro_generate's arguments;
  * JSON with the text, its token count and the loop step each token used) and
  * ouro_setting(name [, value]), the SQLite form of PostgreSQL's ouro.*
- * settings (kv_cache, depth, threads, batch_size), kept per connection.
+ * settings (kv_cache, kv_type, precision, depth, threads, batch_size), kept
+ * per connection.  kv_cache, kv_type and precision apply to the generation
+ * functions only; classification and depth always run the exact upstream
+ * path (per-step f32 cache, exact matrix products).
  *
  * Batching rows: ouro_generate_batch, ouro_classify_batch and
  * ouro_classify_scores_batch take a JSON array of prompts / inputs and give a
@@ -75,6 +78,8 @@ SQLITE_EXTENSION_INIT1
 #define BATCH_SIZE_MAX 256
 
 static const char *const kv_names[] = {"per-step", "last", "avg"};   /* by ouro_kv_mode */
+static const char *const kv_type_names[] = {"f32", "f16"};           /* by ouro_kv_type */
+static const char *const precision_names[] = {"exact", "bf16"};      /* by ouro_precision */
 
 /* ========================================================================
  * Errors: translated here, once, into SQLite results
@@ -244,18 +249,22 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg)
 }
 
 ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
-                           ouro_kv_mode kv, ouro_error *err)
+                           bool generation, ouro_error *err)
 {
     int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
+    ouro_kv_mode kv = generation ? c->kv : OURO_KV_PER_STEP;
+    ouro_kv_type kv_type = generation ? c->kv_type : OURO_KV_F32;
+    ouro_precision precision = generation ? c->precision : OURO_PRECISION_EXACT;
     if (n_seq < 1)
         n_seq = 1;
     if (c->session && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
-        c->session_seq >= n_seq && c->session_kv == kv && c->session_threads == c->threads)
+        c->session_seq >= n_seq && c->session_kv == kv && c->session_kv_type == kv_type &&
+        c->session_precision == precision && c->session_threads == c->threads)
         return c->session;
     drop_session(c);
 
     /* Sized for the call, rounded up so that similar calls reuse it: to 256
-     * tokens for one sequence, to 32 for many (the KV cache is f32 per loop
+     * tokens for one sequence, to 32 for many (the KV cache is per loop
      * step and layer, so many sequences cost n_seq times as much). */
     int limit = ctx_limit(e->model);
     int round = n_seq > 1 ? 32 : 256;
@@ -269,6 +278,8 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     opts.n_seq = n_seq;
     opts.max_loops = loops;
     opts.kv = kv;
+    opts.kv_type = kv_type;
+    opts.precision = precision;
     opts.threads = c->threads;
     ouro_session *s = NULL;
     ouro_status st = ouro_session_new(e->model, &opts, &s, err);
@@ -281,6 +292,8 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     c->session_ctx = want;
     c->session_seq = n_seq;
     c->session_kv = kv;
+    c->session_kv_type = kv_type;
+    c->session_precision = precision;
     c->session_threads = c->threads;
     return s;
 }
@@ -618,11 +631,11 @@ static bool gen_args_parse(sqlite3_context *ctx, int argc, sqlite3_value **argv,
 
 /* Sets the result of a detailed generation: a JSON object
  *   {"text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
- *    "stop_reason", "depth", "kv_cache", "seconds"}
+ *    "stop_reason", "depth", "kv_cache", "kv_type", "precision", "seconds"}
  * where exit_steps[i] is the 1-based loop step whose state gave new token i
  * (the first belongs to the last prompt token, as the core reports it). */
-static void result_detail(sqlite3_context *ctx, const ouro_gen_result *r, int prompt_tokens,
-                          bool adaptive, ouro_kv_mode kv)
+static void result_detail(sqlite3_context *ctx, const conn_state *c, const ouro_gen_result *r,
+                          int prompt_tokens, bool adaptive)
 {
     cJSON *obj = cJSON_CreateObject();
     cJSON *ids = obj ? cJSON_AddArrayToObject(obj, "ids") : NULL;
@@ -649,7 +662,9 @@ static void result_detail(sqlite3_context *ctx, const ouro_gen_result *r, int pr
                        : cJSON_AddNullToObject(obj, "mean_depth")) &&
              cJSON_AddStringToObject(obj, "stop_reason", ouro_stop_reason_str(r->stop_reason)) &&
              cJSON_AddStringToObject(obj, "depth", adaptive ? "adaptive" : "full") &&
-             cJSON_AddStringToObject(obj, "kv_cache", kv_names[kv]) &&
+             cJSON_AddStringToObject(obj, "kv_cache", kv_names[c->kv]) &&
+             cJSON_AddStringToObject(obj, "kv_type", kv_type_names[c->kv_type]) &&
+             cJSON_AddStringToObject(obj, "precision", precision_names[c->precision]) &&
              cJSON_AddNumberToObject(obj, "seconds", r->seconds);
     }
     char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
@@ -704,7 +719,7 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
     int max_tokens = (int)(a->max_tokens < limit - n ? a->max_tokens : limit - n);
 
     ouro_error err = {0};
-    ouro_session *s = conn_session(c, e, (int)a->max_loops, n + max_tokens, 1, c->kv, &err);
+    ouro_session *s = conn_session(c, e, (int)a->max_loops, n + max_tokens, 1, true, &err);
     if (!s) {
         if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
             result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
@@ -728,7 +743,7 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
     else if (st != OURO_OK)
         result_ouro_error(ctx, st, &err);
     else if (detail)
-        result_detail(ctx, &r, n, adaptive, c->kv);
+        result_detail(ctx, c, &r, n, adaptive);
     else
         sqlite3_result_text64(ctx, r.text ? r.text : "", r.text ? r.text_len : 0, SQLITE_TRANSIENT,
                               SQLITE_UTF8);
@@ -951,7 +966,8 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
          * the session's context). */
         int need = a.max_tokens < limit - longest ? longest + (int)a.max_tokens : limit;
         ouro_error err = {0};
-        ouro_session *s = conn_session(c, e, (int)a.max_loops, need, batch_seqs(c, n_run), c->kv, &err);
+        ouro_session *s = conn_session(c, e, (int)a.max_loops, need, batch_seqs(c, n_run), true,
+                                       &err);
         if (!s) {
             if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
                 result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
@@ -1044,7 +1060,7 @@ static bool classify_run(sqlite3_context *ctx, conn_state *c, cache_entry *e, in
     for (;;) {
         ouro_error err = {0};
         ouro_session *s = conn_session(c, e, max_loops, need < limit ? need : limit, n_seq,
-                                       OURO_KV_PER_STEP, &err);
+                                       false, &err);
         if (!s) {
             if (err.status == OURO_ERR_NOMEM && n_seq > 1)
                 result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
@@ -1319,7 +1335,7 @@ static void fn_depth(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         goto done;
     }
     ouro_error err = {0};
-    ouro_session *s = conn_session(c, e, 0, n, 1, OURO_KV_PER_STEP, &err);
+    ouro_session *s = conn_session(c, e, 0, n, 1, false, &err);
     if (!s) {
         result_ouro_error(ctx, err.status, &err);
         goto done;
@@ -1468,6 +1484,10 @@ static char *setting_value(const conn_state *c, const char *name)
 {
     if (strcmp(name, "kv_cache") == 0)
         return sqlite3_mprintf("%s", kv_names[c->kv]);
+    if (strcmp(name, "kv_type") == 0)
+        return sqlite3_mprintf("%s", kv_type_names[c->kv_type]);
+    if (strcmp(name, "precision") == 0)
+        return sqlite3_mprintf("%s", precision_names[c->precision]);
     if (strcmp(name, "depth") == 0)
         return sqlite3_mprintf("%s", c->full_depth ? "full" : "adaptive");
     if (strcmp(name, "threads") == 0)
@@ -1481,7 +1501,12 @@ static char *setting_value(const conn_state *c, const char *name)
  * ouro_setting(name, value) sets it (NULL = back to its default) and returns
  * the new value.  Names (an "ouro." prefix, as in PostgreSQL, is accepted):
  *   kv_cache  per-step (default) | last | avg: the decode KV cache of
- *             ouro_generate, ouro_chat and ouro_generate_detail
+ *             ouro_generate, ouro_chat, ouro_generate_detail and
+ *             ouro_generate_batch
+ *   kv_type   f32 (default, exact) | f16: the cache entries of those
+ *             functions; f16 halves the KV memory and is approximate
+ *   precision exact (default) | bf16: the matrix products of those
+ *             functions; bf16 rounds activations to bf16 (approximate)
  *   depth     adaptive (default) | full: whether an exit_threshold makes
  *             decoded tokens stop at their exit step, or only chooses the
  *             step whose state gives the logits while every step runs
@@ -1495,16 +1520,17 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     if (!name) {
-        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, depth, threads or "
-                      "batch_size");
+        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, kv_type, precision, "
+                      "depth, threads or batch_size");
         return;
     }
     if (strncmp(name, "ouro.", 5) == 0)
         name += 5;
-    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "depth") != 0 && strcmp(name, "threads") != 0 &&
-        strcmp(name, "batch_size") != 0) {
-        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, depth, threads "
-                      "and batch_size", name);
+    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "kv_type") != 0 &&
+        strcmp(name, "precision") != 0 && strcmp(name, "depth") != 0 &&
+        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0) {
+        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, kv_type, "
+                      "precision, depth, threads and batch_size", name);
         return;
     }
     if (argc == 2) {
@@ -1524,6 +1550,19 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                 return;
             }
             c->kv = (ouro_kv_mode)k;
+        } else if (strcmp(name, "kv_type") == 0) {
+            if (!reset && strcmp(v, "f32") != 0 && strcmp(v, "f16") != 0) {
+                result_errorf(ctx, "ouro: kv_type must be 'f32' or 'f16', not '%s'", v);
+                return;
+            }
+            c->kv_type = !reset && strcmp(v, "f16") == 0 ? OURO_KV_F16 : OURO_KV_F32;
+        } else if (strcmp(name, "precision") == 0) {
+            if (!reset && strcmp(v, "exact") != 0 && strcmp(v, "bf16") != 0) {
+                result_errorf(ctx, "ouro: precision must be 'exact' or 'bf16', not '%s'", v);
+                return;
+            }
+            c->precision = !reset && strcmp(v, "bf16") == 0 ? OURO_PRECISION_BF16
+                                                            : OURO_PRECISION_EXACT;
         } else if (strcmp(name, "depth") == 0) {
             if (!reset && strcmp(v, "full") != 0 && strcmp(v, "adaptive") != 0) {
                 result_errorf(ctx, "ouro: depth must be 'adaptive' or 'full', not '%s'", v);
@@ -1557,8 +1596,11 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 /* ouro_model_info([model]) -> JSON: the core's description of the model
  * (config, parameters, dtypes, file and mapped bytes) plus "path",
  * "loaded_in_process" (always true here: SQLite names only loaded models),
- * "references" (holders in this process) and "session_kv_bytes" (this
- * connection's KV cache for the model, 0 when none). */
+ * "references" (holders in this process), "session_kv_bytes" (this
+ * connection's KV cache for the model, 0 when none) and "session_kv_type" /
+ * "session_precision" (that session's kv_type and precision; null when
+ * none).  The session is the last call's: a classification or depth call
+ * leaves an exact one (f32, exact). */
 static void fn_model_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
@@ -1580,11 +1622,18 @@ static void fn_model_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         result_errorf(ctx, "ouro: the model description is not a JSON object");
         return;
     }
-    double kv = c->session && c->session_entry == e ? (double)ouro_session_kv_bytes(c->session) : 0;
+    bool mine = c->session && c->session_entry == e;
+    double kv = mine ? (double)ouro_session_kv_bytes(c->session) : 0;
     bool ok = cJSON_AddStringToObject(obj, "path", e->path) &&
               cJSON_AddTrueToObject(obj, "loaded_in_process") &&
               cJSON_AddNumberToObject(obj, "references", model_cache_refs(e)) &&
-              cJSON_AddNumberToObject(obj, "session_kv_bytes", kv);
+              cJSON_AddNumberToObject(obj, "session_kv_bytes", kv) &&
+              (mine ? cJSON_AddStringToObject(obj, "session_kv_type",
+                                              kv_type_names[c->session_kv_type]) &&
+                      cJSON_AddStringToObject(obj, "session_precision",
+                                              precision_names[c->session_precision])
+                    : cJSON_AddNullToObject(obj, "session_kv_type") &&
+                      cJSON_AddNullToObject(obj, "session_precision"));
     char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
     cJSON_Delete(obj);
     if (!out) {

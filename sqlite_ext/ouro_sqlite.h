@@ -79,6 +79,8 @@ typedef struct conn_state {
     named_model *named;         /* from ouro_load(name, path) */
     /* Settings (ouro_setting): what an argument does not say. */
     ouro_kv_mode kv;            /* kv_cache: decode cache layout; default per-step */
+    ouro_kv_type kv_type;       /* kv_type: cache entries f32 (default, exact) or f16 */
+    ouro_precision precision;   /* precision: matrix products exact (default) or bf16 */
     bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
     int threads;                /* threads: worker threads, 0 = every core */
     int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
@@ -89,6 +91,8 @@ typedef struct conn_state {
     int session_ctx;            /* n_ctx of the session */
     int session_seq;            /* n_seq of the session */
     ouro_kv_mode session_kv;    /* kv mode of the session */
+    ouro_kv_type session_kv_type;       /* cache entry type of the session */
+    ouro_precision session_precision;   /* matrix-product precision of the session */
     int session_threads;        /* threads setting the session was made with */
 } conn_state;
 
@@ -100,12 +104,13 @@ void conn_state_unref(void *p);
 cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
 
 /* The connection's session for `e`, with `max_loops` loop steps (0 = the
- * model's), at least `n_seq` sequences of room for `n_ctx` tokens each and
- * decode cache `kv` (generation passes the kv_cache setting; classification
- * and depth, which must match upstream, pass OURO_KV_PER_STEP); NULL with
- * *err filled on failure.  A session of more sequences is reused as it is. */
+ * model's) and at least `n_seq` sequences of room for `n_ctx` tokens each.
+ * `generation` true: the connection's kv_cache, kv_type and precision
+ * settings; false (classification and depth, which must match upstream): the
+ * exact path, per-step f32 cache and exact matrix products.  NULL with *err
+ * filled on failure.  A session of more sequences is reused as it is. */
 ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
-                           ouro_kv_mode kv, ouro_error *err);
+                           bool generation, ouro_error *err);
 
 /* Longest sequence a call may use on this model: min(max_position_embeddings, 4096). */
 int ctx_limit(const ouro_model *m);

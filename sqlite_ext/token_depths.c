@@ -231,7 +231,7 @@ static int depths_filter(sqlite3_vtab_cursor *vc, int idx, const char *idx_str, 
         return vtab_error(vt, "ouro: the input is longer than the context (%s tokens)%s", lim, "");
     }
     int n = (int)n_ids;
-    ouro_session *s = conn_session(c, e, 0, n, 1, OURO_KV_PER_STEP, &err);
+    ouro_session *s = conn_session(c, e, 0, n, 1, false, &err);
     if (!s)
         return vtab_ouro_error(vt, err.status, &err);
     int loops = ouro_session_max_loops(s);

@@ -94,6 +94,46 @@ SELECT ouro_generate('Hi', max_tokens := 2) IS NOT NULL AS ran;
 SELECT (ouro_model_info() ->> 'session_kv_bytes')::float8 / :per_step_bytes AS avg_over_per_step;
 RESET ouro.kv_cache;
 
+-- ouro.kv_type: f16 cache entries hold half the KV bytes of f32 (the generation functions only)
+SHOW ouro.kv_type;
+SHOW ouro.precision;
+SELECT ouro_generate('Hi', max_tokens := 2) IS NOT NULL AS ran;
+SELECT ouro_model_info() ->> 'session_kv_type' AS kv_type, ouro_model_info() ->> 'session_precision' AS precision;
+SET ouro.kv_type = 'f16';
+SHOW ouro.kv_type;
+SELECT ouro_generate('Hi', max_tokens := 2) IS NOT NULL AS ran;
+SELECT (ouro_model_info() ->> 'session_kv_bytes')::float8 / :per_step_bytes AS f16_over_f32,
+       ouro_model_info() ->> 'session_kv_type' AS kv_type;
+SET ouro.kv_cache = 'last';
+SELECT ouro_generate('Hi', max_tokens := 2) IS NOT NULL AS ran;
+SELECT (ouro_model_info() ->> 'session_kv_bytes')::float8 / :per_step_bytes AS last_f16_over_per_step_f32;
+RESET ouro.kv_cache;
+SELECT ouro_generate_batch(ARRAY['Hi', 'Once upon a time'], max_tokens := 4) =
+       ARRAY[ouro_generate('Hi', max_tokens := 4), ouro_generate('Once upon a time', max_tokens := 4)] AS f16_batch_equals_per_row;
+RESET ouro.kv_type;
+SHOW ouro.kv_type;
+
+-- ouro.precision: bf16 is accepted by the generation functions (approximate: text not compared)
+SET ouro.precision = 'bf16';
+SHOW ouro.precision;
+SELECT ouro_generate('The capital of France is', max_tokens := 4) IS NOT NULL AS generate_ran;
+SELECT ouro_model_info() ->> 'session_precision' AS precision;
+SELECT array_length(ouro_generate_batch(ARRAY['Hi', 'Once upon a time'], max_tokens := 4), 1) AS batch_items;
+SELECT ouro_chat('Hi', max_tokens := 2) IS NOT NULL AS chat_ran;
+RESET ouro.precision;
+SHOW ouro.precision;
+
+-- classification and depth keep the exact path (f32 cache, exact products) under either setting
+SELECT ouro_classify_scores('I loved this film', ARRAY['positive', 'negative'])::text AS exact_scores,
+       ouro_depth('The capital of France is') AS exact_depth \gset
+SET ouro.kv_type = 'f16';
+SET ouro.precision = 'bf16';
+SELECT ouro_classify_scores('I loved this film', ARRAY['positive', 'negative'])::text = :'exact_scores' AS scores_unchanged;
+SELECT ouro_model_info() ->> 'session_kv_type' AS kv_type, ouro_model_info() ->> 'session_precision' AS precision;
+SELECT ouro_depth('The capital of France is') = :exact_depth AS depth_unchanged;
+RESET ouro.kv_type;
+RESET ouro.precision;
+
 -- registered models (the path comes from ouro.model_path's folder)
 SELECT ouro_register_model('gqa', regexp_replace(current_setting('ouro.model_path'), '[^/]+$', 'tiny-gqa-f32-tied'));
 SELECT ouro_register_model('mqa', regexp_replace(current_setting('ouro.model_path'), '[^/]+$', 'tiny-mqa-f16-sharded'));

@@ -20,6 +20,17 @@ SELECT model, case_name,
 FROM cases ORDER BY model, case_name;
 SELECT count(*) AS cases FROM cases;
 
+-- ouro.kv_type = f16 (16-bit KV cache entries, approximate) keeps every golden greedy text,
+-- one call per row and batched.
+SET ouro.kv_type = 'f16';
+SELECT count(*) AS cases,
+       count(*) FILTER (WHERE ouro_generate(prompt, max_tokens := 12, model := model) = greedy_text) AS f16_text_matches
+FROM cases;
+SELECT model, ouro_generate_batch(array_agg(prompt ORDER BY case_name), max_tokens := 12, model := model)
+              = array_agg(greedy_text ORDER BY case_name) AS f16_batch_matches
+FROM cases GROUP BY model ORDER BY model;
+RESET ouro.kv_type;
+
 -- Adaptive depth and the smaller decode caches (expected_adaptive.json): for every case marked
 -- robust, the text of the reference new_ids and the reference exit_steps, in all six modes.
 CREATE TEMP TABLE adaptive AS

@@ -346,8 +346,15 @@ def test_chat():
 @test
 def test_settings():
     conn = connect()
-    equal([one(conn, "SELECT ouro_setting(?)", n) for n in ("kv_cache", "depth", "threads")],
-          ["per-step", "adaptive", "0"], "settings start at their defaults")
+    equal([one(conn, "SELECT ouro_setting(?)", n) for n in ("kv_cache", "kv_type", "precision", "depth", "threads")],
+          ["per-step", "f32", "exact", "adaptive", "0"], "settings start at their defaults")
+    for name, value in (("kv_type", "f16"), ("kv_type", "f32"), ("precision", "bf16"), ("precision", "exact")):
+        equal(one(conn, "SELECT ouro_setting(?, ?)", name, value), value, "%s set to %s" % (name, value))
+        equal(one(conn, "SELECT ouro_setting(?)", name), value, "%s reads back %s" % (name, value))
+    one(conn, "SELECT ouro_setting('ouro.kv_type', 'f16')")
+    one(conn, "SELECT ouro_setting('ouro.precision', 'bf16')")
+    equal([one(conn, "SELECT ouro_setting(?, NULL)", n) for n in ("kv_type", "precision")], ["f32", "exact"],
+          "kv_type and precision: 'ouro.' prefix accepted, NULL resets to f32 / exact")
     equal(one(conn, "SELECT ouro_setting('ouro.depth', 'full')"), "full",
           "ouro_setting(name, value) sets and returns the value ('ouro.' prefix accepted)")
     equal(one(conn, "SELECT ouro_setting('depth')"), "full", "ouro_setting(name) reads it back")
@@ -364,6 +371,11 @@ def test_settings():
                       ("ouro_setting(NULL)", "needs a setting name"),
                       ("ouro_setting('kv_cache', 'big')", "kv_cache must be 'per-step', 'last' or 'avg'"),
                       ("ouro_setting('depth', 'half')", "depth must be 'adaptive' or 'full'"),
+                      ("ouro_setting('kv_type', 'f8')", "kv_type must be 'f32' or 'f16', not 'f8'"),
+                      ("ouro_setting('kv_type', 'F16')", "kv_type must be 'f32' or 'f16'"),
+                      ("ouro_setting('kv_type', 16)", "kv_type must be 'f32' or 'f16', not '16'"),
+                      ("ouro_setting('precision', 'fast')", "precision must be 'exact' or 'bf16', not 'fast'"),
+                      ("ouro_setting('precision', 'bfloat16')", "precision must be 'exact' or 'bf16'"),
                       ("ouro_setting('threads', 2000)", "threads must be an integer from 0 to 1024"),
                       ("ouro_setting('threads', 'x')", "threads must be an integer from 0 to 1024")]:
         raises(lambda: one(conn, "SELECT " + expr), msg, "%s: error says '%s'" % (expr, msg))
@@ -381,7 +393,9 @@ def test_generate_detail():
     check(one(conn, "SELECT ouro_generate_detail(NULL)") is None, "ouro_generate_detail(NULL) gives NULL")
     d = json.loads(one(conn, "SELECT ouro_generate_detail(?, NULL, 12)", p["prompt"]))
     equal(sorted(d), sorted(["text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
-                             "stop_reason", "depth", "kv_cache", "seconds"]), "detail keys")
+                             "stop_reason", "depth", "kv_cache", "kv_type", "precision", "seconds"]),
+          "detail keys")
+    equal((d["kv_type"], d["precision"]), ("f32", "exact"), "detail: kv_type and precision (defaults)")
     equal((d["text"], d["n_tokens"], d["prompt_tokens"], d["stop_reason"], d["depth"], d["kv_cache"]),
           (p["greedy_text"], 12, len(p["input_ids"]), "length", "full", "per-step"),
           "detail: text, token count, prompt tokens, stop reason, depth, cache")
@@ -467,6 +481,79 @@ def test_kv_cache_bytes():
             equal(sizes[kv] * 4, sizes["per-step"], "kv_cache %s holds a quarter of per-step (4 steps)" % kv)
         else:
             skip("kv_cache %s holds a quarter of per-step" % kv, "not implemented in the core yet")
+
+
+@test
+def test_kv_type():
+    """kv_type f16: half the KV bytes, the golden greedy texts unchanged; classification and depth
+    keep the exact path."""
+    conn = connect()
+    p = expected("tiny-mha-bf16")["cases"][0]["prompt"]
+    info = lambda: json.loads(one(conn, "SELECT ouro_model_info()"))
+    equal((info()["session_kv_bytes"], info()["session_kv_type"], info()["session_precision"]), (0, None, None),
+          "before any call: no session (0 KV bytes, kv_type and precision null)")
+    sizes = {}
+    for kv in ("per-step", "last"):
+        one(conn, "SELECT ouro_setting('kv_cache', ?)", kv)
+        for t in ("f32", "f16"):
+            one(conn, "SELECT ouro_setting('kv_type', ?)", t)
+            one(conn, "SELECT ouro_generate(?, NULL, 2)", p)
+            i = info()
+            sizes[kv, t] = i["session_kv_bytes"]
+            equal((i["session_kv_type"], i["session_precision"]), (t, "exact"),
+                  "kv_cache %s, kv_type %s: ouro_model_info names the session's kv_type" % (kv, t))
+        check(sizes[kv, "f32"] > 0 and sizes[kv, "f16"] * 2 == sizes[kv, "f32"],
+              "kv_cache %s: kv_type f16 holds half the KV bytes of f32 (%s)" % (kv, sizes), sizes)
+    one(conn, "SELECT ouro_setting('kv_cache', NULL)")
+    one(conn, "SELECT ouro_setting('kv_type', 'f16')")
+    d = json.loads(one(conn, "SELECT ouro_generate_detail(?, NULL, 2)", p))
+    equal(d["kv_type"], "f16", "ouro_generate_detail reports kv_type f16")
+    # classification and depth keep the exact path whatever the settings
+    labels = json.dumps(["positive", "negative", "neutral"])
+    one(conn, "SELECT ouro_setting('precision', 'bf16')")
+    scores_f16 = one(conn, "SELECT ouro_classify_scores('I loved it', ?)", labels)
+    equal((info()["session_kv_type"], info()["session_precision"]), ("f32", "exact"),
+          "classification runs an exact session (f32, exact) under kv_type f16, precision bf16")
+    depth_f16 = one(conn, "SELECT ouro_depth(?)", p)
+    one(conn, "SELECT ouro_setting('kv_type', NULL)")
+    one(conn, "SELECT ouro_setting('precision', NULL)")
+    equal((scores_f16, depth_f16), (one(conn, "SELECT ouro_classify_scores('I loved it', ?)", labels),
+                                    one(conn, "SELECT ouro_depth(?)", p)),
+          "classification scores and depth are the same under kv_type f16 / precision bf16")
+    # golden: kv_type f16 keeps every greedy text, per row and batched
+    for model in MODELS:
+        conn = connect(os.path.join(MODELS_DIR, model))
+        one(conn, "SELECT ouro_setting('kv_type', 'f16')")
+        cases = expected(model)["cases"]
+        for case in cases:
+            equal(one(conn, "SELECT ouro_generate(?, NULL, 12)", case["prompt"]), case["greedy_text"],
+                  "%s/%s: kv_type f16, ouro_generate(prompt, NULL, 12) = greedy_text" % (model, case["name"]))
+        equal(batch(conn, "SELECT ouro_generate_batch(?, NULL, 12)", json.dumps([c["prompt"] for c in cases])),
+              [c["greedy_text"] for c in cases],
+              "%s: kv_type f16, ouro_generate_batch gives every greedy_text" % model)
+        equal(json.loads(one(conn, "SELECT ouro_model_info()"))["session_kv_type"], "f16",
+              "%s: the batch ran with kv_type f16" % model)
+
+
+@test
+def test_precision():
+    """precision bf16 is accepted by every generation form (its text is approximate: not compared)."""
+    conn = connect()
+    cases = expected("tiny-mha-bf16")["cases"]
+    one(conn, "SELECT ouro_setting('precision', 'bf16')")
+    got = one(conn, "SELECT ouro_generate(?, NULL, 8)", cases[0]["prompt"])
+    check(isinstance(got, str), "precision bf16: ouro_generate gives text", got)
+    d = json.loads(one(conn, "SELECT ouro_generate_detail(?, NULL, 8)", cases[0]["prompt"]))
+    equal((d["precision"], d["n_tokens"]), ("bf16", 8), "precision bf16: ouro_generate_detail reports it")
+    equal(json.loads(one(conn, "SELECT ouro_model_info()"))["session_precision"], "bf16",
+          "precision bf16: ouro_model_info names the session's precision")
+    out = batch(conn, "SELECT ouro_generate_batch(?, NULL, 8)", json.dumps([c["prompt"] for c in cases]))
+    check(isinstance(out, list) and len(out) == len(cases) and all(isinstance(t, str) for t in out),
+          "precision bf16: ouro_generate_batch gives one text per prompt", out)
+    check(isinstance(one(conn, "SELECT ouro_chat('Hi', NULL, NULL, 4)"), str), "precision bf16: ouro_chat runs")
+    one(conn, "SELECT ouro_setting('precision', NULL)")
+    equal(one(conn, "SELECT ouro_generate(?, NULL, 12)", cases[0]["prompt"]), cases[0]["greedy_text"],
+          "back to precision exact: the golden text")
 
 
 @test

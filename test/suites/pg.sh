@@ -5,8 +5,8 @@
 # cluster in a temporary folder (unix socket there, no TCP; owned by the
 # `postgres` user when run as root, else by the current user), then runs:
 #   - pg_regress: test/sql/*.sql against test/expected/*.out;
-#   - multi-process tests: statement_timeout stops a generation promptly and the
-#     backend stays usable; a parallel plan gives the serial plan's results; two
+#   - multi-process tests: statement_timeout stops a generation (and an
+#     ouro_generate_batch) promptly and the backend stays usable; a parallel plan gives the serial plan's results; two
 #     backends use one model at once; the postmaster (which preloads the
 #     library) runs no extra thread;
 # and stops and removes the cluster.  Prints TAP lines; exits non-zero on a failure.
@@ -171,6 +171,37 @@ for threads in 1 2; do
         test "$ms" -lt 1500
     check "the backend stays usable after the cancel ($threads thread(s))" grep -q "^usable:1$" <<<"$out"
 done
+
+# statement_timeout on a long ouro_generate_batch (8 prompts decoded together, one thread): the
+# batched decode checks for the cancel between steps as the per-row form does; the backend then
+# works, and a short batch runs in it.
+batch_timeout_run() {
+    psql_db ouro_mp 2>&1 <<EOF
+SET ouro.threads = 1;
+SET ouro.context_length = 8192;
+SELECT 'loaded:' || ouro_token_count('Hi');
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset
+SET statement_timeout = '500ms';
+\\set ON_ERROR_STOP 0
+SELECT array_length(ouro_generate_batch(array_agg(prompt ORDER BY id), max_tokens := 8000, max_loops := 16), 1)
+FROM questions WHERE id <= 8;
+\\set ON_ERROR_STOP 1
+RESET statement_timeout;
+SELECT 'elapsed_ms:' || round((extract(epoch FROM clock_timestamp()) - :t0) * 1000);
+SELECT 'usable:' || ouro_token_count('Hi');
+SELECT 'batch_after:' || array_length(ouro_generate_batch(ARRAY['Hi', 'SELECT 1'], max_tokens := 2), 1);
+EOF
+}
+out=$(batch_timeout_run)
+ms=$(sed -n 's/^elapsed_ms://p' <<<"$out")
+ms=${ms:-99999}
+echo "# statement_timeout, ouro_generate_batch: $(echo "$out" | tr '\n' ' ')"
+check "statement_timeout cancels an ouro_generate_batch (${ms} ms)" \
+    grep -q "canceling statement due to statement timeout" <<<"$out"
+check "statement_timeout acts promptly on a batch (${ms} ms for a 500 ms timeout, < 1500 ms)" \
+    test "$ms" -lt 1500
+check "the backend stays usable after the batch cancel (ouro_token_count and a new batch run)" \
+    bash -c 'grep -q "^usable:1$" <<<"$1" && grep -q "^batch_after:2$" <<<"$1"' _ "$out"
 
 # Parallel plan == serial plan.
 q="SELECT id, ouro_generate(prompt, max_tokens := 6), ouro_token_count(prompt), ouro_depth(prompt) FROM questions ORDER BY id"
