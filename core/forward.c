@@ -355,9 +355,12 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
     /* attention block: x += RMSNorm_in2(Attn(RMSNorm_in(x))) */
     for (int i = 0; i < n; i++)
         ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_in.data, ly->ln_in.dtype, D, eps);
-    ouro_matmul(s->q, s->xb, ly->wq.data, ly->wq.dtype, n, D, QD, nt);   /* (n, QD) */
-    ouro_matmul(s->k, s->xb, ly->wk.data, ly->wk.dtype, n, D, KD, nt);   /* (n, KD) */
-    ouro_matmul(s->v, s->xb, ly->wv.data, ly->wv.dtype, n, D, KD, nt);   /* (n, KD) */
+    ouro_mm_out qkv[3] = {
+        { s->q, ly->wq.data, ly->wq.dtype, QD },                         /* (n, QD) */
+        { s->k, ly->wk.data, ly->wk.dtype, KD },                         /* (n, KD) */
+        { s->v, ly->wv.data, ly->wv.dtype, KD },                         /* (n, KD) */
+    };
+    ouro_matmul_multi(qkv, 3, s->xb, n, D, nt, s->precision);
     for (int i = 0; i < n; i++) {
         ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
         ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
@@ -365,7 +368,7 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         ouro_kv_store(kv_at(s, s->v_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->v + (size_t)i * KD, 1.0f, KD);
     }
     attention(s, slot, n, seq);                                          /* (n, QD) */
-    ouro_matmul(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt); /* (n, D) */
+    ouro_matmul_prec(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt, s->precision); /* (n, D) */
     for (int i = 0; i < n; i++) {
         float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
         ouro_rmsnorm(xb, xb, ly->ln_in2.data, ly->ln_in2.dtype, D, eps);
@@ -376,13 +379,21 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
     /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))), y = RMSNorm_post(x) */
     for (int i = 0; i < n; i++)
         ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
-    ouro_matmul(s->hb, s->xb, ly->w_gate.data, ly->w_gate.dtype, n, D, I, nt);   /* (n, I) */
-    ouro_matmul(s->hb2, s->xb, ly->w_up.data, ly->w_up.dtype, n, D, I, nt);      /* (n, I) */
-    for (size_t j = 0; j < (size_t)n * I; j++) {
-        float g = s->hb[j];
-        s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j];
+    if (ly->w_gate.dtype == ly->w_up.dtype) {   /* hb = silu(gate) * up, one parallel region */
+        ouro_matmul_glu(s->hb, s->hb2, s->xb, ly->w_gate.data, ly->w_up.data, ly->w_gate.dtype,
+                        n, D, I, nt, s->precision);                                 /* (n, I) */
+    } else {
+        ouro_mm_out gu[2] = {
+            { s->hb, ly->w_gate.data, ly->w_gate.dtype, I },                        /* (n, I) */
+            { s->hb2, ly->w_up.data, ly->w_up.dtype, I },                           /* (n, I) */
+        };
+        ouro_matmul_multi(gu, 2, s->xb, n, D, nt, s->precision);
+        for (size_t j = 0; j < (size_t)n * I; j++) {
+            float g = s->hb[j];
+            s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j];
+        }
     }
-    ouro_matmul(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt);   /* (n, D) */
+    ouro_matmul_prec(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt, s->precision); /* (n, D) */
     for (int i = 0; i < n; i++) {
         float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
         ouro_rmsnorm(xb, xb, ly->ln_post2.data, ly->ln_post2.dtype, D, eps);
@@ -601,15 +612,16 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
 
     float *logits = out->logits + (size_t)row0 * V;   /* (nw, V) */
     if (!weighted) {
-        ouro_matmul(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads);
+        ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
+                         s->precision);
         return;
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
         int nr = nw - w0 < OURO_LTMP_ROWS ? nw - w0 : OURO_LTMP_ROWS;
         for (int t = 0; t < L; t++) {
-            ouro_matmul(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
-                        m->lm_head.dtype, nr, D, V, s->threads);
+            ouro_matmul_prec(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
+                             m->lm_head.dtype, nr, D, V, s->threads, s->precision);
             for (int r = 0; r < nr; r++) {
                 float p = s->gates[(size_t)(w0 + r) * L + t];
                 float *dst = logits + (size_t)(w0 + r) * V;

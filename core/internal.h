@@ -64,6 +64,33 @@ void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int c
 void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
                  int n, int d_in, int d_out, int threads);
 
+/* ouro_matmul with a choice of precision: OURO_PRECISION_BF16 rounds x to
+ * bf16 (nearest even) and uses AVX-512 BF16 dot products (f32 sums) for BF16
+ * weights where the processor has them; other dtypes and processors take the
+ * exact path. */
+void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
+                      int n, int d_in, int d_out, int threads, ouro_precision prec);
+
+/* One output of ouro_matmul_multi: y (n, d_out) = x . W^T, W (d_out, d_in). */
+typedef struct ouro_mm_out {
+    float *y;                /* (n, d_out), written */
+    const void *w;           /* (d_out, d_in) in dtype dt, not owned */
+    ouro_dtype dt;
+    int d_out;
+} ouro_mm_out;
+
+/* Several products of the same x (n, d_in) in one parallel region: the rows
+ * of all the W are split among the threads as one list.  Each y is exactly
+ * what ouro_matmul_prec would write. */
+void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
+                       int threads, ouro_precision prec);
+
+/* The gated MLP input in one parallel region:
+ * h (n, d_out) = silu(x . Wg^T) * (x . Wu^T), computed as
+ * g / (1 + expf(-g)) * u; tmp (n, d_out) is scratch. */
+void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, const void *w_up,
+                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec);
+
 /* Dot product of row `row` of W (d_in) with x (d_in) in f32. */
 float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in);
 

@@ -509,17 +509,22 @@ static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int
     }
 }
 
+/* Token tiles of n tokens: as few as MM_NR allows, of balanced sizes (n = 8:
+ * 4 + 4, not 6 + 2); tile i starts at tile_start(n, nt, i). */
+static inline int tile_count(int n) { return (n + MM_NR - 1) / MM_NR; }
+static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / nt); }
+
 /* Rows r0 .. r1-1 of the product, on the calling thread. */
 static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
                            int n, int d_in, int d_out, int r0, int r1)
 {
     _Alignas(64) float xp[MM_XBUF];
-    int nr_max = n < MM_NR ? n : MM_NR;
+    int n_tiles = tile_count(n);
+    int nr_max = (n + n_tiles - 1) / n_tiles;
     int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
     if (kb > 2048 && n > 1)
         kb = 2048;
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
-    int n_tiles = (n + MM_NR - 1) / MM_NR;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
@@ -527,8 +532,8 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
         int kpad = (kv + 31) / 32 * 32;
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
-            for (int t0 = 0; t0 < n; t0 += MM_NR) {
-                int nr = n - t0 < MM_NR ? n - t0 : MM_NR;
+            for (int ti = 0; ti < n_tiles; ti++) {
+                int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
                 mm_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
                 int r = b0;
                 mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
@@ -544,6 +549,156 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
 }
 
 /* ------------------------------------------------------------------------
+ * AVX-512 BF16 product (approximate: OURO_PRECISION_BF16)
+ *
+ * The same blocking and register tiling as above, for bf16 weights against
+ * activations rounded to bf16 (nearest even): vdpbf16ps multiplies 32 bf16
+ * pairs of a weight row and a token and adds each adjacent pair of products
+ * into one of 16 f32 lanes, so one 64-byte load of a weight row feeds one
+ * instruction per token, with no conversion.  The packed x is bf16 in the
+ * natural order, zero-padded to a multiple of 32; the d_in tail of a weight
+ * row uses a masked load.  Sums are f32.
+ * ------------------------------------------------------------------------ */
+
+#define BF16DP_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+BF16DP_TARGET static inline __attribute__((always_inline))
+__m512 dpbf16(__m512 acc, __m512i w, __m512i x)
+{
+    return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)x);
+}
+
+/* Like mm_kernel, for bf16 weights and bf16 packed x (xp: nr tokens, kpad
+ * bf16 apart). */
+BF16DP_TARGET static inline __attribute__((always_inline))
+void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
+                int kpad, int kv, float *y, size_t ldy, int add)
+{
+    __m512 acc[MM_MR][MM_NR];
+    #pragma GCC unroll 4
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < MM_NR; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    int k = 0;
+    if (nr == 1) {   /* decode: two chains per row, 64 elements a step */
+        for (; k + 64 <= kv; k += 64) {
+            __m512i x0 = _mm512_load_si512(xp + k), x1 = _mm512_load_si512(xp + k + 32);
+            #pragma GCC unroll 4
+            for (int r = 0; r < mr; r++) {
+                const char *p = w + r * ldw + (size_t)k * 2;
+                if (MM_PF)
+                    _mm_prefetch(p + MM_PF, _MM_HINT_T0);
+                acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
+                acc[r][1] = dpbf16(acc[r][1], _mm512_loadu_si512(p + 64), x1);
+            }
+        }
+    }
+    for (; k < kv; k += 32) {
+        int rem = kv - k;
+        __mmask32 m = rem >= 32 ? 0xffffffffu : (__mmask32)((1u << rem) - 1);
+        __m512i xv[MM_NR];
+        #pragma GCC unroll 8
+        for (int t = 0; t < nr; t++)
+            xv[t] = _mm512_load_si512(xp + (size_t)t * kpad + k);
+        #pragma GCC unroll 4
+        for (int r = 0; r < mr; r++) {
+            const char *p = w + r * ldw + (size_t)k * 2;
+            __m512i wv = rem >= 32 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi16(m, p);
+            #pragma GCC unroll 8
+            for (int t = 0; t < nr; t++)
+                acc[r][t] = dpbf16(acc[r][t], wv, xv[t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int t = 0; t < nr; t++) {
+            float s = _mm512_reduce_add_ps(nr == 1 ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
+            float *o = y + (size_t)t * ldy + r;
+            *o = add ? *o + s : s;
+        }
+}
+
+typedef void (*mmb_kernel_fn)(const char *w, size_t ldw, const uint16_t *xp, int kpad, int kv,
+                              float *y, size_t ldy, int add);
+
+#define MMB_K(MR, NR) \
+    BF16DP_TARGET static void mmb_##MR##x##NR(const char *w, size_t ldw, const uint16_t *xp, \
+        int kpad, int kv, float *y, size_t ldy, int add) \
+    { mmb_kernel(MR, NR, w, ldw, xp, kpad, kv, y, ldy, add); }
+MMB_K(1, 1) MMB_K(1, 2) MMB_K(1, 3) MMB_K(1, 4) MMB_K(1, 5) MMB_K(1, 6)
+MMB_K(4, 1) MMB_K(4, 2) MMB_K(4, 3) MMB_K(4, 4) MMB_K(4, 5) MMB_K(4, 6)
+
+static const mmb_kernel_fn mmb_kernels[2][6] = {   /* [mr == 4][nr - 1] */
+    { mmb_1x1, mmb_1x2, mmb_1x3, mmb_1x4, mmb_1x5, mmb_1x6 },
+    { mmb_4x1, mmb_4x2, mmb_4x3, mmb_4x4, mmb_4x5, mmb_4x6 },
+};
+
+/* Packs tokens t0 .. t0+nr-1 of x, elements k0 .. k0+kv-1, into xp (nr, kpad)
+ * as bf16 (round to nearest even), zero-padded to kpad. */
+BF16DP_TARGET static void mmb_pack(uint16_t *xp, int kpad, const float *x, size_t ldx, int t0,
+                                   int nr, int k0, int kv)
+{
+    for (int t = 0; t < nr; t++) {
+        const float *src = x + (size_t)(t0 + t) * ldx + k0;
+        uint16_t *dst = xp + (size_t)t * kpad;
+        for (int c = 0; c < kpad; c += 32) {
+            int r0 = kv - c, r1 = kv - c - 16;
+            __mmask16 m0 = r0 >= 16 ? 0xffff : r0 <= 0 ? 0 : (__mmask16)((1u << r0) - 1);
+            __mmask16 m1 = r1 >= 16 ? 0xffff : r1 <= 0 ? 0 : (__mmask16)((1u << r1) - 1);
+            __m512 lo = _mm512_maskz_loadu_ps(m0, src + c);
+            __m512 hi = _mm512_maskz_loadu_ps(m1, src + c + 16);
+            _mm512_store_si512(dst + c, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+}
+
+/* Rows r0 .. r1-1 of the bf16 product, on the calling thread. */
+BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
+                                   int n, int d_in, int d_out, int r0, int r1)
+{
+    _Alignas(64) uint16_t xp[2 * MM_XBUF];
+    int n_tiles = tile_count(n);
+    int nr_max = (n + n_tiles - 1) / n_tiles;
+    int kb = 2 * MM_XBUF / nr_max / 32 * 32;
+    if (kb > 2048 && n > 1)
+        kb = 2048;
+    size_t ldw = (size_t)d_in * 2;
+    int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    for (int k0 = 0; k0 < d_in; k0 += kb) {
+        int kv = d_in - k0 < kb ? d_in - k0 : kb;
+        int kpad = (kv + 31) / 32 * 32;
+        for (int b0 = r0; b0 < r1; b0 += rb) {
+            int b1 = r1 - b0 < rb ? r1 : b0 + rb;
+            for (int ti = 0; ti < n_tiles; ti++) {
+                int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
+                mmb_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv);
+                int r = b0;
+                mmb_kernel_fn k4 = mmb_kernels[1][nr - 1], k1 = mmb_kernels[0][nr - 1];
+                for (; r + MM_MR <= b1; r += MM_MR)
+                    k4((const char *)w + (size_t)r * ldw + (size_t)k0 * 2, ldw, xp, kpad, kv,
+                       y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
+                for (; r < b1; r++)
+                    k1((const char *)w + (size_t)r * ldw + (size_t)k0 * 2, ldw, xp, kpad, kv,
+                       y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
+            }
+        }
+    }
+}
+
+/* Whether the processor has AVX-512 BF16 (and the SIMD level allows AVX-512). */
+static bool have_bf16dp(void)
+{
+    static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
+    if (!have) {
+        __builtin_cpu_init();
+        have = simd_level() == SIMD_AVX512 && __builtin_cpu_supports("avx512bf16") ? 2 : 1;
+    }
+    return have == 2;
+}
+
+/* ------------------------------------------------------------------------
  * Products
  * ------------------------------------------------------------------------ */
 
@@ -553,36 +708,113 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
     return pick_dot(dt)(p, x, d_in);
 }
 
-void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
-                 int n, int d_in, int d_out, int threads)
+/* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
+ * for its dtype and precision. */
+static void mm_rows(float *y, const float *x, const void *w, ouro_dtype dt, int n, int d_in,
+                    int d_out, int r0, int r1, bool bf16)
 {
-    /* Small products are not worth waking the thread team. */
-    int nt = (size_t)n * d_in * d_out < 65536 ? 1 : threads;
-    if (nt > d_out / MM_MR)
-        nt = d_out / MM_MR > 0 ? d_out / MM_MR : 1;
+    if (bf16 && dt == OURO_BF16 && have_bf16dp()) {
+        mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
+        return;
+    }
     if (simd_level() == SIMD_AVX512) {
-        #pragma omp parallel num_threads(nt)
-        {
-            int id = 0, cnt = 1;
-#ifdef _OPENMP
-            id = omp_get_thread_num();
-            cnt = omp_get_num_threads();
-#endif
-            /* contiguous ranges of rows, multiples of 16 except the last */
-            int per = (d_out + cnt - 1) / cnt;
-            per = (per + 15) / 16 * 16;
-            int r0 = id * per, r1 = r0 + per < d_out ? r0 + per : d_out;
-            if (r0 < r1)
-                mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
-        }
+        mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
         return;
     }
     dot_fn dot = pick_dot(dt);
     size_t row_bytes = (size_t)d_in * ouro_dtype_size(dt);
-    #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int o = 0; o < d_out; o++) {
+    for (int o = r0; o < r1; o++) {
         const char *row = (const char *)w + (size_t)o * row_bytes;
         for (int i = 0; i < n; i++)
             y[(size_t)i * d_out + o] = dot(row, x + (size_t)i * d_in, d_in);
     }
+}
+
+/* Threads for a product of `work` multiply-adds over `rows` rows. */
+static int mm_threads(size_t work, int rows, int threads)
+{
+    int nt = work < 65536 ? 1 : threads;   /* small products are not worth waking the team */
+    if (nt > rows / 16)
+        nt = rows / 16 > 0 ? rows / 16 : 1;
+    return nt < 1 ? 1 : nt;
+}
+
+/* This thread's share [*r0, *r1) of `rows` rows split among cnt threads in
+ * contiguous ranges, multiples of 16 except the last. */
+static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
+{
+    int per = (rows + cnt - 1) / cnt;
+    per = (per + 15) / 16 * 16;
+    *r0 = id * per < rows ? id * per : rows;
+    *r1 = *r0 + per < rows ? *r0 + per : rows;
+}
+
+void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
+                       int threads, ouro_precision prec)
+{
+    int rows = 0;
+    for (int i = 0; i < count; i++)
+        rows += outs[i].d_out;
+    bool bf16 = prec == OURO_PRECISION_BF16;
+    int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
+    #pragma omp parallel num_threads(nt)
+    {
+        int id = 0, cnt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+        cnt = omp_get_num_threads();
+#endif
+        int g0, g1, base = 0;
+        mm_share(rows, id, cnt, &g0, &g1);
+        for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
+            int r0 = g0 - base, r1 = g1 - base;
+            if (r0 < 0)
+                r0 = 0;
+            if (r1 > outs[i].d_out)
+                r1 = outs[i].d_out;
+            if (r0 < r1)
+                mm_rows(outs[i].y, x, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16);
+        }
+    }
+}
+
+void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, const void *w_up,
+                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec)
+{
+    bool bf16 = prec == OURO_PRECISION_BF16;
+    int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
+    #pragma omp parallel num_threads(nt)
+    {
+        int id = 0, cnt = 1;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+        cnt = omp_get_num_threads();
+#endif
+        int r0, r1;
+        mm_share(d_out, id, cnt, &r0, &r1);
+        if (r0 < r1) {
+            mm_rows(h, x, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(tmp, x, w_up, dt, n, d_in, d_out, r0, r1, bf16);
+            for (int i = 0; i < n; i++) {
+                float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
+                for (int j = r0; j < r1; j++) {
+                    float g = hr[j];
+                    hr[j] = g / (1.0f + expf(-g)) * ur[j];
+                }
+            }
+        }
+    }
+}
+
+void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
+                      int n, int d_in, int d_out, int threads, ouro_precision prec)
+{
+    ouro_mm_out o = { .y = y, .w = w, .dt = dt, .d_out = d_out };
+    ouro_matmul_multi(&o, 1, x, n, d_in, threads, prec);
+}
+
+void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
+                 int n, int d_in, int d_out, int threads)
+{
+    ouro_matmul_prec(y, x, w, dt, n, d_in, d_out, threads, OURO_PRECISION_EXACT);
 }

@@ -217,7 +217,10 @@ typedef enum ouro_precision {
                                  within the golden tolerance of the reference */
     OURO_PRECISION_BF16       /* activations rounded to bf16 for the matrix products
                                  (AVX-512 BF16 dot products where the CPU has them):
-                                 faster, approximate */
+                                 faster, approximate: on the golden bf16 model logits
+                                 move by up to 0.18 of ~40, top-1 unchanged, 4 of 5
+                                 greedy cases identical.  f32/f16 weights and CPUs
+                                 without AVX-512 BF16 use the exact path */
 } ouro_precision;
 
 typedef struct ouro_session_options {

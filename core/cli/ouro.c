@@ -46,6 +46,7 @@ static const char *usage_main =
 
 static const char *usage_logits =
     "usage: ouro logits --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N] [--threads N]\n"
+    "                   [--precision exact|bf16]\n"
     "\n"
     "Runs one full forward pass over the ids (no BOS is added) and prints\n"
     "  {\"exit_pdf\": [[p_1..p_T] for each position], \"exit_step\": K,\n"
@@ -56,7 +57,9 @@ static const char *usage_logits =
     "  threshold:Q   the first step whose cumulative exit probability reaches Q, else the last\n"
     "  weighted      logits averaged over the steps, weighted by the exit distribution\n"
     "--max-loops N runs N loop steps (1..16; default the model's total_ut_steps); the last step\n"
-    "run takes the exit probability left over by the earlier ones.\n";
+    "run takes the exit probability left over by the earlier ones.\n"
+    "--precision bf16 rounds activations to bf16 for the matrix products (AVX-512 BF16 dot\n"
+    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n";
 
 static const char *usage_generate =
     "usage: ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT) [options]\n"
@@ -80,6 +83,8 @@ static const char *usage_generate =
     "  --max-loops N        loop steps, 1..16 (default the model's total_ut_steps)\n"
     "  --n-ctx N            context length of the session (default min(4096, model's))\n"
     "  --threads N          worker threads (default: every core)\n"
+    "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
+    "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
     "                       \"prompt_tokens\", \"tokens_per_s\"}\n";
 
@@ -92,6 +97,20 @@ static const char *usage_info =
 /* ------------------------------------------------------------------------
  * Argument helpers
  * ------------------------------------------------------------------------ */
+
+/* Parses exact|bf16; prints an error and returns false on anything else. */
+static bool parse_precision(const char *cmd, const char *s, ouro_precision *out)
+{
+    if (strcmp(s, "exact") == 0)
+        *out = OURO_PRECISION_EXACT;
+    else if (strcmp(s, "bf16") == 0)
+        *out = OURO_PRECISION_BF16;
+    else {
+        fprintf(stderr, "ouro %s: --precision must be exact or bf16, not \"%s\"\n", cmd, s);
+        return false;
+    }
+    return true;
+}
 
 /* Parses a decimal integer in [lo, hi]; prints an error and returns false
  * otherwise. */
@@ -247,6 +266,7 @@ int cmd_logits(int argc, char **argv)
     const char *model = NULL, *ids_s = NULL;
     ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
     long max_loops = 0, threads = 0;
+    ouro_precision precision = OURO_PRECISION_EXACT;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -263,6 +283,7 @@ int cmd_logits(int argc, char **argv)
         else if (strcmp(o, "--exit") == 0) { if (!parse_exit("logits", v, &ex)) return 2; }
         else if (strcmp(o, "--max-loops") == 0) { if (!parse_int("logits", o, v, 1, OURO_MAX_LOOPS, &max_loops)) return 2; }
         else if (strcmp(o, "--threads") == 0) { if (!parse_int("logits", o, v, 1, 1024, &threads)) return 2; }
+        else if (strcmp(o, "--precision") == 0) { if (!parse_precision("logits", v, &precision)) return 2; }
         else {
             fprintf(stderr, "ouro logits: unknown option %s\n%s", o, usage_logits);
             return 2;
@@ -290,7 +311,7 @@ int cmd_logits(int argc, char **argv)
     const ouro_config *c = ouro_model_config(m);
     /* The context is exactly the ids: the cache costs no more than needed. */
     ouro_session_options so = { .n_ctx = n, .n_seq = 1, .max_loops = (int)max_loops,
-                                .threads = (int)threads };
+                                .threads = (int)threads, .precision = precision };
     if (n > c->max_position_embeddings) {
         fprintf(stderr, "ouro logits: %d ids exceed the model's max_position_embeddings %d\n",
                 n, c->max_position_embeddings);
@@ -442,6 +463,9 @@ int cmd_generate(int argc, char **argv)
                 fprintf(stderr, "ouro generate: --kv must be per-step, last or avg, not \"%s\"\n", v);
                 return 2;
             }
+        } else if (strcmp(o, "--precision") == 0) {
+            if (!parse_precision("generate", v, &so.precision))
+                return 2;
         } else if (strcmp(o, "--kv-type") == 0) {
             if (strcmp(v, "f32") == 0) so.kv_type = OURO_KV_F32;
             else if (strcmp(v, "f16") == 0) so.kv_type = OURO_KV_F16;

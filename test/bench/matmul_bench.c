@@ -15,7 +15,7 @@
  * Build (from the repository root, after `make core`):
  *   cc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -Icore test/bench/matmul_bench.c build/libouro.a \
  *      -lcjson -lutf8proc -lm -fopenmp [-DWITH_OPENBLAS -lopenblas] -o build/matmul_bench
- *   build/matmul_bench [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--check]
+ *   build/matmul_bench [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--precision exact|bf16] [--check]
  */
 #include <math.h>
 #include <stdint.h>
@@ -173,6 +173,7 @@ static int check(void)
 
 /* Median seconds of one pass over mats (each multiplied once) with n tokens. */
 static double best_time;   /* the fastest run of the last time_pass */
+static ouro_precision precision = OURO_PRECISION_EXACT;   /* --precision */
 
 static double time_pass(mat *mats, int nm, int n, int threads, int reps, int blas,
                         float *x, float *y)
@@ -191,7 +192,7 @@ static double time_pass(mat *mats, int nm, int n, int threads, int reps, int bla
                 continue;
             }
 #endif
-            ouro_matmul(y, x, m->w, OURO_BF16, n, m->d_in, m->d_out, threads);
+            ouro_matmul_prec(y, x, m->w, OURO_BF16, n, m->d_in, m->d_out, threads, precision);
         }
         if (r >= 0)
             t[r] = now() - t0;
@@ -217,6 +218,7 @@ static int parse_list(const char *s, int *out, int max)
 
 int main(int argc, char **argv)
 {
+    const char *prec_name = "exact";
     int ns[16] = {1, 4, 8, 16, 32, 64, 256}, nn = 7;
     int ths[4] = {1, 2}, nth = 2;
     int reps = 7, lm_head = 0, blas = 0;
@@ -233,8 +235,13 @@ int main(int argc, char **argv)
             lm_head = 1;
         else if (!strcmp(argv[i], "--blas"))
             blas = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc && (!strcmp(argv[i + 1], "exact")
+                                                                    || !strcmp(argv[i + 1], "bf16"))) {
+            prec_name = argv[++i];
+            precision = !strcmp(prec_name, "bf16") ? OURO_PRECISION_BF16 : OURO_PRECISION_EXACT;
+        }
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--blas] [--check]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--blas] [--precision exact|bf16] [--check]\n", argv[0]);
             return 2;
         }
     }
@@ -276,8 +283,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)nmax * dmax; i++)
         x[i] = frand();
 
-    printf("ouro_matmul %s, simd %s, %s, %.1f MB of bf16 weights per pass, median of %d\n",
-           blas ? "vs OpenBLAS sgemm (f32 weights)" : "bf16", ouro_simd_level(),
+    printf("ouro_matmul %s, precision %s, simd %s, %s, %.1f MB of bf16 weights per pass, median of %d\n",
+           blas ? "vs OpenBLAS sgemm (f32 weights)" : "bf16", prec_name, ouro_simd_level(),
            lm_head ? "lm_head 49152x2048" : "one layer q,k,v,o,gate,up,down", params * 2 / 1e6, reps);
     for (int ti = 0; ti < nth; ti++) {
         int th = ths[ti];

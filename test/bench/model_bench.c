@@ -22,7 +22,7 @@
  * Measurements are short (few tokens) because a full-size forward pass is slow; the numbers of
  * tokens are options.  Token ids are fixed pseudo-random ids, so runs are repeatable.
  *
- *   model_bench --model DIR [--threads N] [--bw GB/s] [--gemm GFLOP/s] [--prefill 64,256,1024]
+ *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--gemm GFLOP/s] [--prefill 64,256,1024]
  *               [--decode N] [--batch 4,8,16,32] [--batch-steps N] [--adaptive DIR,DIR,...]
  *               [--threshold Q] [--skip-load] [--budget SECONDS]
  * With --budget, a prefill length or batch size whose time, estimated from the figure measured
@@ -233,6 +233,7 @@ static void dir_pages(const char *dir, int evict, double *total, double *residen
 typedef struct bench {
     const char *model_dir;
     int threads;
+    ouro_precision precision;   /* --precision exact|bf16 */
     double bw;          /* GB/s, the memory read limit (0: unknown) */
     double gemm;        /* GFLOP/s, the GEMM limit (0: unknown) */
     int prefill[MAX_LIST], n_prefill;
@@ -384,6 +385,7 @@ static ouro_session *new_session(const bench *b, const ouro_model *m, int n_ctx,
     so.max_batch = max_batch;
     so.kv = kv;
     so.threads = b->threads;
+    so.precision = b->precision;
     ouro_session *s = NULL;
     if (ouro_session_new(m, &so, &s, err) != OURO_OK)
         return NULL;
@@ -732,6 +734,11 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
         else if (!strcmp(a, "--threads")) b.threads = atoi(v);
+        else if (!strcmp(a, "--precision")) {
+            if (!strcmp(v, "exact")) b.precision = OURO_PRECISION_EXACT;
+            else if (!strcmp(v, "bf16")) b.precision = OURO_PRECISION_BF16;
+            else { fprintf(stderr, "model_bench: --precision must be exact or bf16\n"); return 2; }
+        }
         else if (!strcmp(a, "--bw")) b.bw = atof(v);
         else if (!strcmp(a, "--gemm")) b.gemm = atof(v);
         else if (!strcmp(a, "--prefill")) b.n_prefill = *v ? parse_list(v, b.prefill) : 0;
@@ -754,6 +761,8 @@ int main(int argc, char **argv)
     if (b.threads <= 0)
         b.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("ouro %s, build %s\n", ouro_version(), ouro_build_info());
+    printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
+                                                                   : "exact (f32 activations)");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, GEMM %.1f GFLOP/s; load average %.2f\n",
            b.model_dir, b.threads, b.bw, b.gemm, load_avg());
     fflush(stdout);

@@ -76,6 +76,17 @@ fi
 "$B/model_bench" "${ARGS[@]}"
 echo
 
+# --- the approximate bf16-activation path, where the CPU has AVX-512 BF16 ---
+echo "== ouro on $MODEL, --precision bf16 (approximate) =="
+if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
+    BARGS=(--prefill 64 --decode 2 --batch 8 --batch-steps 1)
+else
+    BARGS=(--prefill 64,256 --decode 8 --batch 8,16 --batch-steps 2)
+fi
+"$B/model_bench" --model "$MODEL" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
+    --budget "$BUDGET" --skip-load --precision bf16 "${BARGS[@]}"
+echo
+
 # --- tokenizer and SQL batching ---------------------------------------------
 echo "== tokenizer: ouro and Hugging Face tokenizers on the same text =="
 bash test/bench/tokenizer.sh || echo "tokenizer bench failed"

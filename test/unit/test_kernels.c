@@ -1,0 +1,290 @@
+/*
+ * test_kernels.c -- the matrix-product paths of core/kernels.c against plain
+ * references, and the accuracy of the approximate bf16 precision on the
+ * golden models.
+ *
+ *   - ouro_matmul_prec(OURO_PRECISION_BF16) on bf16 weights equals a
+ *     double-precision product of the weights with x rounded to bf16 (odd
+ *     shapes, n = 1 .. 17, 1 and 2 threads); on F32/F16 weights, and
+ *     wherever the processor lacks AVX-512 BF16, it equals the exact path;
+ *   - ouro_matmul_multi and ouro_matmul_glu give exactly what separate
+ *     ouro_matmul calls (and silu(g) * u) give, for both precisions;
+ *   - OURO_PRECISION_BF16 on the golden models (test/data/models): the
+ *     logits of the last position of every case and exit mode within
+ *     BF16_LOGIT_TOL of the reference, the same top-1 id, and the same 12
+ *     greedy tokens for every case but tiny-mha-bf16/plain (see
+ *     greedy_must_hold).  The measured figures are printed as notes.
+ *
+ * Run from the repository root (test/run.sh does).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "check.h"
+#include "internal.h"
+
+/* Documented tolerance of OURO_PRECISION_BF16 on the golden models: the
+ * logits (largest ~35 to 44) move by up to this much (measured worst 0.18, on
+ * tiny-mha-bf16; the f32 and f16 models take the exact path). */
+#define BF16_LOGIT_TOL 0.25
+
+static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-f16-sharded" };
+
+static unsigned rng = 12345;
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float bf16_round(float v)
+{
+    return ouro_bf16_to_f32(ouro_f32_to_bf16(v));
+}
+
+/* ------------------------------------------------------------------------
+ * Kernel paths against references
+ * ------------------------------------------------------------------------ */
+
+static void check_products(void)
+{
+    static const int shapes[][2] = {   /* d_in, d_out */
+        {48, 80}, {80, 176}, {176, 48}, {31, 7}, {33, 13}, {64, 64}, {100, 37}, {2048, 96},
+        {2051, 21}, {5000, 9},
+    };
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17};
+    bool bf16dp = strcmp(ouro_simd_level(), "avx512") == 0 && __builtin_cpu_supports("avx512bf16");
+    check_note("simd %s, avx512bf16 dot products %s", ouro_simd_level(), bf16dp ? "yes" : "no");
+    int bad_bf16 = 0, bad_exact = 0, bad_multi = 0, bad_glu = 0, runs = 0;
+    double worst = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int d_in = shapes[si][0], d_out = shapes[si][1], nmax = 17;
+        float *x = malloc((size_t)nmax * d_in * sizeof(float));
+        float *wf = malloc((size_t)d_out * d_in * sizeof(float));
+        uint16_t *wh = malloc((size_t)d_out * d_in * 2), *wb = malloc((size_t)d_out * d_in * 2);
+        uint16_t *wb2 = malloc((size_t)d_out * d_in * 2);
+        float *y = malloc((size_t)nmax * d_out * sizeof(float));
+        float *y2 = malloc((size_t)nmax * d_out * sizeof(float));
+        float *y3 = malloc((size_t)nmax * d_out * sizeof(float));
+        float *y4 = malloc((size_t)nmax * d_out * sizeof(float));
+        for (size_t i = 0; i < (size_t)nmax * d_in; i++)
+            x[i] = frand() * 3;
+        for (size_t i = 0; i < (size_t)d_out * d_in; i++) {
+            wf[i] = frand();
+            wh[i] = ouro_f32_to_f16(wf[i]);
+            wb[i] = ouro_f32_to_bf16(wf[i]);
+            wb2[i] = ouro_f32_to_bf16(frand());
+        }
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            int n = ns[ni];
+            for (int th = 1; th <= 2; th++) {
+                runs++;
+                /* bf16 weights, bf16 precision: vs double with x rounded to bf16 */
+                ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, OURO_PRECISION_BF16);
+                double me = 0;
+                for (int i = 0; i < n; i++)
+                    for (int o = 0; o < d_out; o++) {
+                        double s = 0, sa = 0;
+                        for (int k = 0; k < d_in; k++) {
+                            float xv = x[(size_t)i * d_in + k];
+                            double t = (double)ouro_bf16_to_f32(wb[(size_t)o * d_in + k])
+                                       * (bf16dp ? bf16_round(xv) : xv);
+                            s += t;
+                            sa += fabs(t);
+                        }
+                        double err = fabs(y[(size_t)i * d_out + o] - s) / (sa + 1e-30);
+                        me = isnan(err) || err > me ? (isnan(err) ? INFINITY : err) : me;
+                    }
+                if (me > worst)
+                    worst = me;
+                bad_bf16 += !(me < 1e-5 * (1 + d_in / 256.0));
+                /* other dtypes: bf16 precision is the exact path */
+                for (int dt = OURO_F32; dt <= OURO_F16; dt++) {
+                    const void *w = dt == OURO_F32 ? (const void *)wf : (const void *)wh;
+                    ouro_matmul(y2, x, w, (ouro_dtype)dt, n, d_in, d_out, th);
+                    ouro_matmul_prec(y3, x, w, (ouro_dtype)dt, n, d_in, d_out, th, OURO_PRECISION_BF16);
+                    bad_exact += memcmp(y2, y3, (size_t)n * d_out * sizeof(float)) != 0;
+                }
+                /* multi-output and gated forms equal separate products */
+                for (int p = 0; p < 2; p++) {
+                    ouro_precision prec = p ? OURO_PRECISION_BF16 : OURO_PRECISION_EXACT;
+                    ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, prec);
+                    ouro_matmul_prec(y2, x, wb2, OURO_BF16, n, d_in, d_out, th, prec);
+                    ouro_mm_out outs[2] = { { y3, wb, OURO_BF16, d_out }, { y4, wb2, OURO_BF16, d_out } };
+                    ouro_matmul_multi(outs, 2, x, n, d_in, th, prec);
+                    bad_multi += memcmp(y, y3, (size_t)n * d_out * sizeof(float)) != 0
+                                 || memcmp(y2, y4, (size_t)n * d_out * sizeof(float)) != 0;
+                    for (size_t j = 0; j < (size_t)n * d_out; j++) {
+                        float g = y[j];
+                        y[j] = g / (1.0f + expf(-g)) * y2[j];
+                    }
+                    ouro_matmul_glu(y3, y4, x, wb, wb2, OURO_BF16, n, d_in, d_out, th, prec);
+                    bad_glu += memcmp(y, y3, (size_t)n * d_out * sizeof(float)) != 0;
+                }
+            }
+        }
+        free(x); free(wf); free(wh); free(wb); free(wb2);
+        free(y); free(y2); free(y3); free(y4);
+    }
+    check(bad_bf16 == 0, "bf16 precision on bf16 weights matches the reference (%d/%d bad, worst rel %.2e)",
+          bad_bf16, runs, worst);
+    check(bad_exact == 0, "bf16 precision on f32/f16 weights is the exact path (%d bad)", bad_exact);
+    check(bad_multi == 0, "ouro_matmul_multi equals separate products (%d bad)", bad_multi);
+    check(bad_glu == 0, "ouro_matmul_glu equals silu(gate) * up (%d bad)", bad_glu);
+}
+
+/* ------------------------------------------------------------------------
+ * bf16 precision on the golden models
+ * ------------------------------------------------------------------------ */
+
+static int json_ints(const cJSON *a, int32_t **out)
+{
+    int n = cJSON_GetArraySize(a);
+    *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
+    for (int i = 0; i < n; i++)
+        (*out)[i] = (int32_t)cJSON_GetArrayItem(a, i)->valuedouble;
+    return n;
+}
+
+static ouro_exit mode_exit(const char *mode)
+{
+    ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
+    if (strncmp(mode, "step", 4) == 0) {
+        ex.kind = OURO_EXIT_STEP;
+        ex.step = atoi(mode + 4);
+    } else if (mode[0] == 'q') {
+        ex.kind = OURO_EXIT_THRESHOLD;
+        ex.threshold = (float)atof(mode + 1);
+    } else if (strcmp(mode, "weighted") == 0) {
+        ex.kind = OURO_EXIT_WEIGHTED;
+    }
+    return ex;
+}
+
+/* Whether the greedy tokens of a case stay the reference's at bf16 precision.
+ * tiny-mha-bf16/plain drifts at its 8th token (7 of 12 the same): a near tie
+ * the bf16 rounding tips the other way. */
+static bool greedy_must_hold(const char *model, const char *cname)
+{
+    return !(strcmp(model, "tiny-mha-bf16") == 0 && strcmp(cname, "plain") == 0);
+}
+
+static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases)
+{
+    const ouro_config *c = ouro_model_config(m);
+    int V = c->vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float));
+    double worst = 0;
+    int modes = 0, top1 = 0, greedy_same = 0, greedy_tok = 0, greedy_all = 0, nc = 0, failed = 0;
+    int must = 0, must_same = 0;
+    const cJSON *cs;
+    cJSON_ArrayForEach(cs, cases) {
+        nc++;
+        int32_t *ids, *ref;
+        int n = json_ints(cJSON_GetObjectItem(cs, "input_ids"), &ids);
+        int nref = json_ints(cJSON_GetObjectItem(cs, "greedy_new_ids"), &ref);
+        int32_t *seq = calloc((size_t)n, sizeof(int32_t));
+        const cJSON *md;
+        cJSON_ArrayForEach(md, cJSON_GetObjectItem(cs, "logits")) {
+            ouro_session *s = NULL;
+            ouro_error e;
+            ouro_session_options so = { .n_ctx = n, .threads = 2, .precision = OURO_PRECISION_BF16 };
+            ouro_forward_options fo = { .exit = mode_exit(md->string) };
+            ouro_batch b = { .n = n, .token = ids, .seq = seq };   /* want = NULL: the last token */
+            ouro_outputs out = { .logits = logits };
+            ouro_status st = ouro_session_new(m, &so, &s, &e);
+            if (st == OURO_OK)
+                st = ouro_session_forward(s, &b, &fo, &out, &e);
+            ouro_session_free(s);
+            if (st != OURO_OK) {
+                check_note("%s: %s", name, e.message);
+                failed++;
+                continue;
+            }
+            modes++;
+            const char *parts[][2] = { { "top_ids", "top_logits" }, { "probe_ids", "probe_logits" } };
+            for (int p = 0; p < 2; p++) {
+                const cJSON *pi = cJSON_GetObjectItem(md, parts[p][0]);
+                const cJSON *pl = cJSON_GetObjectItem(md, parts[p][1]);
+                for (int i = 0; i < cJSON_GetArraySize(pi); i++) {
+                    double d = fabs(logits[cJSON_GetArrayItem(pi, i)->valueint]
+                                    - cJSON_GetArrayItem(pl, i)->valuedouble);
+                    if (d > worst)
+                        worst = d;
+                }
+            }
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (logits[j] > logits[best])
+                    best = j;
+            top1 += best == cJSON_GetArrayItem(cJSON_GetObjectItem(md, "top_ids"), 0)->valueint;
+        }
+        /* greedy decode with the KV cache */
+        ouro_session *s = NULL;
+        ouro_error e;
+        ouro_session_options so = { .n_ctx = n + nref, .threads = 2, .precision = OURO_PRECISION_BF16 };
+        ouro_gen_params gp = { .max_tokens = nref };
+        ouro_gen_result r = {0};
+        ouro_status st = ouro_session_new(m, &so, &s, &e);
+        if (st == OURO_OK)
+            st = ouro_generate(s, 1, (const int32_t *const *)&ids, &n, &gp, &r, &e);
+        const char *cname = cJSON_GetObjectItem(cs, "name")->valuestring;
+        if (st == OURO_OK) {
+            int k = 0;
+            while (k < r.n_ids && k < nref && r.ids[k] == ref[k])
+                k++;
+            greedy_tok += k;
+            greedy_all += nref;
+            greedy_same += k == nref && r.n_ids == nref;
+            if (k < nref)
+                check_note("%s/%s: bf16 greedy tokens differ from token %d on", name, cname, k + 1);
+            if (greedy_must_hold(name, cname)) {
+                must++;
+                must_same += k == nref && r.n_ids == nref;
+            }
+        } else {
+            check_note("%s: %s", name, e.message);
+            failed++;
+        }
+        ouro_gen_result_clear(&r);
+        ouro_session_free(s);
+        free(ids);
+        free(ref);
+        free(seq);
+    }
+    check_note("%s bf16 precision: max logit error %.4f, top-1 %d/%d, greedy cases identical %d/%d, "
+               "greedy tokens before the first difference %d/%d", name, worst, top1, modes,
+               greedy_same, nc, greedy_tok, greedy_all);
+    check(failed == 0, "%s: bf16 forward and generate run (%d failed)", name, failed);
+    check(worst <= BF16_LOGIT_TOL, "%s: bf16 logits within %g (worst %.4f)", name, BF16_LOGIT_TOL, worst);
+    check(top1 == modes, "%s: bf16 top-1 id as the reference (%d/%d)", name, top1, modes);
+    check(must_same == must, "%s: bf16 12 greedy tokens as the reference (%d/%d cases that hold)",
+          name, must_same, must);
+    free(logits);
+}
+
+int main(void)
+{
+    check_products();
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        char dir[256], path[300];
+        snprintf(dir, sizeof dir, "test/data/models/%s", models[k]);
+        snprintf(path, sizeof path, "%s/expected.json", dir);
+        ouro_model *m = NULL;
+        ouro_error e;
+        if (!check(ouro_model_load(dir, &m, &e) == OURO_OK, "%s: loads", models[k])) {
+            check_note("%s", e.message);
+            continue;
+        }
+        cJSON *exp = check_read_json(path);
+        if (check(exp != NULL, "%s: expected.json", models[k]))
+            check_bf16_model(models[k], m, cJSON_GetObjectItem(exp, "cases"));
+        cJSON_Delete(exp);
+        ouro_model_free(m);
+    }
+    return check_done();
+}
