@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include "internal.h"
+#include "tokenizer_internal.h"
 
 /* ------------------------------------------------------------------------
  * Random numbers: splitmix64 (deterministic; same seed, same stream)
@@ -230,7 +231,34 @@ typedef struct gen_slot {
     int row;                 /* row of gen_logits holding this sequence's next logits */
     int cap;                 /* capacity of ids / exit_steps */
     uint64_t rng;
+    uint8_t *tail;           /* (win) last bytes of the continuation, for stop strings */
+    size_t n_tail;
 } gen_slot;
+
+/* Appends token id's bytes to the slot's window of the last `win` bytes and
+ * says whether a stop string now appears in it.  A stop string (valid UTF-8)
+ * found in the raw bytes is also in the decoded text, so the whole text is
+ * decoded only once, when one is found; the window holds the longest stop
+ * string plus the longest token, so no new occurrence is missed. */
+static bool stop_in_tail(gen_slot *g, size_t win, const ouro_tokenizer *tok, int32_t id,
+                         const char *const *stop, int n_stop)
+{
+    if (id < 0 || id >= tok->n_ids || !tok->token[id])
+        return true;     /* not decodable: let the full decode report it */
+    const uint8_t *b = tok->bytes[id];
+    size_t nb = tok->n_bytes[id];
+    if (g->n_tail + nb > win) {
+        size_t drop = g->n_tail + nb - win;
+        memmove(g->tail, g->tail + drop, g->n_tail - drop);
+        g->n_tail -= drop;
+    }
+    memcpy(g->tail + g->n_tail, b, nb);
+    g->n_tail += nb;
+    for (int i = 0; i < n_stop; i++)
+        if (memmem(g->tail, g->n_tail, stop[i], strlen(stop[i])))
+            return true;
+    return false;
+}
 
 ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prompts,
                           const int *prompt_lens, const ouro_gen_params *params,
@@ -291,6 +319,26 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
     char *text = NULL;
     st = OURO_OK;
 
+    /* stop strings: a window of raw bytes per sequence, allocated once; a stop
+     * string holding U+FFFD can only match the decoded text, checked in full */
+    size_t win = 0;
+    bool stop_full_decode = false;
+    uint8_t *tails = NULL;
+    if (gp.n_stop > 0) {
+        size_t max_stop = 0, max_tok = 0;
+        for (int i = 0; i < gp.n_stop; i++) {
+            max_stop = strlen(gp.stop[i]) > max_stop ? strlen(gp.stop[i]) : max_stop;
+            stop_full_decode |= strstr(gp.stop[i], "\xEF\xBF\xBD") != NULL;
+        }
+        for (int id = 0; id < tok->n_ids; id++)
+            max_tok = tok->n_bytes[id] > max_tok ? tok->n_bytes[id] : max_tok;
+        win = max_stop + max_tok;
+        if (!(tails = malloc((size_t)s->n_seq * win))) {
+            free(slots);
+            return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+        }
+    }
+
     for (int w0 = 0; w0 < n_req && st == OURO_OK; w0 += s->n_seq) {
         int nb = n_req - w0 < s->n_seq ? n_req - w0 : s->n_seq;
 
@@ -302,6 +350,8 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
             g->req = r;
             g->rng = gp.seed;          /* the same seed gives the same text in any slot */
             g->row = j;
+            g->tail = tails ? tails + (size_t)j * win : NULL;
+            g->n_tail = 0;
             int room = s->n_ctx - prompt_lens[r];
             g->cap = gp.max_tokens < room ? gp.max_tokens : room;
             results[r].ids = malloc((size_t)(g->cap > 0 ? g->cap : 1) * sizeof(int32_t));
@@ -339,7 +389,8 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
                     res->ids[res->n_ids] = id;
                     res->exit_steps[res->n_ids] = step;
                     res->n_ids++;
-                    if (gp.n_stop > 0) {
+                    if (gp.n_stop > 0 && (stop_full_decode
+                                          || stop_in_tail(g, win, tok, id, gp.stop, gp.n_stop))) {
                         st = ouro_tokenizer_decode(tok, res->ids, (size_t)res->n_ids, false,
                                                    &text, NULL, err);
                         if (st != OURO_OK)
@@ -396,6 +447,7 @@ ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prom
                                    &results[r].text, &results[r].text_len, err);
     }
     free(slots);
+    free(tails);
     if (st != OURO_OK)
         for (int r = 0; r < n_req; r++)
             ouro_gen_result_clear(&results[r]);

@@ -212,6 +212,34 @@ static void check_greedy(const char *name, ouro_model *m, const cJSON *cases)
         ouro_session_free(s);
     }
 
+    /* stop strings, spanning token boundaries: the text ends where the
+     * string first appears in the greedy text */
+    for (int i = 0; i < nc; i++) {
+        const char *ref_text = cJSON_GetObjectItem(cJSON_GetArrayItem(cases, i), "greedy_text")->valuestring;
+        size_t rl = strlen(ref_text);
+        if (rl < 12)
+            continue;
+        char stop[16];
+        memcpy(stop, ref_text + rl / 2 - 4, 8);   /* 8 bytes from the middle of the text */
+        stop[8] = 0;
+        if (strchr(stop, (char)0xEF) || (stop[0] & 0xC0) == 0x80 || (stop[7] & 0x80))
+            continue;   /* keep the stop string whole characters */
+        const char *want_end = strstr(ref_text, stop);
+        const char *stops[1] = { stop };
+        ouro_gen_params gs = { .max_tokens = 12, .stop = stops, .n_stop = 1 };
+        ouro_session *s = NULL;
+        ouro_session_options so = { .n_ctx = lens[i] + 12, .threads = 2 };
+        ouro_gen_result r = {0};
+        ouro_status st = ouro_session_new(m, &so, &s, &e);
+        if (st == OURO_OK)
+            st = ouro_generate(s, 1, (const int32_t *const *)&prompts[i], &lens[i], &gs, &r, &e);
+        check(st == OURO_OK && r.stop_reason == OURO_STOP_STRING && r.text
+              && r.text_len == (size_t)(want_end - ref_text) && memcmp(r.text, ref_text, r.text_len) == 0,
+              "%s/%d: stop string \"%s\" ends the text where it first appears", name, i, stop);
+        ouro_gen_result_clear(&r);
+        ouro_session_free(s);
+    }
+
     /* every case at once, in one batched decode, with forward chunks of 3 tokens */
     ouro_session *s = NULL;
     ouro_session_options so = { .n_ctx = 96, .n_seq = nc, .max_batch = 3, .threads = 2 };
