@@ -24,6 +24,7 @@
 
 #include "check.h"
 #include "ouro.h"
+#include "golden.h"
 
 static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-f16-sharded" };
 
@@ -34,31 +35,6 @@ static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-
  * Helpers
  * ------------------------------------------------------------------------ */
 
-/* Copies a JSON array of integers into a malloc'd array; returns its length. */
-static int json_ints(const cJSON *a, int32_t **out)
-{
-    int n = cJSON_GetArraySize(a);
-    *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
-    for (int i = 0; i < n; i++)
-        (*out)[i] = (int32_t)cJSON_GetArrayItem(a, i)->valuedouble;
-    return n;
-}
-
-/* Parses a mode name of expected.json into an exit choice. */
-static ouro_exit mode_exit(const char *mode)
-{
-    ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
-    if (strncmp(mode, "step", 4) == 0) {
-        ex.kind = OURO_EXIT_STEP;
-        ex.step = atoi(mode + 4);
-    } else if (mode[0] == 'q') {
-        ex.kind = OURO_EXIT_THRESHOLD;
-        ex.threshold = (float)atof(mode + 1);
-    } else if (strcmp(mode, "weighted") == 0) {
-        ex.kind = OURO_EXIT_WEIGHTED;
-    }
-    return ex;
-}
 
 /* Indices of the k largest logits (k <= 8), in order. */
 static void top_k(const float *logits, int V, int k, int *out)

@@ -26,6 +26,7 @@
 
 #include "check.h"
 #include "internal.h"
+#include "golden.h"
 
 /* Documented tolerance of OURO_PRECISION_BF16 on the golden models: the
  * logits (largest ~35 to 44) move by up to this much (measured worst 0.18, on
@@ -141,29 +142,6 @@ static void check_products(void)
  * bf16 precision on the golden models
  * ------------------------------------------------------------------------ */
 
-static int json_ints(const cJSON *a, int32_t **out)
-{
-    int n = cJSON_GetArraySize(a);
-    *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
-    for (int i = 0; i < n; i++)
-        (*out)[i] = (int32_t)cJSON_GetArrayItem(a, i)->valuedouble;
-    return n;
-}
-
-static ouro_exit mode_exit(const char *mode)
-{
-    ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
-    if (strncmp(mode, "step", 4) == 0) {
-        ex.kind = OURO_EXIT_STEP;
-        ex.step = atoi(mode + 4);
-    } else if (mode[0] == 'q') {
-        ex.kind = OURO_EXIT_THRESHOLD;
-        ex.threshold = (float)atof(mode + 1);
-    } else if (strcmp(mode, "weighted") == 0) {
-        ex.kind = OURO_EXIT_WEIGHTED;
-    }
-    return ex;
-}
 
 /* Whether the greedy tokens of a case stay the reference's at bf16 precision.
  * tiny-mha-bf16/plain drifts at its 8th token (7 of 12 the same): a near tie
