@@ -585,14 +585,10 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
              * nothing on the steps it did not run */
             float rem = 1.0f;
             for (int t = 0; t < L; t++) {
-                float lambda = 1.0f / (1.0f + expf(-s->gates[(size_t)w * L + t]));
-                pdf[t] = t < k ? lambda * rem : 0.0f;
+                float lambda = t < k ? 1.0f / (1.0f + expf(-s->gates[(size_t)w * L + t])) : 0.0f;
+                pdf[t] = lambda * rem;
                 rem = rem * (1.0f - lambda);
-                if (t + 1 == k)
-                    break;
             }
-            for (int t = k; t < L; t++)
-                pdf[t] = 0.0f;
             step = k;
         } else {
             ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);

@@ -559,7 +559,7 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
     }
 
     /* labels and prompts, tokenized */
-    size_t max_lab = 0, sum_lab = 0;
+    size_t max_lab = 0;
     for (int i = 0; i < n_labels; i++) {
         if ((st = ouro_tokenizer_encode(tok, labels[i], strlen(labels[i]), &lab[i], &lab_n[i], err)) != OURO_OK)
             goto done;
@@ -568,7 +568,6 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
             goto done;
         }
         max_lab = lab_n[i] > max_lab ? lab_n[i] : max_lab;
-        sum_lab += lab_n[i] - 1;
     }
     for (int k = 0; k < n_inputs; k++) {
         if ((st = classify_prompt(tok, ins, inputs[k], labels, n_labels, &ids[k], &n_ids[k], err)) != OURO_OK)
@@ -622,7 +621,6 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
     if (P > 0 && (st = prefill(s, pseq, ids[0], (int)P, &fo, &(ouro_outputs){0}, cancel,
                                cancel_ctx, err)) != OURO_OK)
         goto done;
-    (void)sum_lab;
 
     for (int k0 = 0; k0 < n_inputs && st == OURO_OK; k0 += W) {
         int nw = n_inputs - k0 < W ? n_inputs - k0 : W;
