@@ -130,6 +130,7 @@ void ouro_session_free(ouro_session *s)
     free(s->gen_seq_fill);
     free(s->samp_p);
     free(s->samp_idx);
+    free(s->mm_ws.buf);
     free(s);
 }
 
@@ -247,6 +248,12 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->gen_seq_fill = alloc3(B, 1, 1, sizeof(int32_t), &fail);
     s->samp_p = alloc3(V, 1, 1, sizeof(float), &fail);
     s->samp_idx = alloc3(V, 1, 1, sizeof(int32_t), &fail);
+    if (model->quantized) {   /* activations quantized for q8 products, widest input */
+        size_t d_max = D > I ? D : I;
+        d_max = d_max > QD ? d_max : QD;
+        s->mm_ws.bytes = ouro_q8_act_bytes((int)B, (int)d_max);
+        s->mm_ws.buf = alloc3(s->mm_ws.bytes, 1, 1, 1, &fail);
+    }
     if (fail) {
         ouro_session_free(s);
         return ouro_err(err, OURO_ERR_NOMEM, "cannot allocate the session's scratch memory "
@@ -360,7 +367,7 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         { s->k, ly->wk.data, ly->wk.dtype, KD },                         /* (n, KD) */
         { s->v, ly->wv.data, ly->wv.dtype, KD },                         /* (n, KD) */
     };
-    ouro_matmul_multi(qkv, 3, s->xb, n, D, nt, s->precision);
+    ouro_matmul_multi(qkv, 3, s->xb, n, D, nt, s->precision, &s->mm_ws);
     for (int i = 0; i < n; i++) {
         ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
         ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
@@ -368,7 +375,7 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         ouro_kv_store(kv_at(s, s->v_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->v + (size_t)i * KD, 1.0f, KD);
     }
     attention(s, slot, n, seq);                                          /* (n, QD) */
-    ouro_matmul_prec(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt, s->precision); /* (n, D) */
+    ouro_matmul_prec(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt, s->precision, &s->mm_ws); /* (n, D) */
     for (int i = 0; i < n; i++) {
         float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
         ouro_rmsnorm(xb, xb, ly->ln_in2.data, ly->ln_in2.dtype, D, eps);
@@ -381,19 +388,20 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
     if (ly->w_gate.dtype == ly->w_up.dtype) {   /* hb = silu(gate) * up, one parallel region */
         ouro_matmul_glu(s->hb, s->hb2, s->xb, ly->w_gate.data, ly->w_up.data, ly->w_gate.dtype,
-                        n, D, I, nt, s->precision);                                 /* (n, I) */
+                        n, D, I, nt, s->precision, &s->mm_ws);                      /* (n, I) */
     } else {
         ouro_mm_out gu[2] = {
             { s->hb, ly->w_gate.data, ly->w_gate.dtype, I },                        /* (n, I) */
             { s->hb2, ly->w_up.data, ly->w_up.dtype, I },                           /* (n, I) */
         };
-        ouro_matmul_multi(gu, 2, s->xb, n, D, nt, s->precision);
+        ouro_matmul_multi(gu, 2, s->xb, n, D, nt, s->precision, &s->mm_ws);
         for (size_t j = 0; j < (size_t)n * I; j++) {
             float g = s->hb[j];
             s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j];
         }
     }
-    ouro_matmul_prec(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt, s->precision); /* (n, D) */
+    ouro_matmul_prec(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt, s->precision,
+                     &s->mm_ws); /* (n, D) */
     for (int i = 0; i < n; i++) {
         float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
         ouro_rmsnorm(xb, xb, ly->ln_post2.data, ly->ln_post2.dtype, D, eps);
@@ -609,7 +617,7 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
     float *logits = out->logits + (size_t)row0 * V;   /* (nw, V) */
     if (!weighted) {
         ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
-                         s->precision);
+                         s->precision, &s->mm_ws);
         return;
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
@@ -617,7 +625,7 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
         int nr = nw - w0 < OURO_LTMP_ROWS ? nw - w0 : OURO_LTMP_ROWS;
         for (int t = 0; t < L; t++) {
             ouro_matmul_prec(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
-                             m->lm_head.dtype, nr, D, V, s->threads, s->precision);
+                             m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
             for (int r = 0; r < nr; r++) {
                 float p = s->gates[(size_t)(w0 + r) * L + t];
                 float *dst = logits + (size_t)(w0 + r) * V;

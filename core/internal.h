@@ -5,10 +5,12 @@
  * core, in the order data flows through them:
  *   util.c      status strings, errors, logging, build information
  *   kernels.c   fp16/bf16 conversion and the matrix products (y = W x)
+ *   quant.c     the 8-bit block-quantized weight format (q8) and its products
  *   math.c      RMSNorm, RoPE, softmax, the exit distribution
  *   loader.c    config.json + safetensors -> ouro_model (mmap, validation)
  *   forward.c   sessions, KV cache and the looped forward pass
  *   generate.c  sampling, generation, classification, depth
+ *   convert.c   `ouro convert`: writes a checkpoint's matrices as q8
  */
 #ifndef OURO_INTERNAL_H
 #define OURO_INTERNAL_H
@@ -55,6 +57,18 @@ uint16_t ouro_f32_to_bf16(float f);     /* round to nearest even */
 size_t ouro_dtype_size(ouro_dtype dt);
 const char *ouro_dtype_name(ouro_dtype dt);
 
+/* SIMD path chosen at run time (OURO_SIMD lowers it); ouro_simd_level() names it. */
+enum { OURO_SIMD_GENERIC = 1, OURO_SIMD_AVX2, OURO_SIMD_AVX512 };
+int ouro_simd(void);
+
+/* Memory for what a product needs besides x and W (x quantized for q8
+ * weights): ouro_q8_act_bytes(n, d_in) bytes.  The products take one; NULL
+ * or too small: they allocate for the call (and write NaN to y if they cannot). */
+typedef struct ouro_mm_ws {
+    void *buf;
+    size_t bytes;
+} ouro_mm_ws;
+
 /* Converts row `row` of a (rows, cols) matrix w of dtype dt into out (cols) f32. */
 void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int cols);
 
@@ -67,9 +81,9 @@ void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
 /* ouro_matmul with a choice of precision: OURO_PRECISION_BF16 rounds x to
  * bf16 (nearest even) and uses AVX-512 BF16 dot products (f32 sums) for BF16
  * weights where the processor has them; other dtypes and processors take the
- * exact path. */
+ * exact path.  Q8 weights always take quantized activations (quant.c). */
 void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
-                      int n, int d_in, int d_out, int threads, ouro_precision prec);
+                      int n, int d_in, int d_out, int threads, ouro_precision prec, ouro_mm_ws *ws);
 
 /* One output of ouro_matmul_multi: y (n, d_out) = x . W^T, W (d_out, d_in). */
 typedef struct ouro_mm_out {
@@ -83,19 +97,44 @@ typedef struct ouro_mm_out {
  * of all the W are split among the threads as one list.  Each y is exactly
  * what ouro_matmul_prec would write. */
 void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
-                       int threads, ouro_precision prec);
+                       int threads, ouro_precision prec, ouro_mm_ws *ws);
 
 /* The gated MLP input in one parallel region:
  * h (n, d_out) = silu(x . Wg^T) * (x . Wu^T), computed as
  * g / (1 + expf(-g)) * u; tmp (n, d_out) is scratch. */
 void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, const void *w_up,
-                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec);
+                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec,
+                     ouro_mm_ws *ws);
 
 /* Dot product of row `row` of W (d_in) with x (d_in) in f32. */
 float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in);
 
 /* Name of the SIMD path chosen at run time: "avx512", "avx2", "generic". */
 const char *ouro_simd_level(void);
+
+/* ------------------------------------------------------------------------
+ * q8 weights (quant.c; the format is described there).  Data is 64-byte aligned.
+ * ------------------------------------------------------------------------ */
+
+/* Bytes of one group of 16 rows of a q8 matrix with cols columns, and of a
+ * (rows, cols) matrix. */
+size_t ouro_q8_group_bytes(int64_t cols);
+size_t ouro_q8_bytes(int64_t rows, int64_t cols);
+
+/* Writes n_rows (1..16) f32 rows (n_rows, cols) as one q8 group at dst
+ * (ouro_q8_group_bytes(cols) bytes, 64-byte aligned); missing rows are zero. */
+void ouro_q8_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t cols);
+
+/* Row `row` of q8 matrix w dequantized into out (cols); its dot product with x. */
+void ouro_q8_row_to_f32(float *out, const void *w, size_t row, int64_t cols);
+float ouro_q8_dot_row(const void *w, size_t row, const float *x, int64_t cols);
+
+/* Quantized activations: ouro_q8_prepare fills ws (ouro_q8_act_bytes(n, d_in)
+ * bytes) from x (n, d_in); ouro_q8_rows then computes rows r0 .. r1-1 of
+ * y (n, d_out) = x . W^T for q8 weights w, on the calling thread. */
+size_t ouro_q8_act_bytes(int n, int d_in);
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in);
+void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1);
 
 /* ------------------------------------------------------------------------
  * Math (math.c), f32 throughout, as the reference computes it
@@ -163,6 +202,11 @@ typedef struct ouro_layer {
     ouro_tensor ln_post2;    /* (hidden) post_attention_layernorm_2 (after the MLP) */
 } ouro_layer;
 
+/* Names of a layer's tensors after "model.layers.N.", in the order of the
+ * fields of ouro_layer (loader.c). */
+#define OURO_LAYER_TENSORS 11
+extern const char *const ouro_layer_tensor_names[OURO_LAYER_TENSORS];
+
 typedef struct ouro_mapped_file {
     char *path;              /* absolute path, owned */
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
@@ -181,6 +225,7 @@ struct ouro_model {
     ouro_tokenizer *tok;         /* owned; NULL without tokenizer.json */
     size_t n_params;
     size_t mapped_bytes;
+    bool quantized;              /* the matrices are q8 (written by ouro_convert) */
 
     ouro_tensor embed;           /* (vocab, hidden) */
     ouro_tensor norm;            /* (hidden) final RMSNorm */
@@ -250,6 +295,7 @@ struct ouro_session {
     int32_t *gen_seq_fill;       /* (B) sequence ids of a prefill chunk */
     float *samp_p;               /* (vocab) */
     int32_t *samp_idx;           /* (vocab) */
+    ouro_mm_ws mm_ws;            /* quantized activations (q8 models; else empty) */
 };
 
 #define OURO_LTMP_ROWS 8

@@ -89,7 +89,7 @@ uint16_t ouro_f32_to_bf16(float f)
 
 size_t ouro_dtype_size(ouro_dtype dt)
 {
-    return dt == OURO_F32 ? 4 : 2;
+    return dt == OURO_F32 ? 4 : dt == OURO_Q8 ? 1 : 2;
 }
 
 const char *ouro_dtype_name(ouro_dtype dt)
@@ -98,6 +98,7 @@ const char *ouro_dtype_name(ouro_dtype dt)
     case OURO_F32:  return "F32";
     case OURO_F16:  return "F16";
     case OURO_BF16: return "BF16";
+    case OURO_Q8:   return "Q8";
     }
     return "?";
 }
@@ -105,7 +106,9 @@ const char *ouro_dtype_name(ouro_dtype dt)
 void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int cols)
 {
     size_t off = row * (size_t)cols;
-    if (dt == OURO_F32) {
+    if (dt == OURO_Q8) {
+        ouro_q8_row_to_f32(out, w, row, cols);
+    } else if (dt == OURO_F32) {
         memcpy(out, (const float *)w + off, (size_t)cols * sizeof(float));
     } else if (dt == OURO_F16) {
         const uint16_t *p = (const uint16_t *)w + off;
@@ -295,7 +298,7 @@ AVX512_TARGET static float dot_bf16_avx512(const void *wv, const float *x, int n
  * Run-time dispatch
  * ------------------------------------------------------------------------ */
 
-enum { SIMD_GENERIC = 1, SIMD_AVX2, SIMD_AVX512 };
+enum { SIMD_GENERIC = OURO_SIMD_GENERIC, SIMD_AVX2 = OURO_SIMD_AVX2, SIMD_AVX512 = OURO_SIMD_AVX512 };
 
 /* The best path the processor supports, lowered (never raised) by the
  * environment variable OURO_SIMD=generic|avx2|avx512, read once. */
@@ -319,6 +322,11 @@ static int simd_level(void)
         level = l;
     }
     return level;
+}
+
+int ouro_simd(void)
+{
+    return simd_level();
 }
 
 const char *ouro_simd_level(void)
@@ -704,15 +712,21 @@ static bool have_bf16dp(void)
 
 float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in)
 {
+    if (dt == OURO_Q8)   /* not used by the forward pass: the exit gate is never quantized */
+        return ouro_q8_dot_row(w, row, x, d_in);
     const char *p = (const char *)w + row * (size_t)d_in * ouro_dtype_size(dt);
     return pick_dot(dt)(p, x, d_in);
 }
 
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision. */
-static void mm_rows(float *y, const float *x, const void *w, ouro_dtype dt, int n, int d_in,
-                    int d_out, int r0, int r1, bool bf16)
+ * for its dtype and precision; q8: qx holds x quantized by ouro_q8_prepare. */
+static void mm_rows(float *y, const float *x, const void *qx, const void *w, ouro_dtype dt, int n,
+                    int d_in, int d_out, int r0, int r1, bool bf16)
 {
+    if (dt == OURO_Q8) {
+        ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
+        return;
+    }
     if (bf16 && dt == OURO_BF16 && have_bf16dp()) {
         mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
         return;
@@ -728,6 +742,27 @@ static void mm_rows(float *y, const float *x, const void *w, ouro_dtype dt, int 
         for (int i = 0; i < n; i++)
             y[(size_t)i * d_out + o] = dot(row, x + (size_t)i * d_in, d_in);
     }
+}
+
+/* x quantized for q8 weights, in ws when it is large enough, else in memory
+ * of its own (*owned, freed by the caller); NULL when that cannot be had. */
+static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void **owned)
+{
+    size_t need = ouro_q8_act_bytes(n, d_in);
+    void *buf = ws && ws->bytes >= need ? ws->buf : NULL;
+    *owned = NULL;
+    if (!buf && !(buf = *owned = malloc(need))) {
+        ouro_log(0, "ouro: out of memory for %zu bytes of quantized activations", need);
+        return NULL;
+    }
+    ouro_q8_prepare(buf, x, n, d_in);
+    return buf;
+}
+
+static void fill_nan(float *y, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        y[i] = NAN;
 }
 
 /* Threads for a product of `work` multiply-adds over `rows` rows. */
@@ -750,11 +785,20 @@ static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
 }
 
 void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
-                       int threads, ouro_precision prec)
+                       int threads, ouro_precision prec, ouro_mm_ws *ws)
 {
     int rows = 0;
-    for (int i = 0; i < count; i++)
+    bool q8 = false;
+    for (int i = 0; i < count; i++) {
         rows += outs[i].d_out;
+        q8 = q8 || outs[i].dt == OURO_Q8;
+    }
+    void *owned = NULL, *qx = NULL;
+    if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
+        for (int i = 0; i < count; i++)
+            fill_nan(outs[i].y, (size_t)n * outs[i].d_out);
+        return;
+    }
     bool bf16 = prec == OURO_PRECISION_BF16;
     int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
     #pragma omp parallel num_threads(nt)
@@ -773,14 +817,21 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
             if (r1 > outs[i].d_out)
                 r1 = outs[i].d_out;
             if (r0 < r1)
-                mm_rows(outs[i].y, x, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16);
+                mm_rows(outs[i].y, x, qx, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16);
         }
     }
+    free(owned);
 }
 
 void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, const void *w_up,
-                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec)
+                     ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec,
+                     ouro_mm_ws *ws)
 {
+    void *owned = NULL, *qx = NULL;
+    if (dt == OURO_Q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
+        fill_nan(h, (size_t)n * d_out);
+        return;
+    }
     bool bf16 = prec == OURO_PRECISION_BF16;
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
@@ -793,8 +844,8 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         int r0, r1;
         mm_share(d_out, id, cnt, &r0, &r1);
         if (r0 < r1) {
-            mm_rows(h, x, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
-            mm_rows(tmp, x, w_up, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(h, x, qx, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(tmp, x, qx, w_up, dt, n, d_in, d_out, r0, r1, bf16);
             for (int i = 0; i < n; i++) {
                 float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
                 for (int j = r0; j < r1; j++) {
@@ -804,17 +855,18 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
             }
         }
     }
+    free(owned);
 }
 
 void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
-                      int n, int d_in, int d_out, int threads, ouro_precision prec)
+                      int n, int d_in, int d_out, int threads, ouro_precision prec, ouro_mm_ws *ws)
 {
     ouro_mm_out o = { .y = y, .w = w, .dt = dt, .d_out = d_out };
-    ouro_matmul_multi(&o, 1, x, n, d_in, threads, prec);
+    ouro_matmul_multi(&o, 1, x, n, d_in, threads, prec, ws);
 }
 
 void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
                  int n, int d_in, int d_out, int threads)
 {
-    ouro_matmul_prec(y, x, w, dt, n, d_in, d_out, threads, OURO_PRECISION_EXACT);
+    ouro_matmul_prec(y, x, w, dt, n, d_in, d_out, threads, OURO_PRECISION_EXACT, NULL);
 }

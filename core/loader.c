@@ -23,6 +23,12 @@
  * dtype, shape, offsets inside the file and not overlapping, every expected
  * tensor present, lm_head.weight absent exactly when embeddings are tied);
  * every error names the file and, where there is one, the tensor.
+ *
+ * A folder written by `ouro convert` has the same layout; its file's
+ * __metadata__ holds "ouro.quantization": "q8" and its matrices (the
+ * embeddings, lm_head and the seven matrices of each layer) are U8 tensors
+ * of shape [ceil(rows / 16), ouro_q8_group_bytes(cols)] in the q8 format of
+ * quant.c, 64-byte aligned.  The norms and the exit gate stay as they were.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -317,6 +323,7 @@ typedef struct st_file {
     cJSON *header;           /* parsed header, owned */
     const uint8_t *data;     /* first byte after the header */
     size_t data_size;
+    bool q8;                 /* __metadata__ "ouro.quantization" is "q8" */
 } st_file;
 
 typedef struct st_range {
@@ -389,8 +396,17 @@ static ouro_status st_open(const ouro_mapped_file *f, const char *name, st_file 
     const cJSON *e;
     cJSON_ArrayForEach(e, h) {
         const char *tn = e->string;
-        if (strcmp(tn, "__metadata__") == 0)
+        if (strcmp(tn, "__metadata__") == 0) {
+            const cJSON *qv = cJSON_GetObjectItemCaseSensitive(e, "ouro.quantization");
+            if (qv && !(cJSON_IsString(qv) && strcmp(qv->valuestring, "q8") == 0)) {
+                st = ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: __metadata__ names quantization "
+                              "\"%s\"; ouro reads \"q8\"", f->path,
+                              cJSON_IsString(qv) ? qv->valuestring : "(not a string)");
+                break;
+            }
+            out->q8 = qv != NULL;
             continue;
+        }
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
@@ -457,7 +473,7 @@ typedef struct loader {
     const char *index_path;
 } loader;
 
-static const char *const layer_names[] = {
+const char *const ouro_layer_tensor_names[OURO_LAYER_TENSORS] = {
     "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
     "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
     "mlp.down_proj.weight", "input_layernorm.weight", "input_layernorm_2.weight",
@@ -488,14 +504,15 @@ static bool expected_name(const ouro_model *m, const char *name)
     long l = strtol(name + 13, &end, 10);
     if (end == name + 13 || *end != '.' || l < 0 || l >= m->cfg.num_layers)
         return false;
-    for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
-        if (strcmp(end + 1, layer_names[i]) == 0)
+    for (size_t i = 0; i < OURO_LAYER_TENSORS; i++)
+        if (strcmp(end + 1, ouro_layer_tensor_names[i]) == 0)
             return true;
     return false;
 }
 
-/* Finds tensor `name` with shape (rows, cols) (cols = 0: a vector of rows). */
-static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_t cols,
+/* Finds tensor `name` with shape (rows, cols) (cols = 0: a vector of rows);
+ * a matrix that may be q8 (mat) is accepted as U8 in a q8 file. */
+static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, bool mat,
                               ouro_tensor *t, ouro_error *err)
 {
     const st_file *f = &ld->sf[0];
@@ -516,7 +533,15 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
     if (!e)
         return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is missing", f->path, name);
     const char *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring;
-    if (strcmp(dt, "F32") == 0)
+    int64_t want0 = rows, want1 = cols;
+    if (strcmp(dt, "U8") == 0 && mat && f->q8) {
+        t->dtype = OURO_Q8;
+        want0 = (rows + 15) / 16;
+        want1 = (int64_t)ouro_q8_group_bytes(cols);
+    } else if (strcmp(dt, "U8") == 0 && f->q8) {
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is U8, but only matrices are q8",
+                        f->path, name);
+    } else if (strcmp(dt, "F32") == 0)
         t->dtype = OURO_F32;
     else if (strcmp(dt, "F16") == 0)
         t->dtype = OURO_F16;
@@ -524,12 +549,12 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
         t->dtype = OURO_BF16;
     else
         return ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; ouro runs F32, "
-                        "F16 and BF16 weights", f->path, name, dt);
+                        "F16 and BF16 weights, and q8 files written by ouro convert", f->path, name, dt);
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     int nd = cJSON_GetArraySize(sh);
     int64_t s0 = nd > 0 ? (int64_t)cJSON_GetArrayItem(sh, 0)->valuedouble : -1;
     int64_t s1 = nd > 1 ? (int64_t)cJSON_GetArrayItem(sh, 1)->valuedouble : -1;
-    bool ok = cols ? (nd == 2 && s0 == rows && s1 == cols) : (nd == 1 && s0 == rows);
+    bool ok = cols ? (nd == 2 && s0 == want0 && s1 == want1) : (nd == 1 && s0 == rows);
     if (!ok) {
         char got[64], want[64];
         if (nd == 1)
@@ -539,7 +564,8 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
         else
             snprintf(got, sizeof got, "%d dimensions", nd);
         if (cols)
-            snprintf(want, sizeof want, "[%lld, %lld]", (long long)rows, (long long)cols);
+            snprintf(want, sizeof want, "[%lld, %lld]%s", (long long)want0, (long long)want1,
+                     t->dtype == OURO_Q8 ? " (q8)" : "");
         else
             snprintf(want, sizeof want, "[%lld]", (long long)rows);
         return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s",
@@ -549,6 +575,9 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
     const uint8_t *p = f->data + b;
     if ((uintptr_t)p % ouro_dtype_size(t->dtype) != 0)
         return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is not aligned to its element size",
+                        f->path, name);
+    if (t->dtype == OURO_Q8 && (uintptr_t)p % 64 != 0)
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: q8 tensor %s is not aligned to 64 bytes",
                         f->path, name);
     t->data = p;
     t->shape[0] = rows;
@@ -578,14 +607,14 @@ static ouro_status load_tensors(loader *ld, ouro_error *err)
                             "architecture ouro runs", ld->sf[i].path, e->string);
         }
     }
-    if ((st = get_tensor(ld, "model.embed_tokens.weight", V, D, &m->embed, err)) != OURO_OK ||
-        (st = get_tensor(ld, "model.norm.weight", D, 0, &m->norm, err)) != OURO_OK ||
-        (st = get_tensor(ld, "model.early_exit_gate.weight", 1, D, &m->gate_w, err)) != OURO_OK ||
-        (st = get_tensor(ld, "model.early_exit_gate.bias", 1, 0, &m->gate_b, err)) != OURO_OK)
+    if ((st = get_tensor(ld, "model.embed_tokens.weight", V, D, true, &m->embed, err)) != OURO_OK ||
+        (st = get_tensor(ld, "model.norm.weight", D, 0, false, &m->norm, err)) != OURO_OK ||
+        (st = get_tensor(ld, "model.early_exit_gate.weight", 1, D, false, &m->gate_w, err)) != OURO_OK ||
+        (st = get_tensor(ld, "model.early_exit_gate.bias", 1, 0, false, &m->gate_b, err)) != OURO_OK)
         return st;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
-    } else if ((st = get_tensor(ld, "lm_head.weight", V, D, &m->lm_head, err)) != OURO_OK) {
+    } else if ((st = get_tensor(ld, "lm_head.weight", V, D, true, &m->lm_head, err)) != OURO_OK) {
         return st;
     }
     m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
@@ -600,12 +629,15 @@ static ouro_status load_tensors(loader *ld, ouro_error *err)
         };
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
             char name[128];
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, layer_names[i]);
-            if ((st = get_tensor(ld, name, want[i].r, want[i].c, want[i].t, err)) != OURO_OK)
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, ouro_layer_tensor_names[i]);
+            if ((st = get_tensor(ld, name, want[i].r, want[i].c, want[i].c != 0, want[i].t, err)) != OURO_OK)
                 return st;
         }
     }
     m->cfg.dtype = m->embed.dtype;
+    m->quantized = false;
+    for (int i = 0; i < ld->n_sf; i++)
+        m->quantized = m->quantized || ld->sf[i].q8;
     return OURO_OK;
 }
 

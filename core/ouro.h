@@ -123,7 +123,10 @@ ouro_status ouro_chat_render(const ouro_tokenizer *tok, const ouro_chat_message 
 
 typedef struct ouro_model ouro_model;
 
-typedef enum ouro_dtype { OURO_F32 = 0, OURO_F16, OURO_BF16 } ouro_dtype;
+typedef enum ouro_dtype {
+    OURO_F32 = 0, OURO_F16, OURO_BF16,
+    OURO_Q8                  /* 8-bit blocks written by ouro_convert (see core/quant.c) */
+} ouro_dtype;
 
 typedef struct ouro_config {
     int vocab_size;
@@ -165,6 +168,16 @@ const char *ouro_model_path(const ouro_model *model);
 /* True when any file the model was loaded from was replaced, changed size or
  * modification time, or disappeared since the load (callers reload then). */
 bool ouro_model_files_changed(const ouro_model *model);
+
+/* Writes the model of folder src_dir to folder dst_dir (created when missing)
+ * with its matrices (embeddings, lm_head and the seven matrices of every
+ * layer) in ouro's 8-bit block format, q8: a scale per 32 values of a row,
+ * any row length.  The new model.safetensors is mapped in place by
+ * ouro_model_load like any checkpoint (about 53% of the bf16 size); config,
+ * generation config and tokenizer files are copied.  Products with q8
+ * weights quantize the activations to 8 bits too: an approximate mode (the
+ * README gives its measured error).  threads: 0 = all processors. */
+ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
 
 /* JSON object: config, parameter count, dtypes, file bytes, mapped bytes.
  * malloc'd; free with ouro_free. */

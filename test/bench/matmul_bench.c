@@ -192,7 +192,7 @@ static double time_pass(mat *mats, int nm, int n, int threads, int reps, int bla
                 continue;
             }
 #endif
-            ouro_matmul_prec(y, x, m->w, OURO_BF16, n, m->d_in, m->d_out, threads, precision);
+            ouro_matmul_prec(y, x, m->w, OURO_BF16, n, m->d_in, m->d_out, threads, precision, NULL);
         }
         if (r >= 0)
             t[r] = now() - t0;

@@ -1,7 +1,7 @@
 /*
  * test_kernels.c -- the matrix-product paths of core/kernels.c against plain
- * references, and the accuracy of the approximate bf16 precision on the
- * golden models.
+ * references, and the accuracy of the approximate modes (bf16 precision,
+ * q8 weights) on the golden models.
  *
  *   - ouro_matmul_prec(OURO_PRECISION_BF16) on bf16 weights equals a
  *     double-precision product of the weights with x rounded to bf16 (odd
@@ -13,7 +13,12 @@
  *     logits of the last position of every case and exit mode within
  *     BF16_LOGIT_TOL of the reference, the same top-1 id, and the same 12
  *     greedy tokens for every case but tiny-mha-bf16/plain (see
- *     greedy_must_hold).  The measured figures are printed as notes.
+ *     greedy_must_hold_bf16).  The measured figures are printed as notes.
+ *   - q8: each golden model converted by ouro_convert_q8 (into a temporary
+ *     folder) loads and runs; logits within Q8_LOGIT_TOL, top-1 ids the
+ *     reference's in at least Q8_TOP1_MIN of the cases and modes, and at
+ *     least q8_greedy_min whole greedy cases identical.  (The q8 kernels
+ *     themselves are held to a bit-exact reference in test_quant.c.)
  *
  * Run from the repository root (test/run.sh does).
  */
@@ -21,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <dirent.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -32,6 +40,14 @@
  * logits (largest ~35 to 44) move by up to this much (measured worst 0.18, on
  * tiny-mha-bf16; the f32 and f16 models take the exact path). */
 #define BF16_LOGIT_TOL 0.25
+
+/* Documented tolerance of q8 weights (8-bit weights and activations) on the
+ * golden models: logits move by up to Q8_LOGIT_TOL (measured worst 1.08 of
+ * ~40; these tiny random models have 64-wide rows, two blocks of 32 each)
+ * and at least Q8_TOP1_MIN of the top-1 ids stay the reference's (measured
+ * 40/40, 32/35, 35/40).  Products with bf16 precision keep every top-1. */
+#define Q8_LOGIT_TOL 1.25
+#define Q8_TOP1_MIN 0.85
 
 static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-f16-sharded" };
 
@@ -85,7 +101,7 @@ static void check_products(void)
             for (int th = 1; th <= 2; th++) {
                 runs++;
                 /* bf16 weights, bf16 precision: vs double with x rounded to bf16 */
-                ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, OURO_PRECISION_BF16);
+                ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, OURO_PRECISION_BF16, NULL);
                 double me = 0;
                 for (int i = 0; i < n; i++)
                     for (int o = 0; o < d_out; o++) {
@@ -107,23 +123,23 @@ static void check_products(void)
                 for (int dt = OURO_F32; dt <= OURO_F16; dt++) {
                     const void *w = dt == OURO_F32 ? (const void *)wf : (const void *)wh;
                     ouro_matmul(y2, x, w, (ouro_dtype)dt, n, d_in, d_out, th);
-                    ouro_matmul_prec(y3, x, w, (ouro_dtype)dt, n, d_in, d_out, th, OURO_PRECISION_BF16);
+                    ouro_matmul_prec(y3, x, w, (ouro_dtype)dt, n, d_in, d_out, th, OURO_PRECISION_BF16, NULL);
                     bad_exact += memcmp(y2, y3, (size_t)n * d_out * sizeof(float)) != 0;
                 }
                 /* multi-output and gated forms equal separate products */
                 for (int p = 0; p < 2; p++) {
                     ouro_precision prec = p ? OURO_PRECISION_BF16 : OURO_PRECISION_EXACT;
-                    ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, prec);
-                    ouro_matmul_prec(y2, x, wb2, OURO_BF16, n, d_in, d_out, th, prec);
+                    ouro_matmul_prec(y, x, wb, OURO_BF16, n, d_in, d_out, th, prec, NULL);
+                    ouro_matmul_prec(y2, x, wb2, OURO_BF16, n, d_in, d_out, th, prec, NULL);
                     ouro_mm_out outs[2] = { { y3, wb, OURO_BF16, d_out }, { y4, wb2, OURO_BF16, d_out } };
-                    ouro_matmul_multi(outs, 2, x, n, d_in, th, prec);
+                    ouro_matmul_multi(outs, 2, x, n, d_in, th, prec, NULL);
                     bad_multi += memcmp(y, y3, (size_t)n * d_out * sizeof(float)) != 0
                                  || memcmp(y2, y4, (size_t)n * d_out * sizeof(float)) != 0;
                     for (size_t j = 0; j < (size_t)n * d_out; j++) {
                         float g = y[j];
                         y[j] = g / (1.0f + expf(-g)) * y2[j];
                     }
-                    ouro_matmul_glu(y3, y4, x, wb, wb2, OURO_BF16, n, d_in, d_out, th, prec);
+                    ouro_matmul_glu(y3, y4, x, wb, wb2, OURO_BF16, n, d_in, d_out, th, prec, NULL);
                     bad_glu += memcmp(y, y3, (size_t)n * d_out * sizeof(float)) != 0;
                 }
             }
@@ -146,12 +162,27 @@ static void check_products(void)
 /* Whether the greedy tokens of a case stay the reference's at bf16 precision.
  * tiny-mha-bf16/plain drifts at its 8th token (7 of 12 the same): a near tie
  * the bf16 rounding tips the other way. */
-static bool greedy_must_hold(const char *model, const char *cname)
+static bool greedy_must_hold_bf16(const char *model, const char *cname)
 {
     return !(strcmp(model, "tiny-mha-bf16") == 0 && strcmp(cname, "plain") == 0);
 }
 
-static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases)
+/* With q8 weights a number of whole greedy cases stay the reference's rather
+ * than named ones (measured 5/5, 3/5, 2/5 for the models in order): ties in
+ * these tiny models are close enough for 8-bit rounding to tip. */
+static bool greedy_must_hold_q8(const char *model, const char *cname)
+{
+    (void)model;
+    (void)cname;
+    return false;
+}
+static const int q8_greedy_min[] = { 4, 2, 1 };
+
+/* An approximate mode on one golden model: label "bf16" (precision BF16 on
+ * the model as it is) or "q8" (the model converted by ouro_convert_q8). */
+static void check_approx_model(const char *label, const char *name, ouro_model *m, const cJSON *cases,
+                               ouro_precision prec, double tol, double top1_min,
+                               bool (*greedy_must_hold)(const char *, const char *), int greedy_min)
 {
     const ouro_config *c = ouro_model_config(m);
     int V = c->vocab_size;
@@ -170,7 +201,7 @@ static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases
         cJSON_ArrayForEach(md, cJSON_GetObjectItem(cs, "logits")) {
             ouro_session *s = NULL;
             ouro_error e;
-            ouro_session_options so = { .n_ctx = n, .threads = 2, .precision = OURO_PRECISION_BF16 };
+            ouro_session_options so = { .n_ctx = n, .threads = 2, .precision = prec };
             ouro_forward_options fo = { .exit = mode_exit(md->string) };
             ouro_batch b = { .n = n, .token = ids, .seq = seq };   /* want = NULL: the last token */
             ouro_outputs out = { .logits = logits };
@@ -204,7 +235,7 @@ static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases
         /* greedy decode with the KV cache */
         ouro_session *s = NULL;
         ouro_error e;
-        ouro_session_options so = { .n_ctx = n + nref, .threads = 2, .precision = OURO_PRECISION_BF16 };
+        ouro_session_options so = { .n_ctx = n + nref, .threads = 2, .precision = prec };
         ouro_gen_params gp = { .max_tokens = nref };
         ouro_gen_result r = {0};
         ouro_status st = ouro_session_new(m, &so, &s, &e);
@@ -219,7 +250,7 @@ static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases
             greedy_all += nref;
             greedy_same += k == nref && r.n_ids == nref;
             if (k < nref)
-                check_note("%s/%s: bf16 greedy tokens differ from token %d on", name, cname, k + 1);
+                check_note("%s/%s: %s greedy tokens differ from token %d on", name, cname, label, k + 1);
             if (greedy_must_hold(name, cname)) {
                 must++;
                 must_same += k == nref && r.n_ids == nref;
@@ -234,20 +265,46 @@ static void check_bf16_model(const char *name, ouro_model *m, const cJSON *cases
         free(ref);
         free(seq);
     }
-    check_note("%s bf16 precision: max logit error %.4f, top-1 %d/%d, greedy cases identical %d/%d, "
-               "greedy tokens before the first difference %d/%d", name, worst, top1, modes,
+    check_note("%s %s: max logit error %.4f, top-1 %d/%d, greedy cases identical %d/%d, "
+               "greedy tokens before the first difference %d/%d", name, label, worst, top1, modes,
                greedy_same, nc, greedy_tok, greedy_all);
-    check(failed == 0, "%s: bf16 forward and generate run (%d failed)", name, failed);
-    check(worst <= BF16_LOGIT_TOL, "%s: bf16 logits within %g (worst %.4f)", name, BF16_LOGIT_TOL, worst);
-    check(top1 == modes, "%s: bf16 top-1 id as the reference (%d/%d)", name, top1, modes);
-    check(must_same == must, "%s: bf16 12 greedy tokens as the reference (%d/%d cases that hold)",
-          name, must_same, must);
+    check(failed == 0, "%s: %s forward and generate run (%d failed)", name, label, failed);
+    check(worst <= tol, "%s: %s logits within %g (worst %.4f)", name, label, tol, worst);
+    check(modes > 0 && top1 >= top1_min * modes, "%s: %s top-1 id as the reference in at least %.0f%% "
+          "of the cases and modes (%d/%d)", name, label, top1_min * 100, top1, modes);
+    check(must_same == must, "%s: %s 12 greedy tokens as the reference (%d/%d cases that hold)",
+          name, label, must_same, must);
+    check(greedy_same >= greedy_min, "%s: %s greedy cases identical to the reference: %d, at least %d",
+          name, label, greedy_same, greedy_min);
     free(logits);
+}
+
+/* Removes a folder of plain files. */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 int main(void)
 {
     check_products();
+    const char *tdir = getenv("TMPDIR");
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/ouro-test-q8-XXXXXX", tdir && *tdir ? tdir : "/tmp");
+    if (!check(mkdtemp(tmp) != NULL, "a temporary folder for the q8 models"))
+        return check_done();
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         char dir[256], path[300];
         snprintf(dir, sizeof dir, "test/data/models/%s", models[k]);
@@ -260,9 +317,25 @@ int main(void)
         }
         cJSON *exp = check_read_json(path);
         if (check(exp != NULL, "%s: expected.json", models[k]))
-            check_bf16_model(models[k], m, cJSON_GetObjectItem(exp, "cases"));
-        cJSON_Delete(exp);
+            check_approx_model("bf16", models[k], m, cJSON_GetObjectItem(exp, "cases"),
+                               OURO_PRECISION_BF16, BF16_LOGIT_TOL, 1.0, greedy_must_hold_bf16, 0);
         ouro_model_free(m);
+        /* the same model converted to q8 */
+        char q8dir[512];
+        snprintf(q8dir, sizeof q8dir, "%s/%s", tmp, models[k]);
+        ouro_model *mq = NULL;
+        if (check(ouro_convert_q8(dir, q8dir, 2, &e) == OURO_OK
+                  && ouro_model_load(q8dir, &mq, &e) == OURO_OK, "%s: converts to q8 and loads", models[k])
+            && exp)
+            check_approx_model("q8", models[k], mq, cJSON_GetObjectItem(exp, "cases"),
+                               OURO_PRECISION_EXACT, Q8_LOGIT_TOL, Q8_TOP1_MIN, greedy_must_hold_q8,
+                               q8_greedy_min[k]);
+        else
+            check_note("%s", e.message);
+        ouro_model_free(mq);
+        cJSON_Delete(exp);
+        remove_tree(q8dir);
     }
+    rmdir(tmp);
     return check_done();
 }

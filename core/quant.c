@@ -1,0 +1,481 @@
+/*
+ * quant.c -- the 8-bit block-quantized weight format (q8) and its products.
+ *
+ * `ouro convert` (core/convert.c) writes every matrix of a checkpoint in this
+ * format once; the loader maps the file and the kernels here read it in
+ * place.  A matrix W (rows, cols) is cut into groups of 16 rows (the last
+ * group padded with zero rows) and each row into blocks of 32 columns (the
+ * last block padded with zeros), so any row length works.  Each (row, block)
+ * has its own scale d (f16) and 32 integers w_q in [-127, 127] with
+ * W[r][k] ~ d * w_q[r][k]; d = max|W[r][block]| / 127 rounded to f16, and
+ * w_q = round(W / d) with that rounded d.
+ *
+ * Bytes of group g (ouro_q8_group_bytes(cols) each, groups one after another):
+ *   quants: nb blocks of 512 bytes; in block b the byte
+ *           b * 512 + j * 64 + i * 4 + e  holds  w_q[16g + i][32b + 4j + e] + 128
+ *           (j = 0..7 the 4-column quad, i = 0..15 the row, e = 0..3),
+ *   scales: nb * 16 f16 values, d of row 16g + i, block b at index b * 16 + i,
+ *           then zero padding to a multiple of 64 bytes.
+ * One 64-byte load of quants thus holds 4 columns of 16 rows, which is what
+ * the AVX-512 VNNI instruction vpdpbusd multiplies with 4 bytes of one
+ * activation row broadcast to every lane: 64 multiply-adds, one sum per row.
+ *
+ * Products with q8 weights round the activations too (as llama.cpp's Q8_0
+ * does): each token's x is cut into the same blocks of 32 and quantized to
+ * int8 with a scale s = max|x[block]| / 127.  Then
+ *   y[t][r] = sum over blocks b, in order, of
+ *             (d[r][b] * s[t][b]) * (sum_k (w_q + 128) * x_q  -  128 * sum_k x_q)
+ * with the integer sums exact and each block's term added with one fused
+ * multiply-add in f32.  Every path (AVX-512 VNNI, AVX2, portable C) computes
+ * exactly these operations in this order, so all give the same bits; tests
+ * compare them for equality.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <immintrin.h>
+#include "internal.h"
+
+#define Q8_ROWS 16           /* rows of a group */
+#define Q8_BLOCK 32          /* columns of a block */
+#define Q8_QBYTES 512        /* quant bytes of one block of one group */
+
+static inline int q8_nb(int64_t cols) { return (int)((cols + Q8_BLOCK - 1) / Q8_BLOCK); }
+
+size_t ouro_q8_group_bytes(int64_t cols)
+{
+    size_t nb = (size_t)q8_nb(cols);
+    return nb * Q8_QBYTES + (nb * Q8_ROWS * 2 + 63) / 64 * 64;
+}
+
+size_t ouro_q8_bytes(int64_t rows, int64_t cols)
+{
+    return (size_t)((rows + Q8_ROWS - 1) / Q8_ROWS) * ouro_q8_group_bytes(cols);
+}
+
+/* ------------------------------------------------------------------------
+ * Weights: quantize, dequantize
+ * ------------------------------------------------------------------------ */
+
+void ouro_q8_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t cols)
+{
+    int nb = q8_nb(cols);
+    uint16_t *scales = (uint16_t *)(dst + (size_t)nb * Q8_QBYTES);
+    memset(dst, 128, (size_t)nb * Q8_QBYTES);
+    memset(scales, 0, ouro_q8_group_bytes(cols) - (size_t)nb * Q8_QBYTES);
+    for (int i = 0; i < n_rows; i++) {
+        const float *w = rows + (size_t)i * cols;
+        for (int b = 0; b < nb; b++) {
+            int k0 = b * Q8_BLOCK, len = cols - k0 < Q8_BLOCK ? (int)(cols - k0) : Q8_BLOCK;
+            float amax = 0.0f;
+            for (int k = 0; k < len; k++)
+                amax = fmaxf(amax, fabsf(w[k0 + k]));
+            uint16_t dh = ouro_f32_to_f16(amax / 127.0f);
+            float d = ouro_f16_to_f32(dh);
+            scales[b * Q8_ROWS + i] = dh;
+            if (!(d > 0.0f) || !isfinite(d))   /* all zero, or a value f16 cannot scale */
+                continue;
+            uint8_t *q = dst + (size_t)b * Q8_QBYTES;
+            for (int k = 0; k < len; k++) {
+                float v = nearbyintf(w[k0 + k] / d);
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[(k / 4) * 64 + i * 4 + k % 4] = (uint8_t)((int)v + 128);
+            }
+        }
+    }
+}
+
+void ouro_q8_row_to_f32(float *out, const void *w, size_t row, int64_t cols)
+{
+    int nb = q8_nb(cols);
+    const uint8_t *g = (const uint8_t *)w + (row / Q8_ROWS) * ouro_q8_group_bytes(cols);
+    const uint16_t *scales = (const uint16_t *)(g + (size_t)nb * Q8_QBYTES);
+    int i = (int)(row % Q8_ROWS);
+    for (int b = 0; b < nb; b++) {
+        float d = ouro_f16_to_f32(scales[b * Q8_ROWS + i]);
+        const uint8_t *q = g + (size_t)b * Q8_QBYTES + i * 4;
+        for (int k = b * Q8_BLOCK; k < cols && k < (b + 1) * Q8_BLOCK; k++) {
+            int kk = k - b * Q8_BLOCK;
+            out[k] = d * (float)((int)q[(kk / 4) * 64 + kk % 4] - 128);
+        }
+    }
+}
+
+float ouro_q8_dot_row(const void *w, size_t row, const float *x, int64_t cols)
+{
+    int nb = q8_nb(cols);
+    const uint8_t *g = (const uint8_t *)w + (row / Q8_ROWS) * ouro_q8_group_bytes(cols);
+    const uint16_t *scales = (const uint16_t *)(g + (size_t)nb * Q8_QBYTES);
+    int i = (int)(row % Q8_ROWS);
+    float acc = 0.0f;
+    for (int64_t k = 0; k < cols; k++) {
+        int b = (int)(k / Q8_BLOCK), kk = (int)(k % Q8_BLOCK);
+        float d = ouro_f16_to_f32(scales[b * Q8_ROWS + i]);
+        acc += d * (float)((int)g[(size_t)b * Q8_QBYTES + (kk / 4) * 64 + i * 4 + kk % 4] - 128) * x[k];
+    }
+    return acc;
+}
+
+/* ------------------------------------------------------------------------
+ * Activations
+ * ------------------------------------------------------------------------ */
+
+size_t ouro_q8_act_bytes(int n, int d_in)
+{
+    size_t nb = (size_t)q8_nb(d_in);
+    return (size_t)n * nb * (Q8_BLOCK + sizeof(float) + sizeof(int32_t)) + 64;
+}
+
+/* The activation blocks as the kernels read them, inside a workspace. */
+typedef struct q8_act {
+    const int8_t *q;         /* (n, nb * 32) x_q, zero-padded */
+    const float *s;          /* (n, nb) scales */
+    const int32_t *c;        /* (n, nb) -128 * sum of the block's x_q */
+    int nb;
+} q8_act;
+
+/* One block of one token: len (1..32) values of x. */
+static void q8_act_block(int8_t *q, float *s, int32_t *c, const float *x, int len)
+{
+    float amax = 0.0f;
+    bool finite = true;
+    for (int k = 0; k < len; k++) {
+        amax = fmaxf(amax, fabsf(x[k]));
+        finite = finite && isfinite(x[k]);
+    }
+    int sum = 0;
+    if (!finite) {                    /* inf or nan in x: the products become nan */
+        memset(q, 0, Q8_BLOCK);
+        *s = NAN;
+        *c = 0;
+        return;
+    }
+    float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int k = 0; k < Q8_BLOCK; k++) {
+        int v = k < len ? (int)nearbyintf(x[k] * inv) : 0;
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        q[k] = (int8_t)v;
+        sum += v;
+    }
+    *s = amax / 127.0f;
+    *c = -128 * sum;
+}
+
+#define AVX512_Q_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+/* The same block with AVX-512: the same operations on 16 lanes (conversion
+ * rounds to nearest even, as nearbyintf in the default rounding mode). */
+AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c, const float *x, int len)
+{
+    __mmask16 m0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
+    __mmask16 m1 = len >= 32 ? 0xffff : len <= 16 ? 0 : (__mmask16)((1u << (len - 16)) - 1);
+    __m512 a = _mm512_maskz_loadu_ps(m0, x), b = _mm512_maskz_loadu_ps(m1, x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    if (!isfinite(amax) || _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) || _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q)) {
+        memset(q, 0, Q8_BLOCK);
+        *s = NAN;
+        *c = 0;
+        return;
+    }
+    __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    __m512i lim = _mm512_set1_epi32(127), nlim = _mm512_set1_epi32(-127);
+    __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, inv));
+    __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, inv));
+    qa = _mm512_max_epi32(_mm512_min_epi32(qa, lim), nlim);
+    qb = _mm512_max_epi32(_mm512_min_epi32(qb, lim), nlim);
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(qa));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(qb));
+    *s = amax / 127.0f;
+    *c = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+}
+
+/* Quantizes x (n, d_in) into ws (ouro_q8_act_bytes(n, d_in) bytes). */
+static q8_act q8_act_make(void *ws, const float *x, int n, int d_in)
+{
+    int nb = q8_nb(d_in);
+    int8_t *q = (int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    float *s = (float *)(q + (size_t)n * nb * Q8_BLOCK);
+    int32_t *c = (int32_t *)(s + (size_t)n * nb);
+    bool v512 = ouro_simd() == OURO_SIMD_AVX512;
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < nb; b++) {
+            size_t i = (size_t)t * nb + b;
+            int len = d_in - b * Q8_BLOCK < Q8_BLOCK ? d_in - b * Q8_BLOCK : Q8_BLOCK;
+            const float *xb = x + (size_t)t * d_in + (size_t)b * Q8_BLOCK;
+            if (v512)
+                q8_act_block_avx512(q + i * Q8_BLOCK, s + i, c + i, xb, len);
+            else
+                q8_act_block(q + i * Q8_BLOCK, s + i, c + i, xb, len);
+        }
+    return (q8_act){ q, s, c, nb };
+}
+
+/* ------------------------------------------------------------------------
+ * Products: portable C (the reference the other paths equal)
+ * ------------------------------------------------------------------------ */
+
+/* Rows lo .. hi-1 (inside group g) for token t. */
+static void q8_group_c(float *y, const q8_act *a, int t, const uint8_t *g, int lo, int hi)
+{
+    int nb = a->nb;
+    const uint16_t *scales = (const uint16_t *)(g + (size_t)nb * Q8_QBYTES);
+    const int8_t *xq = a->q + (size_t)t * nb * Q8_BLOCK;
+    for (int i = lo; i < hi; i++) {
+        float acc = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *q = g + (size_t)b * Q8_QBYTES + i * 4;
+            const int8_t *xb = xq + b * Q8_BLOCK;
+            int32_t dot = a->c[(size_t)t * nb + b];
+            for (int j = 0; j < 8; j++)
+                for (int e = 0; e < 4; e++)
+                    dot += (int32_t)q[j * 64 + e] * xb[j * 4 + e];
+            float sc = ouro_f16_to_f32(scales[b * Q8_ROWS + i]) * a->s[(size_t)t * nb + b];
+            acc = fmaf((float)dot, sc, acc);
+        }
+        y[i] = acc;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Products: AVX2 (no VNNI needed)
+ *
+ * 32 bytes of quants (4 columns of 8 rows) at a time.  vpmaddubsw multiplies
+ * unsigned by signed bytes with 16-bit sums that could overflow for w_q + 128,
+ * so the signed w_q is used: |w_q| (unsigned) times x_q with w_q's sign
+ * (vpsignb); pairs then sum to at most 2 * 127 * 127, and vpmaddwd with ones
+ * adds the pairs into one 32-bit sum per row: sum_k w_q * x_q, the same
+ * integer as the reference's.
+ * ------------------------------------------------------------------------ */
+
+#define AVX2_Q_TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* One group, tokens t0 .. t0+nr-1 (nr 1 or 2); rows lo .. hi-1 stored. */
+AVX2_Q_TARGET static inline __attribute__((always_inline))
+void q8_group_avx2(int nr, float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
+                   int lo, int hi)
+{
+    int nb = a->nb;
+    const uint8_t *scales = g + (size_t)nb * Q8_QBYTES;
+    const __m256i bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256 f[2][2] = { { _mm256_setzero_ps(), _mm256_setzero_ps() },
+                       { _mm256_setzero_ps(), _mm256_setzero_ps() } };
+    for (int b = 0; b < nb; b++) {
+        __m256i ia[2][2] = { { _mm256_setzero_si256(), _mm256_setzero_si256() },
+                             { _mm256_setzero_si256(), _mm256_setzero_si256() } };
+        const uint8_t *qb = g + (size_t)b * Q8_QBYTES;
+        for (int j = 0; j < 8; j++) {
+            __m256i xb[2];
+            for (int t = 0; t < nr; t++) {
+                int32_t v;
+                memcpy(&v, a->q + ((size_t)(t0 + t) * nb + b) * Q8_BLOCK + 4 * j, 4);
+                xb[t] = _mm256_set1_epi32(v);
+            }
+            for (int h = 0; h < 2; h++) {
+                __m256i ws = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(qb + j * 64 + h * 32)), bias);
+                __m256i aw = _mm256_abs_epi8(ws);
+                for (int t = 0; t < nr; t++) {
+                    __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb[t], ws));
+                    ia[h][t] = _mm256_add_epi32(ia[h][t], _mm256_madd_epi16(p, ones));
+                }
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256 sw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(scales + b * 32 + h * 16)));
+            for (int t = 0; t < nr; t++) {
+                __m256 sc = _mm256_mul_ps(sw, _mm256_set1_ps(a->s[(size_t)(t0 + t) * nb + b]));
+                f[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), sc, f[h][t]);
+            }
+        }
+    }
+    for (int t = 0; t < nr; t++) {
+        _Alignas(32) float tmp[16];
+        _mm256_store_ps(tmp, f[0][t]);
+        _mm256_store_ps(tmp + 8, f[1][t]);
+        memcpy(y + (size_t)t * ldy + lo, tmp + lo, (size_t)(hi - lo) * sizeof(float));
+    }
+}
+
+AVX2_Q_TARGET static void q8_group_avx2_1(float *y, size_t ldy, const q8_act *a, int t0,
+                                          const uint8_t *g, int lo, int hi)
+{
+    q8_group_avx2(1, y, ldy, a, t0, g, lo, hi);
+}
+
+AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a, int t0,
+                                          const uint8_t *g, int lo, int hi)
+{
+    q8_group_avx2(2, y, ldy, a, t0, g, lo, hi);
+}
+
+/* ------------------------------------------------------------------------
+ * Products: AVX-512 VNNI
+ *
+ * A microkernel holds mg groups (16 rows each, one row per lane) by nr tokens
+ * of 32-bit block sums and f32 totals: per block it loads each 64-byte quad of
+ * quants once and feeds it to nr vpdpbusd (one per token, 4 bytes of x_q
+ * broadcast), so at nr = 6 one weight byte serves 6 tokens.  The block sums
+ * start at -128 * sum(x_q) and end as one fused multiply-add per group and
+ * token.  Rows outside the caller's range are masked off at the store.
+ * ------------------------------------------------------------------------ */
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+#define Q8_MG 4              /* most groups per microkernel */
+#define Q8_NR 6              /* most tokens per microkernel */
+
+VNNI_TARGET static inline __attribute__((always_inline))
+void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t0,
+                    const uint8_t *g, size_t gstride, const __mmask16 *mask)
+{
+    int nb = a->nb;
+    __m512 f[Q8_MG][Q8_NR];
+    #pragma GCC unroll 4
+    for (int m = 0; m < mg; m++)
+        #pragma GCC unroll 6
+        for (int t = 0; t < nr; t++)
+            f[m][t] = _mm512_setzero_ps();
+    const int8_t *xq = a->q + (size_t)t0 * nb * Q8_BLOCK;
+    const float *xs = a->s + (size_t)t0 * nb;
+    const int32_t *xc = a->c + (size_t)t0 * nb;
+    size_t ldq = (size_t)nb * Q8_BLOCK;
+    for (int b = 0; b < nb; b++) {
+        __m512i ia[Q8_MG][Q8_NR];
+        #pragma GCC unroll 6
+        for (int t = 0; t < nr; t++) {
+            __m512i c0 = _mm512_set1_epi32(xc[(size_t)t * nb + b]);
+            #pragma GCC unroll 4
+            for (int m = 0; m < mg; m++)
+                ia[m][t] = c0;
+        }
+        const uint8_t *qb = g + (size_t)b * Q8_QBYTES;
+        #pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i wv[Q8_MG];
+            #pragma GCC unroll 4
+            for (int m = 0; m < mg; m++)
+                wv[m] = _mm512_load_si512(qb + m * gstride + j * 64);
+            #pragma GCC unroll 6
+            for (int t = 0; t < nr; t++) {
+                int32_t v;
+                memcpy(&v, xq + (size_t)t * ldq + (size_t)b * Q8_BLOCK + 4 * j, 4);
+                __m512i xb = _mm512_set1_epi32(v);
+                #pragma GCC unroll 4
+                for (int m = 0; m < mg; m++)
+                    ia[m][t] = _mm512_dpbusd_epi32(ia[m][t], wv[m], xb);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int m = 0; m < mg; m++) {
+            __m512 sw = _mm512_cvtph_ps(_mm256_load_si256(
+                (const __m256i *)(g + m * gstride + (size_t)nb * Q8_QBYTES + (size_t)b * 32)));
+            #pragma GCC unroll 6
+            for (int t = 0; t < nr; t++) {
+                __m512 sc = _mm512_mul_ps(sw, _mm512_set1_ps(xs[(size_t)t * nb + b]));
+                f[m][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[m][t]), sc, f[m][t]);
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int m = 0; m < mg; m++)
+        #pragma GCC unroll 6
+        for (int t = 0; t < nr; t++)
+            _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q8_ROWS, mask[m], f[m][t]);
+}
+
+typedef void (*q8_kernel_fn)(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
+                             size_t gstride, const __mmask16 *mask);
+
+#define Q8K(MG, NR) \
+    VNNI_TARGET static void q8k_##MG##x##NR(float *y, size_t ldy, const q8_act *a, int t0, \
+        const uint8_t *g, size_t gstride, const __mmask16 *mask) \
+    { q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask); }
+Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
+Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
+Q8K(4, 1)
+
+static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 or 2 */
+    { q8k_1x1, q8k_1x2, q8k_1x3, q8k_1x4, q8k_1x5, q8k_1x6 },
+    { q8k_2x1, q8k_2x2, q8k_2x3, q8k_2x4, q8k_2x5, q8k_2x6 },
+};
+
+static bool have_vnni(void)
+{
+    static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
+    if (!have) {
+        __builtin_cpu_init();
+        have = ouro_simd() == OURO_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")
+               && __builtin_cpu_supports("avx512vl") ? 2 : 1;
+    }
+    return have == 2;
+}
+
+/* ------------------------------------------------------------------------
+ * Rows of a product
+ * ------------------------------------------------------------------------ */
+
+/* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w, on the calling
+ * thread; groups that straddle r0 or r1 are computed whole and stored in part. */
+static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in, int d_out,
+                    int r0, int r1)
+{
+    size_t gb = ouro_q8_group_bytes(d_in);
+    int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
+    int path = have_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
+    int n_tiles = (n + Q8_NR - 1) / Q8_NR;
+    int mg = n == 1 ? 4 : 2;
+    for (int g = g0; g < g1; g += mg) {
+        int cnt = g1 - g < mg ? g1 - g : mg;
+        int lo[Q8_MG], hi[Q8_MG];
+        __mmask16 mask[Q8_MG];
+        for (int m = 0; m < cnt; m++) {
+            int base = (g + m) * Q8_ROWS;
+            lo[m] = r0 > base ? r0 - base : 0;
+            hi[m] = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
+            mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
+        }
+        const uint8_t *gp = w + (size_t)g * gb;
+        float *yg = y + (size_t)g * Q8_ROWS;
+        if (path == 2) {
+            if (n == 1 && cnt == 4) {
+                q8k_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
+                continue;
+            }
+            for (int ti = 0; ti < n_tiles; ti++) {
+                int t0 = (int)((long)n * ti / n_tiles), t1 = (int)((long)n * (ti + 1) / n_tiles);
+                for (int m0 = 0; m0 < cnt; m0 += 2) {
+                    int mc = cnt - m0 < 2 ? cnt - m0 : 2;
+                    q8_kernels[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
+                                                   (size_t)d_out, a, t0, gp + m0 * gb, gb, mask + m0);
+                }
+            }
+            continue;
+        }
+        for (int m = 0; m < cnt; m++) {
+            const uint8_t *gm = gp + m * gb;
+            float *ym = yg + m * Q8_ROWS;
+            int t = 0;
+            if (path == 1)
+                for (; t + 2 <= n; t += 2)
+                    q8_group_avx2_2(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+            for (; t < n; t++) {
+                if (path == 1)
+                    q8_group_avx2_1(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+                else
+                    q8_group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
+            }
+        }
+    }
+}
+
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
+{
+    (void)q8_act_make(ws, x, n, d_in);
+}
+
+void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1)
+{
+    int nb = q8_nb(d_in);
+    const int8_t *q = (const int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    const float *s = (const float *)(q + (size_t)n * nb * Q8_BLOCK);
+    q8_act a = { q, s, (const int32_t *)(s + (size_t)n * nb), nb };
+    q8_rows(y, &a, w, n, d_in, d_out, r0, r1);
+}
