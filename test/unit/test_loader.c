@@ -192,11 +192,11 @@ static bool sf_load(const char *path, sfile *s)
     return s->hdr != NULL;
 }
 
-/* Serialises s (header padded with spaces to a multiple of 8) and frees it. */
-static bool sf_save(const char *path, sfile *s)
+/* Serialises s (8 + header padded with spaces to a multiple of align) and frees it. */
+static bool sf_save_aligned(const char *path, sfile *s, size_t align)
 {
     char *h = cJSON_PrintUnformatted(s->hdr);
-    size_t hl = strlen(h), padded = (hl + 7) / 8 * 8;
+    size_t hl = strlen(h), padded = (8 + hl + align - 1) / align * align - 8;
     size_t n = 8 + padded + s->size;
     uint8_t *b = malloc(n);
     for (int i = 0; i < 8; i++)
@@ -211,6 +211,12 @@ static bool sf_save(const char *path, sfile *s)
     free(s->data);
     memset(s, 0, sizeof *s);
     return ok;
+}
+
+/* Serialises s (header padded with spaces to a multiple of 8) and frees it. */
+static bool sf_save(const char *path, sfile *s)
+{
+    return sf_save_aligned(path, s, 8);
 }
 
 static void sf_free(sfile *s)
@@ -1412,6 +1418,133 @@ static void check_bad_config(void)
  * Main
  * ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------
+ * q8 folders written by ouro_convert_q8, and what the loader refuses in them
+ * ------------------------------------------------------------------------ */
+
+/* A fresh copy of the q8 folder q8dir; returns its path (static storage). */
+static const char *new_q8_case(const char *q8dir)
+{
+    static char dir[PATH_MAX];
+    spath(dir, "%s/case%03d-q8", root, ++n_cases);
+    mkdir(dir, 0755);
+    const char *files[] = { "config.json", "model.safetensors", "tokenizer.json" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char from[PATH_MAX];
+        spath(from, "%s/%s", q8dir, files[i]);
+        copy_file(from, pj(dir, files[i]));
+    }
+    return dir;
+}
+
+static void check_q8(void)
+{
+    char q8[PATH_MAX], src[PATH_MAX], f[PATH_MAX];
+    spath(q8, "%s/q8-" MHA, root);
+    spath(src, "%s/" MHA, srcdir);
+    ouro_error err = {0};
+    if (!check(ouro_convert_q8(src, q8, 1, &err) == OURO_OK, "q8: ouro_convert_q8 writes " MHA)) {
+        check_note("%s", err.message);
+        return;
+    }
+    ouro_model *m = NULL;
+    if (check(ouro_model_load(q8, &m, &err) == OURO_OK, "q8: the converted folder loads")) {
+        const ouro_config *c = ouro_model_config(m);
+        check(c->dtype == OURO_Q8, "q8: the model's matrices are q8");
+        /* the matrices are used in place: their pointers lie inside the mapping */
+        sfile s;
+        spath(f, "%s/model.safetensors", q8);
+        sf_load(f, &s);
+        check(check_tensor_at(m, f, &s, "model.layers.1.mlp.down_proj.weight", &m->layers[1].w_down) == 1
+              && check_tensor_at(m, f, &s, "model.embed_tokens.weight", &m->embed) == 1
+              && check_tensor_at(m, f, &s, "model.norm.weight", &m->norm) == 1,
+              "q8: tensors are used in place in the mapped file");
+        check((uintptr_t)m->layers[0].wq.data % 64 == 0 && (uintptr_t)m->lm_head.data % 64 == 0,
+              "q8: matrices are 64-byte aligned");
+        sf_free(&s);
+        ouro_model_free(m);
+    } else {
+        check_note("%s", err.message);
+    }
+
+    /* conversions refused */
+    char other[PATH_MAX];
+    spath(other, "%s/q8-again", root);
+    check(ouro_convert_q8(q8, other, 1, &err) == OURO_ERR_ARG && strstr(err.message, "already q8"),
+          "q8: converting a q8 folder again is refused (%s)", err.message);
+    check(ouro_convert_q8(src, src, 1, &err) == OURO_ERR_ARG,
+          "q8: converting a folder onto itself is refused (%s)", err.message);
+    spath(other, "%s/q8-sharded-dst", root);
+    mkdir(other, 0755);
+    write_str(pj(other, INDEX), "{}");
+    check(ouro_convert_q8(src, other, 1, &err) == OURO_ERR_ARG && strstr(err.message, INDEX),
+          "q8: a destination holding a sharded index is refused (%s)", err.message);
+    spath(other, "%s/no-such-model", root);
+    check(ouro_convert_q8(other, q8, 1, &err) == OURO_ERR_IO,
+          "q8: a missing source is an I/O error (%s)", err.message);
+    spath(other, "%s/q8-" GQA, root);
+    spath(f, "%s/" GQA, srcdir);
+    check(ouro_convert_q8(f, other, 1, &err) == OURO_OK, "q8: an f32 tied model converts too");
+
+    /* files the loader refuses */
+    sfile s;
+    const char *d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    set_item(tensor(&s, "__metadata__"), "ouro.quantization", cJSON_CreateString("q4"));
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q8: an unknown quantization in __metadata__", d, OURO_ERR_UNSUPPORTED, "q4", NULL);
+
+    d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    cJSON_DeleteItemFromObjectCaseSensitive(s.hdr, "__metadata__");
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q8: U8 matrices without the q8 mark", d, OURO_ERR_UNSUPPORTED,
+                "model.embed_tokens.weight", "U8", NULL);
+
+    d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {
+        cJSON *t = tensor(&s, "model.layers.0.self_attn.q_proj.weight");
+        cJSON *sh = cJSON_GetObjectItem(t, "shape");
+        double r = cJSON_GetArrayItem(sh, 0)->valuedouble, c = cJSON_GetArrayItem(sh, 1)->valuedouble;
+        /* the same bytes as a shape that does not describe the matrix */
+        set_item(t, "shape", nums(2, r * 2, c / 2));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q8: a q8 matrix of the wrong shape", d, OURO_ERR_FORMAT,
+                "model.layers.0.self_attn.q_proj.weight", "(q8)", NULL);
+
+    d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {
+        cJSON *t = tensor(&s, "model.norm.weight");
+        double n = off1(t) - off0(t);   /* the same bytes, read as U8 */
+        set_item(t, "dtype", cJSON_CreateString("U8"));
+        set_item(t, "shape", nums(1, n, 0));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q8: a norm stored as U8", d, OURO_ERR_FORMAT, "model.norm.weight", "only matrices", NULL);
+
+    d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {
+        cJSON *t = tensor(&s, "model.layers.1.mlp.up_proj.weight");
+        size_t n = (size_t)(off1(t) - off0(t));
+        size_t pad = (64 - s.size % 64) % 64 + 32;   /* data offset 32 past a 64-byte boundary */
+        sf_append(&s, NULL, pad);
+        size_t at = sf_append(&s, s.data + (size_t)off0(t), n);
+        set_item(t, "data_offsets", nums(2, (double)at, (double)(at + n)));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q8: a q8 matrix not aligned to 64 bytes", d, OURO_ERR_FORMAT,
+                "model.layers.1.mlp.up_proj.weight", "64 bytes", NULL);
+
+    d = new_q8_case(q8);
+    sf_load(pj(d, "model.safetensors"), &s);
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_ok("q8: the same file written again by the test's own writer", d);
+}
+
 int main(void)
 {
     if (!realpath(MODELS, srcdir)) {
@@ -1432,6 +1565,7 @@ int main(void)
     check_bad_files();
     check_bad_shards();
     check_bad_config();
+    check_q8();
 
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     struct stat st;
