@@ -160,7 +160,8 @@ static void cost_init(cost *c, const ouro_config *cfg, int steps)
 {
     double D = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
     double QD = (double)cfg->num_heads * cfg->head_dim, KD = (double)cfg->num_kv_heads * cfg->head_dim;
-    double el = cfg->dtype == OURO_F32 ? 4 : 2;
+    /* q8: 512 bytes of quants and 32 of f16 scales per 512 weights (core/quant.c) */
+    double el = cfg->dtype == OURO_F32 ? 4 : cfg->dtype == OURO_Q8 ? 544.0 / 512.0 : 2;
     c->layer_params = D * QD + 2 * D * KD + QD * D + 3 * D * I;
     c->n_layers = cfg->num_layers;
     c->steps = steps;
@@ -242,6 +243,7 @@ typedef struct bench {
     const char *adaptive;   /* comma-separated checkpoint folders, or NULL */
     float threshold;
     int skip_load;
+    int skip_kernels;           /* --skip-kernels: no ouro_matmul figures */
     double budget, t_start;   /* seconds the run may take (0: no limit), and when it started */
     double kv_peak;     /* largest KV cache allocated, bytes */
 } bench;
@@ -304,6 +306,46 @@ static void bench_kernels(const bench *b)
         print_share(gf, b->gemm, "sgemm peak");
         printf("\n");
     }
+
+    /* the same matrix as q8 (8-bit weights and activations, VNNI where the CPU has it) */
+    printf("\n== ouro_matmul, q8 weights (8-bit activations), %d threads ==\n", b->threads);
+    size_t qbytes = ouro_q8_bytes(d_big, d_in), gb = ouro_q8_group_bytes(d_in);
+    uint8_t *q = aligned_alloc(64, (qbytes + 63) / 64 * 64);
+    float *rows = malloc(sizeof(float) * 16 * d_in);
+    if (q && rows) {
+        for (int g = 0; g < d_big / 16; g++) {
+            for (size_t i = 0; i < (size_t)16 * d_in; i++)
+                rows[i] = ouro_bf16_to_f32(w[(size_t)g * 16 * d_in + i]);
+            ouro_q8_quantize_group(q + (size_t)g * gb, rows, 16, d_in);
+        }
+        best = 1e30;
+        for (int r = 0; r < 4; r++) {
+            double t0 = now_s();
+            ouro_matmul(y, x, q, OURO_Q8, 1, d_in, d_big, b->threads);
+            double dt = now_s() - t0;
+            if (r > 0 && dt < best)
+                best = dt;
+        }
+        gbs = qbytes / best / 1e9;
+        printf("  1 x %d -> %d (decode, weights streamed)   %7.1f GB/s", d_in, d_big, gbs);
+        print_share(gbs, b->bw, "memory bandwidth");
+        printf("\n");
+        for (int k = 0; k < 2; k++) {
+            best = 1e30;
+            for (int r = 0; r < 3; r++) {
+                double t0 = now_s();
+                ouro_matmul(y, x, q, OURO_Q8, ns[k], d_in, d_out, b->threads);
+                double dt = now_s() - t0;
+                if (r > 0 && dt < best)
+                    best = dt;
+            }
+            double gop = 2.0 * ns[k] * d_in * d_out / best / 1e9;
+            printf("  %d x %d -> %d (prefill-shaped)        %7.1f GOP/s (int8)\n", ns[k], d_in, d_out, gop);
+        }
+    } else {
+        printf("  out of memory\n");
+    }
+    free(q); free(rows);
     free(w); free(x); free(y);
 }
 
@@ -715,7 +757,7 @@ static void usage(void)
             "usage: model_bench --model DIR [--threads N] [--bw GB/s] [--gemm GFLOP/s]\n"
             "                   [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
             "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
-            "                   [--skip-load] [--budget SECONDS]\n");
+            "                   [--skip-load] [--skip-kernels] [--budget SECONDS]\n");
 }
 
 int main(int argc, char **argv)
@@ -730,6 +772,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--skip-load")) { b.skip_load = 1; continue; }
+        if (!strcmp(a, "--skip-kernels")) { b.skip_kernels = 1; continue; }
         if (!v) { usage(); return 2; }
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
@@ -762,7 +805,8 @@ int main(int argc, char **argv)
         b.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("ouro %s, build %s\n", ouro_version(), ouro_build_info());
     printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
-                                                                   : "exact (f32 activations)");
+                                                                   : "exact (f32 activations), "
+                                                                     "or 8-bit for q8 weights");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, GEMM %.1f GFLOP/s; load average %.2f\n",
            b.model_dir, b.threads, b.bw, b.gemm, load_avg());
     fflush(stdout);
@@ -785,7 +829,8 @@ int main(int argc, char **argv)
     printf("\nmodel: %d layers x %d loop steps, hidden %d, vocab %d, %s; %.2f GB of layer weights "
            "(read once per step) + %.2f GB lm_head; %.2f GB of files\n",
            cfg->num_layers, cfg->total_ut_steps, cfg->hidden_size, cfg->vocab_size,
-           cfg->dtype == OURO_BF16 ? "bf16" : cfg->dtype == OURO_F16 ? "f16" : "f32",
+           cfg->dtype == OURO_BF16 ? "bf16" : cfg->dtype == OURO_F16 ? "f16"
+           : cfg->dtype == OURO_Q8 ? "q8 (8-bit weights and activations)" : "f32",
            c.layers_bytes / 1e9, c.head_bytes / 1e9, total / 1e9);
     fflush(stdout);
 
@@ -805,7 +850,8 @@ int main(int argc, char **argv)
 
     bench_adaptive(&b, m, &c);
     ouro_model_free(m);
-    bench_kernels(&b);
+    if (!b.skip_kernels)
+        bench_kernels(&b);
     printf("\nload average at the end: %.2f (other work on the machine slows every figure)\n",
            load_avg());
     return 0;

@@ -16,6 +16,9 @@
 #   OURO_BENCH_BUDGET    seconds the model figures may take; longer ones are skipped (default 780)
 #   OURO_BENCH_QUICK=1   a smoke run: short prompts, 2 tokens, batches 4 and 8
 #   OURO_BENCH_GGUF      a GGUF of the same model for llama-bench (else models/synthetic/*.gguf)
+#
+# The q8 figures run on models/synthetic/ouro-1.4b-q8, which `ouro convert` writes from the
+# synthetic checkpoint when it is absent or older.
 #   OURO_BENCH_TORCH_CODE  folder with modeling_ouro.py / configuration_ouro.py for PyTorch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -84,7 +87,22 @@ else
     BARGS=(--prefill 64,256 --decode 8 --batch 8,16 --batch-steps 2)
 fi
 "$B/model_bench" --model "$MODEL" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
-    --budget "$BUDGET" --skip-load --precision bf16 "${BARGS[@]}"
+    --budget "$BUDGET" --skip-load --skip-kernels --precision bf16 "${BARGS[@]}"
+echo
+
+# --- q8 weights (ouro convert), approximate like llama.cpp's Q8_0 ----------
+Q8=$SYN/ouro-1.4b-q8
+echo "== ouro on $Q8: q8 weights from ouro convert (8-bit weights and activations, approximate) =="
+if [ ! -f "$Q8/model.safetensors" ] || [ "$MODEL/model.safetensors" -nt "$Q8/model.safetensors" ]; then
+    build/ouro convert --model "$MODEL" --out "$Q8" --threads "$THREADS"
+fi
+if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
+    QARGS=(--prefill 16,64 --decode 2 --batch 4,8 --batch-steps 1)
+else
+    QARGS=(--prefill 64,256,1024 --decode 8 --batch 4,8,16,32 --batch-steps 2)
+fi
+"$B/model_bench" --model "$Q8" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
+    --budget "$BUDGET" --skip-kernels "${QARGS[@]}"
 echo
 
 # --- tokenizer and SQL batching ---------------------------------------------
