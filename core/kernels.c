@@ -11,6 +11,7 @@
  * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
  * are one dot product per (row, token).  test/bench/matmul_bench.c times it
  * and, with --check, compares every path with a double-precision reference.
+ * Q8 weights (written by `ouro convert`) are handed to core/quant.c.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -752,7 +753,8 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void
     void *buf = ws && ws->bytes >= need ? ws->buf : NULL;
     *owned = NULL;
     if (!buf && !(buf = *owned = malloc(need))) {
-        ouro_log(0, "ouro: out of memory for %zu bytes of quantized activations", need);
+        ouro_log(OURO_LOG_WARNING, "out of memory for %zu bytes of quantized activations; "
+                 "the product is NaN", need);
         return NULL;
     }
     ouro_q8_prepare(buf, x, n, d_in);
