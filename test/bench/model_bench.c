@@ -261,7 +261,43 @@ static void print_share(double achieved, double limit, const char *what)
         printf("  (%.0f%% of %s)", 100.0 * achieved / limit, what);
 }
 
-/* ouro_matmul on bf16 weights: GB/s streamed for n = 1 and GFLOP/s for n = 64, 256. */
+/* Best time of reps - 1 calls of ouro_matmul (the first call warms up). */
+static double time_matmul(float *y, const float *x, const void *w, ouro_dtype dt, int n, int d_in,
+                          int d_out, int threads, int reps)
+{
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        ouro_matmul(y, x, w, dt, n, d_in, d_out, threads);
+        double dt_s = now_s() - t0;
+        if (r > 0 && dt_s < best)
+            best = dt_s;
+    }
+    return best;
+}
+
+/* One dtype's figures: GB/s streamed over (d_big, d_in) of `bytes` bytes at n = 1, and
+ * GOP/s for n = 64, 256 over its first d_out rows. */
+static void kernel_figures(const bench *b, const void *w, ouro_dtype dt, size_t bytes, float *y,
+                           const float *x, int d_in, int d_big, int d_out, const char *ops)
+{
+    double gbs = bytes / time_matmul(y, x, w, dt, 1, d_in, d_big, b->threads, 4) / 1e9;
+    printf("  1 x %d -> %d (decode, weights streamed)   %7.1f GB/s", d_in, d_big, gbs);
+    print_share(gbs, b->bw, "memory bandwidth");
+    printf("\n");
+    int ns[] = {64, 256};
+    for (int k = 0; k < 2; k++) {
+        double best = time_matmul(y, x, w, dt, ns[k], d_in, d_out, b->threads, 3);
+        double gf = 2.0 * ns[k] * d_in * d_out / best / 1e9;
+        printf("  %d x %d -> %d (prefill-shaped)        %7.1f %s", ns[k], d_in, d_out, gf, ops);
+        if (dt != OURO_Q8)
+            print_share(gf, b->gemm, "sgemm peak");
+        printf("\n");
+    }
+}
+
+/* ouro_matmul on bf16 weights, then the same matrix as q8: GB/s streamed for n = 1 and
+ * GFLOP/s (GOP/s for q8) for n = 64, 256. */
 static void bench_kernels(const bench *b)
 {
     printf("\n== ouro_matmul, bf16 weights (f32 activations), %d threads ==\n", b->threads);
@@ -279,33 +315,7 @@ static void bench_kernels(const bench *b)
         w[i] = (uint16_t)(0x3C00 + (i * 7919) % 512);   /* small normal bf16 values */
     for (size_t i = 0; i < 256 * (size_t)d_in; i++)
         x[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t0 = now_s();
-        ouro_matmul(y, x, w, OURO_BF16, 1, d_in, d_big, b->threads);
-        double dt = now_s() - t0;
-        if (r > 0 && dt < best)
-            best = dt;
-    }
-    double gbs = wn * 2 / best / 1e9;
-    printf("  1 x %d -> %d (decode, weights streamed)   %7.1f GB/s", d_in, d_big, gbs);
-    print_share(gbs, b->bw, "memory bandwidth");
-    printf("\n");
-    int ns[] = {64, 256};
-    for (int k = 0; k < 2; k++) {
-        best = 1e30;
-        for (int r = 0; r < 3; r++) {
-            double t0 = now_s();
-            ouro_matmul(y, x, w, OURO_BF16, ns[k], d_in, d_out, b->threads);
-            double dt = now_s() - t0;
-            if (r > 0 && dt < best)
-                best = dt;
-        }
-        double gf = 2.0 * ns[k] * d_in * d_out / best / 1e9;
-        printf("  %d x %d -> %d (prefill-shaped)        %7.1f GFLOP/s", ns[k], d_in, d_out, gf);
-        print_share(gf, b->gemm, "sgemm peak");
-        printf("\n");
-    }
+    kernel_figures(b, w, OURO_BF16, wn * 2, y, x, d_in, d_big, d_out, "GFLOP/s");
 
     /* the same matrix as q8 (8-bit weights and activations, VNNI where the CPU has it) */
     printf("\n== ouro_matmul, q8 weights (8-bit activations), %d threads ==\n", b->threads);
@@ -318,30 +328,7 @@ static void bench_kernels(const bench *b)
                 rows[i] = ouro_bf16_to_f32(w[(size_t)g * 16 * d_in + i]);
             ouro_q8_quantize_group(q + (size_t)g * gb, rows, 16, d_in);
         }
-        best = 1e30;
-        for (int r = 0; r < 4; r++) {
-            double t0 = now_s();
-            ouro_matmul(y, x, q, OURO_Q8, 1, d_in, d_big, b->threads);
-            double dt = now_s() - t0;
-            if (r > 0 && dt < best)
-                best = dt;
-        }
-        gbs = qbytes / best / 1e9;
-        printf("  1 x %d -> %d (decode, weights streamed)   %7.1f GB/s", d_in, d_big, gbs);
-        print_share(gbs, b->bw, "memory bandwidth");
-        printf("\n");
-        for (int k = 0; k < 2; k++) {
-            best = 1e30;
-            for (int r = 0; r < 3; r++) {
-                double t0 = now_s();
-                ouro_matmul(y, x, q, OURO_Q8, ns[k], d_in, d_out, b->threads);
-                double dt = now_s() - t0;
-                if (r > 0 && dt < best)
-                    best = dt;
-            }
-            double gop = 2.0 * ns[k] * d_in * d_out / best / 1e9;
-            printf("  %d x %d -> %d (prefill-shaped)        %7.1f GOP/s (int8)\n", ns[k], d_in, d_out, gop);
-        }
+        kernel_figures(b, q, OURO_Q8, qbytes, y, x, d_in, d_big, d_out, "GOP/s (int8)");
     } else {
         printf("  out of memory\n");
     }
