@@ -189,17 +189,27 @@ AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c,
     *c = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
 }
 
-/* Quantizes x (n, d_in) into ws (ouro_q8_act_bytes(n, d_in) bytes). */
-static q8_act q8_act_make(void *ws, const float *x, int n, int d_in)
+/* The activation blocks of n tokens of d_in values inside ws (laid out for
+ * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, then c). */
+static q8_act q8_act_at(const void *ws, int n, int d_in)
 {
     int nb = q8_nb(d_in);
-    int8_t *q = (int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    float *s = (float *)(q + (size_t)n * nb * Q8_BLOCK);
-    int32_t *c = (int32_t *)(s + (size_t)n * nb);
+    const int8_t *q = (const int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
+    const float *s = (const float *)(q + (size_t)n * nb * Q8_BLOCK);
+    return (q8_act){ q, s, (const int32_t *)(s + (size_t)n * nb), nb };
+}
+
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
+{
+    q8_act a = q8_act_at(ws, n, d_in);
+    /* the views are read-only for the kernels; here they are filled */
+    int8_t *q = (int8_t *)a.q;
+    float *s = (float *)a.s;
+    int32_t *c = (int32_t *)a.c;
     bool v512 = ouro_simd() == OURO_SIMD_AVX512;
     for (int t = 0; t < n; t++)
-        for (int b = 0; b < nb; b++) {
-            size_t i = (size_t)t * nb + b;
+        for (int b = 0; b < a.nb; b++) {
+            size_t i = (size_t)t * a.nb + b;
             int len = d_in - b * Q8_BLOCK < Q8_BLOCK ? d_in - b * Q8_BLOCK : Q8_BLOCK;
             const float *xb = x + (size_t)t * d_in + (size_t)b * Q8_BLOCK;
             if (v512)
@@ -207,7 +217,6 @@ static q8_act q8_act_make(void *ws, const float *x, int n, int d_in)
             else
                 q8_act_block(q + i * Q8_BLOCK, s + i, c + i, xb, len);
         }
-    return (q8_act){ q, s, c, nb };
 }
 
 /* ------------------------------------------------------------------------
@@ -466,16 +475,8 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
     }
 }
 
-void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
-{
-    (void)q8_act_make(ws, x, n, d_in);
-}
-
 void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1)
 {
-    int nb = q8_nb(d_in);
-    const int8_t *q = (const int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
-    const float *s = (const float *)(q + (size_t)n * nb * Q8_BLOCK);
-    q8_act a = { q, s, (const int32_t *)(s + (size_t)n * nb), nb };
+    q8_act a = q8_act_at(ws, n, d_in);
     q8_rows(y, &a, w, n, d_in, d_out, r0, r1);
 }
