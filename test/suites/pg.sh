@@ -17,6 +17,11 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
+# The extension is installed into the one server the machine has: two checkouts running
+# this suite at once would replace each other's library, so runs take turns.
+exec 9>/tmp/ouro-pg-suite.lock
+flock 9
+
 n=0 failed=0
 ok()     { n=$((n + 1)); echo "ok $n - pg: $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg: $*"; }
