@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define OURO_VERSION "0.1.0"
+#define OURO_VERSION "0.2.0"
 #define OURO_MAX_LOOPS 16   /* most loop steps a forward pass may run */
 
 /* ------------------------------------------------------------------------
@@ -68,7 +68,7 @@ void ouro_set_log(ouro_log_fn fn, void *ctx);
 /* Releases memory that an ouro function handed to the caller (malloc'd). */
 void ouro_free(void *p);
 
-/* "0.1.0" */
+/* "0.2.0" */
 const char *ouro_version(void);
 
 /* JSON object describing the build: {"version", "simd", "openmp", "blas",

@@ -7,7 +7,7 @@
  * copies what the core returned into palloc'd memory before anything can
  * raise an ERROR, so that no core allocation leaks on a longjmp.
  *
- * Order follows sql/ouro--0.1.0.sql: argument helpers, generation
+ * Order follows sql/ouro--0.2.0.sql: argument helpers, generation
  * (ouro_generate, ouro_chat, ouro_generate_detail, ouro_generate_batch),
  * classification (with the batch forms), depth, tokenizer, information,
  * model registration.
@@ -1245,7 +1245,7 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(pg_ouro_version);
 
-/* ouro_version() -> text: "0.1.0". */
+/* ouro_version() -> text: "0.2.0". */
 Datum
 pg_ouro_version(PG_FUNCTION_ARGS)
 {

@@ -1643,7 +1643,7 @@ static void fn_model_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, out, -1, cJSON_free);
 }
 
-/* ouro_version() -> "0.1.0". */
+/* ouro_version() -> "0.2.0". */
 static void fn_version(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;

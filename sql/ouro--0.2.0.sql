@@ -1,0 +1,241 @@
+/*
+ * ouro--0.2.0.sql -- install script of the PostgreSQL extension ouro 0.2.0.
+ *
+ * The SQL surface shared with the SQLite extension (shared design:
+ * sql-surface.md): every function with named arguments and defaults, so
+ * `ouro_generate(prompt, max_loops := 4)` works.  A NULL option means its
+ * default (the matching ouro.* setting, else the model's own), so nothing
+ * that takes options is STRICT; a NULL prompt or input gives NULL.
+ *
+ * Volatility: anything that runs or reads a model is VOLATILE (the files and
+ * ouro.* settings may change between calls, and a call is too costly for the
+ * planner to repeat or fold); the tokenizer functions are STABLE (cheap, and
+ * fixed within a statement).  Everything that only reads the model and the
+ * settings is PARALLEL SAFE: each parallel worker maps the same weights.
+ * ouro_model_info is PARALLEL RESTRICTED (it reports this backend's cache);
+ * registration writes a table and is PARALLEL UNSAFE.
+ */
+
+-- complain if the script is sourced in psql rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION ouro" to load this file. \quit
+
+-- Named models: read by the functions' C code with no privilege check, so
+-- PUBLIC needs (and gets) no privilege on the table itself.
+CREATE TABLE ouro_models (
+    name text PRIMARY KEY CHECK (name <> ''),
+    path text NOT NULL CHECK (path LIKE '/%')
+);
+REVOKE ALL ON ouro_models FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('ouro_models', '');
+COMMENT ON TABLE ouro_models IS
+'Models registered by superusers with ouro_register_model(name, path); the model argument of every function selects one by name.';
+
+-- Generation ----------------------------------------------------------------
+
+CREATE FUNCTION ouro_generate(
+    prompt text,
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ouro_generate'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_generate(text, int, int, float8, float8, bigint, text[], text) IS
+'Continues prompt as raw text. max_loops 1..16 (NULL: ouro.max_loops, else the model''s total_ut_steps), max_tokens (NULL: ouro.max_tokens), temperature 0..100 (0 = greedy), exit_threshold 0..1 (adaptive depth, see ouro.depth; NULL: ouro.exit_threshold, else the model''s rule), seed (NULL: fixed), stop strings, model (a registered name; NULL: ouro.model_path). NULL prompt gives NULL.';
+
+CREATE FUNCTION ouro_chat(
+    message text,
+    system text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ouro_chat'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_chat(text, text, int, int, float8, float8, bigint, text[], text) IS
+'Wraps message (and system) in the model''s chat template and returns the assistant''s reply; options as ouro_generate. NULL message gives NULL.';
+
+CREATE FUNCTION ouro_generate_detail(
+    prompt text,
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL,
+    OUT text text,
+    OUT n_tokens int,
+    OUT exit_steps int[],
+    OUT mean_depth float8,
+    OUT stop_reason text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pg_ouro_generate_detail'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_generate_detail(text, int, int, float8, float8, bigint, text[], text) IS
+'As ouro_generate, with the depth spent: the text, its number of new tokens, for each token the 1-based loop step that gave its logits, their mean, and why generation stopped (length, eos, stop). NULL prompt gives NULL.';
+
+-- Batching rows ---------------------------------------------------------------
+-- Array forms: item i of the result belongs to item i of the array (same
+-- subscripts; NULL items give NULL).  Build the array with array_agg(... ORDER
+-- BY key) and match results back with unnest(ids, results) or WITH
+-- ORDINALITY.  They run ouro.batch_size sequences at once.
+
+CREATE FUNCTION ouro_generate_batch(
+    prompts text[],
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'pg_ouro_generate_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 1000000;
+COMMENT ON FUNCTION ouro_generate_batch(text[], int, int, float8, float8, bigint, text[], text) IS
+'ouro_generate for every prompt of a one-dimensional array, decoded together ouro.batch_size prompts at a time (more run in waves): item i is ouro_generate(prompts[i], ...) with the same options and the same text. NULL items give NULL items, an empty array an empty array, NULL prompts NULL; under ouro.on_error = null a bad item gives NULL and a WARNING.';
+
+-- Classification ------------------------------------------------------------
+
+CREATE FUNCTION ouro_classify(
+    input text,
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ouro_classify'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION ouro_classify(text, text[], text, int, text) IS
+'The label (one of labels, 1..10000 non-NULL items) the model finds most likely for input, scored as continuations of a chat prompt; never free-generates. NULL input or labels gives NULL.';
+
+CREATE FUNCTION ouro_classify_scores(
+    input text,
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pg_ouro_classify_scores'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION ouro_classify_scores(text, text[], text, int, text) IS
+'{"label": probability, ...} for every label (they sum to 1); arguments as ouro_classify. NULL input or labels gives NULL.';
+
+CREATE FUNCTION ouro_classify_batch(
+    inputs text[],
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'pg_ouro_classify_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_classify_batch(text[], text[], text, int, text) IS
+'ouro_classify for every input of a one-dimensional array: the prompt tokens the inputs share are computed once, and max(ouro.batch_size, labels + 1) sequences run inputs together. Item i is ouro_classify(inputs[i], ...); NULL items give NULL items, an empty array an empty array, NULL inputs or labels NULL.';
+
+CREATE FUNCTION ouro_classify_scores_batch(
+    inputs text[],
+    labels text[],
+    instruction text DEFAULT NULL,
+    max_loops int DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS jsonb[]
+AS 'MODULE_PATHNAME', 'pg_ouro_classify_scores_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_classify_scores_batch(text[], text[], text, int, text) IS
+'ouro_classify_scores for every input of a one-dimensional array, computed as ouro_classify_batch does; item i is ouro_classify_scores(inputs[i], ...). NULL items give NULL items, an empty array an empty array, NULL inputs or labels NULL.';
+
+-- Depth ---------------------------------------------------------------------
+
+CREATE FUNCTION ouro_depth(
+    input text,
+    exit_threshold float8 DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS float8
+AS 'MODULE_PATHNAME', 'pg_ouro_depth'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION ouro_depth(text, float8, text) IS
+'Loop steps the exit gate spends on input: the mean over its tokens of the expected exit step, or with exit_threshold 0..1 of the Q-exit step. NULL input, or input without tokens, gives NULL.';
+
+CREATE FUNCTION ouro_token_depths(
+    input text,
+    exit_threshold float8 DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS TABLE (pos int, token text, exit_pdf float8[], expected_depth float8, exit_step int)
+AS 'MODULE_PATHNAME', 'pg_ouro_token_depths'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000 ROWS 32;
+COMMENT ON FUNCTION ouro_token_depths(text, float8, text) IS
+'The exit gate token by token: 0-based pos, the token''s text, its exit probability per loop step, its expected exit step and its 1-based Q-exit step. NULL input gives no rows.';
+
+-- Tokenizer -----------------------------------------------------------------
+
+CREATE FUNCTION ouro_tokenize(input text, model text DEFAULT NULL)
+RETURNS int[]
+AS 'MODULE_PATHNAME', 'pg_ouro_tokenize'
+LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION ouro_tokenize(text, text) IS
+'The model''s token ids for input (no special tokens added). NULL input gives NULL.';
+
+CREATE FUNCTION ouro_detokenize(ids int[], model text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ouro_detokenize'
+LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION ouro_detokenize(int[], text) IS
+'The text of token ids (0 .. vocabulary size - 1; special tokens kept, so it inverts ouro_tokenize). NULL ids gives NULL.';
+
+CREATE FUNCTION ouro_token_count(input text, model text DEFAULT NULL)
+RETURNS int
+AS 'MODULE_PATHNAME', 'pg_ouro_token_count'
+LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION ouro_token_count(text, text) IS
+'Number of tokens of input. NULL input gives NULL.';
+
+-- Information ---------------------------------------------------------------
+
+CREATE FUNCTION ouro_model_info(model text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pg_ouro_model_info'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION ouro_model_info(text) IS
+'The model (NULL: ouro.model_path): config, parameter count, dtypes, file and mapped bytes, and this backend''s state: loaded_in_process (before this call), loads, load_ms, and its cached session: session_kv_bytes, session_n_ctx, session_max_loops, session_kv_type (f32|f16), session_precision (exact|bf16). Loads the model if needed.';
+
+CREATE FUNCTION ouro_version()
+RETURNS text
+AS 'MODULE_PATHNAME', 'pg_ouro_version'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ouro_version() IS 'Version of the ouro runtime, e.g. 0.2.0.';
+
+CREATE FUNCTION ouro_build_info()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pg_ouro_build_info'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION ouro_build_info() IS
+'The build: version, SIMD level, OpenMP, BLAS, processor count, the PostgreSQL version built against, and the threads ouro.threads gives now.';
+
+-- Model registration (superuser only, checked inside the functions) ---------
+
+CREATE FUNCTION ouro_register_model(name text, path text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pg_ouro_register_model'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ouro_register_model(text, text) IS
+'Superuser only: makes name (for the model argument) select the model folder path, an absolute path on the server; replaces an earlier registration of name.';
+
+CREATE FUNCTION ouro_unregister_model(name text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'pg_ouro_unregister_model'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ouro_unregister_model(text) IS
+'Superuser only: forgets a registered model name; false when it was not registered.';
+
+REVOKE ALL ON FUNCTION ouro_register_model(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ouro_unregister_model(text) FROM PUBLIC;
