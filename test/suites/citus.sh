@@ -278,6 +278,32 @@ check "INSERT INTO answers (co-located) SELECT id, ouro_generate(...) = single n
     bash -c 'test "$1" = "$2" && grep -q "INSERT/SELECT method: repartition" <<<"$3" &&
              grep -q "Query: SELECT id, public.ouro_generate(prompt" <<<"$3"' _ "$dist_ins" "$ref_upd" "$plan"
 
+# One row's enrichment in a function distributed by its argument: Citus runs the call on the
+# worker that holds the row.  Inside it the UPDATE sets a value computed before (a parameter),
+# which Citus accepts, where SET answer = ouro_generate(...) would be refused.
+out=$(on c ouro_citus 2>&1 <<EOF
+CREATE FUNCTION answer_question(qid int) RETURNS text LANGUAGE plpgsql AS \$\$
+DECLARE
+    a text;
+BEGIN
+    SELECT $GEN INTO a FROM questions WHERE id = qid;
+    UPDATE questions SET answer = a WHERE id = qid;
+    RETURN a;
+END \$\$;
+SELECT create_distributed_function('answer_question(int)', '\$1', colocate_with := 'questions');
+UPDATE questions SET answer = NULL WHERE id = 7;
+SET citus.log_remote_commands = on;
+SELECT answer_question(7) AS returned \gset
+SELECT 'returned:' || :'returned';
+RESET citus.log_remote_commands;
+SELECT 'stored:' || answer FROM questions WHERE id = 7;
+EOF
+)
+want=$(sed -n 's/^7|//p' <<<"$ref_upd")
+check "a function distributed with create_distributed_function runs on the row's worker and stores its answer" \
+    bash -c 'grep -q "issuing SELECT public.answer_question(7)" <<<"$1" && grep -qxF "returned:$2" <<<"$1" &&
+             grep -qxF "stored:$2" <<<"$1"' _ "$out" "$want"
+
 # --- the model per node ----------------------------------------------------------------------------
 
 # A name registered on each worker with that worker's own folder.
