@@ -13,18 +13,23 @@
 # in its postgresql.conf); the coordinator has no model at all, so any model
 # work evaluated there would fail.  A plain database on worker 1, without
 # Citus, gives the single-node results.  Then:
-#   - the mission's queries on a distributed table (SELECT per row, UPDATE and
-#     INSERT ... SELECT enrichment, classification, ouro_depth aggregated)
-#     equal the single-node results row for row;
+#   - the mission's queries on a distributed table (SELECT per row, enrichment
+#     by ouro_update_shards, by an UPDATE from a MATERIALIZED CTE, by
+#     INSERT ... SELECT into a co-located table and by a distributed function,
+#     classification, ouro_depth aggregated) equal the single-node results row
+#     for row, and the plain UPDATE is refused by Citus as the README says;
 #   - EXPLAIN (VERBOSE) shows the calls in the workers' task queries, and the
 #     nodes' own function counters (track_functions) show that the workers ran
 #     every call and the coordinator none;
-#   - a worker without the model gives an error naming that worker;
+#   - a worker without the model gives an error naming that worker, also
+#     through ouro_update_shards, whose other shards commit;
 #   - statement_timeout on the coordinator stops the workers' generations.
 # Prints TAP lines; exits non-zero on a failure.
 #
 #   bash test/suites/citus.sh            the suite
 #   OURO_CITUS_KEEP=1 bash ...           leaves the cluster running (prints how to reach it)
+#   OURO_CITUS_BENCH=1 bash ...          then prints throughput on 1 node and on the cluster
+#                                        (OURO_CITUS_BENCH_ROWS rows, default 96)
 set -u
 cd "$(dirname "$0")/../.."
 
