@@ -486,16 +486,32 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     /* the last cache already holds the K/V of the token's final step */
 }
 
+/* Between layers, on the calling thread (no parallel region is running):
+ * stops the call when a model file shrank under its mapping (guard.c) or the
+ * host's cancel check asks to.  The longest stretch between two polls is one
+ * decoder layer, or one lm_head product, over one chunk (max_batch tokens). */
+static ouro_status poll(ouro_session *s, ouro_error *err)
+{
+    if (ouro_model_check(s->model, err) != OURO_OK)
+        return OURO_ERR_MODEL_CHANGED;
+    if (s->cancel && s->cancel(s->cancel_ctx))
+        return ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during a forward call");
+    return OURO_OK;
+}
+
 /* Runs n tokens (n <= max_batch; s->pos and s->early set per chunk index) of
  * which nw are wanted (chunk indices s->widx); writes output rows row0 ..
- * row0 + nw - 1.
+ * row0 + nw - 1.  Polls (above) between layers; on a stop, the outputs and
+ * the chunk's cache entries are undefined.
  *
  * The rows being run are kept compact: when a token stops early (adaptive
  * depth), its row leaves x / pos / cseq and the later steps run over fewer
  * rows, so no token waits for work it does not need. */
-static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n, int nw,
-                          const ouro_exit *ex, ouro_outputs *out, int row0)
+static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n,
+                                 int nw, const ouro_exit *ex, ouro_outputs *out, int row0,
+                                 ouro_error *err)
 {
+    ouro_status st;
     const ouro_model *m = s->model;
     const ouro_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size, L = s->max_loops, NL = c->num_layers;
@@ -524,6 +540,8 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
     int na = n;    /* active rows */
     for (int t = 0; t < L && na > 0; t++) {
         for (int l = 0; l < NL; l++) {
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
             decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq);
             if (s->kv == OURO_KV_AVG)
                 for (int r = 0; r < na; r++) {
@@ -612,18 +630,22 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
                    (size_t)D * sizeof(float));
     }
     if (!want_logits || nw == 0)
-        return;
+        return poll(s, err);
 
     float *logits = out->logits + (size_t)row0 * V;   /* (nw, V) */
+    if ((st = poll(s, err)) != OURO_OK)
+        return st;
     if (!weighted) {
         ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
                          s->precision, &s->mm_ws);
-        return;
+        return poll(s, err);
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
         int nr = nw - w0 < OURO_LTMP_ROWS ? nw - w0 : OURO_LTMP_ROWS;
         for (int t = 0; t < L; t++) {
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
             ouro_matmul_prec(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
                              m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
             for (int r = 0; r < nr; r++) {
@@ -639,6 +661,7 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
             }
         }
     }
+    return poll(s, err);
 }
 
 ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
@@ -710,8 +733,20 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
              * holds tokens already) may stop early; prefill runs every step */
             s->early[i] = adaptive && w && s->seq_cnt[sq[i]] == 1 && s->pos[i] > 0;
         }
-        forward_chunk(s, tok, sq, cn, nw, &ex, out, row);
+        ouro_status st = forward_chunk(s, tok, sq, cn, nw, &ex, out, row, err);
+        if (st != OURO_OK) {
+            /* the chunk's tokens are not in the cache: earlier chunks stay */
+            for (int i = 0; i < cn; i++)
+                s->seq_len[sq[i]]--;
+            return st;
+        }
         row += nw;
     }
     return OURO_OK;
+}
+
+void ouro_session_set_cancel(ouro_session *s, ouro_cancel_fn cancel, void *ctx)
+{
+    s->cancel = cancel;
+    s->cancel_ctx = ctx;
 }
