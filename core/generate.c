@@ -611,8 +611,14 @@ static ouro_status classify_batch(ouro_session *s, int n_inputs, const char *con
     btok = malloc(cap * sizeof *btok);
     bseq = malloc(cap * sizeof *bseq);
     bwant = malloc(cap);
-    if (!btok || !bseq || !bwant || !ouro_mul_ok((size_t)W * G * (max_lab > 1 ? max_lab - 1 : 1),
-                                                 (size_t)V * sizeof(float), &nb) || !(rows = malloc(nb))) {
+    if (!ouro_mul_ok((size_t)W * G * (max_lab > 1 ? max_lab - 1 : 1), (size_t)V * sizeof(float), &nb)) {
+        st = ouro_err(err, OURO_ERR_NOMEM, "the label logits of classification do not fit in memory");
+        goto done;
+    }
+    if ((st = ouro_session_check_extra(s, nb + cap * 9, "the label logits of classification",
+                                       err)) != OURO_OK)
+        goto done;
+    if (!btok || !bseq || !bwant || !(rows = malloc(nb))) {
         st = ouro_err(err, OURO_ERR_NOMEM, "out of memory for classification");
         goto done;
     }

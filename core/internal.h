@@ -261,6 +261,8 @@ struct ouro_session {
     const ouro_model *model;     /* not owned */
     ouro_cancel_fn cancel;       /* polled between layers; NULL = never */
     void *cancel_ctx;
+    size_t bytes;                /* KV cache and scratch held */
+    size_t max_bytes;            /* limit on bytes + a call's own buffers; 0 = none */
     int n_ctx, n_seq, max_batch, max_loops, threads;
     ouro_kv_mode kv;
     int *seq_len;                /* (n_seq) tokens held by each sequence */
@@ -318,6 +320,11 @@ struct ouro_session {
 };
 
 #define OURO_LTMP_ROWS 8
+
+/* OURO_ERR_LIMIT when `extra` more bytes for `what` would take the session
+ * past its max_bytes; else OURO_OK. */
+ouro_status ouro_session_check_extra(const ouro_session *s, size_t extra, const char *what,
+                                     ouro_error *err);
 
 /* Shortens sequence `seq` to its first `len` tokens (len <= its length). */
 void ouro_session_seq_truncate(ouro_session *s, int seq, int len);

@@ -275,6 +275,10 @@ typedef struct ouro_session_options {
     int threads;             /* worker threads; 0 = the number of cores */
     ouro_kv_type kv_type;    /* element type of the cache; 0 = f32 */
     ouro_precision precision;   /* matrix products; 0 = exact */
+    size_t max_bytes;        /* most bytes the session may allocate, KV cache, scratch and
+                                each call's own buffers (classification logits) together;
+                                checked before allocating (OURO_ERR_LIMIT says how much
+                                was asked and allowed); 0 = no limit */
 } ouro_session_options;
 
 /* Zero-initialised options mean every default. */
@@ -284,6 +288,14 @@ void ouro_session_free(ouro_session *s);
 
 /* Bytes held by the KV cache (what n_ctx, n_seq and the cache mode cost). */
 size_t ouro_session_kv_bytes(const ouro_session *s);
+
+/* Bytes a session with these options would allocate (KV cache and scratch),
+ * computed without allocating; 0 when the options are invalid or the size
+ * overflows. */
+size_t ouro_session_bytes_for(const ouro_model *model, const ouro_session_options *opts);
+
+/* Bytes the session holds (KV cache and scratch). */
+size_t ouro_session_bytes(const ouro_session *s);
 int ouro_session_max_loops(const ouro_session *s);
 int ouro_session_n_ctx(const ouro_session *s);
 int ouro_session_n_seq(const ouro_session *s);
