@@ -212,6 +212,14 @@ gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 	a->seed = arg_null(fcinfo, first + 4) ? OURO_PG_DEFAULT_SEED : PG_GETARG_INT64(first + 4);
 	if (!arg_null(fcinfo, first + 5))
 		a->stop = arg_text_array(fcinfo, first + 5, "stop", OURO_PG_MAX_STOP, &a->n_stop);
+	/* argument errors, whatever ouro.on_error says: no row is to blame */
+	for (int i = 0; i < a->n_stop; i++)
+		if (a->stop[i] == NULL || a->stop[i][0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stop string %d is empty", i + 1),
+					 errhint("Pass non-empty stop strings, or NULL for none.")));
+	pg_ouro_check_limit("max_tokens", a->max_tokens, "ouro.limit_max_tokens", ouro_limit_max_tokens);
 }
 
 /* What a generation produced, copied out of the core (palloc). */
@@ -1221,13 +1229,18 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 				 errmsg("out of memory")));
 	copy = pstrdup(core_json);
 	ouro_free(core_json);
+	if (!superuser())
+		copy = (char *) pg_ouro_hide_paths(copy);	/* "path": "<model>" */
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	append_object_members(&buf, copy);
 	appendStringInfoString(&buf, ", \"name\": ");
 	escape_json(&buf, arg_null(fcinfo, 0) ? "" : ref.label);
 	appendStringInfoString(&buf, ", \"path\": ");
-	escape_json(&buf, ref.entry->path);
+	if (superuser())
+		escape_json(&buf, ref.entry->path);
+	else
+		appendStringInfoString(&buf, "null");	/* server paths: superusers only */
 	appendStringInfo(&buf, ", \"loaded_in_process\": %s, \"loads\": %d, \"load_ms\": ",
 					 ref.was_loaded ? "true" : "false", ref.entry->loads);
 	pg_ouro_append_double(&buf, ref.entry->load_ms);

@@ -37,6 +37,26 @@ extern int	ouro_kv_type_setting;		/* ouro_kv_type of generation sessions */
 extern int	ouro_precision_setting;		/* ouro_precision of generation sessions */
 extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions */
 
+/* Ceilings set by superusers (ouro.limit_*); see ouro_pg.c. */
+extern int	ouro_limit_memory_mb;
+extern int	ouro_limit_threads;
+extern int	ouro_limit_batch_size;
+extern int	ouro_limit_context_length;
+extern int	ouro_limit_max_tokens;
+extern int	ouro_limit_max_loops;
+
+/* A cached session bigger than this is freed at the end of each transaction. */
+#define OURO_PG_KEEP_SESSION_BYTES ((size_t) 64 * 1024 * 1024)
+
+/* ERROR when value is above limit, naming both settings. */
+extern void pg_ouro_check_limit(const char *what, int value, const char *limit_name, int limit);
+
+/* Checks the user-level settings against the ceilings (every call does). */
+extern void pg_ouro_check_limits(void);
+
+/* msg with model folders replaced by "<model>" (palloc'd): for non-superusers. */
+extern const char *pg_ouro_hide_paths(const char *msg);
+
 /* Argument ranges, shared by the settings and the function arguments. */
 #define OURO_PG_MAX_TOKENS_LIMIT 1048576
 #define OURO_PG_CONTEXT_MIN 16
