@@ -84,6 +84,10 @@ typedef struct conn_state {
     bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
     int threads;                /* threads: worker threads, 0 = every core */
     int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
+    int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
+    int memory_mb;              /* memory_limit: most MiB one call may allocate */
+    double deadline;            /* CLOCK_MONOTONIC seconds the running call must end by; 0 = none */
+    bool timed_out;             /* the running call passed its deadline */
     /* The connection's decoding state, reused from call to call. */
     ouro_session *session;      /* owned, or NULL */
     cache_entry *session_entry; /* one reference held while session is set */
