@@ -205,7 +205,7 @@ gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 	memset(a, 0, sizeof(*a));
 	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
 	a->max_tokens = arg_int(fcinfo, first + 1, "max_tokens", 1, OURO_PG_MAX_TOKENS_LIMIT,
-							ouro_max_tokens_setting);
+							pg_ouro_max_tokens());
 	a->temperature = arg_double(fcinfo, first + 2, "temperature", 0.0, OURO_PG_TEMPERATURE_MAX, 0.0);
 	a->threshold = arg_double(fcinfo, first + 3, "exit_threshold", 0.0, 1.0,
 							  ouro_exit_threshold_setting);
@@ -590,7 +590,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		 * the session's context.
 		 */
 		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, Min(ouro_batch_size_setting, n_run),
+		ouro_session *s = pg_ouro_session(&ref, need, Min(pg_ouro_batch_size(), n_run),
 										  a.max_loops, true);
 		ouro_gen_params p;
 		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
@@ -849,7 +849,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	 * prefix: max(batch_size, labels + 1) sequences (at most 257 for a long
 	 * label list), no more than the inputs can use.
 	 */
-	n_seq = Max(ouro_batch_size_setting, Min(n_labels + 1, 257));
+	n_seq = Max(pg_ouro_batch_size(), Min(n_labels + 1, 257));
 	if ((int64) n_run * n_labels + 1 < n_seq)
 		n_seq = n_run * n_labels + 1;
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));

@@ -65,16 +65,16 @@ void		_PG_init(void);
 
 char	   *ouro_model_path_setting = NULL;
 int			ouro_threads_setting = 0;
-int			ouro_max_tokens_setting = 128;
+int			ouro_max_tokens_setting = OURO_PG_MAX_TOKENS_DEFAULT;
 int			ouro_max_loops_setting = 0;
 double		ouro_exit_threshold_setting = -1.0;
-int			ouro_context_length_setting = 4096;
+int			ouro_context_length_setting = OURO_PG_CONTEXT_DEFAULT;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
-int			ouro_batch_size_setting = 16;
+int			ouro_batch_size_setting = OURO_PG_BATCH_SIZE_DEFAULT;
 
 /* Ceilings (superuser settings); see define_limits() for their defaults. */
 int			ouro_limit_memory_mb = 0;
@@ -229,19 +229,54 @@ pg_ouro_check_limit(const char *what, int value, const char *limit_name, int lim
 				 errhint("A superuser sets %s.", limit_name)));
 }
 
+/*
+ * The value of a user-level setting under its ceiling.  A value above the
+ * ceiling is an error, except the setting's own default, which follows a
+ * ceiling set lower (an administrator lowering ouro.limit_batch_size does
+ * not break the calls of roles that never set ouro.batch_size).
+ */
+static int
+under_limit(const char *name, int value, int dflt, const char *limit_name, int limit)
+{
+	if (value > limit && value == dflt)
+		return limit;
+	pg_ouro_check_limit(name, value, limit_name, limit);
+	return value;
+}
+
+int
+pg_ouro_batch_size(void)
+{
+	return under_limit("ouro.batch_size", ouro_batch_size_setting, OURO_PG_BATCH_SIZE_DEFAULT,
+					   "ouro.limit_batch_size", ouro_limit_batch_size);
+}
+
+int
+pg_ouro_max_tokens(void)
+{
+	return under_limit("ouro.max_tokens", ouro_max_tokens_setting, OURO_PG_MAX_TOKENS_DEFAULT,
+					   "ouro.limit_max_tokens", ouro_limit_max_tokens);
+}
+
+static int
+context_length(void)
+{
+	return under_limit("ouro.context_length", ouro_context_length_setting, OURO_PG_CONTEXT_DEFAULT,
+					   "ouro.limit_context_length", ouro_limit_context_length);
+}
+
 void
 pg_ouro_check_limits(void)
 {
-	pg_ouro_check_limit("ouro.threads", ouro_threads_setting, "ouro.limit_threads",
-						ouro_limit_threads);
-	pg_ouro_check_limit("ouro.batch_size", ouro_batch_size_setting, "ouro.limit_batch_size",
-						ouro_limit_batch_size);
-	pg_ouro_check_limit("ouro.context_length", ouro_context_length_setting,
-						"ouro.limit_context_length", ouro_limit_context_length);
-	pg_ouro_check_limit("ouro.max_tokens", ouro_max_tokens_setting, "ouro.limit_max_tokens",
-						ouro_limit_max_tokens);
-	pg_ouro_check_limit("ouro.max_loops", ouro_max_loops_setting, "ouro.limit_max_loops",
-						ouro_limit_max_loops);
+	if (ouro_threads_setting > 0)
+		pg_ouro_check_limit("ouro.threads", ouro_threads_setting, "ouro.limit_threads",
+							ouro_limit_threads);
+	(void) pg_ouro_batch_size();
+	(void) context_length();
+	(void) pg_ouro_max_tokens();
+	if (ouro_max_loops_setting > 0)
+		pg_ouro_check_limit("ouro.max_loops", ouro_max_loops_setting, "ouro.limit_max_loops",
+							ouro_limit_max_loops);
 }
 
 /* Declares the settings.  Starts no thread and loads no model. */
@@ -273,7 +308,7 @@ _PG_init(void)
 							"Default number of new tokens a generation may produce.",
 							"Valid range is 1 .. 1048576; the context limit also applies.",
 							&ouro_max_tokens_setting,
-							128, 1, OURO_PG_MAX_TOKENS_LIMIT,
+							OURO_PG_MAX_TOKENS_DEFAULT, 1, OURO_PG_MAX_TOKENS_LIMIT,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
@@ -303,7 +338,7 @@ _PG_init(void)
 							"Valid range is 16 .. 1048576; the model's max_position_embeddings also caps it. "
 							"Memory of the KV cache grows with the tokens a call needs.",
 							&ouro_context_length_setting,
-							4096, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
+							OURO_PG_CONTEXT_DEFAULT, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
@@ -376,7 +411,7 @@ _PG_init(void)
 							"max(ouro.batch_size, labels + 1) sequences.  Each sequence holds a KV "
 							"cache for the longest prompt and its reply.",
 							&ouro_batch_size_setting,
-							16, 1, OURO_PG_BATCH_SIZE_MAX,
+							OURO_PG_BATCH_SIZE_DEFAULT, 1, OURO_PG_BATCH_SIZE_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
@@ -653,7 +688,7 @@ int
 pg_ouro_context_limit(const ouro_model *model)
 {
 	const ouro_config *cfg = ouro_model_config(model);
-	int			limit = ouro_context_length_setting;
+	int			limit = context_length();
 
 	if (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < limit)
 		limit = cfg->max_position_embeddings;

@@ -54,11 +54,18 @@ extern void pg_ouro_check_limit(const char *what, int value, const char *limit_n
 /* Checks the user-level settings against the ceilings (every call does). */
 extern void pg_ouro_check_limits(void);
 
+/* ouro.batch_size and ouro.max_tokens under their ceilings (ERROR above). */
+extern int	pg_ouro_batch_size(void);
+extern int	pg_ouro_max_tokens(void);
+
 /* msg with model folders replaced by "<model>" (palloc'd): for non-superusers. */
 extern const char *pg_ouro_hide_paths(const char *msg);
 
 /* Argument ranges, shared by the settings and the function arguments. */
 #define OURO_PG_MAX_TOKENS_LIMIT 1048576
+#define OURO_PG_MAX_TOKENS_DEFAULT 128
+#define OURO_PG_CONTEXT_DEFAULT 4096
+#define OURO_PG_BATCH_SIZE_DEFAULT 16
 #define OURO_PG_CONTEXT_MIN 16
 #define OURO_PG_CONTEXT_MAX 1048576
 #define OURO_PG_TEMPERATURE_MAX 100.0
