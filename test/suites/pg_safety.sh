@@ -42,7 +42,8 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "ok 1 - pg_safety # SKIP needs root (installs the extension, runs the server as postgres)"
     exit 0
 fi
-if ! { make -s core && make -s -C pg_ext install; } >/tmp/ouro-pg-safety-build.$$ 2>&1; then
+# OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
+if ! { make -s core && ${OURO_PG_INSTALL:-make -s -C pg_ext install}; } >/tmp/ouro-pg-safety-build.$$ 2>&1; then
     tail -20 /tmp/ouro-pg-safety-build.$$
     not_ok "make -C pg_ext install"
     rm -f /tmp/ouro-pg-safety-build.$$
@@ -83,7 +84,8 @@ shared_preload_libraries = 'ouro'
 ouro.threads = 1
 EOF
 # 9>&- : the server must not inherit the suite's lock
-if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1 9>&-; then
+# OURO_PG_SERVER_ENV: VAR=value words for the server (make asan-ext preloads libasan)
+if runuser -u postgres -- env ${OURO_PG_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1 9>&-; then
     ok "throw-away cluster started"
 else
     cat "$TMP/server.log"
