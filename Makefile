@@ -12,6 +12,8 @@
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the bundled tiny model (or $OURO_MODEL)
 #   make bench        speed figures for this machine
+#   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
+#                     (debian/build.sh; needs debhelper and postgresql-server-dev-all)
 #   make deps         installs the Debian packages the build and tests need (sudo)
 #   make clean
 #
@@ -35,7 +37,7 @@ SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install uninstall installcheck test unit asan asan-build demo bench deps clean
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build demo bench deps clean
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
 
@@ -70,6 +72,9 @@ uninstall:
 
 installcheck: tool
 	@PG_CONFIG=$(PG_CONFIG) bash test/installcheck.sh
+
+deb:
+	bash debian/build.sh
 
 # C unit and golden tests: one program per file in test/unit/.
 $(B)/test/%: test/unit/%.c test/unit/*.h $(B)/libouro.a
