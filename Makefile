@@ -9,6 +9,9 @@
 #                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
+#   make asan-ext     the SQLite and PostgreSQL extensions built with ASan and UBSan, over
+#                     their suites (libasan preloaded into Python and the postmaster); slow,
+#                     not part of `make test`
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the bundled tiny model (or $OURO_MODEL)
 #   make bench        speed figures for this machine
@@ -37,7 +40,7 @@ SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build demo bench deps clean
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
 
@@ -94,6 +97,11 @@ asan-build:
 
 asan: asan-build
 	@bash test/run.sh --asan
+
+asan-ext: asan-build
+	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer" \
+	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined,float-cast-overflow" build-asan/ouro.so
+	@bash test/asan_ext.sh
 
 demo: deps
 	$(MAKE) all

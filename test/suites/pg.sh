@@ -40,7 +40,8 @@ fi
 PG_REGRESS=$(dirname "$($PG_CONFIG --pgxs)")/../test/regress/pg_regress
 
 if [ "$(id -u)" -eq 0 ]; then
-    if make -s core >/tmp/ouro-pg-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-pg-build.$$ 2>&1; then
+    # OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
+    if make -s core >/tmp/ouro-pg-build.$$ 2>&1 && ${OURO_PG_INSTALL:-make -s -C pg_ext install} >>/tmp/ouro-pg-build.$$ 2>&1; then
         ok "make -C pg_ext install"
     else
         tail -20 /tmp/ouro-pg-build.$$
@@ -100,7 +101,8 @@ max_worker_processes = 8
 max_parallel_workers = 4
 ouro.threads = 1
 EOF
-if "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1; then
+# OURO_PG_SERVER_ENV: VAR=value words for the server (make asan-ext preloads libasan)
+if "${RUNAS[@]}" env ${OURO_PG_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1 9>&-; then
     ok "throw-away cluster started (socket in $TMP, no TCP)"
 else
     cat "$TMP/server.log"
