@@ -221,7 +221,7 @@ settled_calls() {   # node, at least: prints the node's count once at least that
     done
     echo "$cur"
 }
-calls_c0=$(calls_on c) calls_w10=$(calls_on w1) calls_w20=$(calls_on w2)
+calls_c0=$(calls_on c)
 
 # --- SELECT per row ---------------------------------------------------------------------------
 
@@ -244,8 +244,9 @@ if [ "$(on w1 ouro_citus -c "SELECT count(*) FROM pg_settings WHERE name = 'ouro
     UNBATCHED=(-c "SET citus.propagate_set_commands = 'local'" -c "BEGIN" -c "SET LOCAL ouro.auto_batch = off")
 fi
 unbatched() { on c ouro_citus "${UNBATCHED[@]}" -c "$1" ${UNBATCHED[0]:+-c COMMIT}; }
+calls_w10=$(settled_calls w1 0) calls_w20=$(settled_calls w2 0)
 out=$(unbatched "SELECT id, $GEN FROM questions ORDER BY id" 2>&1)
-calls_w1=$(settled_calls w1 1) calls_w2=$(settled_calls w2 1) calls_c=$(calls_on c)
+calls_w1=$(settled_calls w1 $((calls_w10 + 1))) calls_w2=$(settled_calls w2 $((calls_w20 + 1))) calls_c=$(calls_on c)
 d1=$((calls_w1 - calls_w10)) d2=$((calls_w2 - calls_w20))
 check "the workers ran the $ROWS calls (worker 1: $d1, worker 2: $d2), the coordinator none ($((calls_c - calls_c0))), same texts" \
     test $((d1 + d2)) -eq "$ROWS" -a "$d1" -gt 0 -a "$d2" -gt 0 -a "$calls_c" -eq "$calls_c0" -a "$out" = "$ref_gen"
