@@ -331,6 +331,7 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int ih = 0; ih < n * H; ih++) {
+        ouro_worker_signals();
         int i = ih / H, h = ih % H, kh = h / group;
 #ifdef _OPENMP
         float *sc = s->scores + (size_t)omp_get_thread_num() * s->n_ctx;
@@ -553,9 +554,7 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
             if (!s->early[i] || t == L - 1)
                 continue;
             /* the running exit CDF, in the order ouro_exit_pdf and ouro_exit_qstep use */
-            float lambda = 1.0f / (1.0f + expf(-g));
-            s->cdf[w] += lambda * s->rem[w];
-            s->rem[w] = s->rem[w] * (1.0f - lambda);
+            s->cdf[w] += ouro_exit_advance(g, &s->rem[w]);
             if (stops_after(s, ex, t, s->cdf[w])) {
                 finish_token(s, i, r, t);
                 s->row_of[i] = -1;
@@ -592,11 +591,8 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
             /* stopped early at step k: the distribution of the steps it ran,
              * nothing on the steps it did not run */
             float rem = 1.0f;
-            for (int t = 0; t < L; t++) {
-                float lambda = t < k ? 1.0f / (1.0f + expf(-s->gates[(size_t)w * L + t])) : 0.0f;
-                pdf[t] = lambda * rem;
-                rem = rem * (1.0f - lambda);
-            }
+            for (int t = 0; t < L; t++)
+                pdf[t] = t < k ? ouro_exit_advance(s->gates[(size_t)w * L + t], &rem) : 0.0f;
             step = k;
         } else {
             ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);
@@ -651,6 +647,7 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
     int n = batch->n;
     if (n < 1 || !batch->token || !batch->seq)
         return ouro_err(err, OURO_ERR_ARG, "the batch is empty");
+    ouro_threads_prepare(s->threads);
     ouro_exit ex = {0};
     bool adaptive = false;
     if (fopts) {

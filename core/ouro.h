@@ -357,6 +357,14 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
                           double *probs, double *logprobs, ouro_cancel_fn cancel,
                           void *cancel_ctx, ouro_error *err);
 
+/* The context (n_ctx) a classification needs: need[k] (when need is not
+ * NULL) is the tokens of input k's prompt plus the longest label but one,
+ * *max_need their maximum.  A session whose n_ctx is at least *max_need
+ * never fails ouro_classify_batch with OURO_ERR_CONTEXT. */
+ouro_status ouro_classify_n_ctx(const ouro_model *model, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                int *need, int *max_need, ouro_error *err);
+
 /* ouro_classify for n_inputs inputs and the same labels: probs (and logprobs
  * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share
  * are computed once, and inputs run together over the session's sequences
