@@ -52,8 +52,11 @@ $(B)/ouro: $(CLI_SRC) $(wildcard tool/*.h) $(B)/libouro.a
 	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
 
 # The SQLite extension: one shared object with the core linked in.
-$(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) $(B)/libouro.a
-	$(CC) $(CFLAGS_CORE) -shared $(SQLITE_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+# It exports sqlite3_ouro_init alone (sqlite_ext/exports.map): nothing of the
+# core can clash with another library's symbols in the same process.
+$(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) sqlite_ext/exports.map $(B)/libouro.a
+	$(CC) $(CFLAGS_CORE) -fvisibility=hidden -shared $(SQLITE_SRC) $(B)/libouro.a $(LIBS_CORE) \
+	    -Wl,--version-script=sqlite_ext/exports.map -o $@
 
 # The PostgreSQL extension is a PGXS build in pg_ext/ on the same core library.
 pg: $(B)/libouro.a

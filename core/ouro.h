@@ -179,6 +179,10 @@ bool ouro_model_files_changed(const ouro_model *model);
  * README gives its measured error).  threads: 0 = all processors. */
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
 
+/* Worker threads a call uses for a `threads` option: threads when > 0, else
+ * the number of processors. */
+int ouro_thread_count(int threads);
+
 /* JSON object: config, parameter count, dtypes, file bytes, mapped bytes.
  * malloc'd; free with ouro_free. */
 char *ouro_model_info_json(const ouro_model *model);

@@ -170,6 +170,11 @@ const char *ouro_version(void)
     return OURO_VERSION;
 }
 
+int ouro_thread_count(int threads)
+{
+    return threads > 0 ? threads : ouro_default_threads();
+}
+
 static char build_info[256];
 static pthread_once_t build_info_once = PTHREAD_ONCE_INIT;
 

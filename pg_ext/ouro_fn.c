@@ -36,9 +36,6 @@
 
 #include "ouro_pg.h"
 
-#define OURO_PG_DEFAULT_SEED 42	/* seed NULL: equal calls give equal results */
-#define OURO_PG_MAX_STOP 16		/* most stop strings */
-#define OURO_PG_MAX_LABELS 10000	/* most labels of one classification */
 
 /* ------------------------------------------------------------------------
  * Argument helpers
@@ -51,41 +48,51 @@ arg_null(FunctionCallInfo fcinfo, int i)
 	return i >= PG_NARGS() || PG_ARGISNULL(i);
 }
 
+/*
+ * ERROR for an option out of its range.  The message is the core's, the same
+ * in every host; the hint names the setting only where there is one.
+ */
 static void
-range_error(const char *name, const char *value, const char *lo, const char *hi)
+range_error(ouro_param_id id, const char *value)
 {
+	const ouro_param *p = &ouro_params[id];
+	char		msg[160];
+
+	ouro_param_range_message(p, false, msg, sizeof(msg));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be between %s and %s", name, lo, hi),
+			 errmsg_internal("%s", msg),
 			 errdetail("The value given is %s.", value),
-			 errhint("Pass NULL for the default (the ouro.%s setting where there is one).", name)));
+			 (p->flags & OURO_PARAM_SETTING) ?
+			 errhint("Pass NULL for the default: the ouro.%s setting.", p->name) :
+			 errhint("Pass NULL for the default (%s).", p->dflt_doc)));
 }
 
-/* Integer argument i in lo..hi, or dflt when NULL. */
+/* Integer option i (ouro_params[id]), or dflt when NULL. */
 static int
-arg_int(FunctionCallInfo fcinfo, int i, const char *name, int lo, int hi, int dflt)
+arg_int(FunctionCallInfo fcinfo, int i, ouro_param_id id, int dflt)
 {
 	int32		v;
 
 	if (arg_null(fcinfo, i))
 		return dflt;
 	v = PG_GETARG_INT32(i);
-	if (v < lo || v > hi)
-		range_error(name, psprintf("%d", v), psprintf("%d", lo), psprintf("%d", hi));
+	if (!ouro_param_in_range(&ouro_params[id], v, false))
+		range_error(id, psprintf("%d", v));
 	return v;
 }
 
-/* float8 argument i in lo..hi (NaN rejected), or dflt when NULL. */
+/* float8 option i (ouro_params[id]; NaN rejected), or dflt when NULL. */
 static double
-arg_double(FunctionCallInfo fcinfo, int i, const char *name, double lo, double hi, double dflt)
+arg_double(FunctionCallInfo fcinfo, int i, ouro_param_id id, double dflt)
 {
 	float8		v;
 
 	if (arg_null(fcinfo, i))
 		return dflt;
 	v = PG_GETARG_FLOAT8(i);
-	if (isnan(v) || v < lo || v > hi)
-		range_error(name, psprintf("%g", v), psprintf("%g", lo), psprintf("%g", hi));
+	if (!ouro_param_in_range(&ouro_params[id], v, false))
+		range_error(id, psprintf("%g", v));
 	return v;
 }
 
@@ -101,8 +108,10 @@ arg_cstring(FunctionCallInfo fcinfo, int i)
  * elements, empty arrays and arrays of more than max_items are errors.
  */
 static char **
-arg_text_array(FunctionCallInfo fcinfo, int i, const char *name, int max_items, int *n)
+arg_text_array(FunctionCallInfo fcinfo, int i, ouro_param_id id, int *n)
 {
+	const char *name = ouro_params[id].name;
+	int			max_items = (int) ouro_params[id].max;
 	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(i);
 	Datum	   *elems;
 	bool	   *nulls;
@@ -126,7 +135,7 @@ arg_text_array(FunctionCallInfo fcinfo, int i, const char *name, int max_items, 
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("%s must not contain NULL", name),
-					 errdetail("Item %d is NULL.", k + 1)));
+					 errdetail("Item %d is NULL.", k + OURO_ITEM_BASE)));
 		out[k] = TextDatumGetCString(elems[k]);
 	}
 	*n = count;
@@ -203,15 +212,27 @@ static void
 gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	a->max_tokens = arg_int(fcinfo, first + 1, "max_tokens", 1, OURO_PG_MAX_TOKENS_LIMIT,
-							ouro_max_tokens_setting);
-	a->temperature = arg_double(fcinfo, first + 2, "temperature", 0.0, OURO_PG_TEMPERATURE_MAX, 0.0);
-	a->threshold = arg_double(fcinfo, first + 3, "exit_threshold", 0.0, 1.0,
+	a->max_loops = arg_int(fcinfo, first, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
+	a->max_tokens = arg_int(fcinfo, first + 1, OURO_P_MAX_TOKENS, ouro_max_tokens_setting);
+	a->temperature = arg_double(fcinfo, first + 2, OURO_P_TEMPERATURE,
+								ouro_params[OURO_P_TEMPERATURE].dflt);
+	a->threshold = arg_double(fcinfo, first + 3, OURO_P_EXIT_THRESHOLD,
 							  ouro_exit_threshold_setting);
-	a->seed = arg_null(fcinfo, first + 4) ? OURO_PG_DEFAULT_SEED : PG_GETARG_INT64(first + 4);
+	a->seed = arg_null(fcinfo, first + 4) ? (int64) ouro_params[OURO_P_SEED].dflt :
+		PG_GETARG_INT64(first + 4);
 	if (!arg_null(fcinfo, first + 5))
-		a->stop = arg_text_array(fcinfo, first + 5, "stop", OURO_PG_MAX_STOP, &a->n_stop);
+		a->stop = arg_text_array(fcinfo, first + 5, OURO_P_STOP, &a->n_stop);
+}
+
+/* The core's parameters for the options `a` (p borrows a's stop strings). */
+static void
+gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
+{
+	ouro_gen_params_from_sql(p, max_tokens, a->temperature, a->threshold,
+							 (ouro_depth_mode) ouro_depth_setting, a->seed,
+							 (const char *const *) a->stop, a->n_stop);
+	p->cancel = pg_ouro_cancel_check;
+	p->cancel_ctx = NULL;
 }
 
 /* What a generation produced, copied out of the core (palloc). */
@@ -256,30 +277,11 @@ generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const Gen
 
 	s = pg_ouro_session(ref, n + max_tokens, 1, a->max_loops, true);
 
-	memset(&p, 0, sizeof(p));
-	p.max_tokens = max_tokens;
-	p.temperature = (float) a->temperature;
-	p.seed = (uint64_t) a->seed;
-	if (a->threshold >= 0)
-	{
-		p.exit.kind = OURO_EXIT_THRESHOLD;
-		p.exit.threshold = (float) a->threshold;
-		p.depth = (ouro_depth_mode) ouro_depth_setting;
-	}
-	else
-	{
-		p.exit.kind = OURO_EXIT_DEFAULT;
-		p.depth = OURO_DEPTH_FULL;
-	}
-	p.stop = (const char *const *) a->stop;
-	p.n_stop = a->n_stop;
-	p.cancel = pg_ouro_cancel_check;
-	p.cancel_ctx = NULL;
+	gen_params(a, max_tokens, &p);
 
 	memset(&r, 0, sizeof(r));
 	prompts[0] = ids;
 	lens[0] = n;
-	pg_ouro_prepare_threads();
 	if (ouro_generate(s, 1, prompts, lens, &p, &r, &err) != OURO_OK)
 	{
 		ouro_gen_result_clear(&r);
@@ -472,30 +474,6 @@ batch_result(Datum *values, bool *nulls, int n, int lbound, Oid type)
 											  typalign));
 }
 
-/* The core's parameters for the options `a` (p borrows a's stop strings). */
-static void
-gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
-{
-	memset(p, 0, sizeof(*p));
-	p->max_tokens = max_tokens;
-	p->temperature = (float) a->temperature;
-	p->seed = (uint64_t) a->seed;
-	if (a->threshold >= 0)
-	{
-		p->exit.kind = OURO_EXIT_THRESHOLD;
-		p->exit.threshold = (float) a->threshold;
-		p->depth = (ouro_depth_mode) ouro_depth_setting;
-	}
-	else
-	{
-		p->exit.kind = OURO_EXIT_DEFAULT;
-		p->depth = OURO_DEPTH_FULL;
-	}
-	p->stop = (const char *const *) a->stop;
-	p->n_stop = a->n_stop;
-	p->cancel = pg_ouro_cancel_check;
-	p->cancel_ctx = NULL;
-}
 
 PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
 
@@ -559,13 +537,14 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		if (len == 0)
 		{
 			(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
-									 psprintf("prompt %d of the batch has no tokens", lbound + i),
+									 psprintf("prompt %d of the batch has no tokens", i + OURO_ITEM_BASE),
 									 NULL, "Pass non-empty prompts, or NULL for no result.");
 			continue;
 		}
 		if (len >= limit)
 		{
-			(void) too_long(psprintf("prompt %d of the batch", lbound + i), len, limit, ref.entry->model);
+			(void) too_long(psprintf("prompt %d of the batch", i + OURO_ITEM_BASE), len, limit,
+						   ref.entry->model);
 			continue;
 		}
 		run_ids[n_run] = ids[i];
@@ -582,7 +561,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		 * the session's context.
 		 */
 		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, Min(ouro_batch_size_setting, n_run),
+		ouro_session *s = pg_ouro_session(&ref, need, ouro_batch_seqs(ouro_batch_size_setting, n_run),
 										  a.max_loops, true);
 		ouro_gen_params p;
 		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
@@ -590,8 +569,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		bool		ok;
 
 		gen_params(&a, Min(a.max_tokens, limit), &p);
-		pg_ouro_prepare_threads();
-		ok = ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) == OURO_OK;
+			ok = ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) == OURO_OK;
 		if (!ok)
 		{
 			for (int k = 0; k < n_run; k++)
@@ -620,73 +598,59 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------ */
 
 /*
+ * The context each of n inputs needs for a classification (the core's exact
+ * count: need (n), palloc'd) and their maximum.  Returns false when the row
+ * gives NULL (a label that encodes to no tokens under ouro.on_error = null).
+ */
+static bool
+classify_needs(const OuroModelRef *ref, int n, const char *const *inputs, char **labels,
+			   int n_labels, const char *instruction, int **need, int *max_need)
+{
+	ouro_error	err;
+
+	*need = palloc(sizeof(int) * n);
+	if (ouro_classify_n_ctx(ref->entry->model, n, inputs, (const char *const *) labels, n_labels,
+							instruction, *need, max_need, &err) != OURO_OK)
+		return !pg_ouro_report(&err, "could not classify the input", ref);
+	return true;
+}
+
+/*
  * Scores labels for input; arguments: input, labels, instruction, max_loops,
  * model.  Returns the probabilities (palloc, n_labels), or NULL when the row
- * gives NULL.
+ * gives NULL.  The session is sized by the core's exact count.
  */
 static double *
 classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, n_labels);
+	int			max_loops = arg_int(fcinfo, 3, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
+	char	  **labels = arg_text_array(fcinfo, 1, OURO_P_LABELS, n_labels);
 	char	   *instruction = arg_cstring(fcinfo, 2);
-	char	   *input;
+	const char *input;
 	OuroModelRef ref;
 	double	   *probs;
-	int32	   *ids;
-	int			n;
-	int			need = 128;
-	int			limit;
+	int		   *need;
+	int			max_need,
+				limit;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+	ouro_session *s;
+	ouro_error	err;
 
 	pg_ouro_model_resolve(fcinfo, 4, &ref);
 	input = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	probs = palloc(sizeof(double) * *n_labels);
-
-	/*
-	 * The session needs room for the prompt (template, instruction, input,
-	 * the list of labels) and the longest label: estimate from token counts,
-	 * and retry with the whole context when the estimate was short.
-	 */
-	if (!encode_text(&ref, input, strlen(input), &ids, &n))
+	if (!classify_needs(&ref, 1, &input, labels, *n_labels, instruction, &need, &max_need))
 		return NULL;
-	need += n;
-	if (instruction != NULL)
-	{
-		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &n))
-			return NULL;
-		need += n;
-	}
-	else
-		need += 128;
-	for (int i = 0; i < *n_labels; i++)
-	{
-		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &n))
-			return NULL;
-		need += 2 * n + 4;
-	}
 	limit = pg_ouro_context_limit(ref.entry->model);
-	for (;;)
+	if (max_need > limit)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), 1, max_loops, false);
-		ouro_error	err;
-		ouro_status st;
-
-		pg_ouro_prepare_threads();
-		st = ouro_classify(s, input, (const char *const *) labels, *n_labels, instruction,
-						   &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
-		if (st == OURO_OK)
-			break;
-		if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit)
-		{
-			need = limit;
-			continue;
-		}
-		if (st == OURO_ERR_CONTEXT)
-		{
-			if (too_long("the classification prompt", need, limit, ref.entry->model))
-				return NULL;
-		}
+		(void) too_long("the classification prompt", max_need, limit, ref.entry->model);
+		return NULL;			/* a row error under ouro.on_error = null */
+	}
+	s = pg_ouro_session(&ref, max_need, 1, max_loops, false);
+	if (ouro_classify(s, input, (const char *const *) labels, *n_labels, instruction,
+					  &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
+	{
 		if (pg_ouro_report(&err, "could not classify the input", &ref))
 			return NULL;
 	}
@@ -770,9 +734,9 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
 static Datum
 classify_batch(FunctionCallInfo fcinfo, bool scores)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
+	int			max_loops = arg_int(fcinfo, 3, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
 	int			n_labels;
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, &n_labels);
+	char	  **labels = arg_text_array(fcinfo, 1, OURO_P_LABELS, &n_labels);
 	char	   *instruction = arg_cstring(fcinfo, 2);
 	Oid			type = scores ? JSONBOID : TEXTOID;
 	OuroModelRef ref;
@@ -780,21 +744,22 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	bool	   *in_null;
 	int			n,
 				lbound,
+				n_in = 0,
 				n_run = 0,
-				longest = 0,
-				need = 128,
-				limit,
-				n_seq;
+				max_need,
+				need_run = 0,
+				limit;
+	const char **in;
+	int		   *in_item;
+	int		   *need;
 	const char **run;
 	int		   *run_item;
-	bool	   *run_ok;
 	double	   *probs;
 	Datum	   *out;
 	bool	   *out_null;
-	int32	   *ids;
-	int			len;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
-	bool		all_ok = false;
+	ouro_session *s;
+	ouro_error	err;
 
 	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
 	if (n == 0)
@@ -803,98 +768,56 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	limit = pg_ouro_context_limit(ref.entry->model);
 	out = palloc0(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
+	in = palloc(sizeof(char *) * n);
+	in_item = palloc(sizeof(int) * n);
 	run = palloc(sizeof(char *) * n);
 	run_item = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
-		CHECK_FOR_INTERRUPTS();
 		out_null[i] = true;
 		if (in_null[i])
 			continue;
-		run[n_run] = TextDatumGetCString(elems[i]);
-		/* the session's size is estimated from token counts, as in classify() */
-		if (!encode_text(&ref, run[n_run], strlen(run[n_run]), &ids, &len))
+		in[n_in] = TextDatumGetCString(elems[i]);
+		in_item[n_in++] = i;
+	}
+	if (n_in == 0)
+		return batch_result(out, out_null, n, lbound, type);
+
+	/* the core's exact context for every input: too long is a row error */
+	if (!classify_needs(&ref, n_in, in, labels, n_labels, instruction, &need, &max_need))
+		return batch_result(out, out_null, n, lbound, type);
+	for (int k = 0; k < n_in; k++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (need[k] > limit)
+		{
+			(void) too_long(psprintf("the classification prompt of input %d of the batch",
+									 in_item[k] + OURO_ITEM_BASE),
+							need[k], limit, ref.entry->model);
 			continue;
-		longest = Max(longest, len);
-		run_item[n_run++] = i;
+		}
+		need_run = Max(need_run, need[k]);
+		run[n_run] = in[k];
+		run_item[n_run++] = in_item[k];
 	}
 	if (n_run == 0)
 		return batch_result(out, out_null, n, lbound, type);
-	need += longest;
-	if (instruction != NULL)
-	{
-		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
-		need += len;
-	}
-	else
-		need += 128;
-	for (int i = 0; i < n_labels; i++)
-	{
-		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
-		need += 2 * len + 4;
-	}
 
-	/*
-	 * One whole input per group of n_labels sequences plus one for the shared
-	 * prefix: max(batch_size, labels + 1) sequences (at most 257 for a long
-	 * label list), no more than the inputs can use.
-	 */
-	n_seq = Max(ouro_batch_size_setting, Min(n_labels + 1, 257));
-	if ((int64) n_run * n_labels + 1 < n_seq)
-		n_seq = n_run * n_labels + 1;
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
-	run_ok = palloc0(sizeof(bool) * n_run);
-	for (;;)
+	s = pg_ouro_session(&ref, need_run,
+						ouro_classify_seqs(ouro_batch_size_setting, n_labels, n_run),
+						max_loops, false);
+	if (ouro_classify_batch(s, n_run, run, (const char *const *) labels, n_labels, instruction,
+							&exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops, false);
-		ouro_error	err;
-		ouro_status st;
-
-		pg_ouro_prepare_threads();
-		st = ouro_classify_batch(s, n_run, run, (const char *const *) labels, n_labels, instruction,
-								 &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
-		if (st == OURO_OK)
-		{
-			all_ok = true;
-			break;
-		}
-		if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit)
-		{
-			need = limit;
-			continue;
-		}
-		if (st != OURO_ERR_CONTEXT)
-		{
-			/* a row error under ouro.on_error = null: every item NULL */
-			(void) pg_ouro_report(&err, "could not classify the inputs", &ref);
-			break;
-		}
-
-		/* some input does not fit: one input at a time, to name it */
-		for (int k = 0; k < n_run; k++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			st = ouro_classify_batch(s, 1, &run[k], (const char *const *) labels, n_labels,
-									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
-									 pg_ouro_cancel_check, NULL, &err);
-			run_ok[k] = st == OURO_OK;
-			if (st == OURO_ERR_CONTEXT)
-				(void) too_long(psprintf("the classification prompt of input %d of the batch",
-										 lbound + run_item[k]),
-								need, limit, ref.entry->model);
-			else if (st != OURO_OK)
-				(void) pg_ouro_report(&err, "could not classify the input", &ref);
-		}
-		break;
+		/* a row error under ouro.on_error = null: every item NULL */
+		(void) pg_ouro_report(&err, "could not classify the inputs", &ref);
+		return batch_result(out, out_null, n, lbound, type);
 	}
 	for (int k = 0; k < n_run; k++)
 	{
 		const double *p = probs + (size_t) k * n_labels;
 
-		if (!all_ok && !run_ok[k])
-			continue;
 		if (scores)
 			out[run_item[k]] = scores_jsonb((const char *const *) labels, n_labels, p);
 		else
@@ -971,7 +894,6 @@ depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bo
 	d->step = palloc(sizeof(int32) * d->n);
 	if (want_pdf)
 		d->pdf = palloc(mul_size(sizeof(float) * d->n, d->loops));
-	pg_ouro_prepare_threads();
 	if (ouro_depth(s, d->ids, d->n, (float) threshold, d->pdf, d->expected, d->step,
 				   pg_ouro_cancel_check, NULL, &err) != OURO_OK)
 	{
@@ -998,7 +920,7 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 
 	if (arg_null(fcinfo, 0))
 		PG_RETURN_NULL();
-	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	if (!depth_run(fcinfo, &ref, threshold, false, &d) || d.n == 0)
 		PG_RETURN_NULL();
@@ -1025,7 +947,7 @@ pg_ouro_token_depths(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (arg_null(fcinfo, 0))
 		return (Datum) 0;
-	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	tok = pg_ouro_tokenizer(&ref);
 	if (!depth_run(fcinfo, &ref, threshold, true, &d))
@@ -1150,14 +1072,14 @@ pg_ouro_detokenize(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("ids must not contain NULL"),
-					 errdetail("Item %d is NULL.", i + 1)));
+					 errdetail("Item %d is NULL.", i + OURO_ITEM_BASE)));
 		ids[i] = DatumGetInt32(elems[i]);
 		if (ids[i] < 0 || ids[i] >= vocab)
 		{
 			if (pg_ouro_row_error(ERRCODE_INVALID_PARAMETER_VALUE,
 								  psprintf("token id %d is out of range", ids[i]),
 								  psprintf("Item %d is not between 0 and %d, the model's vocabulary.",
-										   i + 1, vocab - 1),
+										   i + OURO_ITEM_BASE, vocab - 1),
 								  NULL))
 				PG_RETURN_NULL();
 		}

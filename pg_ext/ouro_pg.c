@@ -3,18 +3,19 @@
  * caches, cancellation and error translation.
  *
  * Data flows through this file in this order:
- *   _PG_init      declares the ouro.* settings and the core's log sink;
+ *   _PG_init      declares the ouro.* settings (from the core's table of the
+ *                 SQL surface) and the core's log sink;
  *   models        the `model` argument becomes a folder (ouro.model_path, or a
  *                 name a superuser registered in the extension's ouro_models
  *                 table), and the folder becomes a loaded ouro_model, cached
  *                 per backend and reloaded when its files change;
  *   sessions      one cached ouro_session (KV cache and scratch), reused by
  *                 every call whose size and loop count it fits;
- *   threads       the core's OpenMP team is started with every signal
- *                 blocked, so PostgreSQL's handlers only ever run on the
- *                 backend's own thread;
  *   cancel        the ouro_cancel_fn the core calls between decode steps;
  *   errors        core statuses become ereport() with specific SQLSTATEs.
+ *
+ * Threads: the core starts its worker threads itself, with every signal
+ * blocked, so PostgreSQL's handlers only ever run on the backend's thread.
  *
  * Memory: the core allocates with malloc and is released with its own free
  * functions; nothing from palloc is handed to it to keep.  Cached models and
@@ -25,9 +26,7 @@
 #include "postgres.h"
 
 #include <math.h>
-#include <omp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sys/stat.h>
 
 #include "access/heapam.h"
@@ -59,47 +58,16 @@ void		_PG_init(void);
 
 char	   *ouro_model_path_setting = NULL;
 int			ouro_threads_setting = 0;
-int			ouro_max_tokens_setting = 128;
+int			ouro_max_tokens_setting = 0;
 int			ouro_max_loops_setting = 0;
 double		ouro_exit_threshold_setting = -1.0;
-int			ouro_context_length_setting = 4096;
+int			ouro_context_length_setting = 0;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
-int			ouro_batch_size_setting = 16;
-
-static const struct config_enum_entry on_error_options[] = {
-	{"error", OURO_ON_ERROR_ERROR, false},
-	{"null", OURO_ON_ERROR_NULL, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry depth_options[] = {
-	{"adaptive", OURO_DEPTH_ADAPTIVE, false},
-	{"full", OURO_DEPTH_FULL, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry kv_cache_options[] = {
-	{"per-step", OURO_KV_PER_STEP, false},
-	{"last", OURO_KV_LAST, false},
-	{"avg", OURO_KV_AVG, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry kv_type_options[] = {
-	{"f32", OURO_KV_F32, false},
-	{"f16", OURO_KV_F16, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry precision_options[] = {
-	{"exact", OURO_PRECISION_EXACT, false},
-	{"bf16", OURO_PRECISION_BF16, false},
-	{NULL, 0, false}
-};
+int			ouro_batch_size_setting = 0;
 
 static pthread_t backend_thread;	/* the thread _PG_init ran on */
 
@@ -132,142 +100,114 @@ core_log(int level, const char *message, void *ctx)
 				(errmsg_internal("ouro: %s", message)));
 }
 
+/* Where each setting of the core's table lives in this backend. */
+static void *
+setting_storage(ouro_param_id id)
+{
+	switch (id)
+	{
+		case OURO_P_MODEL_PATH:
+			return &ouro_model_path_setting;
+		case OURO_P_THREADS:
+			return &ouro_threads_setting;
+		case OURO_P_MAX_TOKENS:
+			return &ouro_max_tokens_setting;
+		case OURO_P_MAX_LOOPS:
+			return &ouro_max_loops_setting;
+		case OURO_P_EXIT_THRESHOLD:
+			return &ouro_exit_threshold_setting;
+		case OURO_P_CONTEXT_LENGTH:
+			return &ouro_context_length_setting;
+		case OURO_P_ON_ERROR:
+			return &ouro_on_error_setting;
+		case OURO_P_DEPTH:
+			return &ouro_depth_setting;
+		case OURO_P_KV_CACHE:
+			return &ouro_kv_cache_setting;
+		case OURO_P_KV_TYPE:
+			return &ouro_kv_type_setting;
+		case OURO_P_PRECISION:
+			return &ouro_precision_setting;
+		case OURO_P_BATCH_SIZE:
+			return &ouro_batch_size_setting;
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * Declares one setting of the core's table as ouro.<name>: its default,
+ * range or values and its descriptions come from the table; the long
+ * description states the valid range.  Paths are PGC_SUSET.
+ */
+static void
+define_setting(ouro_param_id id)
+{
+	const ouro_param *p = &ouro_params[id];
+	char	   *name = psprintf("ouro.%s", p->name);
+	void	   *storage = setting_storage(id);
+	GucContext	context = (p->flags & OURO_PARAM_SUPERUSER) ? PGC_SUSET : PGC_USERSET;
+	double		lo = p->has_unset && p->unset < p->min ? p->unset : p->min;
+	char	   *desc;
+
+	if (storage == NULL)
+		elog(ERROR, "ouro: setting %s has no storage", name);
+	if (p->kind == OURO_PARAM_INT)
+		desc = psprintf("Valid range is %d .. %d.%s%s", (int) lo, (int) p->max,
+						p->detail ? " " : "", p->detail ? p->detail : "");
+	else if (p->kind == OURO_PARAM_REAL)
+		desc = psprintf("Valid range is %g .. %g.%s%s", lo, p->max,
+						p->detail ? " " : "", p->detail ? p->detail : "");
+	else
+		desc = p->detail ? pstrdup(p->detail) : NULL;
+
+	switch (p->kind)
+	{
+		case OURO_PARAM_INT:
+			DefineCustomIntVariable(name, p->summary, desc, (int *) storage,
+									(int) p->dflt, (int) lo, (int) p->max,
+									context, 0, NULL, NULL, NULL);
+			break;
+		case OURO_PARAM_REAL:
+			DefineCustomRealVariable(name, p->summary, desc, (double *) storage,
+									 p->dflt, lo, p->max, context, 0, NULL, NULL, NULL);
+			break;
+		case OURO_PARAM_ENUM:
+			{
+				struct config_enum_entry *options =
+					palloc0(sizeof(struct config_enum_entry) * (p->n_values + 1));
+
+				for (int k = 0; k < p->n_values; k++)
+				{
+					options[k].name = p->values[k].name;
+					options[k].val = p->values[k].value;
+				}
+				DefineCustomEnumVariable(name, p->summary, desc, (int *) storage,
+										 (int) p->dflt, options, context, 0, NULL, NULL, NULL);
+				break;
+			}
+		case OURO_PARAM_TEXT:
+			DefineCustomStringVariable(name, p->summary, desc, (char **) storage, "",
+									   context, 0,
+									   id == OURO_P_MODEL_PATH ? check_model_path : NULL,
+									   NULL, NULL);
+			break;
+		default:
+			elog(ERROR, "ouro: setting %s has a kind no GUC takes", name);
+	}
+}
+
 /* Declares the settings.  Starts no thread and loads no model. */
 void
 _PG_init(void)
 {
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 	backend_thread = pthread_self();
-
-	DefineCustomStringVariable("ouro.model_path",
-							   "Folder of the default model (config.json, safetensors, tokenizer.json).",
-							   "An absolute path on the server; empty means no default model. "
-							   "Only superusers may set it.",
-							   &ouro_model_path_setting,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   check_model_path, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.threads",
-							"Worker threads of one generation (0 = the number of processors).",
-							"Valid range is 0 .. 1024.  Parallel query workers each use this many.",
-							&ouro_threads_setting,
-							0, 0, 1024,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.max_tokens",
-							"Default number of new tokens a generation may produce.",
-							"Valid range is 1 .. 1048576; the context limit also applies.",
-							&ouro_max_tokens_setting,
-							128, 1, OURO_PG_MAX_TOKENS_LIMIT,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.max_loops",
-							"Default number of loop steps (0 = the model's total_ut_steps).",
-							"Valid range is 0 .. 16.",
-							&ouro_max_loops_setting,
-							0, 0, OURO_MAX_LOOPS,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomRealVariable("ouro.exit_threshold",
-							 "Default early-exit threshold (-1 = the model's own rule).",
-							 "Valid range is -1 .. 1.  A value in 0 .. 1 exits at the first loop step "
-							 "whose cumulative exit probability reaches it; -1 uses the model's "
-							 "early_exit_threshold.",
-							 &ouro_exit_threshold_setting,
-							 -1.0, -1.0, 1.0,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.context_length",
-							"Most tokens one sequence may hold (prompt plus generated text).",
-							"Valid range is 16 .. 1048576; the model's max_position_embeddings also caps it. "
-							"Memory of the KV cache grows with the tokens a call needs.",
-							&ouro_context_length_setting,
-							4096, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.on_error",
-							 "What a row with bad input gives: error or null.",
-							 "Valid values are error (abort the statement) and null (return NULL "
-							 "with a WARNING).  Configuration errors and cancels always abort.",
-							 &ouro_on_error_setting,
-							 OURO_ON_ERROR_ERROR,
-							 on_error_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.depth",
-							 "How an exit threshold is used: adaptive or full depth.",
-							 "Valid values are adaptive (a decoded token stops at the first loop step "
-							 "whose cumulative exit probability reaches the threshold; deeper steps are "
-							 "not run) and full (every step runs; the threshold only picks the step "
-							 "whose state gives the logits).  Without a threshold every step runs.",
-							 &ouro_depth_setting,
-							 OURO_DEPTH_ADAPTIVE,
-							 depth_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.kv_cache",
-							 "Decode KV cache layout: per-step, last or avg.",
-							 "Valid values are per-step (one slot per loop step and layer, as upstream), "
-							 "last and avg (one slot per layer while decoding: the last step's K/V or "
-							 "their mean over steps; a quarter of the memory for 4 steps).",
-							 &ouro_kv_cache_setting,
-							 OURO_KV_PER_STEP,
-							 kv_cache_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.kv_type",
-							 "Element type of the generation KV cache: f32 or f16.",
-							 "Valid values are f32 (32-bit entries, exact; the default) and f16 "
-							 "(16-bit entries: half the KV memory, approximate).  Applies to the "
-							 "generation functions; classification and depth always use f32.",
-							 &ouro_kv_type_setting,
-							 OURO_KV_F32,
-							 kv_type_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.precision",
-							 "Precision of the generation matrix products: exact or bf16.",
-							 "Valid values are exact (f32 activations; the default) and bf16 "
-							 "(activations rounded to bf16: faster where the CPU has bf16 dot "
-							 "products, approximate).  Applies to the generation functions; "
-							 "classification and depth always use exact.",
-							 &ouro_precision_setting,
-							 OURO_PRECISION_EXACT,
-							 precision_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.batch_size",
-							"Sequences the batch functions run at once.",
-							"Valid range is 1 .. 256.  ouro_generate_batch decodes this many prompts "
-							"together (more run in waves); the classification batches use "
-							"max(ouro.batch_size, labels + 1) sequences.  Each sequence holds a KV "
-							"cache for the longest prompt and its reply.",
-							&ouro_batch_size_setting,
-							16, 1, OURO_PG_BATCH_SIZE_MAX,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
+	for (int i = 0; i < OURO_P_COUNT; i++)
+		if (ouro_params[i].flags & OURO_PARAM_SETTING)
+			define_setting((ouro_param_id) i);
+	MemoryContextSwitchTo(old);
 
 	MarkGUCPrefixReserved("ouro");
 
@@ -490,12 +430,7 @@ pg_ouro_tokenizer(const OuroModelRef *ref)
 int
 pg_ouro_context_limit(const ouro_model *model)
 {
-	const ouro_config *cfg = ouro_model_config(model);
-	int			limit = ouro_context_length_setting;
-
-	if (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < limit)
-		limit = cfg->max_position_embeddings;
-	return limit;
+	return ouro_context_limit(model, ouro_context_length_setting);
 }
 
 /* ------------------------------------------------------------------------
@@ -526,9 +461,7 @@ session_forget_model(const ouro_model *model)
 int
 pg_ouro_threads(void)
 {
-	if (ouro_threads_setting > 0)
-		return ouro_threads_setting;
-	return Max(omp_get_num_procs(), 1);
+	return ouro_thread_count(ouro_threads_setting);
 }
 
 ouro_session *
@@ -567,16 +500,8 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 		cached_session_model = NULL;
 	}
 
-	/*
-	 * Round up so that a batch of similar rows reuses one session: to 256
-	 * tokens for one sequence, to 32 for many (the KV cache is per loop step
-	 * and layer, so every token of room costs n_seq times as much).
-	 */
-	if (n_seq > 1)
-		n_ctx = need_ctx <= limit - 31 ? TYPEALIGN(32, need_ctx) : limit;
-	else
-		n_ctx = need_ctx <= limit - 255 ? TYPEALIGN(256, need_ctx) : limit;
-	n_ctx = Max(Min(n_ctx, limit), need_ctx);
+	/* rounded up so that a batch of similar rows reuses one session */
+	n_ctx = ouro_session_ctx_for(need_ctx, n_seq, limit);
 
 	memset(&opts, 0, sizeof(opts));
 	opts.n_ctx = n_ctx;
@@ -616,39 +541,6 @@ pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops,
 	*kv_type = (ouro_kv_type) cached_kv_type;
 	*precision = (ouro_precision) cached_precision;
 	return ouro_session_kv_bytes(cached_session);
-}
-
-/* ------------------------------------------------------------------------
- * Threads
- *
- * The core runs its matrix products on an OpenMP team.  libgomp keeps the
- * team's threads between parallel regions, and a new thread inherits the
- * signal mask of the thread that creates it.  So the team is (re)started here
- * from a region run with every signal blocked: SIGINT, SIGALRM (statement
- * timeouts), SIGTERM and SIGUSR1 then always land on the backend's thread,
- * where PostgreSQL's handlers expect to run.  Called before every core call
- * that computes; it does work only when the thread count changes.
- * ------------------------------------------------------------------------ */
-
-static int	team_threads = 1;
-
-void
-pg_ouro_prepare_threads(void)
-{
-	int			threads = pg_ouro_threads();
-	sigset_t	all,
-				old;
-
-	if (threads == team_threads)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-#pragma omp parallel num_threads(threads)
-	{
-		/* nothing: starting the team is the point */
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	team_threads = threads;
 }
 
 /* ------------------------------------------------------------------------

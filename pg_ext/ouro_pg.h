@@ -15,34 +15,25 @@
 #include "utils/timestamp.h"
 
 #include "ouro.h"
+#include "ouro_surface.h"
 
-/* ouro.on_error */
-typedef enum OuroOnError
-{
-	OURO_ON_ERROR_ERROR = 0,	/* a bad row aborts the statement */
-	OURO_ON_ERROR_NULL			/* a bad row gives NULL and a WARNING */
-} OuroOnError;
-
-/* Settings (ouro.*), defined in _PG_init. */
+/*
+ * Settings (ouro.*), declared in _PG_init from the core's table of the SQL
+ * surface (ouro_params in core/ouro_surface.h): names, defaults, ranges,
+ * enum values and descriptions all come from there.
+ */
 extern char *ouro_model_path_setting;	/* "" = none */
 extern int	ouro_threads_setting;		/* 0 = number of processors */
 extern int	ouro_max_tokens_setting;
 extern int	ouro_max_loops_setting;		/* 0 = the model's total_ut_steps */
 extern double ouro_exit_threshold_setting;	/* < 0 = the model's own rule */
 extern int	ouro_context_length_setting;
-extern int	ouro_on_error_setting;		/* OuroOnError */
+extern int	ouro_on_error_setting;		/* ouro_on_error */
 extern int	ouro_depth_setting;			/* ouro_depth_mode used with a threshold */
 extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of generation sessions */
 extern int	ouro_kv_type_setting;		/* ouro_kv_type of generation sessions */
 extern int	ouro_precision_setting;		/* ouro_precision of generation sessions */
 extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions */
-
-/* Argument ranges, shared by the settings and the function arguments. */
-#define OURO_PG_MAX_TOKENS_LIMIT 1048576
-#define OURO_PG_CONTEXT_MIN 16
-#define OURO_PG_CONTEXT_MAX 1048576
-#define OURO_PG_TEMPERATURE_MAX 100.0
-#define OURO_PG_BATCH_SIZE_MAX 256
 
 /*
  * A model loaded in this backend.  The weights are mapped read-only by the
@@ -94,9 +85,6 @@ extern int	pg_ouro_context_limit(const ouro_model *model);
 
 /* Threads a call uses: ouro.threads, or the number of processors. */
 extern int	pg_ouro_threads(void);
-
-/* Blocks signals while the core's thread team is (re)started; see ouro_pg.c. */
-extern void pg_ouro_prepare_threads(void);
 
 /* ouro_cancel_fn: nonzero when a cancel or termination is pending. */
 extern int	pg_ouro_cancel_check(void *ctx);
