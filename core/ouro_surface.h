@@ -71,7 +71,9 @@ enum {
     OURO_PARAM_ARG = 1,          /* an argument of SQL functions (ouro_sql_functions) */
     OURO_PARAM_SETTING = 2,      /* a setting: ouro.<name> in PostgreSQL, ouro_setting('<name>') in SQLite */
     OURO_PARAM_PG_ONLY = 4,      /* a setting of PostgreSQL only (SQLite loads models with ouro_load) */
-    OURO_PARAM_SUPERUSER = 8     /* PostgreSQL: only superusers may set it (a server path) */
+    OURO_PARAM_SUPERUSER = 8,    /* PostgreSQL: only superusers may set it (a server path) */
+    OURO_PARAM_SQLITE_ONLY = 16  /* a setting of SQLite only (PostgreSQL has statement_timeout
+                                    and the superuser ceiling ouro.limit_memory) */
 };
 
 typedef struct ouro_enum_value {
@@ -109,6 +111,8 @@ typedef enum ouro_param_id {
     OURO_P_KV_TYPE,
     OURO_P_PRECISION,
     OURO_P_BATCH_SIZE,
+    OURO_P_TIMEOUT_MS,
+    OURO_P_MEMORY_LIMIT,
     OURO_P_TEMPERATURE,
     OURO_P_SEED,
     OURO_P_STOP,

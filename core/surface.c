@@ -38,7 +38,7 @@ static const ouro_enum_value precision_values[] = {
 const ouro_param ouro_params[OURO_P_COUNT] = {
     [OURO_P_MODEL_PATH] = {
         "model_path", OURO_PARAM_TEXT, SET | OURO_PARAM_PG_ONLY | OURO_PARAM_SUPERUSER,
-        0, 0, 0, false, 0, NULL, 0, "''",
+        0, 0, 0, false, 0, NULL, 0, "empty",
         "Folder of the default model (config.json, safetensors, tokenizer.json).",
         "An absolute path on the server; empty means no default model. Only superusers may set it."},
     [OURO_P_THREADS] = {
@@ -106,6 +106,16 @@ const ouro_param ouro_params[OURO_P_COUNT] = {
         "ouro_generate_batch decodes this many prompts together (more run in waves); the "
         "classification batches use max(batch_size, labels + 1) sequences. Each sequence holds "
         "a KV cache for the longest prompt and its reply."},
+    [OURO_P_TIMEOUT_MS] = {
+        "timeout_ms", OURO_PARAM_INT, SET | OURO_PARAM_SQLITE_ONLY, 0, 0, 2147483647, false, 0,
+        NULL, 0, "0",
+        "Most wall time of one call in milliseconds (0 = none).",
+        "Checked between the layers of every forward call."},
+    [OURO_P_MEMORY_LIMIT] = {
+        "memory_limit", OURO_PARAM_INT, SET | OURO_PARAM_SQLITE_ONLY, 0, 16, 1073741824, false, 0,
+        NULL, 0, "a quarter of the machine's memory",
+        "Most memory one call may allocate, in MiB: KV cache, logits and scratch together.",
+        "Checked before allocating."},
     [OURO_P_TEMPERATURE] = {
         "temperature", OURO_PARAM_REAL, ARG, 0, 0, 100, false, 0, NULL, 0, "0",
         "Sampling temperature; 0 is greedy and deterministic.", NULL},
@@ -288,6 +298,7 @@ char *ouro_surface_json(void)
              cJSON_AddBoolToObject(o, "setting", (p->flags & OURO_PARAM_SETTING) != 0) &&
              cJSON_AddBoolToObject(o, "argument", (p->flags & OURO_PARAM_ARG) != 0) &&
              cJSON_AddBoolToObject(o, "postgresql_only", (p->flags & OURO_PARAM_PG_ONLY) != 0) &&
+             cJSON_AddBoolToObject(o, "sqlite_only", (p->flags & OURO_PARAM_SQLITE_ONLY) != 0) &&
              cJSON_AddStringToObject(o, "default", p->dflt_doc) &&
              cJSON_AddStringToObject(o, "summary", p->summary);
         if (ok && (p->kind == OURO_PARAM_INT || p->kind == OURO_PARAM_REAL ||

@@ -30,6 +30,8 @@ const char *ouro_status_str(ouro_status status)
     case OURO_ERR_CONTEXT:      return "context exceeded";
     case OURO_ERR_INTERRUPTED:  return "interrupted";
     case OURO_ERR_INTERNAL:     return "internal error";
+    case OURO_ERR_MODEL_CHANGED: return "model file changed";
+    case OURO_ERR_LIMIT:        return "limit exceeded";
     }
     return "unknown status";
 }
@@ -98,13 +100,26 @@ ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes,
 /* The OpenMP team size last started on this thread with signals blocked. */
 static _Thread_local int team_threads;
 
+/* Every signal but the synchronous faults: a SIGBUS, SIGSEGV, SIGFPE or
+ * SIGILL a thread's own instruction raises must reach a handler (guard.c
+ * turns a read of a truncated model file into an error); blocked, it would
+ * kill the process instead. */
+static void async_signals(sigset_t *set)
+{
+    sigfillset(set);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+}
+
 void ouro_threads_prepare(int threads)
 {
 #ifdef _OPENMP
     if (threads < 1 || threads == team_threads)
         return;
     sigset_t all, old;
-    sigfillset(&all);
+    async_signals(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     #pragma omp parallel num_threads(threads)
     {
@@ -124,7 +139,7 @@ void ouro_worker_signals(void)
     if (blocked || omp_get_thread_num() == 0)
         return;
     sigset_t all;
-    sigfillset(&all);
+    async_signals(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     blocked = true;
 #endif

@@ -213,7 +213,7 @@ gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->max_loops = arg_int(fcinfo, first, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
-	a->max_tokens = arg_int(fcinfo, first + 1, OURO_P_MAX_TOKENS, ouro_max_tokens_setting);
+	a->max_tokens = arg_int(fcinfo, first + 1, OURO_P_MAX_TOKENS, pg_ouro_max_tokens());
 	a->temperature = arg_double(fcinfo, first + 2, OURO_P_TEMPERATURE,
 								ouro_params[OURO_P_TEMPERATURE].dflt);
 	a->threshold = arg_double(fcinfo, first + 3, OURO_P_EXIT_THRESHOLD,
@@ -222,6 +222,14 @@ gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 		PG_GETARG_INT64(first + 4);
 	if (!arg_null(fcinfo, first + 5))
 		a->stop = arg_text_array(fcinfo, first + 5, OURO_P_STOP, &a->n_stop);
+	/* argument errors, whatever ouro.on_error says: no row is to blame */
+	for (int i = 0; i < a->n_stop; i++)
+		if (a->stop[i] == NULL || a->stop[i][0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stop string %d is empty", i + OURO_ITEM_BASE),
+					 errhint("Pass non-empty stop strings, or NULL for none.")));
+	pg_ouro_check_limit("max_tokens", a->max_tokens, "ouro.limit_max_tokens", ouro_limit_max_tokens);
 }
 
 /* The core's parameters for the options `a` (p borrows a's stop strings). */
@@ -561,7 +569,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		 * the session's context.
 		 */
 		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, ouro_batch_seqs(ouro_batch_size_setting, n_run),
+		ouro_session *s = pg_ouro_session(&ref, need, ouro_batch_seqs(pg_ouro_batch_size(), n_run),
 										  a.max_loops, true);
 		ouro_gen_params p;
 		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
@@ -805,7 +813,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
 	s = pg_ouro_session(&ref, need_run,
-						ouro_classify_seqs(ouro_batch_size_setting, n_labels, n_run),
+						ouro_classify_seqs(pg_ouro_batch_size(), n_labels, n_run),
 						max_loops, false);
 	if (ouro_classify_batch(s, n_run, run, (const char *const *) labels, n_labels, instruction,
 							&exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
@@ -1143,13 +1151,18 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 				 errmsg("out of memory")));
 	copy = pstrdup(core_json);
 	ouro_free(core_json);
+	if (!superuser())
+		copy = (char *) pg_ouro_hide_paths(copy);	/* "path": "<model>" */
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	append_object_members(&buf, copy);
 	appendStringInfoString(&buf, ", \"name\": ");
 	escape_json(&buf, arg_null(fcinfo, 0) ? "" : ref.label);
 	appendStringInfoString(&buf, ", \"path\": ");
-	escape_json(&buf, ref.entry->path);
+	if (superuser())
+		escape_json(&buf, ref.entry->path);
+	else
+		appendStringInfoString(&buf, "null");	/* server paths: superusers only */
 	appendStringInfo(&buf, ", \"loaded_in_process\": %s, \"loads\": %d, \"load_ms\": ",
 					 ref.was_loaded ? "true" : "false", ref.entry->loads);
 	pg_ouro_append_double(&buf, ref.entry->load_ms);
@@ -1258,9 +1271,14 @@ pg_ouro_register_model(PG_FUNCTION_ARGS)
 				 errdetail("The path given is \"%s\".", path),
 				 errhint("Give the absolute path of a model folder on the server.")));
 	if (stat(path, &st) != 0)
+	{
+		int			save_errno = errno;
+
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open model folder \"%s\": %m", path)));
+				 errmsg("could not open model folder \"%s\": %m", path),
+				 pg_ouro_errhint_access(save_errno)));
+	}
 	if (!S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

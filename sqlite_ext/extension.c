@@ -17,7 +17,13 @@
  * Flags: ouro_load and ouro_unload open files named in SQL (or change which
  * model a connection uses), and ouro_setting(name, value) changes the
  * connection's settings, so they are SQLITE_DIRECTONLY: no view or trigger
- * can call them.  Nothing that depends on a model file is
+ * of a database file can call them.  SQLite up to 3.40 does not apply
+ * SQLITE_DIRECTONLY to CHECK constraints, which run inside INSERT, UPDATE
+ * and PRAGMA integrity_check; so these functions also refuse to run while
+ * the connection has any statement under way that writes or that is not a
+ * SELECT / WITH / VALUES (app_statement_only): a CHECK constraint, a stored
+ * generated column or an integrity check can never reach them.  (Generated
+ * columns refuse them anyway: they are not deterministic.)  Nothing that depends on a model file is
  * SQLITE_DETERMINISTIC (the files may be replaced); nothing that runs a model
  * is SQLITE_INNOCUOUS (it can use a lot of CPU).  ouro_version and
  * ouro_build_info are constant for the process: deterministic and innocuous.
@@ -59,6 +65,8 @@
  */
 #include <dlfcn.h>
 #include <limits.h>
+#include <time.h>
+#include <unistd.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -120,6 +128,12 @@ static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_e
         return;
     }
     if (st == OURO_ERR_INTERRUPTED) {
+        conn_state *c = sqlite3_user_data(ctx);
+        if (c && c->timed_out) {
+            result_errorf(ctx, "ouro: the call ran past its timeout_ms of %d ms and was stopped",
+                          c->timeout_ms);
+            return;
+        }
         sqlite3_result_error(ctx, "interrupted", -1);
         sqlite3_result_error_code(ctx, SQLITE_INTERRUPT);
         return;
@@ -179,6 +193,39 @@ static void row_ouro_error(sqlite3_context *ctx, const conn_state *c, ouro_statu
         row_error(ctx, c, "ouro: %s", err && err->message[0] ? err->message : ouro_status_str(st));
     else
         result_ouro_error(ctx, st, err);
+}
+
+/* ========================================================================
+ * Who may change the connection
+ * ======================================================================== */
+
+/* True when every statement the connection has under way writes nothing and
+ * is a SELECT, WITH or VALUES, i.e. the call comes from the application's
+ * own query, not from a CHECK constraint (INSERT, UPDATE, UPSERT, ALTER
+ * TABLE) or an integrity check (PRAGMA, also behind pragma_integrity_check()).
+ * Else sets an error naming fn and returns false. */
+static bool app_statement_only(sqlite3_context *ctx, const char *fn)
+{
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st)) {
+        if (!sqlite3_stmt_busy(st))
+            continue;
+        const char *sql = sqlite3_sql(st);
+        bool select = false;
+        if (sql) {
+            while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+                sql++;
+            select = sqlite3_strnicmp(sql, "SELECT", 6) == 0 || sqlite3_strnicmp(sql, "WITH", 4) == 0
+                     || sqlite3_strnicmp(sql, "VALUES", 6) == 0;
+        }
+        if (!select || !sqlite3_stmt_readonly(st)) {
+            result_errorf(ctx, "ouro: %s changes the connection and runs only in the application's "
+                          "own SELECT, never inside a statement that writes or checks the database "
+                          "(CHECK constraints, INSERT, UPDATE, PRAGMA)", fn);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ========================================================================
@@ -383,6 +430,8 @@ static bool encode(sqlite3_context *ctx, cache_entry *e, const char *text, int l
 static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
+    if (!app_statement_only(ctx, "ouro_load"))
+        return;
     const char *name = argc == 2 ? arg_text(argc, argv, 0) : NULL;
     const char *path = arg_text(argc, argv, argc - 1);
     if (argc == 2 && !name) {
@@ -442,6 +491,8 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * freed when no connection of the process holds them any more. */
 static void fn_unload(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
+    if (!app_statement_only(ctx, "ouro_unload"))
+        return;
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     int done = 0;
@@ -519,6 +570,12 @@ static bool gen_args_parse(sqlite3_context *ctx, const conn_state *c, int argc, 
         a->stop_json = arg_string_array(ctx, argv[first + 5], OURO_P_STOP, &a->stop, &a->n_stop);
         if (!a->stop_json)
             return false;
+        /* an argument error, whatever on_error says: no row is to blame */
+        for (int i = 0; i < a->n_stop; i++)
+            if (!a->stop[i][0]) {
+                result_errorf(ctx, "ouro: stop string %d is empty", i + OURO_ITEM_BASE);
+                return false;
+            }
     }
     a->model = arg_text(argc, argv, first + 6);
     return true;
@@ -1434,8 +1491,17 @@ static const char *setting_names(void)
  *   threads, max_tokens, max_loops (0 = the model's), exit_threshold (-1 =
  *   the model's rule), context_length, on_error (error | null), depth
  *   (adaptive | full), kv_cache (per-step | last | avg), kv_type (f32 |
- *   f16), precision (exact | bf16), batch_size.
- * max_tokens, max_loops and exit_threshold are what a NULL argument means. */
+ *   f16), precision (exact | bf16), batch_size; and two of SQLite alone:
+ *   timeout_ms 0 (default, none) .. 2^31-1: the most wall time one call may
+ *             run; the core checks it between layers, so a call ends within
+ *             one layer's work after it (the way to bound a call on SQLite
+ *             3.40, which gives functions no view of sqlite3_interrupt)
+ *   memory_limit 16 .. 2^30 MiB (default: a quarter of the machine's memory):
+ *             the most one call may allocate, KV cache, logits and scratch
+ *             together, checked before allocating
+ * max_tokens, max_loops and exit_threshold are what a NULL argument means.
+ * Setting a value is refused outside the application's own SELECT (see
+ * app_statement_only). */
 static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
@@ -1451,12 +1517,13 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         result_errorf(ctx, "ouro: unknown setting '%s'; the settings are %s", name, setting_names());
         return;
     }
+    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
+        return;
+    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
+        return;
     if (argc == 2) {
         if (arg_is_null(argc, argv, 1)) {
-            if (p->kind == OURO_PARAM_REAL)
-                *(double *)v = p->dflt;
-            else
-                *(int *)v = (int)p->dflt;
+            conn_setting_reset(c, id);
         } else if (p->kind == OURO_PARAM_ENUM) {
             const char *t = (const char *)sqlite3_value_text(argv[1]);
             if (!t) {

@@ -92,6 +92,10 @@ typedef struct conn_state {
     int kv_type;                /* kv_type: ouro_kv_type of generation sessions */
     int precision;              /* precision: ouro_precision of generation sessions */
     int batch_size;             /* batch_size: sequences of the *_batch functions */
+    int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
+    int memory_mb;              /* memory_limit: most MiB one call may allocate */
+    double deadline;            /* CLOCK_MONOTONIC seconds the running call must end by; 0 = none */
+    bool timed_out;             /* the running call passed its deadline */
     /* The connection's decoding state, reused from call to call. */
     ouro_session *session;      /* owned, or NULL */
     cache_entry *session_entry; /* one reference held while session is set */
@@ -106,8 +110,9 @@ typedef struct conn_state {
 
 void conn_state_unref(void *p);
 
-/* Sets every setting of c to its default (the core's table). */
+/* Sets every setting of c to its default (the core's table), or one. */
 void conn_settings_init(conn_state *c);
+void conn_setting_reset(conn_state *c, ouro_param_id id);
 
 /* Where setting `id` lives in c: an int, or (exit_threshold) a double;
  * NULL for a parameter that is no setting of SQLite. */
@@ -134,8 +139,12 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
  * capped by the model's max_position_embeddings. */
 int ctx_limit(const conn_state *c, const ouro_model *m);
 
-/* The cancel check handed to the core (sqlite3_is_interrupted where available). */
+/* The cancel check handed to the core: sqlite3_is_interrupted where
+ * available, and the call's timeout_ms deadline (set by conn_session). */
 int conn_cancel(void *ctx);
+
+/* memory_limit's default: a quarter of the machine's memory, in MiB. */
+int conn_default_memory_mb(void);
 
 /* Registers ouro_token_depths on db with `c` as its state (token_depths.c). */
 int token_depths_register(sqlite3 *db, conn_state *c);

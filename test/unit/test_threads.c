@@ -89,6 +89,14 @@ int main(void)
     check(workers >= 1, "the core started worker threads (%d)", workers);
     check(open_workers == 0, "every worker thread blocks SIGINT, SIGALRM, SIGTERM, SIGUSR1, "
           "SIGQUIT and SIGHUP (%d of %d do not)", open_workers, workers);
+    int fault_blocked = 0;
+    d = opendir("/proc/self/task");
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.' && (sigblk(de->d_name) & (bit(SIGBUS) | bit(SIGSEGV))))
+            fault_blocked++;
+    if (d)
+        closedir(d);
+    check(fault_blocked == 0, "no thread blocks SIGBUS or SIGSEGV (a fault must reach its handler)");
     check(sigblk(self) == before, "the calling thread's signal mask is unchanged (%llx)", sigblk(self));
     ouro_model_free(m);
     return check_done();
