@@ -27,7 +27,7 @@ LIBS_CORE := -lcjson -lutf8proc -lm -fopenmp
 CORE_SRC  := $(wildcard core/*.c)
 CORE_OBJ  := $(patsubst core/%.c,$(B)/core/%.o,$(CORE_SRC))
 CORE_HDR  := $(wildcard core/*.h)
-CLI_SRC   := $(wildcard core/cli/*.c)
+CLI_SRC   := $(wildcard tool/*.c)
 SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
@@ -48,7 +48,7 @@ $(B)/libouro.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/ouro: $(CLI_SRC) $(wildcard core/cli/*.h) $(B)/libouro.a
+$(B)/ouro: $(CLI_SRC) $(wildcard tool/*.h) $(B)/libouro.a
 	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
 
 # The SQLite extension: one shared object with the core linked in.

@@ -3,8 +3,9 @@
  *
  * Nothing here is part of the public contract (core/ouro.h).  The files of the
  * core, in the order data flows through them:
+ *   base.c      the ground floor (base.h): fp16/bf16, dtypes, CPU detection
  *   util.c      status strings, errors, logging, build information
- *   kernels.c   fp16/bf16 conversion and the matrix products (y = W x)
+ *   kernels.c   the matrix products (y = W x)
  *   quant.c     the 8-bit block-quantized weight format (q8) and its products
  *   math.c      RMSNorm, RoPE, softmax, the exit distribution
  *   loader.c    config.json + safetensors -> ouro_model (mmap, validation)
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "ouro.h"
+#include "base.h"
 
 /* ------------------------------------------------------------------------
  * Errors and logging (util.c)
@@ -41,25 +43,9 @@ static inline bool ouro_add_ok(size_t a, size_t b, size_t *out)
     return !__builtin_add_overflow(a, b, out);
 }
 
-/* Number of processors (0 threads = this many). */
-int ouro_default_threads(void);
-
 /* ------------------------------------------------------------------------
  * Kernels (kernels.c): the one place matrix products happen
  * ------------------------------------------------------------------------ */
-
-float ouro_f16_to_f32(uint16_t h);
-uint16_t ouro_f32_to_f16(float f);      /* round to nearest even */
-float ouro_bf16_to_f32(uint16_t h);
-uint16_t ouro_f32_to_bf16(float f);     /* round to nearest even */
-
-/* Bytes of one element of dtype. */
-size_t ouro_dtype_size(ouro_dtype dt);
-const char *ouro_dtype_name(ouro_dtype dt);
-
-/* SIMD path chosen at run time (OURO_SIMD lowers it); ouro_simd_level() names it. */
-enum { OURO_SIMD_GENERIC = 1, OURO_SIMD_AVX2, OURO_SIMD_AVX512 };
-int ouro_simd(void);
 
 /* Memory for what a product needs besides x and W (x quantized for q8
  * weights): ouro_q8_act_bytes(n, d_in) bytes.  The products take one; NULL
@@ -108,9 +94,6 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
 
 /* Dot product of row `row` of W (d_in) with x (d_in) in f32. */
 float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in);
-
-/* Name of the SIMD path chosen at run time: "avx512", "avx2", "generic". */
-const char *ouro_simd_level(void);
 
 /* ------------------------------------------------------------------------
  * q8 weights (quant.c; the format is described there).  Data is 64-byte aligned.

@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
@@ -81,16 +78,6 @@ void ouro_free(void *p)
 const char *ouro_version(void)
 {
     return OURO_VERSION;
-}
-
-int ouro_default_threads(void)
-{
-#ifdef _OPENMP
-    int n = omp_get_num_procs();   /* reads the CPU count; starts no thread */
-#else
-    int n = 1;
-#endif
-    return n > 0 ? n : 1;
 }
 
 static char build_info[256];

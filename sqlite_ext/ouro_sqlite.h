@@ -1,10 +1,10 @@
 /*
  * ouro_sqlite.h -- internal header of the SQLite extension (sqlite_ext/).
  *
- * The extension is three files:
+ * The extension is four files:
  *   model_cache.c   the process-wide cache of loaded models (no SQLite code)
- *   extension.c     the entry point, the per-connection state and the scalar
- *                   SQL functions
+ *   connection.c    the per-connection state: models and the session
+ *   extension.c     the entry point and the scalar SQL functions
  *   token_depths.c  the table-valued function ouro_token_depths
  *
  * Only sqlite3_ouro_init is exported from the shared object; everything
@@ -55,7 +55,7 @@ void model_cache_release(cache_entry *e);
 int model_cache_refs(cache_entry *e);
 
 /* ------------------------------------------------------------------------
- * Per-connection state (extension.c)
+ * Per-connection state (connection.c)
  *
  * Owned jointly by every function and module registered on the connection:
  * `refs` counts the registrations, each destructor drops one, and the last
@@ -98,6 +98,9 @@ typedef struct conn_state {
 
 void conn_state_unref(void *p);
 
+/* Frees the connection's session (the next call makes a new one). */
+void conn_drop_session(conn_state *c);
+
 /* Finds the model a call names: `name` (may be NULL = the default), after
  * reloading it when its files changed.  Returns a borrowed entry valid for the
  * rest of the call, or NULL with *errmsg set (sqlite3_malloc'd). */
@@ -112,7 +115,8 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
 ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
                            bool generation, ouro_error *err);
 
-/* Longest sequence a call may use on this model: min(max_position_embeddings, 4096). */
+/* Longest sequence a call may use on this model: min(max_position_embeddings, CTX_MAX). */
+#define CTX_MAX 4096
 int ctx_limit(const ouro_model *m);
 
 /* The cancel check handed to the core (sqlite3_is_interrupted where available). */
