@@ -253,8 +253,9 @@ q -c "UPDATE questions SET prompt = 'Once upon a time #17' WHERE id = 17" >/dev/
 
 # --- progress from another session ----------------------------------------------------------
 
-q -c "SET ouro.batch_size = 2" -c "SET application_name = 'long_job'" \
-  -c "SELECT count(ouro_generate(prompt, max_tokens := 48, max_loops := 4)) FROM questions" >"$TMP/long.out" 2>&1 &
+# (each row's prompt waits 50 ms, so that the statement lasts about 2.4 s on any machine)
+q -c "SET ouro.batch_size = 2" -c "SET application_name = 'long_job'" -c "SET ouro.progress_notice_interval = 1" \
+  -c "SELECT count(ouro_generate(prompt || pg_sleep(0.05)::text, max_tokens := 8)) FROM questions" >"$TMP/long.out" 2>&1 &
 job=$!
 seen=""
 for _ in $(seq 1 100); do
@@ -265,9 +266,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 wait "$job"
-echo "# rows_done seen: $seen; job: $(cat "$TMP/long.out")"
+echo "# rows_done seen: $seen; job: $(tr '\n' ' ' <"$TMP/long.out")"
 check "ouro_progress from another session shows rows done growing ($seen)" \
     bash -c 'set -- $1; [ $# -ge 2 ] && [ "$2" -gt "$1" ]' _ "$seen"
+check "ouro.progress_notice_interval = 1 gives NOTICEs with rows, tokens and tokens/s" \
+    grep -Eq "NOTICE:  ouro_generate: [0-9]+ rows, [0-9]+ tokens, [0-9.]+ tokens/s" "$TMP/long.out"
 check "ouro_progress has the function, tokens/s and model columns" \
     test "$(q -c "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'ouro_progress'::regclass AND attnum > 0" | tr ',' '\n' | grep -cE '^(function|rows_done|tokens|tokens_per_second|elapsed_seconds|model)$')" = 6
 
