@@ -9,6 +9,8 @@
 -- complain if the script is sourced in psql rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION ouro UPDATE TO '0.2.0'" to load this file. \quit
 
+COMMENT ON FUNCTION ouro_version() IS 'Version of the ouro runtime, e.g. 0.2.0.';
+
 -- Batching, progress and enrichment (0.2.0) ----------------------------------
 
 CREATE FUNCTION ouro_stats()

@@ -347,6 +347,29 @@ check "the failed rows are listed with their errors" \
 check "a second rerun has nothing left to do" \
     bash -c 'grep -q "0 rows filled, 0 failed" <<<"$1"' _ "$(q -c "CALL ouro_enrich('jobs', 'prompt', 'answer', max_tokens := 24)" 2>&1)"
 
+# The 0.1.0 to 0.2.0 upgrade script makes the same objects as a fresh 0.2.0 install.
+describe() {
+    "${PSQL[@]}" -d "$1" <<'EOF'
+SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+    SELECT pg_describe_object(d.classid, d.objid, 0) || ' ' ||
+           coalesce((SELECT p.provolatile::text || p.proparallel::text || p.prokind::text || p.proisstrict::text || ' ' ||
+                            pg_get_function_arguments(p.oid) || ' ' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+                     FROM pg_proc p WHERE d.classid = 'pg_proc'::regclass AND p.oid = d.objid), '') ||
+           coalesce((SELECT string_agg(a.attname || ':' || format_type(a.atttypid, a.atttypmod), ',' ORDER BY a.attnum)
+                     FROM pg_attribute a WHERE d.classid = 'pg_class'::regclass AND a.attrelid = d.objid
+                     AND a.attnum > 0), '') AS x
+    FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid AND e.extname = 'ouro'
+    WHERE d.deptype = 'e') s;
+EOF
+}
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE ouro_up" -c "CREATE DATABASE ouro_fresh" >/dev/null
+"${PSQL[@]}" -d ouro_up -c "CREATE EXTENSION ouro VERSION '0.1.0'" -c "ALTER EXTENSION ouro UPDATE TO '0.2.0'" >/dev/null
+"${PSQL[@]}" -d ouro_fresh -c "CREATE EXTENSION ouro" >/dev/null
+up=$(describe ouro_up) fresh=$(describe ouro_fresh)
+check "ALTER EXTENSION ouro UPDATE from 0.1.0 gives a fresh 0.2.0's objects ($(wc -l <<<"$fresh") objects)" \
+    test -n "$fresh" -a "$up" = "$fresh"
+[ "$up" = "$fresh" ] || diff <(echo "$up") <(echo "$fresh") | head -10 | sed 's/^/# /'
+
 check "no backend crashed except the one the test killed" \
     test "$(grep -c 'terminated by signal' "$TMP/server.log")" -le 1
 finish
