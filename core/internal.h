@@ -12,6 +12,8 @@
  *   forward.c   sessions, KV cache and the looped forward pass
  *   generate.c  sampling, generation, classification, depth
  *   convert.c   `ouro convert`: writes a checkpoint's matrices as q8
+ *   guard.c     SIGBUS on a model file truncated under its mapping ends the
+ *               call (OURO_ERR_MODEL_CHANGED), not the process
  */
 #ifndef OURO_INTERNAL_H
 #define OURO_INTERNAL_H
@@ -190,9 +192,24 @@ typedef struct ouro_layer {
 #define OURO_LAYER_TENSORS 11
 extern const char *const ouro_layer_tensor_names[OURO_LAYER_TENSORS];
 
+/* ------------------------------------------------------------------------
+ * Mapped files that change under a call (guard.c)
+ * ------------------------------------------------------------------------ */
+
+/* Registers a read-only file mapping (installing the SIGBUS handler on first
+ * use); returns its slot, or -1 when every slot is taken (the mapping is then
+ * unguarded).  Unregister before munmap. */
+int ouro_guard_register(void *map, size_t len);
+void ouro_guard_unregister(int slot);
+
+/* True once a read of the mapping in `slot` faulted (its file shrank): the
+ * mapping now reads as zeros. */
+bool ouro_guard_faulted(int slot);
+
 typedef struct ouro_mapped_file {
     char *path;              /* absolute path, owned */
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
+    int guard;               /* guard.c slot of map, -1 when none */
     size_t size;
     dev_t dev;
     ino_t ino;
@@ -225,6 +242,10 @@ struct ouro_model {
 
 struct ouro_session {
     const ouro_model *model;     /* not owned */
+    ouro_cancel_fn cancel;       /* polled between layers; NULL = never */
+    void *cancel_ctx;
+    size_t bytes;                /* KV cache and scratch held */
+    size_t max_bytes;            /* limit on bytes + a call's own buffers; 0 = none */
     int n_ctx, n_seq, max_batch, max_loops, threads;
     ouro_kv_mode kv;
     int *seq_len;                /* (n_seq) tokens held by each sequence */
@@ -282,6 +303,11 @@ struct ouro_session {
 };
 
 #define OURO_LTMP_ROWS 8
+
+/* OURO_ERR_LIMIT when `extra` more bytes for `what` would take the session
+ * past its max_bytes; else OURO_OK. */
+ouro_status ouro_session_check_extra(const ouro_session *s, size_t extra, const char *what,
+                                     ouro_error *err);
 
 /* Shortens sequence `seq` to its first `len` tokens (len <= its length). */
 void ouro_session_seq_truncate(ouro_session *s, int seq, int len);

@@ -24,6 +24,8 @@ const char *ouro_status_str(ouro_status status)
     case OURO_ERR_CONTEXT:      return "context exceeded";
     case OURO_ERR_INTERRUPTED:  return "interrupted";
     case OURO_ERR_INTERNAL:     return "internal error";
+    case OURO_ERR_MODEL_CHANGED: return "model file changed";
+    case OURO_ERR_LIMIT:        return "limit exceeded";
     }
     return "unknown status";
 }

@@ -501,7 +501,7 @@ batch_begin(CustomScanState *node, EState *estate, int eflags)
 		st->typbyval[i] = TupleDescAttr(desc, i)->attbyval;
 	}
 	st->per_row = !ouro_auto_batch_setting;
-	st->max_batch = st->per_row ? 1 : ouro_batch_size_setting;
+	st->max_batch = st->per_row ? 1 : pg_ouro_batch_size();
 	st->ramp = 1;
 	st->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "ouro batch",
 										  ALLOCSET_DEFAULT_SIZES);

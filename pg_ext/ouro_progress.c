@@ -229,7 +229,11 @@ pg_ouro_progress_fn(PG_FUNCTION_ARGS)
 		secs = (double) (now - copy.stmt_start) / USECS_PER_SEC;
 		values[0] = Int32GetDatum(copy.pid);
 		values[1] = CStringGetTextDatum(copy.fn);
-		values[2] = CStringGetTextDatum(copy.model);
+		/* server paths are for superusers only: other roles see registered names */
+		if (copy.model[0] == '/' && !superuser())
+			nulls[2] = true;
+		else
+			values[2] = CStringGetTextDatum(copy.model);
 		values[3] = Int64GetDatum(copy.rows);
 		if (copy.rows_total > 0)
 			values[4] = Int64GetDatum(copy.rows_total);

@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ouro_sqlite.h"
 
@@ -51,15 +53,42 @@ int ctx_limit(const ouro_model *m)
     return n > 0 && n < CTX_MAX ? n : CTX_MAX;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Called by the core on the connection's thread between the layers of every
+ * forward call: sqlite3_interrupt() (SQLite 3.41 and later) or the call's
+ * timeout_ms deadline (any version) stop the call. */
 int conn_cancel(void *ctx)
 {
-#if SQLITE_VERSION_NUMBER >= 3041000
     conn_state *c = ctx;
+    if (c->deadline > 0 && now_s() >= c->deadline) {
+        c->timed_out = true;
+        return 1;
+    }
+#if SQLITE_VERSION_NUMBER >= 3041000
     if (c->interrupt_check)
         return sqlite3_is_interrupted(c->db);
 #endif
-    (void)ctx;
     return 0;
+}
+
+int conn_default_memory_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double mb = pages > 0 && page > 0 ? (double)pages * (double)page / (1024.0 * 1024.0) / 4 : 1024;
+    return mb < 64 ? 64 : mb > (double)(1 << 30) ? 1 << 30 : (int)mb;
+}
+
+/* A new call starts: its deadline, from timeout_ms. */
+static void conn_call_start(conn_state *c)
+{
+    c->timed_out = false;
+    c->deadline = c->timeout_ms > 0 ? now_s() + c->timeout_ms / 1000.0 : 0;
 }
 
 /* Reloads *slot when its files changed on disk.  Returns false with *errmsg
@@ -140,9 +169,11 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     ouro_kv_mode kv = generation ? c->kv : OURO_KV_PER_STEP;
     ouro_kv_type kv_type = generation ? c->kv_type : OURO_KV_F32;
     ouro_precision precision = generation ? c->precision : OURO_PRECISION_EXACT;
+    size_t max_bytes = (size_t)c->memory_mb * 1024 * 1024;
+    conn_call_start(c);
     if (n_seq < 1)
         n_seq = 1;
-    if (c->session && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
+    if (c->session && ouro_session_bytes(c->session) <= max_bytes && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
         c->session_seq >= n_seq && c->session_kv == kv && c->session_kv_type == kv_type &&
         c->session_precision == precision && c->session_threads == c->threads)
         return c->session;
@@ -166,6 +197,7 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     opts.kv_type = kv_type;
     opts.precision = precision;
     opts.threads = c->threads;
+    opts.max_bytes = max_bytes;
     ouro_session *s = NULL;
     ouro_status st = ouro_session_new(e->model, &opts, &s, err);
     if (st != OURO_OK)

@@ -17,7 +17,13 @@
  * Flags: ouro_load and ouro_unload open files named in SQL (or change which
  * model a connection uses), and ouro_setting(name, value) changes the
  * connection's settings, so they are SQLITE_DIRECTONLY: no view or trigger
- * can call them.  Nothing that depends on a model file is
+ * of a database file can call them.  SQLite up to 3.40 does not apply
+ * SQLITE_DIRECTONLY to CHECK constraints, which run inside INSERT, UPDATE
+ * and PRAGMA integrity_check; so these functions also refuse to run while
+ * the connection has any statement under way that writes or that is not a
+ * SELECT / WITH / VALUES (app_statement_only): a CHECK constraint, a stored
+ * generated column or an integrity check can never reach them.  (Generated
+ * columns refuse them anyway: they are not deterministic.)  Nothing that depends on a model file is
  * SQLITE_DETERMINISTIC (the files may be replaced); nothing that runs a model
  * is SQLITE_INNOCUOUS (it can use a lot of CPU).  ouro_version and
  * ouro_build_info are constant for the process: deterministic and innocuous.
@@ -54,6 +60,8 @@
  */
 #include <dlfcn.h>
 #include <limits.h>
+#include <time.h>
+#include <unistd.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -120,11 +128,50 @@ static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_e
         return;
     }
     if (st == OURO_ERR_INTERRUPTED) {
+        conn_state *c = sqlite3_user_data(ctx);
+        if (c && c->timed_out) {
+            result_errorf(ctx, "ouro: the call ran past its timeout_ms of %d ms and was stopped",
+                          c->timeout_ms);
+            return;
+        }
         sqlite3_result_error(ctx, "interrupted", -1);
         sqlite3_result_error_code(ctx, SQLITE_INTERRUPT);
         return;
     }
     result_errorf(ctx, "ouro: %s", err && err->message[0] ? err->message : ouro_status_str(st));
+}
+
+/* ========================================================================
+ * Who may change the connection
+ * ======================================================================== */
+
+/* True when every statement the connection has under way writes nothing and
+ * is a SELECT, WITH or VALUES, i.e. the call comes from the application's
+ * own query, not from a CHECK constraint (INSERT, UPDATE, UPSERT, ALTER
+ * TABLE) or an integrity check (PRAGMA, also behind pragma_integrity_check()).
+ * Else sets an error naming fn and returns false. */
+static bool app_statement_only(sqlite3_context *ctx, const char *fn)
+{
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st)) {
+        if (!sqlite3_stmt_busy(st))
+            continue;
+        const char *sql = sqlite3_sql(st);
+        bool select = false;
+        if (sql) {
+            while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+                sql++;
+            select = sqlite3_strnicmp(sql, "SELECT", 6) == 0 || sqlite3_strnicmp(sql, "WITH", 4) == 0
+                     || sqlite3_strnicmp(sql, "VALUES", 6) == 0;
+        }
+        if (!select || !sqlite3_stmt_readonly(st)) {
+            result_errorf(ctx, "ouro: %s changes the connection and runs only in the application's "
+                          "own SELECT, never inside a statement that writes or checks the database "
+                          "(CHECK constraints, INSERT, UPDATE, PRAGMA)", fn);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ========================================================================
@@ -323,6 +370,8 @@ static bool encode(sqlite3_context *ctx, cache_entry *e, const char *text, int l
 static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
+    if (!app_statement_only(ctx, "ouro_load"))
+        return;
     const char *name = argc == 2 ? arg_text(argc, argv, 0) : NULL;
     const char *path = arg_text(argc, argv, argc - 1);
     if (argc == 2 && !name) {
@@ -382,6 +431,8 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * freed when no connection of the process holds them any more. */
 static void fn_unload(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
+    if (!app_statement_only(ctx, "ouro_unload"))
+        return;
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     int done = 0;
@@ -1323,6 +1374,10 @@ static char *setting_value(const conn_state *c, const char *name)
         return sqlite3_mprintf("%d", c->threads);
     if (strcmp(name, "batch_size") == 0)
         return sqlite3_mprintf("%d", c->batch_size);
+    if (strcmp(name, "timeout_ms") == 0)
+        return sqlite3_mprintf("%d", c->timeout_ms);
+    if (strcmp(name, "memory_limit") == 0)
+        return sqlite3_mprintf("%d", c->memory_mb);
     return NULL;
 }
 
@@ -1343,7 +1398,16 @@ static char *setting_value(const conn_state *c, const char *name)
  *             = every core
  *   batch_size 1..256 (default 16): sequences the *_batch functions run at
  *             once (ouro_generate_batch: prompts per wave; classification:
- *             max(batch_size, labels + 1)); each costs a KV cache */
+ *             max(batch_size, labels + 1)); each costs a KV cache
+ *   timeout_ms 0 (default, none) .. 2^31-1: the most wall time one call may
+ *             run; the core checks it between layers, so a call ends within
+ *             one layer's work after it (the way to bound a call on SQLite
+ *             3.40, which gives functions no view of sqlite3_interrupt)
+ *   memory_limit 16 .. 2^30 MiB (default: a quarter of the machine's memory):
+ *             the most one call may allocate, KV cache, logits and scratch
+ *             together, checked before allocating
+ * Setting a value is refused outside the application's own SELECT (see
+ * app_statement_only). */
 static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
@@ -1357,11 +1421,14 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         name += 5;
     if (strcmp(name, "kv_cache") != 0 && strcmp(name, "kv_type") != 0 &&
         strcmp(name, "precision") != 0 && strcmp(name, "depth") != 0 &&
-        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0) {
+        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0 &&
+        strcmp(name, "timeout_ms") != 0 && strcmp(name, "memory_limit") != 0) {
         result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, kv_type, "
-                      "precision, depth, threads and batch_size", name);
+                      "precision, depth, threads, batch_size, timeout_ms and memory_limit", name);
         return;
     }
+    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
+        return;
     if (argc == 2) {
         bool reset = arg_is_null(argc, argv, 1);
         const char *v = reset ? NULL : (const char *)sqlite3_value_text(argv[1]);
@@ -1403,6 +1470,16 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             if (!arg_int(ctx, argc, argv, 1, "threads", 0, 1024, &t))
                 return;
             c->threads = (int)t;
+        } else if (strcmp(name, "timeout_ms") == 0) {
+            sqlite3_int64 t = 0;
+            if (!arg_int(ctx, argc, argv, 1, "timeout_ms", 0, INT_MAX, &t))
+                return;
+            c->timeout_ms = (int)t;
+        } else if (strcmp(name, "memory_limit") == 0) {
+            sqlite3_int64 m = conn_default_memory_mb();
+            if (!arg_int(ctx, argc, argv, 1, "memory_limit", 16, 1 << 30, &m))
+                return;
+            c->memory_mb = (int)m;
         } else {
             sqlite3_int64 b = BATCH_SIZE_DEFAULT;
             if (!arg_int(ctx, argc, argv, 1, "batch_size", 1, BATCH_SIZE_MAX, &b))
@@ -1570,6 +1647,7 @@ int sqlite3_ouro_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *
     c->refs = 1;                 /* held by this function until the end */
     c->db = db;
     c->batch_size = BATCH_SIZE_DEFAULT;
+    c->memory_mb = conn_default_memory_mb();
 #if SQLITE_VERSION_NUMBER >= 3041000
     c->interrupt_check = sqlite3_libversion_number() >= 3041000;
 #endif

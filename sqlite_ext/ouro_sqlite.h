@@ -84,6 +84,10 @@ typedef struct conn_state {
     bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
     int threads;                /* threads: worker threads, 0 = every core */
     int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
+    int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
+    int memory_mb;              /* memory_limit: most MiB one call may allocate */
+    double deadline;            /* CLOCK_MONOTONIC seconds the running call must end by; 0 = none */
+    bool timed_out;             /* the running call passed its deadline */
     /* The connection's decoding state, reused from call to call. */
     ouro_session *session;      /* owned, or NULL */
     cache_entry *session_entry; /* one reference held while session is set */
@@ -119,8 +123,12 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
 #define CTX_MAX 4096
 int ctx_limit(const ouro_model *m);
 
-/* The cancel check handed to the core (sqlite3_is_interrupted where available). */
+/* The cancel check handed to the core: sqlite3_is_interrupted where
+ * available, and the call's timeout_ms deadline (set by conn_session). */
 int conn_cancel(void *ctx);
+
+/* memory_limit's default: a quarter of the machine's memory, in MiB. */
+int conn_default_memory_mb(void);
 
 /* Registers ouro_token_depths on db with `c` as its state (token_depths.c). */
 int token_depths_register(sqlite3 *db, conn_state *c);

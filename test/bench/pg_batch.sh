@@ -13,7 +13,8 @@
 #   per-row, batched   SELECT id, ouro_generate(prompt, max_tokens := 32) FROM q   (ouro.auto_batch on)
 #   explicit batch     SELECT ouro_generate_batch(array_agg(prompt ORDER BY id), max_tokens := 32) FROM q
 #   per-row, off       the first query with ouro.auto_batch = off
-# each after a warm-up that loads the model; ouro.batch_size stays 16.  Prints rows/s and
+# each in a new backend, after a warm-up there (one token for every prompt: the model is mapped
+# and its weights touched); ouro.batch_size stays 16.  Prints rows/s and
 # tokens/s of each and checks that the three give the same texts.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -77,12 +78,14 @@ run() {   # label, settings, query -> prints the line; leaves the texts in $TMP/
     local label=$1 set=$2 sql=$3 out t tokens
     out=$(q <<EOF
 $set;
+SELECT count(*) FROM unnest((SELECT ouro_generate_batch(array_agg(prompt), max_tokens := 1) FROM q));
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset
 CREATE TEMP TABLE r AS $sql;
 SELECT round(extract(epoch FROM clock_timestamp()) - :t0, 3) || ' ' || sum(ouro_token_count(a)) FROM r;
 \\copy (SELECT * FROM r ORDER BY 1) TO '$TMP/$label.out'
 EOF
 )
+    out=$(tail -1 <<<"$out")
     t=${out%% *} tokens=${out##* }
     printf "%-18s %8.2f rows/s  %8.1f tokens/s  (%s s, %s tokens)\n" "$label" \
         "$(awk "BEGIN { print $ROWS / $t }")" "$(awk "BEGIN { print $tokens / $t }")" "$t" "$tokens"
