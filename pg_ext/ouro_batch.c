@@ -373,6 +373,11 @@ place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound)
 			/* a sort reads all its input before it returns a row */
 			growth = GROWTH_FULL;
 			break;
+		case T_Agg:
+			/* so does a hashed or plain aggregate (GROUP BY ouro_classify(...)) */
+			if (((Agg *) plan)->aggstrategy == AGG_HASHED || ((Agg *) plan)->aggstrategy == AGG_PLAIN)
+				growth = GROWTH_FULL;
+			break;
 		case T_Result:
 		case T_Gather:
 		case T_GatherMerge:
