@@ -597,6 +597,8 @@ pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
 
 		gen_params(a, Min(a->max_tokens, limit), &p);
 		pg_ouro_prepare_threads();
+		/* the statement shows in ouro_progress from its first batch on */
+		pg_ouro_progress(fn, ref->label, 0, 0, 0);
 		if (ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) != OURO_OK)
 		{
 			for (int k = 0; k < n_run; k++)
@@ -917,6 +919,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
 	run_ok = palloc0(sizeof(bool) * n_run);
 	pg_ouro_stats.batches++;
+	pg_ouro_progress(fn, ref->label, 0, 0, 0);
 	for (;;)
 	{
 		ouro_session *s = pg_ouro_session(ref, Min(need, limit), n_seq, max_loops, false);

@@ -242,6 +242,10 @@ SET ouro.on_error = 'null';
 UPDATE questions SET answer = ouro_generate(prompt, max_tokens := 3) WHERE id <= 40;
 SELECT 'filled:' || count(answer) || '/' || count(*) FROM questions WHERE id <= 40;
 SELECT 'null_row:' || string_agg(id::text, ',') FROM questions WHERE id <= 40 AND answer IS NULL;
+-- a prompt longer than the context: the WARNING shows its start
+SET ouro.context_length = 64;
+SELECT count(g) FROM (SELECT ouro_generate(CASE WHEN id = 5 THEN repeat('Very long prompt ', 40) ELSE prompt END,
+                                           max_tokens := 2) AS g FROM questions WHERE id <= 8 OFFSET 0) s;
 EOF
 )
 echo "$out" | grep -i warning | sed 's/^/# /'
@@ -249,6 +253,8 @@ check "UPDATE with one bad row under on_error = null fills the 39 others" grep -
 check "only the bad row is NULL" grep -q "^null_row:17$" <<<"$out"
 check "the WARNING names the bad row (its position and its prompt)" \
     grep -Eq 'WARNING:  ouro_generate row [0-9]+ \(prompt ""\): the prompt has no tokens' <<<"$out"
+check "a too-long row's WARNING gives its position and the start of its prompt" \
+    grep -Eq 'WARNING:  ouro_generate row [1-8] \(prompt "Very long prompt Very long prompt Very l\.\.\."\): the prompt is too long' <<<"$out"
 q -c "UPDATE questions SET prompt = 'Once upon a time #17' WHERE id = 17" >/dev/null
 
 # --- progress from another session ----------------------------------------------------------
