@@ -428,7 +428,8 @@ def run_stage1(a, lf):
     data = Batches(tok, random.Random(a.seed * 1000 + step0), a.batch, a.max_len)
     t0 = time.time()
     model.train()
-    for step in range(step0, a.steps1):
+    last = min(a.steps1, a.stop_after or a.steps1)
+    for step in range(step0, last):
         warm = min(1.0, (step + 1) / a.warmup)
         lr = a.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps1)))
         for g in opt.param_groups:
@@ -444,7 +445,7 @@ def run_stage1(a, lf):
             log(lf, "stage I step %d beta %.3f loss %.4f ce_t %s p_t %s lr %.2e %.2f s/step" % (
                 step + 1, beta, float(loss), " ".join("%.3f" % v for v in stats["ce_t"]),
                 " ".join("%.2f" % v for v in stats["p_t"]), lr, (time.time() - t0) / (step + 1 - step0)))
-        if (step + 1) % a.ckpt_every == 0 or step + 1 == a.steps1:
+        if (step + 1) % a.ckpt_every == 0 or step + 1 == last:
             save_ckpt(ck, model, opt, step + 1, tok, 1)
             export(model, tok, a.out)
     return model, tok
@@ -493,6 +494,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=96)
     ap.add_argument("--steps1", type=int, default=6500)
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="end stage I after this step of the --steps1 schedule (0: at its end)")
     ap.add_argument("--steps2", type=int, default=600)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
