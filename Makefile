@@ -4,8 +4,14 @@
 #   make              core library, build/ouro (tool), build/ouro.so (SQLite extension),
 #                     and the PostgreSQL extension when pg_config is found
 #   make install      installs the PostgreSQL extension into the server pg_config names (root)
+#   make uninstall    removes what make install installed (root)
+#   make installcheck the pg_regress tests against a running server where `make install` was
+#                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
+#   make asan-ext     the SQLite and PostgreSQL extensions built with ASan and UBSan, over
+#                     their suites (libasan preloaded into Python and the postmaster); slow,
+#                     not part of `make test`
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the trained demonstration model models/ouro-demo
 #                     (or $OURO_MODEL)
@@ -14,6 +20,8 @@
 #   make model-eval   the held-out evaluation table of models/ouro-demo (bf16 and q8)
 #   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
+#   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
+#                     (debian/build.sh; needs debhelper and postgresql-server-dev-all)
 #   make deps         installs the Debian packages the build and tests need (sudo)
 #   make clean
 #
@@ -32,12 +40,12 @@ LIBS_CORE := -lcjson -lutf8proc -lm -fopenmp
 CORE_SRC  := $(wildcard core/*.c)
 CORE_OBJ  := $(patsubst core/%.c,$(B)/core/%.o,$(CORE_SRC))
 CORE_HDR  := $(wildcard core/*.h)
-CLI_SRC   := $(wildcard core/cli/*.c)
+CLI_SRC   := $(wildcard tool/*.c)
 SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install test unit asan asan-build demo bench deps clean \
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean \
         model model-eval model-check
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
@@ -54,7 +62,7 @@ $(B)/libouro.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/ouro: $(CLI_SRC) $(wildcard core/cli/*.h) $(B)/libouro.a
+$(B)/ouro: $(CLI_SRC) $(wildcard tool/*.h) $(B)/libouro.a
 	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
 
 # The SQLite extension: one shared object with the core linked in.
@@ -67,6 +75,15 @@ pg: $(B)/libouro.a
 
 install: all
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) install
+
+uninstall:
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) uninstall
+
+installcheck: tool
+	@PG_CONFIG=$(PG_CONFIG) bash test/installcheck.sh
+
+deb:
+	bash debian/build.sh
 
 # C unit and golden tests: one program per file in test/unit/.
 $(B)/test/%: test/unit/%.c test/unit/*.h $(B)/libouro.a
@@ -86,6 +103,11 @@ asan-build:
 
 asan: asan-build
 	@bash test/run.sh --asan
+
+asan-ext: asan-build
+	$(MAKE) B=build-asan OPT="-O1 -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer" \
+	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined,float-cast-overflow" build-asan/ouro.so
+	@bash test/asan_ext.sh
 
 demo: deps
 	$(MAKE) all

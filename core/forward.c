@@ -134,13 +134,10 @@ void ouro_session_free(ouro_session *s)
     free(s);
 }
 
-ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options *opts,
-                             ouro_session **out, ouro_error *err)
+/* The options with every default filled in, checked. */
+static ouro_status resolve_options(const ouro_model *model, const ouro_session_options *opts,
+                                   ouro_session_options *out, ouro_error *err)
 {
-    if (out)
-        *out = NULL;
-    if (!model || !out)
-        return ouro_err(err, OURO_ERR_ARG, "ouro_session_new: NULL argument");
     ouro_session_options o = {0};
     if (opts)
         o = *opts;
@@ -175,6 +172,101 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     if (o.precision != OURO_PRECISION_EXACT && o.precision != OURO_PRECISION_BF16)
         return ouro_err(err, OURO_ERR_ARG, "unknown precision %d", (int)o.precision);
 
+    *out = o;
+    return OURO_OK;
+}
+
+/* sum += a * b * c * el, overflow-checked. */
+static bool add_bytes(size_t *sum, size_t a, size_t b, size_t c, size_t el)
+{
+    size_t n;
+    return ouro_mul_ok(a, b, &n) && ouro_mul_ok(n, c, &n) && ouro_mul_ok(n, el, &n)
+           && ouro_add_ok(*sum, n, sum);
+}
+
+/* Bytes of the KV cache and of everything else ouro_session_new allocates
+ * for resolved options o (the same sizes, in the same order); false on
+ * overflow. */
+static bool session_sizes(const ouro_model *model, const ouro_session_options *o,
+                          size_t *kv_bytes, size_t *total)
+{
+    const ouro_config *c = &model->cfg;
+    size_t B = (size_t)o->max_batch, L = (size_t)o->max_loops, S = (size_t)o->n_seq;
+    size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t slots = o->kv == OURO_KV_PER_STEP ? L * (size_t)c->num_layers : (size_t)c->num_layers;
+    size_t el = o->kv_type == OURO_KV_F16 ? sizeof(uint16_t) : sizeof(float);
+    size_t kv = 0, t = 0;
+    bool ok = add_bytes(&kv, slots, S, (size_t)o->n_ctx, KD * el * 2)
+        && add_bytes(&t, S, 3, 1, sizeof(int32_t))                   /* seq_len, seq_cnt, seq_last */
+        && add_bytes(&t, B, 3 * D + 2 * QD + 2 * KD + 2 * I, 1, sizeof(float)) /* x..hb2, hsel */
+        && add_bytes(&t, (size_t)o->threads, (size_t)o->n_ctx, 1, sizeof(float))  /* scores */
+        && add_bytes(&t, L, B, D, sizeof(float))                     /* hsteps */
+        && add_bytes(&t, B, L, 1, sizeof(float))                     /* gates */
+        && add_bytes(&t, OURO_LTMP_ROWS, V, 1, sizeof(float))        /* ltmp */
+        && add_bytes(&t, B, 10, 1, sizeof(int32_t))                  /* pos .. cdf, gen_seq_fill */
+        && (o->kv != OURO_KV_AVG || add_bytes(&t, B, (size_t)c->num_layers, KD, 2 * sizeof(float)))
+        && add_bytes(&t, S, V + L + 3, 1, sizeof(float))             /* gen_logits .. gen_seq */
+        && add_bytes(&t, V, 2, 1, sizeof(float));                    /* samp_p, samp_idx */
+    if (ok && model->quantized) {
+        size_t d_max = D > I ? D : I;
+        d_max = d_max > QD ? d_max : QD;
+        ok = ouro_add_ok(t, ouro_q8_act_bytes((int)B, (int)d_max), &t);
+    }
+    if (!ok || !ouro_add_ok(t, kv, &t))
+        return false;
+    *kv_bytes = kv;
+    *total = t;
+    return true;
+}
+
+size_t ouro_session_bytes_for(const ouro_model *model, const ouro_session_options *opts)
+{
+    ouro_session_options o;
+    size_t kv, total;
+    if (!model || resolve_options(model, opts, &o, NULL) != OURO_OK
+        || !session_sizes(model, &o, &kv, &total))
+        return 0;
+    return total;
+}
+
+static double mib(size_t n) { return (double)n / (1024.0 * 1024.0); }
+
+ouro_status ouro_session_check_extra(const ouro_session *s, size_t extra, const char *what,
+                                     ouro_error *err)
+{
+    size_t want;
+    if (s->max_bytes == 0)
+        return OURO_OK;
+    if (!ouro_add_ok(s->bytes, extra, &want) || want > s->max_bytes)
+        return ouro_err(err, OURO_ERR_LIMIT, "%s needs %.1f MiB besides the session's %.1f MiB; "
+                        "the limit is %.1f MiB in all", what, mib(extra), mib(s->bytes),
+                        mib(s->max_bytes));
+    return OURO_OK;
+}
+
+ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options *opts,
+                             ouro_session **out, ouro_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!model || !out)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_session_new: NULL argument");
+    ouro_session_options o;
+    ouro_status rst = resolve_options(model, opts, &o, err);
+    if (rst != OURO_OK)
+        return rst;
+    const ouro_config *c = &model->cfg;
+    size_t need_kv, need;
+    if (!session_sizes(model, &o, &need_kv, &need))
+        return ouro_err(err, OURO_ERR_NOMEM, "the KV cache for n_ctx %d x n_seq %d x %d loops "
+                        "does not fit in memory", o.n_ctx, o.n_seq, o.max_loops);
+    if (o.max_bytes && need > o.max_bytes)
+        return ouro_err(err, OURO_ERR_LIMIT, "the session needs %.1f MiB (KV cache %.1f MiB for "
+                        "n_ctx %d, n_seq %d, %d loops; scratch %.1f MiB for max_batch %d); "
+                        "the limit is %.1f MiB", mib(need), mib(need_kv), o.n_ctx, o.n_seq,
+                        o.max_loops, mib(need - need_kv), o.max_batch, mib(o.max_bytes));
+
     ouro_session *s = calloc(1, sizeof *s);
     if (!s)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
@@ -189,6 +281,8 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->kv_el = s->kv_f16 ? sizeof(uint16_t) : sizeof(float);
     s->kvk = ouro_kv_kernels_for(s->kv_f16);
     s->precision = o.precision;
+    s->bytes = need;
+    s->max_bytes = o.max_bytes;
 
     size_t B = (size_t)o.max_batch, L = (size_t)o.max_loops;
     size_t D = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
@@ -266,6 +360,7 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
 }
 
 size_t ouro_session_kv_bytes(const ouro_session *s) { return s->kv_bytes; }
+size_t ouro_session_bytes(const ouro_session *s) { return s->bytes; }
 int ouro_session_max_loops(const ouro_session *s) { return s->max_loops; }
 int ouro_session_n_ctx(const ouro_session *s) { return s->n_ctx; }
 int ouro_session_n_seq(const ouro_session *s) { return s->n_seq; }
@@ -486,16 +581,32 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     /* the last cache already holds the K/V of the token's final step */
 }
 
+/* Between layers, on the calling thread (no parallel region is running):
+ * stops the call when a model file shrank under its mapping (guard.c) or the
+ * host's cancel check asks to.  The longest stretch between two polls is one
+ * decoder layer, or one lm_head product, over one chunk (max_batch tokens). */
+static ouro_status poll(ouro_session *s, ouro_error *err)
+{
+    if (ouro_model_check(s->model, err) != OURO_OK)
+        return OURO_ERR_MODEL_CHANGED;
+    if (s->cancel && s->cancel(s->cancel_ctx))
+        return ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted during a forward call");
+    return OURO_OK;
+}
+
 /* Runs n tokens (n <= max_batch; s->pos and s->early set per chunk index) of
  * which nw are wanted (chunk indices s->widx); writes output rows row0 ..
- * row0 + nw - 1.
+ * row0 + nw - 1.  Polls (above) between layers; on a stop, the outputs and
+ * the chunk's cache entries are undefined.
  *
  * The rows being run are kept compact: when a token stops early (adaptive
  * depth), its row leaves x / pos / cseq and the later steps run over fewer
  * rows, so no token waits for work it does not need. */
-static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n, int nw,
-                          const ouro_exit *ex, ouro_outputs *out, int row0)
+static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const int32_t *seq, int n,
+                                 int nw, const ouro_exit *ex, ouro_outputs *out, int row0,
+                                 ouro_error *err)
 {
+    ouro_status st;
     const ouro_model *m = s->model;
     const ouro_config *c = &m->cfg;
     int D = c->hidden_size, V = c->vocab_size, L = s->max_loops, NL = c->num_layers;
@@ -524,6 +635,8 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
     int na = n;    /* active rows */
     for (int t = 0; t < L && na > 0; t++) {
         for (int l = 0; l < NL; l++) {
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
             decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq);
             if (s->kv == OURO_KV_AVG)
                 for (int r = 0; r < na; r++) {
@@ -612,18 +725,22 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
                    (size_t)D * sizeof(float));
     }
     if (!want_logits || nw == 0)
-        return;
+        return poll(s, err);
 
     float *logits = out->logits + (size_t)row0 * V;   /* (nw, V) */
+    if ((st = poll(s, err)) != OURO_OK)
+        return st;
     if (!weighted) {
         ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
                          s->precision, &s->mm_ws);
-        return;
+        return poll(s, err);
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
         int nr = nw - w0 < OURO_LTMP_ROWS ? nw - w0 : OURO_LTMP_ROWS;
         for (int t = 0; t < L; t++) {
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
             ouro_matmul_prec(s->ltmp, s->hsteps + ((size_t)t * s->max_batch + w0) * D, m->lm_head.data,
                              m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
             for (int r = 0; r < nr; r++) {
@@ -639,6 +756,7 @@ static void forward_chunk(ouro_session *s, const int32_t *token, const int32_t *
             }
         }
     }
+    return poll(s, err);
 }
 
 ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
@@ -710,8 +828,20 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
              * holds tokens already) may stop early; prefill runs every step */
             s->early[i] = adaptive && w && s->seq_cnt[sq[i]] == 1 && s->pos[i] > 0;
         }
-        forward_chunk(s, tok, sq, cn, nw, &ex, out, row);
+        ouro_status st = forward_chunk(s, tok, sq, cn, nw, &ex, out, row, err);
+        if (st != OURO_OK) {
+            /* the chunk's tokens are not in the cache: earlier chunks stay */
+            for (int i = 0; i < cn; i++)
+                s->seq_len[sq[i]]--;
+            return st;
+        }
         row += nw;
     }
     return OURO_OK;
+}
+
+void ouro_session_set_cancel(ouro_session *s, ouro_cancel_fn cancel, void *ctx)
+{
+    s->cancel = cancel;
+    s->cancel_ctx = ctx;
 }

@@ -260,9 +260,9 @@ static bool stop_in_tail(gen_slot *g, size_t win, const ouro_tokenizer *tok, int
     return false;
 }
 
-ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prompts,
-                          const int *prompt_lens, const ouro_gen_params *params,
-                          ouro_gen_result *results, ouro_error *err)
+static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *prompts,
+                           const int *prompt_lens, const ouro_gen_params *params,
+                           ouro_gen_result *results, ouro_error *err)
 {
     if (!s || !prompts || !prompt_lens || !results || n_req < 1)
         return ouro_err(err, OURO_ERR_ARG, "ouro_generate: no requests or a NULL argument");
@@ -515,10 +515,10 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
  * one more call runs every label's remaining tokens.  Label groups smaller
  * than the label count are used when the session has too few sequences.
  */
-ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
-                                const char *const *labels, int n_labels, const char *instruction,
-                                const ouro_exit *exit, double *probs, double *logprobs,
-                                ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+static ouro_status classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
+                                  const char *const *labels, int n_labels, const char *instruction,
+                                  const ouro_exit *exit, double *probs, double *logprobs,
+                                  ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
 {
     if (!s || !inputs || !labels || !probs || n_inputs < 1)
         return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
@@ -611,8 +611,14 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
     btok = malloc(cap * sizeof *btok);
     bseq = malloc(cap * sizeof *bseq);
     bwant = malloc(cap);
-    if (!btok || !bseq || !bwant || !ouro_mul_ok((size_t)W * G * (max_lab > 1 ? max_lab - 1 : 1),
-                                                 (size_t)V * sizeof(float), &nb) || !(rows = malloc(nb))) {
+    if (!ouro_mul_ok((size_t)W * G * (max_lab > 1 ? max_lab - 1 : 1), (size_t)V * sizeof(float), &nb)) {
+        st = ouro_err(err, OURO_ERR_NOMEM, "the label logits of classification do not fit in memory");
+        goto done;
+    }
+    if ((st = ouro_session_check_extra(s, nb + cap * 9, "the label logits of classification",
+                                       err)) != OURO_OK)
+        goto done;
+    if (!btok || !bseq || !bwant || !(rows = malloc(nb))) {
         st = ouro_err(err, OURO_ERR_NOMEM, "out of memory for classification");
         goto done;
     }
@@ -732,9 +738,9 @@ done:
  * Depth profile: the exit distribution of every token of a text
  * ------------------------------------------------------------------------ */
 
-ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
-                       float *pdf, double *expected, int32_t *step,
-                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+static ouro_status depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
+                         float *pdf, double *expected, int32_t *step,
+                         ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
 {
     if (!s || !ids || n_ids < 1)
         return ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens");
@@ -795,5 +801,55 @@ ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float thr
     free(want);
     if (buf != pdf)
         free(buf);
+    return st;
+}
+
+/* ------------------------------------------------------------------------
+ * Entry points: the caller's cancel check is polled inside every forward
+ * call for the length of the call (forward.c), then the session's own is
+ * restored.
+ * ------------------------------------------------------------------------ */
+
+ouro_status ouro_generate(ouro_session *s, int n_req, const int32_t *const *prompts,
+                          const int *prompt_lens, const ouro_gen_params *params,
+                          ouro_gen_result *results, ouro_error *err)
+{
+    if (!s || !params)
+        return generate(s, n_req, prompts, prompt_lens, params, results, err);
+    ouro_cancel_fn fn = s->cancel;
+    void *ctx = s->cancel_ctx;
+    ouro_session_set_cancel(s, params->cancel, params->cancel_ctx);
+    ouro_status st = generate(s, n_req, prompts, prompt_lens, params, results, err);
+    ouro_session_set_cancel(s, fn, ctx);
+    return st;
+}
+
+ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                const ouro_exit *exit, double *probs, double *logprobs,
+                                ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    if (!s)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
+    ouro_cancel_fn fn = s->cancel;
+    void *ctx = s->cancel_ctx;
+    ouro_session_set_cancel(s, cancel, cancel_ctx);
+    ouro_status st = classify_batch(s, n_inputs, inputs, labels, n_labels, instruction, exit,
+                                    probs, logprobs, cancel, cancel_ctx, err);
+    ouro_session_set_cancel(s, fn, ctx);
+    return st;
+}
+
+ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
+                       float *pdf, double *expected, int32_t *step,
+                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    if (!s)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens");
+    ouro_cancel_fn fn = s->cancel;
+    void *ctx = s->cancel_ctx;
+    ouro_session_set_cancel(s, cancel, cancel_ctx);
+    ouro_status st = depth(s, ids, n_ids, threshold, pdf, expected, step, cancel, cancel_ctx, err);
+    ouro_session_set_cancel(s, fn, ctx);
     return st;
 }

@@ -3,14 +3,17 @@
  *
  * Nothing here is part of the public contract (core/ouro.h).  The files of the
  * core, in the order data flows through them:
+ *   base.c      the ground floor (base.h): fp16/bf16, dtypes, CPU detection
  *   util.c      status strings, errors, logging, build information
- *   kernels.c   fp16/bf16 conversion and the matrix products (y = W x)
+ *   kernels.c   the matrix products (y = W x)
  *   quant.c     the 8-bit block-quantized weight format (q8) and its products
  *   math.c      RMSNorm, RoPE, softmax, the exit distribution
  *   loader.c    config.json + safetensors -> ouro_model (mmap, validation)
  *   forward.c   sessions, KV cache and the looped forward pass
  *   generate.c  sampling, generation, classification, depth
  *   convert.c   `ouro convert`: writes a checkpoint's matrices as q8
+ *   guard.c     SIGBUS on a model file truncated under its mapping ends the
+ *               call (OURO_ERR_MODEL_CHANGED), not the process
  */
 #ifndef OURO_INTERNAL_H
 #define OURO_INTERNAL_H
@@ -19,6 +22,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "ouro.h"
+#include "base.h"
 
 /* ------------------------------------------------------------------------
  * Errors and logging (util.c)
@@ -41,25 +45,9 @@ static inline bool ouro_add_ok(size_t a, size_t b, size_t *out)
     return !__builtin_add_overflow(a, b, out);
 }
 
-/* Number of processors (0 threads = this many). */
-int ouro_default_threads(void);
-
 /* ------------------------------------------------------------------------
  * Kernels (kernels.c): the one place matrix products happen
  * ------------------------------------------------------------------------ */
-
-float ouro_f16_to_f32(uint16_t h);
-uint16_t ouro_f32_to_f16(float f);      /* round to nearest even */
-float ouro_bf16_to_f32(uint16_t h);
-uint16_t ouro_f32_to_bf16(float f);     /* round to nearest even */
-
-/* Bytes of one element of dtype. */
-size_t ouro_dtype_size(ouro_dtype dt);
-const char *ouro_dtype_name(ouro_dtype dt);
-
-/* SIMD path chosen at run time (OURO_SIMD lowers it); ouro_simd_level() names it. */
-enum { OURO_SIMD_GENERIC = 1, OURO_SIMD_AVX2, OURO_SIMD_AVX512 };
-int ouro_simd(void);
 
 /* Memory for what a product needs besides x and W (x quantized for q8
  * weights): ouro_q8_act_bytes(n, d_in) bytes.  The products take one; NULL
@@ -108,9 +96,6 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
 
 /* Dot product of row `row` of W (d_in) with x (d_in) in f32. */
 float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int d_in);
-
-/* Name of the SIMD path chosen at run time: "avx512", "avx2", "generic". */
-const char *ouro_simd_level(void);
 
 /* ------------------------------------------------------------------------
  * q8 weights (quant.c; the format is described there).  Data is 64-byte aligned.
@@ -207,9 +192,24 @@ typedef struct ouro_layer {
 #define OURO_LAYER_TENSORS 11
 extern const char *const ouro_layer_tensor_names[OURO_LAYER_TENSORS];
 
+/* ------------------------------------------------------------------------
+ * Mapped files that change under a call (guard.c)
+ * ------------------------------------------------------------------------ */
+
+/* Registers a read-only file mapping (installing the SIGBUS handler on first
+ * use); returns its slot, or -1 when every slot is taken (the mapping is then
+ * unguarded).  Unregister before munmap. */
+int ouro_guard_register(void *map, size_t len);
+void ouro_guard_unregister(int slot);
+
+/* True once a read of the mapping in `slot` faulted (its file shrank): the
+ * mapping now reads as zeros. */
+bool ouro_guard_faulted(int slot);
+
 typedef struct ouro_mapped_file {
     char *path;              /* absolute path, owned */
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
+    int guard;               /* guard.c slot of map, -1 when none */
     size_t size;
     dev_t dev;
     ino_t ino;
@@ -242,6 +242,10 @@ struct ouro_model {
 
 struct ouro_session {
     const ouro_model *model;     /* not owned */
+    ouro_cancel_fn cancel;       /* polled between layers; NULL = never */
+    void *cancel_ctx;
+    size_t bytes;                /* KV cache and scratch held */
+    size_t max_bytes;            /* limit on bytes + a call's own buffers; 0 = none */
     int n_ctx, n_seq, max_batch, max_loops, threads;
     ouro_kv_mode kv;
     int *seq_len;                /* (n_seq) tokens held by each sequence */
@@ -299,6 +303,11 @@ struct ouro_session {
 };
 
 #define OURO_LTMP_ROWS 8
+
+/* OURO_ERR_LIMIT when `extra` more bytes for `what` would take the session
+ * past its max_bytes; else OURO_OK. */
+ouro_status ouro_session_check_extra(const ouro_session *s, size_t extra, const char *what,
+                                     ouro_error *err);
 
 /* Shortens sequence `seq` to its first `len` tokens (len <= its length). */
 void ouro_session_seq_truncate(ouro_session *s, int seq, int len);

@@ -1,5 +1,5 @@
 /*
- * kernels.c -- number formats and the matrix products of the forward pass.
+ * kernels.c -- the matrix products of the forward pass.
  *
  * Every matrix product of ouro goes through ouro_matmul(): y = x . W^T for a
  * batch of rows x, with W stored as the checkpoint stores it (F32, F16 or
@@ -21,88 +21,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* ------------------------------------------------------------------------
- * Half-precision conversion (IEEE fp16 and bfloat16)
- * ------------------------------------------------------------------------ */
-
-static inline float bits_to_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline uint32_t f32_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-float ouro_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    if (exp == 0) {
-        /* zero or subnormal: man * 2^-24 */
-        float f = (float)man * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    if (exp == 31)
-        return bits_to_f32(sign | 0x7f800000u | (man << 13));
-    return bits_to_f32(sign | ((exp + 112) << 23) | (man << 13));
-}
-
-uint16_t ouro_f32_to_f16(float f)
-{
-    uint32_t u = f32_to_bits(f);
-    uint32_t sign = (u >> 16) & 0x8000;
-    uint32_t absu = u & 0x7fffffffu;
-    if (absu >= 0x7f800000u)                       /* inf or nan */
-        return (uint16_t)(sign | 0x7c00 | (absu > 0x7f800000u ? 0x200 : 0));
-    if (absu >= 0x477ff000u)                       /* rounds to >= 65520: inf */
-        return (uint16_t)(sign | 0x7c00);
-    if (absu < 0x38800000u) {                      /* below 2^-14: subnormal */
-        float a = bits_to_f32(absu);
-        /* a / 2^-24 rounded to nearest even */
-        float m = nearbyintf(a * 16777216.0f);
-        return (uint16_t)(sign | (uint32_t)m);
-    }
-    uint32_t r = absu + 0xfffu + ((absu >> 13) & 1u);   /* round to nearest even */
-    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
-}
-
-float ouro_bf16_to_f32(uint16_t h)
-{
-    return bits_to_f32((uint32_t)h << 16);
-}
-
-uint16_t ouro_f32_to_bf16(float f)
-{
-    uint32_t u = f32_to_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)           /* nan stays nan */
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-size_t ouro_dtype_size(ouro_dtype dt)
-{
-    return dt == OURO_F32 ? 4 : dt == OURO_Q8 ? 1 : 2;
-}
-
-const char *ouro_dtype_name(ouro_dtype dt)
-{
-    switch (dt) {
-    case OURO_F32:  return "F32";
-    case OURO_F16:  return "F16";
-    case OURO_BF16: return "BF16";
-    case OURO_Q8:   return "Q8";
-    }
-    return "?";
-}
 
 void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int cols)
 {
@@ -299,46 +217,6 @@ AVX512_TARGET static float dot_bf16_avx512(const void *wv, const float *x, int n
  * Run-time dispatch
  * ------------------------------------------------------------------------ */
 
-enum { SIMD_GENERIC = OURO_SIMD_GENERIC, SIMD_AVX2 = OURO_SIMD_AVX2, SIMD_AVX512 = OURO_SIMD_AVX512 };
-
-/* The best path the processor supports, lowered (never raised) by the
- * environment variable OURO_SIMD=generic|avx2|avx512, read once. */
-static int simd_level(void)
-{
-    static volatile int level;   /* 0 = not yet known; every thread computes the same */
-    if (!level) {
-        int l = SIMD_GENERIC;
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-            l = SIMD_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            l = SIMD_AVX2;   /* F16C comes with every AVX2 processor */
-        const char *env = getenv("OURO_SIMD");
-        if (env) {
-            int want = !strcmp(env, "generic") ? SIMD_GENERIC : !strcmp(env, "avx2") ? SIMD_AVX2
-                     : !strcmp(env, "avx512") ? SIMD_AVX512 : l;
-            if (want < l)
-                l = want;
-        }
-        level = l;
-    }
-    return level;
-}
-
-int ouro_simd(void)
-{
-    return simd_level();
-}
-
-const char *ouro_simd_level(void)
-{
-    switch (simd_level()) {
-    case SIMD_AVX512: return "avx512";
-    case SIMD_AVX2:   return "avx2";
-    default:          return "generic";
-    }
-}
-
 static dot_fn pick_dot(ouro_dtype dt)
 {
     static const dot_fn table[3][3] = {
@@ -347,7 +225,7 @@ static dot_fn pick_dot(ouro_dtype dt)
         { dot_f32_avx2,   dot_f16_avx2,   dot_bf16_avx2 },
         { dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512 },
     };
-    return table[simd_level() - 1][dt];
+    return table[ouro_simd() - 1][dt];
 }
 
 /* ------------------------------------------------------------------------
@@ -696,17 +574,6 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
     }
 }
 
-/* Whether the processor has AVX-512 BF16 (and the SIMD level allows AVX-512). */
-static bool have_bf16dp(void)
-{
-    static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
-    if (!have) {
-        __builtin_cpu_init();
-        have = simd_level() == SIMD_AVX512 && __builtin_cpu_supports("avx512bf16") ? 2 : 1;
-    }
-    return have == 2;
-}
-
 /* ------------------------------------------------------------------------
  * Products
  * ------------------------------------------------------------------------ */
@@ -728,11 +595,11 @@ static void mm_rows(float *y, const float *x, const void *qx, const void *w, our
         ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
         return;
     }
-    if (bf16 && dt == OURO_BF16 && have_bf16dp()) {
+    if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
         mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
         return;
     }
-    if (simd_level() == SIMD_AVX512) {
+    if (ouro_simd() == OURO_SIMD_AVX512) {
         mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
         return;
     }

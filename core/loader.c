@@ -132,6 +132,7 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
     m->files = nf;
     ouro_mapped_file *f = &m->files[m->n_files];
     memset(f, 0, sizeof *f);
+    f->guard = -1;
     f->path = strdup(path);
     if (!f->path)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
@@ -157,6 +158,7 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
             return ouro_err(err, OURO_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
         }
         f->map = p;
+        f->guard = ouro_guard_register(p, f->size);
         m->mapped_bytes += f->size;
     }
     close(fd);
@@ -217,26 +219,30 @@ static ouro_status cfg_num(const cJSON *j, const char *path, const char *key, do
     return OURO_OK;
 }
 
-/* Adds eos id(s) from an int or an array of ints to cfg (deduplicated). */
-static void add_eos(ouro_config *cfg, const cJSON *v)
+/* Adds eos id(s) from an int or an array of ints to cfg (deduplicated; ids
+ * outside the vocabulary are skipped).  False when the ids do not fit in
+ * eos_ids (OURO_MAX_EOS): the caller reports it rather than drop any. */
+static bool add_eos(ouro_config *cfg, const cJSON *v)
 {
     if (!v)
-        return;
+        return true;
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         if (d != floor(d) || d < 0 || d >= cfg->vocab_size)
-            return;
+            return true;
         for (int i = 0; i < cfg->n_eos; i++)
             if (cfg->eos_ids[i] == (int32_t)d)
-                return;
-        if (cfg->n_eos < (int)(sizeof cfg->eos_ids / sizeof cfg->eos_ids[0]))
-            cfg->eos_ids[cfg->n_eos++] = (int32_t)d;
+                return true;
+        if (cfg->n_eos >= OURO_MAX_EOS)
+            return false;
+        cfg->eos_ids[cfg->n_eos++] = (int32_t)d;
     } else if (cJSON_IsArray(v)) {
         const cJSON *e;
         cJSON_ArrayForEach(e, v)
-            if (cJSON_IsNumber(e))
-                add_eos(cfg, e);
+            if (cJSON_IsNumber(e) && !add_eos(cfg, e))
+                return false;
     }
+    return true;
 }
 
 static ouro_status parse_config(ouro_model *m, const char *path, const cJSON *j, ouro_error *err)
@@ -308,7 +314,9 @@ static ouro_status parse_config(ouro_model *m, const char *path, const cJSON *j,
     }
 
     v = cJSON_GetObjectItemCaseSensitive(j, "eos_token_id");
-    add_eos(c, v);    /* keeps only ids inside the vocabulary */
+    if (!add_eos(c, v))    /* keeps only ids inside the vocabulary */
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: more than %d distinct eos_token_id values",
+                        path, OURO_MAX_EOS);
     c->eos_token_id = c->n_eos > 0 ? c->eos_ids[0] : -1;
     return OURO_OK;
 }
@@ -376,8 +384,8 @@ static ouro_status st_open(const ouro_mapped_file *f, const char *name, st_file 
     for (int i = 7; i >= 0; i--)
         n = (n << 8) | p[i];
     if (n == 0 || n > f->size - 8 || n > MAX_JSON_BYTES)
-        return ouro_err(err, OURO_ERR_FORMAT, "%s: header length %llu does not fit the file "
-                        "(%zu bytes)", f->path, (unsigned long long)n, f->size);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: not a safetensors file (its first 8 bytes "
+                        "are not a header length that fits its %zu bytes)", f->path, f->size);
     cJSON *h = cJSON_ParseWithLength((const char *)p + 8, (size_t)n);
     if (!h || !cJSON_IsObject(h)) {
         cJSON_Delete(h);
@@ -757,8 +765,10 @@ void ouro_model_free(ouro_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->n_files; i++) {
-        if (m->files[i].map)
+        if (m->files[i].map) {
+            ouro_guard_unregister(m->files[i].guard);
             munmap(m->files[i].map, m->files[i].size);
+        }
         free(m->files[i].path);
     }
     free(m->files);
@@ -821,7 +831,11 @@ ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err)
         if ((st = read_json(p, "a generation config", &gen, err)) != OURO_OK ||
             (st = add_file(m, p, false, NULL, err)) != OURO_OK)
             goto fail;
-        add_eos(&m->cfg, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"));
+        if (!add_eos(&m->cfg, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"))) {
+            st = ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: more than %d distinct eos_token_id values "
+                          "(with config.json's)", p, OURO_MAX_EOS);
+            goto fail;
+        }
     }
     free(p);
     p = NULL;
@@ -849,14 +863,21 @@ ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err)
             if (id >= 0 && id < m->cfg.vocab_size) {
                 cJSON *n = cJSON_CreateNumber(id);
                 if (n) {
-                    add_eos(&m->cfg, n);
+                    bool fits = add_eos(&m->cfg, n);
                     cJSON_Delete(n);
+                    if (!fits) {
+                        st = ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: more than %d distinct end "
+                                      "of sequence ids with <|im_end|>", m->path, OURO_MAX_EOS);
+                        goto fail;
+                    }
                 }
             }
         }
     }
     free(p);
     p = NULL;
+    if ((st = ouro_model_check(m, err)) != OURO_OK)   /* a file shrank while validated */
+        goto fail;
 
     for (int i = 0; i < ld.n_sf; i++)
         cJSON_Delete(ld.sf[i].header);
@@ -901,7 +922,7 @@ bool ouro_model_files_changed(const ouro_model *m)
     for (int i = 0; i < m->n_files; i++) {
         struct stat st;
         const ouro_mapped_file *f = &m->files[i];
-        if (stat(f->path, &st) != 0)
+        if (ouro_guard_faulted(f->guard) || stat(f->path, &st) != 0)
             return true;
         int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
         if (st.st_dev != f->dev || st.st_ino != f->ino || (size_t)st.st_size != f->size
@@ -909,6 +930,16 @@ bool ouro_model_files_changed(const ouro_model *m)
             return true;
     }
     return false;
+}
+
+ouro_status ouro_model_check(const ouro_model *m, ouro_error *err)
+{
+    for (int i = 0; i < m->n_files; i++)
+        if (ouro_guard_faulted(m->files[i].guard))
+            return ouro_err(err, OURO_ERR_MODEL_CHANGED, "model file \"%s\" was truncated or "
+                            "overwritten while in use; the call was stopped and the model must "
+                            "be loaded again", m->files[i].path);
+    return OURO_OK;
 }
 
 char *ouro_model_info_json(const ouro_model *m)

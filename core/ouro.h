@@ -32,6 +32,7 @@ extern "C" {
 
 #define OURO_VERSION "0.2.0"
 #define OURO_MAX_LOOPS 16   /* most loop steps a forward pass may run */
+#define OURO_MAX_EOS 64     /* most distinct end-of-sequence ids; more is an error */
 
 /* ------------------------------------------------------------------------
  * Status, errors, logging
@@ -46,7 +47,11 @@ typedef enum ouro_status {
     OURO_ERR_NOMEM,        /* out of memory */
     OURO_ERR_CONTEXT,      /* a sequence would exceed the session's context */
     OURO_ERR_INTERRUPTED,  /* the host's cancel check asked to stop */
-    OURO_ERR_INTERNAL      /* a broken invariant (a bug in ouro) */
+    OURO_ERR_INTERNAL,     /* a broken invariant (a bug in ouro) */
+    OURO_ERR_MODEL_CHANGED,/* a model file was truncated or overwritten while a call
+                              read it: the call stopped; free the model and load again */
+    OURO_ERR_LIMIT         /* the call needs more than a limit the host set
+                              (ouro_session_options.max_bytes) */
 } ouro_status;
 
 /* Short constant name of a status, e.g. "format error". */
@@ -103,7 +108,10 @@ ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, s
 
 /* Decodes ids to UTF-8 text (NUL-terminated, malloc'd; *len excludes the NUL;
  * `len` may be NULL).  Bytes that do not form a complete character become
- * U+FFFD, as the reference does.  Ids out of range are OURO_ERR_ARG. */
+ * U+FFFD, as the reference does; so does a 0x00 byte (U+0000), which the
+ * reference keeps: the text never holds a NUL, so strlen(text) == *len and
+ * every host (PostgreSQL text, SQLite, JSON) sees the same characters.  Ids
+ * out of range are OURO_ERR_ARG. */
 ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids, size_t n_ids,
                                   bool skip_special, char **text, size_t *len, ouro_error *err);
 
@@ -146,7 +154,7 @@ typedef struct ouro_config {
     int eos_token_id;            /* -1 when absent */
     int pad_token_id;            /* -1 when absent */
     int n_eos;                   /* ids that end generation: config and */
-    int32_t eos_ids[8];          /* generation_config.json eos, <|im_end|> */
+    int32_t eos_ids[OURO_MAX_EOS]; /* generation_config.json eos, <|im_end|> */
     ouro_dtype dtype;            /* dtype of the weight matrices */
 } ouro_config;
 
@@ -168,6 +176,19 @@ const char *ouro_model_path(const ouro_model *model);
 /* True when any file the model was loaded from was replaced, changed size or
  * modification time, or disappeared since the load (callers reload then). */
 bool ouro_model_files_changed(const ouro_model *model);
+
+/* OURO_ERR_MODEL_CHANGED (naming the file) when a read of the model's
+ * mapped weights faulted because the file was truncated or overwritten in
+ * place while mapped; else OURO_OK.  Such a model reads as zeros from then
+ * on: free it and load the folder again.  Every forward call checks this
+ * between layers and before it returns; ouro_model_files_changed() is true
+ * for such a model too.
+ *
+ * How: the first ouro_model_load() of the process installs a SIGBUS handler
+ * (sigaction, SA_SIGINFO) that handles faults inside model mappings by
+ * mapping zero pages over the mapping, and passes every other SIGBUS to the
+ * action installed before it. */
+ouro_status ouro_model_check(const ouro_model *model, ouro_error *err);
 
 /* Writes the model of folder src_dir to folder dst_dir (created when missing)
  * with its matrices (embeddings, lm_head and the seven matrices of every
@@ -193,6 +214,13 @@ char *ouro_model_info_json(const ouro_model *model);
  * ------------------------------------------------------------------------ */
 
 typedef struct ouro_session ouro_session;
+
+/* Host cancel check.  Called on the thread that made the call (never on a
+ * worker thread), between the decoder layers of every forward call, around
+ * its lm_head product and between decode steps; nonzero stops the call with
+ * OURO_ERR_INTERRUPTED.  The longest work between two checks is one decoder
+ * layer or one lm_head product over max_batch tokens. */
+typedef int (*ouro_cancel_fn)(void *ctx);
 
 typedef enum ouro_exit_kind {
     OURO_EXIT_DEFAULT = 0,   /* Q-exit with the config's early_exit_threshold (upstream default) */
@@ -247,6 +275,10 @@ typedef struct ouro_session_options {
     int threads;             /* worker threads; 0 = the number of cores */
     ouro_kv_type kv_type;    /* element type of the cache; 0 = f32 */
     ouro_precision precision;   /* matrix products; 0 = exact */
+    size_t max_bytes;        /* most bytes the session may allocate, KV cache, scratch and
+                                each call's own buffers (classification logits) together;
+                                checked before allocating (OURO_ERR_LIMIT says how much
+                                was asked and allowed); 0 = no limit */
 } ouro_session_options;
 
 /* Zero-initialised options mean every default. */
@@ -256,6 +288,14 @@ void ouro_session_free(ouro_session *s);
 
 /* Bytes held by the KV cache (what n_ctx, n_seq and the cache mode cost). */
 size_t ouro_session_kv_bytes(const ouro_session *s);
+
+/* Bytes a session with these options would allocate (KV cache and scratch),
+ * computed without allocating; 0 when the options are invalid or the size
+ * overflows. */
+size_t ouro_session_bytes_for(const ouro_model *model, const ouro_session_options *opts);
+
+/* Bytes the session holds (KV cache and scratch). */
+size_t ouro_session_bytes(const ouro_session *s);
 int ouro_session_max_loops(const ouro_session *s);
 int ouro_session_n_ctx(const ouro_session *s);
 int ouro_session_n_seq(const ouro_session *s);
@@ -268,6 +308,12 @@ void ouro_session_seq_reset(ouro_session *s, int seq);
 
 /* Makes `dst` hold a copy of `src`'s cached tokens (shared prompt prefixes). */
 ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error *err);
+
+/* The cancel check ouro_session_forward() polls (NULL: none).  ouro_generate,
+ * ouro_classify* and ouro_depth set their own for the length of the call and
+ * restore this one.  A stopped call leaves every sequence as it was before
+ * the chunk (max_batch tokens) that was running. */
+void ouro_session_set_cancel(ouro_session *s, ouro_cancel_fn cancel, void *ctx);
 
 /* One forward call: n tokens, each appended to its sequence.  Within one
  * sequence tokens must appear in order. */
@@ -308,9 +354,6 @@ typedef enum ouro_stop_reason {
 
 const char *ouro_stop_reason_str(ouro_stop_reason r);   /* "length", "eos", "stop" */
 
-/* Host cancel check, called on the calling thread between decode steps and
- * between prefill chunks; nonzero stops with OURO_ERR_INTERRUPTED. */
-typedef int (*ouro_cancel_fn)(void *ctx);
 
 typedef struct ouro_gen_params {
     int max_tokens;          /* new tokens at most; 0 = 128 */

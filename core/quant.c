@@ -406,17 +406,6 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
     { q8k_2x1, q8k_2x2, q8k_2x3, q8k_2x4, q8k_2x5, q8k_2x6 },
 };
 
-static bool have_vnni(void)
-{
-    static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
-    if (!have) {
-        __builtin_cpu_init();
-        have = ouro_simd() == OURO_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")
-               && __builtin_cpu_supports("avx512vl") ? 2 : 1;
-    }
-    return have == 2;
-}
-
 /* ------------------------------------------------------------------------
  * Rows of a product
  * ------------------------------------------------------------------------ */
@@ -428,7 +417,7 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
 {
     size_t gb = ouro_q8_group_bytes(d_in);
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
-    int path = have_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
+    int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
     int n_tiles = (n + Q8_NR - 1) / Q8_NR;
     int mg = n == 1 ? 4 : 2;
     for (int g = g0; g < g1; g += mg) {

@@ -732,6 +732,30 @@ ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids,
         raw = fixed;
         total = fixed_len;
     }
+    /* U+0000 becomes U+FFFD: the text goes to hosts (PostgreSQL text, C
+     * strings) that cannot hold a NUL, and stays the same length in
+     * characters. */
+    size_t nuls = 0;
+    for (size_t i = 0; i < total; i++)
+        nuls += raw[i] == 0;
+    if (nuls) {
+        uint8_t *fixed = malloc(total + 2 * nuls + 1);
+        if (!fixed) {
+            free(raw);
+            return tok_fail(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < total; i++) {
+            if (raw[i]) {
+                fixed[k++] = raw[i];
+            } else {
+                fixed[k++] = 0xEF; fixed[k++] = 0xBF; fixed[k++] = 0xBD;
+            }
+        }
+        free(raw);
+        raw = fixed;
+        total = k;
+    }
     raw[total] = '\0';
     *text = (char *)raw;
     if (len) *len = total;

@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
@@ -27,6 +24,8 @@ const char *ouro_status_str(ouro_status status)
     case OURO_ERR_CONTEXT:      return "context exceeded";
     case OURO_ERR_INTERRUPTED:  return "interrupted";
     case OURO_ERR_INTERNAL:     return "internal error";
+    case OURO_ERR_MODEL_CHANGED: return "model file changed";
+    case OURO_ERR_LIMIT:        return "limit exceeded";
     }
     return "unknown status";
 }
@@ -81,16 +80,6 @@ void ouro_free(void *p)
 const char *ouro_version(void)
 {
     return OURO_VERSION;
-}
-
-int ouro_default_threads(void)
-{
-#ifdef _OPENMP
-    int n = omp_get_num_procs();   /* reads the CPU count; starts no thread */
-#else
-    int n = 1;
-#endif
-    return n > 0 ? n : 1;
 }
 
 static char build_info[256];

@@ -205,13 +205,21 @@ gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
 	memset(a, 0, sizeof(*a));
 	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
 	a->max_tokens = arg_int(fcinfo, first + 1, "max_tokens", 1, OURO_PG_MAX_TOKENS_LIMIT,
-							ouro_max_tokens_setting);
+							pg_ouro_max_tokens());
 	a->temperature = arg_double(fcinfo, first + 2, "temperature", 0.0, OURO_PG_TEMPERATURE_MAX, 0.0);
 	a->threshold = arg_double(fcinfo, first + 3, "exit_threshold", 0.0, 1.0,
 							  ouro_exit_threshold_setting);
 	a->seed = arg_null(fcinfo, first + 4) ? OURO_PG_DEFAULT_SEED : PG_GETARG_INT64(first + 4);
 	if (!arg_null(fcinfo, first + 5))
 		a->stop = arg_text_array(fcinfo, first + 5, "stop", OURO_PG_MAX_STOP, &a->n_stop);
+	/* argument errors, whatever ouro.on_error says: no row is to blame */
+	for (int i = 0; i < a->n_stop; i++)
+		if (a->stop[i] == NULL || a->stop[i][0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stop string %d is empty", i + 1),
+					 errhint("Pass non-empty stop strings, or NULL for none.")));
+	pg_ouro_check_limit("max_tokens", a->max_tokens, "ouro.limit_max_tokens", ouro_limit_max_tokens);
 }
 
 /* What a generation produced, copied out of the core (palloc). */
@@ -582,7 +590,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 		 * the session's context.
 		 */
 		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, Min(ouro_batch_size_setting, n_run),
+		ouro_session *s = pg_ouro_session(&ref, need, Min(pg_ouro_batch_size(), n_run),
 										  a.max_loops, true);
 		ouro_gen_params p;
 		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
@@ -841,7 +849,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	 * prefix: max(batch_size, labels + 1) sequences (at most 257 for a long
 	 * label list), no more than the inputs can use.
 	 */
-	n_seq = Max(ouro_batch_size_setting, Min(n_labels + 1, 257));
+	n_seq = Max(pg_ouro_batch_size(), Min(n_labels + 1, 257));
 	if ((int64) n_run * n_labels + 1 < n_seq)
 		n_seq = n_run * n_labels + 1;
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
@@ -1221,13 +1229,18 @@ pg_ouro_model_info(PG_FUNCTION_ARGS)
 				 errmsg("out of memory")));
 	copy = pstrdup(core_json);
 	ouro_free(core_json);
+	if (!superuser())
+		copy = (char *) pg_ouro_hide_paths(copy);	/* "path": "<model>" */
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	append_object_members(&buf, copy);
 	appendStringInfoString(&buf, ", \"name\": ");
 	escape_json(&buf, arg_null(fcinfo, 0) ? "" : ref.label);
 	appendStringInfoString(&buf, ", \"path\": ");
-	escape_json(&buf, ref.entry->path);
+	if (superuser())
+		escape_json(&buf, ref.entry->path);
+	else
+		appendStringInfoString(&buf, "null");	/* server paths: superusers only */
 	appendStringInfo(&buf, ", \"loaded_in_process\": %s, \"loads\": %d, \"load_ms\": ",
 					 ref.was_loaded ? "true" : "false", ref.entry->loads);
 	pg_ouro_append_double(&buf, ref.entry->load_ms);
@@ -1336,9 +1349,14 @@ pg_ouro_register_model(PG_FUNCTION_ARGS)
 				 errdetail("The path given is \"%s\".", path),
 				 errhint("Give the absolute path of a model folder on the server.")));
 	if (stat(path, &st) != 0)
+	{
+		int			save_errno = errno;
+
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open model folder \"%s\": %m", path)));
+				 errmsg("could not open model folder \"%s\": %m", path),
+				 pg_ouro_errhint_access(save_errno)));
+	}
 	if (!S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -24,11 +24,15 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
+#include <unistd.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -36,16 +40,20 @@
 #include "access/tableam.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
+#include "access/xact.h"
 #include "commands/extension.h"
 #include "common/shortest_dec.h"
+#include "libpq/libpq.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 
 #include "ouro_pg.h"
 
@@ -59,16 +67,24 @@ void		_PG_init(void);
 
 char	   *ouro_model_path_setting = NULL;
 int			ouro_threads_setting = 0;
-int			ouro_max_tokens_setting = 128;
+int			ouro_max_tokens_setting = OURO_PG_MAX_TOKENS_DEFAULT;
 int			ouro_max_loops_setting = 0;
 double		ouro_exit_threshold_setting = -1.0;
-int			ouro_context_length_setting = 4096;
+int			ouro_context_length_setting = OURO_PG_CONTEXT_DEFAULT;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
-int			ouro_batch_size_setting = 16;
+int			ouro_batch_size_setting = OURO_PG_BATCH_SIZE_DEFAULT;
+
+/* Ceilings (superuser settings); see define_limits() for their defaults. */
+int			ouro_limit_memory_mb = 0;
+int			ouro_limit_threads = 0;
+int			ouro_limit_batch_size = OURO_PG_BATCH_SIZE_MAX;
+int			ouro_limit_context_length = OURO_PG_CONTEXT_MAX;
+int			ouro_limit_max_tokens = OURO_PG_MAX_TOKENS_LIMIT;
+int			ouro_limit_max_loops = OURO_MAX_LOOPS;
 
 static const struct config_enum_entry on_error_options[] = {
 	{"error", OURO_ON_ERROR_ERROR, false},
@@ -132,6 +148,139 @@ core_log(int level, const char *message, void *ctx)
 				(errmsg_internal("ouro: %s", message)));
 }
 
+/* ------------------------------------------------------------------------
+ * Ceilings: superuser-only settings that bound what any call of any role
+ * may use.  The user-level settings and the function arguments are checked
+ * against them (pg_ouro_check_limits and the callers); a value above a
+ * ceiling is an error that names both.  Defaults come from the machine.
+ * ------------------------------------------------------------------------ */
+
+static void release_idle_memory(XactEvent event, void *arg);
+
+static void
+define_limits(void)
+{
+	long		pages = sysconf(_SC_PHYS_PAGES);
+	long		page = sysconf(_SC_PAGESIZE);
+	int			procs = Max(omp_get_num_procs(), 1);
+	double		phys_mb = (pages > 0 && page > 0) ? (double) pages * page / (1024.0 * 1024.0) : 4096.0;
+
+	/* a quarter of the machine's memory for one call */
+	ouro_limit_memory_mb = (int) Min(Max(phys_mb / 4, 64.0), (double) (INT_MAX / 2));
+	ouro_limit_threads = Min(procs, 1024);
+
+	DefineCustomIntVariable("ouro.limit_memory",
+							"Most memory one call may allocate: KV cache, logits and scratch together.",
+							"Superuser only.  Valid range is 16 MB .. 2 TB; the default is a quarter of "
+							"the machine's memory.  Checked before allocating.",
+							&ouro_limit_memory_mb,
+							ouro_limit_memory_mb, 16, INT_MAX / 2,
+							PGC_SUSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ouro.limit_threads",
+							"Most worker threads one call may use (ceiling of ouro.threads).",
+							"Superuser only.  Valid range is 1 .. 1024; the default is the number of "
+							"processors.",
+							&ouro_limit_threads,
+							ouro_limit_threads, 1, 1024,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ouro.limit_batch_size",
+							"Most sequences one call may run at once (ceiling of ouro.batch_size).",
+							"Superuser only.  Valid range is 1 .. 256.",
+							&ouro_limit_batch_size,
+							OURO_PG_BATCH_SIZE_MAX, 1, OURO_PG_BATCH_SIZE_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ouro.limit_context_length",
+							"Most tokens one sequence may hold (ceiling of ouro.context_length).",
+							"Superuser only.  Valid range is 16 .. 1048576.",
+							&ouro_limit_context_length,
+							OURO_PG_CONTEXT_MAX, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ouro.limit_max_tokens",
+							"Most new tokens one generation may ask for (ceiling of max_tokens).",
+							"Superuser only.  Valid range is 1 .. 1048576.",
+							&ouro_limit_max_tokens,
+							OURO_PG_MAX_TOKENS_LIMIT, 1, OURO_PG_MAX_TOKENS_LIMIT,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ouro.limit_max_loops",
+							"Most loop steps one call may run (ceiling of max_loops).",
+							"Superuser only.  Valid range is 1 .. 16.",
+							&ouro_limit_max_loops,
+							OURO_MAX_LOOPS, 1, OURO_MAX_LOOPS,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+}
+
+void
+pg_ouro_check_limit(const char *what, int value, const char *limit_name, int limit)
+{
+	if (value > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("%s %d is above the limit %s = %d", what, value, limit_name, limit),
+				 errhint("A superuser sets %s.", limit_name)));
+}
+
+/*
+ * The value of a user-level setting under its ceiling.  A value above the
+ * ceiling is an error, except the setting's own default, which follows a
+ * ceiling set lower (an administrator lowering ouro.limit_batch_size does
+ * not break the calls of roles that never set ouro.batch_size).
+ */
+static int
+under_limit(const char *name, int value, int dflt, const char *limit_name, int limit)
+{
+	if (value > limit && value == dflt)
+		return limit;
+	pg_ouro_check_limit(name, value, limit_name, limit);
+	return value;
+}
+
+int
+pg_ouro_batch_size(void)
+{
+	return under_limit("ouro.batch_size", ouro_batch_size_setting, OURO_PG_BATCH_SIZE_DEFAULT,
+					   "ouro.limit_batch_size", ouro_limit_batch_size);
+}
+
+int
+pg_ouro_max_tokens(void)
+{
+	return under_limit("ouro.max_tokens", ouro_max_tokens_setting, OURO_PG_MAX_TOKENS_DEFAULT,
+					   "ouro.limit_max_tokens", ouro_limit_max_tokens);
+}
+
+static int
+context_length(void)
+{
+	return under_limit("ouro.context_length", ouro_context_length_setting, OURO_PG_CONTEXT_DEFAULT,
+					   "ouro.limit_context_length", ouro_limit_context_length);
+}
+
+void
+pg_ouro_check_limits(void)
+{
+	if (ouro_threads_setting > 0)
+		pg_ouro_check_limit("ouro.threads", ouro_threads_setting, "ouro.limit_threads",
+							ouro_limit_threads);
+	(void) pg_ouro_batch_size();
+	(void) context_length();
+	(void) pg_ouro_max_tokens();
+	if (ouro_max_loops_setting > 0)
+		pg_ouro_check_limit("ouro.max_loops", ouro_max_loops_setting, "ouro.limit_max_loops",
+							ouro_limit_max_loops);
+}
+
 /* Declares the settings.  Starts no thread and loads no model. */
 void
 _PG_init(void)
@@ -145,7 +294,7 @@ _PG_init(void)
 							   &ouro_model_path_setting,
 							   "",
 							   PGC_SUSET,
-							   0,
+							   GUC_SUPERUSER_ONLY,
 							   check_model_path, NULL, NULL);
 
 	DefineCustomIntVariable("ouro.threads",
@@ -161,7 +310,7 @@ _PG_init(void)
 							"Default number of new tokens a generation may produce.",
 							"Valid range is 1 .. 1048576; the context limit also applies.",
 							&ouro_max_tokens_setting,
-							128, 1, OURO_PG_MAX_TOKENS_LIMIT,
+							OURO_PG_MAX_TOKENS_DEFAULT, 1, OURO_PG_MAX_TOKENS_LIMIT,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
@@ -191,7 +340,7 @@ _PG_init(void)
 							"Valid range is 16 .. 1048576; the model's max_position_embeddings also caps it. "
 							"Memory of the KV cache grows with the tokens a call needs.",
 							&ouro_context_length_setting,
-							4096, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
+							OURO_PG_CONTEXT_DEFAULT, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
@@ -264,14 +413,37 @@ _PG_init(void)
 							"max(ouro.batch_size, labels + 1) sequences.  Each sequence holds a KV "
 							"cache for the longest prompt and its reply.",
 							&ouro_batch_size_setting,
-							16, 1, OURO_PG_BATCH_SIZE_MAX,
+							OURO_PG_BATCH_SIZE_DEFAULT, 1, OURO_PG_BATCH_SIZE_MAX,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
 
+	define_limits();
+
 	MarkGUCPrefixReserved("ouro");
 
 	ouro_set_log(core_log, NULL);
+	RegisterXactCallback(release_idle_memory, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Files the server cannot read
+ * ------------------------------------------------------------------------ */
+
+int
+pg_ouro_errhint_access(int errnum)
+{
+	struct passwd *pw;
+	const char *user;
+
+	if (errnum != EACCES && errnum != EPERM)
+		return 0;
+	pw = getpwuid(geteuid());
+	user = pw != NULL ? pw->pw_name : psprintf("%u", (unsigned) geteuid());
+	return errhint("The database server runs as the operating system user \"%s\", which must be "
+				   "able to enter every folder of the path and read the model's files "
+				   "(a folder under a home directory usually is not readable by it).",
+				   user);
 }
 
 /* ------------------------------------------------------------------------
@@ -348,6 +520,50 @@ model_entry_release(OuroModelEntry *e)
 }
 
 /*
+ * Frees every cached model whose files changed, the one a read faulted on
+ * included (its mapping reads as zeros): the next call loads it again.
+ */
+static void
+drop_changed_models(void)
+{
+	for (int i = 0; i < model_cache_len; i++)
+		if (model_cache[i].model != NULL && ouro_model_files_changed(model_cache[i].model))
+			model_entry_release(&model_cache[i]);
+}
+
+/*
+ * msg with the folder of every cached model (and ouro.model_path) replaced
+ * by "<model>": file names inside a model folder stay, the server's paths
+ * are shown to superusers only.  palloc'd.
+ */
+const char *
+pg_ouro_hide_paths(const char *msg)
+{
+	char	   *out = pstrdup(msg);
+
+	for (int i = -1; i < model_cache_len; i++)
+	{
+		const char *dir = i < 0 ? ouro_model_path_setting : model_cache[i].path;
+		size_t		n = dir ? strlen(dir) : 0;
+		StringInfoData buf;
+		const char *p,
+				   *q;
+
+		if (n == 0)
+			continue;
+		initStringInfo(&buf);
+		for (p = out; (q = strstr(p, dir)) != NULL; p = q + n)
+		{
+			appendBinaryStringInfo(&buf, p, q - p);
+			appendStringInfoString(&buf, "<model>");
+		}
+		appendStringInfoString(&buf, p);
+		out = buf.data;
+	}
+	return out;
+}
+
+/*
  * Loads `path` into entry e (whose old model, if any, is already released).
  * On failure raises ERROR naming `label` with the core's message as detail.
  */
@@ -363,13 +579,19 @@ model_entry_load(OuroModelEntry *e, const char *label)
 
 	/* The folder itself is checked here, to report errno faithfully. */
 	if (stat(e->path, &st) != 0)
+	{
+		int			save_errno = errno;
+
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open model folder \"%s\": %m", e->path)));
+				 errmsg("could not open model folder \"%s\": %m",
+						superuser() ? e->path : label),
+				 pg_ouro_errhint_access(save_errno)));
+	}
 	if (!S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("model path \"%s\" is not a folder", e->path),
+				 errmsg("model path \"%s\" is not a folder", superuser() ? e->path : label),
 				 errhint("A model is a folder holding config.json, safetensors weights and tokenizer.json.")));
 
 	INSTR_TIME_SET_CURRENT(start);
@@ -380,6 +602,13 @@ model_entry_load(OuroModelEntry *e, const char *label)
 	{
 		if (model != NULL)
 			ouro_model_free(model);
+		/* a file of the folder the server may not read: the core says so in its message */
+		if (err.status == OURO_ERR_IO && strstr(err.message, strerror(EACCES)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("could not load model \"%s\"", label),
+					 errdetail_internal("%s", err.message),
+					 pg_ouro_errhint_access(EACCES)));
 		(void) pg_ouro_report(&err, psprintf("could not load model \"%s\"", label), NULL);
 		pg_unreachable();
 	}
@@ -469,8 +698,10 @@ pg_ouro_model_resolve(FunctionCallInfo fcinfo, int argno, OuroModelRef *ref)
 					 errhint("A superuser sets ouro.model_path to a model folder, or registers "
 							 "models with ouro_register_model(name, path) for the model argument.")));
 		path = ouro_model_path_setting;
-		ref->label = pstrdup(path);
+		/* server paths are shown to superusers only */
+		ref->label = superuser() ? pstrdup(path) : "ouro.model_path";
 	}
+	pg_ouro_check_limits();
 	ref->entry = model_cache_get(path, ref->label, &ref->was_loaded);
 }
 
@@ -491,7 +722,7 @@ int
 pg_ouro_context_limit(const ouro_model *model)
 {
 	const ouro_config *cfg = ouro_model_config(model);
-	int			limit = ouro_context_length_setting;
+	int			limit = context_length();
 
 	if (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < limit)
 		limit = cfg->max_position_embeddings;
@@ -527,8 +758,12 @@ int
 pg_ouro_threads(void)
 {
 	if (ouro_threads_setting > 0)
+	{
+		pg_ouro_check_limit("ouro.threads", ouro_threads_setting, "ouro.limit_threads",
+							ouro_limit_threads);
 		return ouro_threads_setting;
-	return Max(omp_get_num_procs(), 1);
+	}
+	return Max(Min(omp_get_num_procs(), ouro_limit_threads), 1);
 }
 
 ouro_session *
@@ -550,10 +785,14 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 
 	need_ctx = Max(need_ctx, 1);
 	n_seq = Max(n_seq, 1);
+	pg_ouro_check_limit("max_loops", loops, "ouro.limit_max_loops", ouro_limit_max_loops);
+	pg_ouro_check_limit("the call's context length", need_ctx, "ouro.limit_context_length",
+						ouro_limit_context_length);
 	if (cached_session != NULL && cached_session_model == model &&
 		cached_n_ctx >= need_ctx && cached_n_seq >= n_seq &&
 		cached_loops == loops && cached_threads == threads &&
-		cached_kv == kv && cached_kv_type == kv_type && cached_precision == precision)
+		cached_kv == kv && cached_kv_type == kv_type && cached_precision == precision &&
+		ouro_session_bytes(cached_session) <= (size_t) ouro_limit_memory_mb * 1024 * 1024)
 	{
 		for (int i = 0; i < cached_n_seq; i++)
 			ouro_session_seq_reset(cached_session, i);
@@ -586,6 +825,7 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 	opts.kv_type = (ouro_kv_type) kv_type;
 	opts.precision = (ouro_precision) precision;
 	opts.threads = threads;
+	opts.max_bytes = (size_t) ouro_limit_memory_mb * 1024 * 1024;
 	if (ouro_session_new(model, &opts, &s, &err) != OURO_OK)
 	{
 		if (s != NULL)
@@ -603,6 +843,27 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 	cached_kv_type = kv_type;
 	cached_precision = precision;
 	return s;
+}
+
+/*
+ * At the end of every transaction, a cached session larger than
+ * OURO_PG_KEEP_SESSION_BYTES is freed and malloc's free memory given back
+ * to the system, so an idle backend does not hold the KV cache of its
+ * largest call.  Smaller sessions stay for the next call.
+ */
+static void
+release_idle_memory(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	if (cached_session != NULL && ouro_session_bytes(cached_session) > OURO_PG_KEEP_SESSION_BYTES)
+	{
+		ouro_session_free(cached_session);
+		cached_session = NULL;
+		cached_session_model = NULL;
+		malloc_trim(0);
+	}
 }
 
 size_t
@@ -642,6 +903,16 @@ pg_ouro_prepare_threads(void)
 	if (threads == team_threads)
 		return;
 	sigfillset(&all);
+	/*
+	 * Faults stay deliverable: a blocked SIGBUS or SIGSEGV raised by the
+	 * thread's own memory access kills the process instead of reaching a
+	 * handler, and the core's SIGBUS handler turns a read of a truncated
+	 * model file into an error (core/guard.c).
+	 */
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 #pragma omp parallel num_threads(threads)
 	{
@@ -656,14 +927,38 @@ pg_ouro_prepare_threads(void)
  * ------------------------------------------------------------------------ */
 
 /*
- * Called by the core on the backend's thread between decode steps and
- * prefill chunks.  It only reads the flags the signal handlers set; the
- * caller runs CHECK_FOR_INTERRUPTS() once the core has returned.
+ * Called by the core on the backend's thread (never on a worker thread)
+ * between the layers of every forward call and between decode steps.  It
+ * reads the flags PostgreSQL's signal handlers set (cancel, statement
+ * timeout, termination) and, when client_connection_check_interval's timer
+ * has fired, checks the client connection itself, as ProcessInterrupts
+ * does; it never raises.  Nonzero makes the core return
+ * OURO_ERR_INTERRUPTED, and pg_ouro_report() then runs
+ * CHECK_FOR_INTERRUPTS(), which raises PostgreSQL's own error (or FATAL for
+ * a termination or a lost client).
  */
 int
 pg_ouro_cancel_check(void *ctx)
 {
-	return (InterruptPending && (QueryCancelPending || ProcDiePending)) ? 1 : 0;
+	if (!InterruptPending)
+		return 0;
+	if (QueryCancelPending || ProcDiePending || ClientConnectionLost)
+		return 1;
+	if (CheckClientConnectionPending)
+	{
+		CheckClientConnectionPending = false;
+		if (client_connection_check_interval > 0)
+		{
+			if (!pq_check_connection())
+			{
+				ClientConnectionLost = true;
+				return 1;
+			}
+			enable_timeout_after(CLIENT_CONNECTION_CHECK_TIMEOUT,
+								 client_connection_check_interval);
+		}
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -688,8 +983,27 @@ pg_ouro_report(const ouro_error *err, const char *what, const OuroModelRef *ref)
 {
 	const char *detail = err->message[0] ? err->message : ouro_status_str(err->status);
 
+	if (!superuser())
+		detail = pg_ouro_hide_paths(detail);
 	switch (err->status)
 	{
+		case OURO_ERR_MODEL_CHANGED:
+			drop_changed_models();
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail),
+					 errhint("Replace model files with mv (a new file), never by writing over them; "
+							 "the next call loads the folder again.")));
+			break;
+		case OURO_ERR_LIMIT:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg_internal("%s", what),
+					 errdetail_internal("%s", detail),
+					 errhint("Lower ouro.context_length, max_tokens or ouro.batch_size; a superuser "
+							 "sets the limit with ouro.limit_memory.")));
+			break;
 		case OURO_ERR_INTERRUPTED:
 			CHECK_FOR_INTERRUPTS();
 			/* the flags were cleared or held off: still stop the statement */

@@ -37,8 +37,35 @@ extern int	ouro_kv_type_setting;		/* ouro_kv_type of generation sessions */
 extern int	ouro_precision_setting;		/* ouro_precision of generation sessions */
 extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions */
 
+/* Ceilings set by superusers (ouro.limit_*); see ouro_pg.c. */
+extern int	ouro_limit_memory_mb;
+extern int	ouro_limit_threads;
+extern int	ouro_limit_batch_size;
+extern int	ouro_limit_context_length;
+extern int	ouro_limit_max_tokens;
+extern int	ouro_limit_max_loops;
+
+/* A cached session bigger than this is freed at the end of each transaction. */
+#define OURO_PG_KEEP_SESSION_BYTES ((size_t) 64 * 1024 * 1024)
+
+/* ERROR when value is above limit, naming both settings. */
+extern void pg_ouro_check_limit(const char *what, int value, const char *limit_name, int limit);
+
+/* Checks the user-level settings against the ceilings (every call does). */
+extern void pg_ouro_check_limits(void);
+
+/* ouro.batch_size and ouro.max_tokens under their ceilings (ERROR above). */
+extern int	pg_ouro_batch_size(void);
+extern int	pg_ouro_max_tokens(void);
+
+/* msg with model folders replaced by "<model>" (palloc'd): for non-superusers. */
+extern const char *pg_ouro_hide_paths(const char *msg);
+
 /* Argument ranges, shared by the settings and the function arguments. */
 #define OURO_PG_MAX_TOKENS_LIMIT 1048576
+#define OURO_PG_MAX_TOKENS_DEFAULT 128
+#define OURO_PG_CONTEXT_DEFAULT 4096
+#define OURO_PG_BATCH_SIZE_DEFAULT 16
 #define OURO_PG_CONTEXT_MIN 16
 #define OURO_PG_CONTEXT_MAX 1048576
 #define OURO_PG_TEMPERATURE_MAX 100.0
@@ -116,6 +143,13 @@ extern bool pg_ouro_report(const ouro_error *err, const char *what, const OuroMo
  */
 extern bool pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail,
 							  const char *hint);
+
+/*
+ * errhint() naming the operating system user the server runs as, for a file
+ * or folder it could not read (errnum EACCES or EPERM); 0 (no hint) for any
+ * other errnum.  For use inside ereport().
+ */
+extern int	pg_ouro_errhint_access(int errnum);
 
 /* Shortest text of a double that reads back the same (JSON-safe when finite). */
 extern void pg_ouro_append_double(StringInfo buf, double v);

@@ -1,6 +1,7 @@
 /*
- * extension.c -- the SQLite loadable extension: entry point, per-connection
- * state, and the scalar SQL functions of the ouro surface.
+ * extension.c -- the SQLite loadable extension: entry point and the scalar
+ * SQL functions of the ouro surface (the per-connection state they use is in
+ * connection.c).
  *
  *     .load build/ouro                                  -- sqlite3 shell
  *     conn.load_extension("build/ouro")                 -- Python
@@ -16,7 +17,13 @@
  * Flags: ouro_load and ouro_unload open files named in SQL (or change which
  * model a connection uses), and ouro_setting(name, value) changes the
  * connection's settings, so they are SQLITE_DIRECTONLY: no view or trigger
- * can call them.  Nothing that depends on a model file is
+ * of a database file can call them.  SQLite up to 3.40 does not apply
+ * SQLITE_DIRECTONLY to CHECK constraints, which run inside INSERT, UPDATE
+ * and PRAGMA integrity_check; so these functions also refuse to run while
+ * the connection has any statement under way that writes or that is not a
+ * SELECT / WITH / VALUES (app_statement_only): a CHECK constraint, a stored
+ * generated column or an integrity check can never reach them.  (Generated
+ * columns refuse them anyway: they are not deterministic.)  Nothing that depends on a model file is
  * SQLITE_DETERMINISTIC (the files may be replaced); nothing that runs a model
  * is SQLITE_INNOCUOUS (it can use a lot of CPU).  ouro_version and
  * ouro_build_info are constant for the process: deterministic and innocuous.
@@ -53,6 +60,8 @@
  */
 #include <dlfcn.h>
 #include <limits.h>
+#include <time.h>
+#include <unistd.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -68,7 +77,6 @@
 SQLITE_EXTENSION_INIT1
 #pragma GCC visibility pop
 
-#define CTX_MAX 4096             /* longest sequence, as the core's session default */
 #define MAX_TOKENS_MAX 4096      /* most new tokens one call may ask for */
 #define DEFAULT_MAX_TOKENS 128
 #define DEFAULT_SEED 42          /* seed NULL: equal calls give equal results */
@@ -120,6 +128,12 @@ static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_e
         return;
     }
     if (st == OURO_ERR_INTERRUPTED) {
+        conn_state *c = sqlite3_user_data(ctx);
+        if (c && c->timed_out) {
+            result_errorf(ctx, "ouro: the call ran past its timeout_ms of %d ms and was stopped",
+                          c->timeout_ms);
+            return;
+        }
         sqlite3_result_error(ctx, "interrupted", -1);
         sqlite3_result_error_code(ctx, SQLITE_INTERRUPT);
         return;
@@ -128,174 +142,36 @@ static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_e
 }
 
 /* ========================================================================
- * Per-connection state: model registry and session
+ * Who may change the connection
  * ======================================================================== */
 
-static void drop_session(conn_state *c)
+/* True when every statement the connection has under way writes nothing and
+ * is a SELECT, WITH or VALUES, i.e. the call comes from the application's
+ * own query, not from a CHECK constraint (INSERT, UPDATE, UPSERT, ALTER
+ * TABLE) or an integrity check (PRAGMA, also behind pragma_integrity_check()).
+ * Else sets an error naming fn and returns false. */
+static bool app_statement_only(sqlite3_context *ctx, const char *fn)
 {
-    ouro_session_free(c->session);
-    model_cache_release(c->session_entry);
-    c->session = NULL;
-    c->session_entry = NULL;
-    c->session_loops = 0;
-    c->session_ctx = 0;
-    c->session_seq = 0;
-}
-
-void conn_state_unref(void *p)
-{
-    conn_state *c = p;
-    if (!c || --c->refs > 0)
-        return;
-    drop_session(c);
-    model_cache_release(c->default_model);
-    model_cache_release(c->env_model);
-    sqlite3_free(c->env_path);
-    for (named_model *n = c->named, *next; n; n = next) {
-        next = n->next;
-        model_cache_release(n->entry);
-        sqlite3_free(n->name);
-        sqlite3_free(n);
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st)) {
+        if (!sqlite3_stmt_busy(st))
+            continue;
+        const char *sql = sqlite3_sql(st);
+        bool select = false;
+        if (sql) {
+            while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+                sql++;
+            select = sqlite3_strnicmp(sql, "SELECT", 6) == 0 || sqlite3_strnicmp(sql, "WITH", 4) == 0
+                     || sqlite3_strnicmp(sql, "VALUES", 6) == 0;
+        }
+        if (!select || !sqlite3_stmt_readonly(st)) {
+            result_errorf(ctx, "ouro: %s changes the connection and runs only in the application's "
+                          "own SELECT, never inside a statement that writes or checks the database "
+                          "(CHECK constraints, INSERT, UPDATE, PRAGMA)", fn);
+            return false;
+        }
     }
-    sqlite3_free(c);
-}
-
-int ctx_limit(const ouro_model *m)
-{
-    int n = ouro_model_config(m)->max_position_embeddings;
-    return n > 0 && n < CTX_MAX ? n : CTX_MAX;
-}
-
-int conn_cancel(void *ctx)
-{
-#if SQLITE_VERSION_NUMBER >= 3041000
-    conn_state *c = ctx;
-    if (c->interrupt_check)
-        return sqlite3_is_interrupted(c->db);
-#endif
-    (void)ctx;
-    return 0;
-}
-
-/* Reloads *slot when its files changed on disk.  Returns false with *errmsg
- * set (NULL = out of memory) when the new files cannot be loaded. */
-static bool slot_refresh(conn_state *c, cache_entry **slot, char **errmsg)
-{
-    if (!ouro_model_files_changed((*slot)->model))
-        return true;
-    cache_entry *fresh;
-    ouro_error err = {0};
-    ouro_status st = model_cache_acquire((*slot)->path, &fresh, &err);
-    if (st != OURO_OK) {
-        *errmsg = st == OURO_ERR_NOMEM ? NULL
-                : sqlite3_mprintf("ouro: the files of model '%s' changed and cannot be loaded: %s",
-                                  (*slot)->path, err.message);
-        return false;
-    }
-    if (c->session_entry == *slot)
-        drop_session(c);
-    model_cache_release(*slot);
-    *slot = fresh;
     return true;
-}
-
-cache_entry *conn_model(conn_state *c, const char *name, char **errmsg)
-{
-    *errmsg = NULL;
-    cache_entry **slot = NULL;
-    if (name) {
-        for (named_model *n = c->named; n; n = n->next)
-            if (strcmp(n->name, name) == 0)
-                slot = &n->entry;
-        if (!slot) {
-            *errmsg = sqlite3_mprintf("ouro: no model named '%s' is loaded; call ouro_load('%s', path)",
-                                      name, name);
-            return NULL;
-        }
-    } else if (c->default_model) {
-        slot = &c->default_model;
-    } else {
-        const char *env = getenv("OURO_MODEL");
-        if (!env || !env[0]) {
-            *errmsg = sqlite3_mprintf("ouro: no model loaded; call ouro_load(path) or set OURO_MODEL");
-            return NULL;
-        }
-        if (!c->env_model || strcmp(env, c->env_path) != 0) {
-            cache_entry *e;
-            ouro_error err = {0};
-            ouro_status st = model_cache_acquire(env, &e, &err);
-            if (st != OURO_OK) {
-                *errmsg = st == OURO_ERR_NOMEM ? NULL
-                        : sqlite3_mprintf("ouro: cannot load OURO_MODEL: %s", err.message);
-                return NULL;
-            }
-            char *copy = sqlite3_mprintf("%s", env);
-            if (!copy) {
-                model_cache_release(e);
-                return NULL;
-            }
-            if (c->session_entry == c->env_model)
-                drop_session(c);
-            model_cache_release(c->env_model);
-            sqlite3_free(c->env_path);
-            c->env_model = e;
-            c->env_path = copy;
-        }
-        slot = &c->env_model;
-    }
-    if (!slot_refresh(c, slot, errmsg))
-        return NULL;
-    return *slot;
-}
-
-ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
-                           bool generation, ouro_error *err)
-{
-    int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
-    ouro_kv_mode kv = generation ? c->kv : OURO_KV_PER_STEP;
-    ouro_kv_type kv_type = generation ? c->kv_type : OURO_KV_F32;
-    ouro_precision precision = generation ? c->precision : OURO_PRECISION_EXACT;
-    if (n_seq < 1)
-        n_seq = 1;
-    if (c->session && c->session_entry == e && c->session_loops == loops && c->session_ctx >= n_ctx &&
-        c->session_seq >= n_seq && c->session_kv == kv && c->session_kv_type == kv_type &&
-        c->session_precision == precision && c->session_threads == c->threads)
-        return c->session;
-    drop_session(c);
-
-    /* Sized for the call, rounded up so that similar calls reuse it: to 256
-     * tokens for one sequence, to 32 for many (the KV cache is per loop
-     * step and layer, so many sequences cost n_seq times as much). */
-    int limit = ctx_limit(e->model);
-    int round = n_seq > 1 ? 32 : 256;
-    int want = n_ctx < 1 ? 1 : n_ctx;
-    want = want > INT_MAX - round ? limit : (want + round - 1) / round * round;
-    if (want > limit)
-        want = limit;
-
-    ouro_session_options opts = {0};
-    opts.n_ctx = want;
-    opts.n_seq = n_seq;
-    opts.max_loops = loops;
-    opts.kv = kv;
-    opts.kv_type = kv_type;
-    opts.precision = precision;
-    opts.threads = c->threads;
-    ouro_session *s = NULL;
-    ouro_status st = ouro_session_new(e->model, &opts, &s, err);
-    if (st != OURO_OK)
-        return NULL;
-    model_cache_retain(e);
-    c->session = s;
-    c->session_entry = e;
-    c->session_loops = loops;
-    c->session_ctx = want;
-    c->session_seq = n_seq;
-    c->session_kv = kv;
-    c->session_kv_type = kv_type;
-    c->session_precision = precision;
-    c->session_threads = c->threads;
-    return s;
 }
 
 /* ========================================================================
@@ -494,6 +370,8 @@ static bool encode(sqlite3_context *ctx, cache_entry *e, const char *text, int l
 static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
+    if (!app_statement_only(ctx, "ouro_load"))
+        return;
     const char *name = argc == 2 ? arg_text(argc, argv, 0) : NULL;
     const char *path = arg_text(argc, argv, argc - 1);
     if (argc == 2 && !name) {
@@ -516,7 +394,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     }
     if (!name) {
         if (c->session_entry == c->default_model)
-            drop_session(c);
+            conn_drop_session(c);
         model_cache_release(c->default_model);
         c->default_model = e;
         sqlite3_result_text(ctx, e->path, -1, SQLITE_TRANSIENT);
@@ -525,7 +403,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     for (named_model *n = c->named; n; n = n->next) {
         if (strcmp(n->name, name) == 0) {
             if (c->session_entry == n->entry)
-                drop_session(c);
+                conn_drop_session(c);
             model_cache_release(n->entry);
             n->entry = e;
             sqlite3_result_text(ctx, name, -1, SQLITE_TRANSIENT);
@@ -553,10 +431,12 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * freed when no connection of the process holds them any more. */
 static void fn_unload(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
+    if (!app_statement_only(ctx, "ouro_unload"))
+        return;
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     int done = 0;
-    drop_session(c);
+    conn_drop_session(c);
     if (!name) {
         done = c->default_model != NULL;
         model_cache_release(c->default_model);
@@ -1494,6 +1374,10 @@ static char *setting_value(const conn_state *c, const char *name)
         return sqlite3_mprintf("%d", c->threads);
     if (strcmp(name, "batch_size") == 0)
         return sqlite3_mprintf("%d", c->batch_size);
+    if (strcmp(name, "timeout_ms") == 0)
+        return sqlite3_mprintf("%d", c->timeout_ms);
+    if (strcmp(name, "memory_limit") == 0)
+        return sqlite3_mprintf("%d", c->memory_mb);
     return NULL;
 }
 
@@ -1514,7 +1398,16 @@ static char *setting_value(const conn_state *c, const char *name)
  *             = every core
  *   batch_size 1..256 (default 16): sequences the *_batch functions run at
  *             once (ouro_generate_batch: prompts per wave; classification:
- *             max(batch_size, labels + 1)); each costs a KV cache */
+ *             max(batch_size, labels + 1)); each costs a KV cache
+ *   timeout_ms 0 (default, none) .. 2^31-1: the most wall time one call may
+ *             run; the core checks it between layers, so a call ends within
+ *             one layer's work after it (the way to bound a call on SQLite
+ *             3.40, which gives functions no view of sqlite3_interrupt)
+ *   memory_limit 16 .. 2^30 MiB (default: a quarter of the machine's memory):
+ *             the most one call may allocate, KV cache, logits and scratch
+ *             together, checked before allocating
+ * Setting a value is refused outside the application's own SELECT (see
+ * app_statement_only). */
 static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
@@ -1528,11 +1421,14 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         name += 5;
     if (strcmp(name, "kv_cache") != 0 && strcmp(name, "kv_type") != 0 &&
         strcmp(name, "precision") != 0 && strcmp(name, "depth") != 0 &&
-        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0) {
+        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0 &&
+        strcmp(name, "timeout_ms") != 0 && strcmp(name, "memory_limit") != 0) {
         result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, kv_type, "
-                      "precision, depth, threads and batch_size", name);
+                      "precision, depth, threads, batch_size, timeout_ms and memory_limit", name);
         return;
     }
+    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
+        return;
     if (argc == 2) {
         bool reset = arg_is_null(argc, argv, 1);
         const char *v = reset ? NULL : (const char *)sqlite3_value_text(argv[1]);
@@ -1574,6 +1470,16 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
             if (!arg_int(ctx, argc, argv, 1, "threads", 0, 1024, &t))
                 return;
             c->threads = (int)t;
+        } else if (strcmp(name, "timeout_ms") == 0) {
+            sqlite3_int64 t = 0;
+            if (!arg_int(ctx, argc, argv, 1, "timeout_ms", 0, INT_MAX, &t))
+                return;
+            c->timeout_ms = (int)t;
+        } else if (strcmp(name, "memory_limit") == 0) {
+            sqlite3_int64 m = conn_default_memory_mb();
+            if (!arg_int(ctx, argc, argv, 1, "memory_limit", 16, 1 << 30, &m))
+                return;
+            c->memory_mb = (int)m;
         } else {
             sqlite3_int64 b = BATCH_SIZE_DEFAULT;
             if (!arg_int(ctx, argc, argv, 1, "batch_size", 1, BATCH_SIZE_MAX, &b))
@@ -1741,6 +1647,7 @@ int sqlite3_ouro_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *
     c->refs = 1;                 /* held by this function until the end */
     c->db = db;
     c->batch_size = BATCH_SIZE_DEFAULT;
+    c->memory_mb = conn_default_memory_mb();
 #if SQLITE_VERSION_NUMBER >= 3041000
     c->interrupt_check = sqlite3_libversion_number() >= 3041000;
 #endif

@@ -1,10 +1,10 @@
 /*
  * ouro_sqlite.h -- internal header of the SQLite extension (sqlite_ext/).
  *
- * The extension is three files:
+ * The extension is four files:
  *   model_cache.c   the process-wide cache of loaded models (no SQLite code)
- *   extension.c     the entry point, the per-connection state and the scalar
- *                   SQL functions
+ *   connection.c    the per-connection state: models and the session
+ *   extension.c     the entry point and the scalar SQL functions
  *   token_depths.c  the table-valued function ouro_token_depths
  *
  * Only sqlite3_ouro_init is exported from the shared object; everything
@@ -55,7 +55,7 @@ void model_cache_release(cache_entry *e);
 int model_cache_refs(cache_entry *e);
 
 /* ------------------------------------------------------------------------
- * Per-connection state (extension.c)
+ * Per-connection state (connection.c)
  *
  * Owned jointly by every function and module registered on the connection:
  * `refs` counts the registrations, each destructor drops one, and the last
@@ -84,6 +84,10 @@ typedef struct conn_state {
     bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
     int threads;                /* threads: worker threads, 0 = every core */
     int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
+    int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
+    int memory_mb;              /* memory_limit: most MiB one call may allocate */
+    double deadline;            /* CLOCK_MONOTONIC seconds the running call must end by; 0 = none */
+    bool timed_out;             /* the running call passed its deadline */
     /* The connection's decoding state, reused from call to call. */
     ouro_session *session;      /* owned, or NULL */
     cache_entry *session_entry; /* one reference held while session is set */
@@ -97,6 +101,9 @@ typedef struct conn_state {
 } conn_state;
 
 void conn_state_unref(void *p);
+
+/* Frees the connection's session (the next call makes a new one). */
+void conn_drop_session(conn_state *c);
 
 /* Finds the model a call names: `name` (may be NULL = the default), after
  * reloading it when its files changed.  Returns a borrowed entry valid for the
@@ -112,11 +119,16 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
 ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
                            bool generation, ouro_error *err);
 
-/* Longest sequence a call may use on this model: min(max_position_embeddings, 4096). */
+/* Longest sequence a call may use on this model: min(max_position_embeddings, CTX_MAX). */
+#define CTX_MAX 4096
 int ctx_limit(const ouro_model *m);
 
-/* The cancel check handed to the core (sqlite3_is_interrupted where available). */
+/* The cancel check handed to the core: sqlite3_is_interrupted where
+ * available, and the call's timeout_ms deadline (set by conn_session). */
 int conn_cancel(void *ctx);
+
+/* memory_limit's default: a quarter of the machine's memory, in MiB. */
+int conn_default_memory_mb(void);
 
 /* Registers ouro_token_depths on db with `c` as its state (token_depths.c). */
 int token_depths_register(sqlite3 *db, conn_state *c);

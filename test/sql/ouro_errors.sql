@@ -82,7 +82,9 @@ SET ouro.precision = 'bfloat16';
 SET ouro.depth = 'deep';
 SET ouro.model_path = 'relative/path';
 SET ouro.no_such_setting = 1;
-SELECT name, setting, min_val, max_val, enumvals, context FROM pg_settings WHERE name LIKE 'ouro.%' AND name <> 'ouro.model_path' ORDER BY name;
+SELECT name, setting, min_val, max_val, enumvals, context FROM pg_settings WHERE name LIKE 'ouro.%' AND name <> 'ouro.model_path' AND name NOT LIKE 'ouro.limit%' ORDER BY name;
+-- the ceilings: superuser settings (ouro.limit_memory and ouro.limit_threads default to the machine's)
+SELECT name, min_val, max_val, context, name IN ('ouro.limit_memory', 'ouro.limit_threads') OR setting = max_val AS at_default FROM pg_settings WHERE name LIKE 'ouro.limit%' ORDER BY name;
 SELECT context FROM pg_settings WHERE name = 'ouro.model_path';
 
 -- features the core does not have yet fail cleanly (or work, once it does)

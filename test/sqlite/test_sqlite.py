@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import test, check, equal, raises, skip, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXT = os.path.join(ROOT, "build", "ouro.so")
+EXT = os.environ.get("OURO_SQLITE_EXT") or os.path.join(ROOT, "build", "ouro.so")   # make asan-ext: ASan build
 TOOL = os.path.join(ROOT, "build", "ouro")
 MODELS_DIR = os.path.join(ROOT, "test", "data", "models")
 MODELS = sorted(d for d in os.listdir(MODELS_DIR) if os.path.isdir(os.path.join(MODELS_DIR, d)))

@@ -40,7 +40,8 @@ fi
 PG_REGRESS=$(dirname "$($PG_CONFIG --pgxs)")/../test/regress/pg_regress
 
 if [ "$(id -u)" -eq 0 ]; then
-    if make -s core >/tmp/ouro-pg-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-pg-build.$$ 2>&1; then
+    # OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
+    if make -s core >/tmp/ouro-pg-build.$$ 2>&1 && ${OURO_PG_INSTALL:-make -s -C pg_ext install} >>/tmp/ouro-pg-build.$$ 2>&1; then
         ok "make -C pg_ext install"
     else
         tail -20 /tmp/ouro-pg-build.$$
@@ -78,17 +79,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The server reads the models, so they are copied where its user can read them.
-cp -r test/data/models "$TMP/models"
-# tiny-mha-bf16 converted to q8 weights, for ouro_q8.sql.
-if ! build/ouro convert --model test/data/models/tiny-mha-bf16 --out "$TMP/models/tiny-mha-bf16-q8" \
-        >"$TMP/convert.log" 2>&1; then
-    cat "$TMP/convert.log"
-    not_ok "ouro convert (for ouro_q8.sql)"
-fi
-# A model whose weights file is cut short, for the error tests.
-cp -r test/data/models/tiny-mha-bf16 "$TMP/models/corrupt"
-truncate -s 4096 "$TMP/models/corrupt/model.safetensors"
+# The server reads the models, so they are copied where its user can read them, with the
+# fixtures the tests need (the q8 conversion, a corrupt copy): test/pg_fixtures.sh.
+bash test/pg_fixtures.sh "$TMP/models" || not_ok "test/pg_fixtures.sh (model fixtures of the tests)"
 mkdir -p "$TMP/regress"
 chown -R "$OWNER" "$TMP"
 MODELS=$TMP/models
@@ -108,7 +101,8 @@ max_worker_processes = 8
 max_parallel_workers = 4
 ouro.threads = 1
 EOF
-if "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1; then
+# OURO_PG_SERVER_ENV: VAR=value words for the server (make asan-ext preloads libasan)
+if "${RUNAS[@]}" env ${OURO_PG_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1 9>&-; then
     ok "throw-away cluster started (socket in $TMP, no TCP)"
 else
     cat "$TMP/server.log"

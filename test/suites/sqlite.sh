@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test/suites/sqlite.sh -- the SQLite extension's suite (test/sqlite/), run from the repo root.
+# test/suites/sqlite.sh -- the SQLite extension's suites (test/sqlite/test_sqlite.py, then
+# test/sqlite/test_safety.py), run from the repo root.
 #
 # Uses Debian's /usr/bin/python3: its sqlite3 module can load extensions (some
 # other Python builds are compiled without that).  Prints TAP lines; exits
@@ -10,4 +11,7 @@ if [ ! -f build/ouro.so ] || [ ! -x build/ouro ]; then
     echo "not ok 1 - sqlite: build/ouro.so and build/ouro are needed (run make)"
     exit 1
 fi
-exec /usr/bin/python3 test/sqlite/test_sqlite.py
+/usr/bin/python3 test/sqlite/test_sqlite.py
+rc=$?
+/usr/bin/python3 test/sqlite/test_safety.py || rc=1
+exit $rc
