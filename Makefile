@@ -119,7 +119,7 @@ demo: deps
 PYTHON_TORCH ?= /usr/bin/python3
 
 model:
-	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 $(MODEL_ARGS)
+	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
 
 model-eval: tool sqlite
 	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --q8

@@ -19,7 +19,7 @@ program never samples.  Printed, as Markdown:
      accuracy, mean exit step of the generated tokens, and the decode time
      against 4 full steps (decode time = the request's time, as the runtime
      measures it, minus its prefill, measured with --max-tokens 1; each the
-     least of 3 runs, summed over the set);
+     least of 2 runs, summed over the set);
   3. by difficulty (digits, list length, hops): accuracy at 4 steps, mean
      ouro_depth of the chat prompt (SQL, expected exit step), and the mean exit
      step of the answer's tokens at threshold 0.5.
@@ -43,7 +43,7 @@ LOOPS = [1, 2, 3, 4, 6, 8]
 THRESHOLDS = [0.3, 0.5, 0.7, 0.9]
 TASKS = ["add", "sort", "reverse", "lookup", "question", "classify"]
 MAX_TOKENS = 16
-REPEAT = 3
+REPEAT = 2
 
 
 def generate(ouro, model, user, *opts):
