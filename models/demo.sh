@@ -81,7 +81,9 @@ INSERT INTO reviews (review) VALUES
   ('The hotel was awful and so was the staff.'),
   ('What a delightful meal! Worth every penny.'),
   ('The team won the match in the final minute.'),
-  ('Heavy snow closed the roads.');
+  ('Heavy snow closed the roads.'),
+  ('Restart the router to fix the network.'),
+  ('We baked fresh bread this morning.');
 
 .print '-- ouro_load: the model, cached for every connection of this process'
 SELECT ouro_version() AS version, ouro_load('$MODEL_SQL') AS model;
@@ -104,7 +106,7 @@ SELECT id, review,
          AS p_positive
 FROM reviews WHERE id <= 4;
 SELECT id, review, ouro_classify(review, '["sports","food","technology","weather"]') AS topic
-FROM reviews;
+FROM reviews WHERE id >= 5;
 
 .print '-- ouro_depth: loop steps the exit gate spends on each question, in the chat template the'
 .print '-- model was trained with (mean over the tokens of the expected exit step, 1..4)'
