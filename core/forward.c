@@ -589,11 +589,13 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     /* the last cache already holds the K/V of the token's final step */
 }
 
+#define OURO_LM_HEAD_ROWS 128   /* rows of logits computed between two polls */
+
 /* Between layers and between the two blocks of a layer, on the calling
  * thread (no parallel region is running): stops the call when a model file
  * shrank under its mapping (guard.c) or the host's cancel check asks to.  The
  * longest stretch between two polls is one block (attention or MLP) of one
- * layer, or one lm_head product, over one chunk (max_batch tokens). */
+ * layer over one chunk (max_batch tokens), or lm_head over 128 rows. */
 static ouro_status poll(ouro_session *s, ouro_error *err)
 {
     if (ouro_model_check(s->model, err) != OURO_OK)
@@ -741,9 +743,15 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
     if ((st = poll(s, err)) != OURO_OK)
         return st;
     if (!weighted) {
-        ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
-                         s->precision, &s->mm_ws);
-        return poll(s, err);
+        /* in blocks of OURO_LM_HEAD_ROWS rows, with a poll after each */
+        for (int w0 = 0; w0 < nw; w0 += OURO_LM_HEAD_ROWS) {
+            int nr = nw - w0 < OURO_LM_HEAD_ROWS ? nw - w0 : OURO_LM_HEAD_ROWS;
+            ouro_matmul_prec(logits + (size_t)w0 * V, s->hsel + (size_t)w0 * D, m->lm_head.data,
+                             m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
+        }
+        return OURO_OK;
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
