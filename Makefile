@@ -4,6 +4,9 @@
 #   make              core library, build/ouro (tool), build/ouro.so (SQLite extension),
 #                     and the PostgreSQL extension when pg_config is found
 #   make install      installs the PostgreSQL extension into the server pg_config names (root)
+#   make uninstall    removes what make install installed (root)
+#   make installcheck the pg_regress tests against a running server where `make install` was
+#                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
 #   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
@@ -12,6 +15,8 @@
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the bundled tiny model (or $OURO_MODEL)
 #   make bench        speed figures for this machine
+#   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
+#                     (debian/build.sh; needs debhelper and postgresql-server-dev-all)
 #   make deps         installs the Debian packages the build and tests need (sudo)
 #   make clean
 #
@@ -35,7 +40,7 @@ SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install test unit asan asan-build asan-ext demo bench deps clean
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
 
@@ -64,6 +69,15 @@ pg: $(B)/libouro.a
 
 install: all
 	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) install
+
+uninstall:
+	$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) uninstall
+
+installcheck: tool
+	@PG_CONFIG=$(PG_CONFIG) bash test/installcheck.sh
+
+deb:
+	bash debian/build.sh
 
 # C unit and golden tests: one program per file in test/unit/.
 $(B)/test/%: test/unit/%.c test/unit/*.h $(B)/libouro.a

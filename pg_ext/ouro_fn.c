@@ -1349,9 +1349,14 @@ pg_ouro_register_model(PG_FUNCTION_ARGS)
 				 errdetail("The path given is \"%s\".", path),
 				 errhint("Give the absolute path of a model folder on the server.")));
 	if (stat(path, &st) != 0)
+	{
+		int			save_errno = errno;
+
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open model folder \"%s\": %m", path)));
+				 errmsg("could not open model folder \"%s\": %m", path),
+				 pg_ouro_errhint_access(save_errno)));
+	}
 	if (!S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -29,8 +29,10 @@
 #include <omp.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -425,6 +427,26 @@ _PG_init(void)
 }
 
 /* ------------------------------------------------------------------------
+ * Files the server cannot read
+ * ------------------------------------------------------------------------ */
+
+int
+pg_ouro_errhint_access(int errnum)
+{
+	struct passwd *pw;
+	const char *user;
+
+	if (errnum != EACCES && errnum != EPERM)
+		return 0;
+	pw = getpwuid(geteuid());
+	user = pw != NULL ? pw->pw_name : psprintf("%u", (unsigned) geteuid());
+	return errhint("The database server runs as the operating system user \"%s\", which must be "
+				   "able to enter every folder of the path and read the model's files "
+				   "(a folder under a home directory usually is not readable by it).",
+				   user);
+}
+
+/* ------------------------------------------------------------------------
  * Models: the `model` argument -> a folder -> a cached ouro_model
  * ------------------------------------------------------------------------ */
 
@@ -575,10 +597,15 @@ model_entry_load(OuroModelEntry *e, const char *label)
 
 	/* The folder itself is checked here, to report errno faithfully. */
 	if (stat(e->path, &st) != 0)
+	{
+		int			save_errno = errno;
+
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open model folder \"%s\": %m",
-						superuser() ? e->path : label)));
+						superuser() ? e->path : label),
+				 pg_ouro_errhint_access(save_errno)));
+	}
 	if (!S_ISDIR(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -593,6 +620,13 @@ model_entry_load(OuroModelEntry *e, const char *label)
 	{
 		if (model != NULL)
 			ouro_model_free(model);
+		/* a file of the folder the server may not read: the core says so in its message */
+		if (err.status == OURO_ERR_IO && strstr(err.message, strerror(EACCES)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("could not load model \"%s\"", label),
+					 errdetail_internal("%s", err.message),
+					 pg_ouro_errhint_access(EACCES)));
 		(void) pg_ouro_report(&err, psprintf("could not load model \"%s\"", label), NULL);
 		pg_unreachable();
 	}

@@ -144,6 +144,13 @@ extern bool pg_ouro_report(const ouro_error *err, const char *what, const OuroMo
 extern bool pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail,
 							  const char *hint);
 
+/*
+ * errhint() naming the operating system user the server runs as, for a file
+ * or folder it could not read (errnum EACCES or EPERM); 0 (no hint) for any
+ * other errnum.  For use inside ereport().
+ */
+extern int	pg_ouro_errhint_access(int errnum);
+
 /* Shortest text of a double that reads back the same (JSON-safe when finite). */
 extern void pg_ouro_append_double(StringInfo buf, double v);
 

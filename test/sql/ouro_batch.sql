@@ -6,6 +6,9 @@ SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
 SET ouro.threads = 1;
+-- the library defines the ouro.* settings when it is loaded: by preloading, by a session's
+-- first ouro call, or by LOAD
+LOAD 'ouro';
 SHOW ouro.batch_size;
 CREATE TEMP TABLE bmodels AS
 SELECT m AS name, regexp_replace(current_setting('ouro.model_path'), '[^/]+$', m) AS path

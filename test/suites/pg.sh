@@ -79,17 +79,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The server reads the models, so they are copied where its user can read them.
-cp -r test/data/models "$TMP/models"
-# tiny-mha-bf16 converted to q8 weights, for ouro_q8.sql.
-if ! build/ouro convert --model test/data/models/tiny-mha-bf16 --out "$TMP/models/tiny-mha-bf16-q8" \
-        >"$TMP/convert.log" 2>&1; then
-    cat "$TMP/convert.log"
-    not_ok "ouro convert (for ouro_q8.sql)"
-fi
-# A model whose weights file is cut short, for the error tests.
-cp -r test/data/models/tiny-mha-bf16 "$TMP/models/corrupt"
-truncate -s 4096 "$TMP/models/corrupt/model.safetensors"
+# The server reads the models, so they are copied where its user can read them, with the
+# fixtures the tests need (the q8 conversion, a corrupt copy): test/pg_fixtures.sh.
+bash test/pg_fixtures.sh "$TMP/models" || not_ok "test/pg_fixtures.sh (model fixtures of the tests)"
 mkdir -p "$TMP/regress"
 chown -R "$OWNER" "$TMP"
 MODELS=$TMP/models
