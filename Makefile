@@ -9,9 +9,9 @@
 #                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
-#   make asan-ext     the SQLite and PostgreSQL extensions built with ASan and UBSan, over
-#                     their suites (libasan preloaded into Python and the postmaster); slow,
-#                     not part of `make test`
+#   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
+#                     (libasan preloaded into Python); slow, not part of `make test`.
+#                     OURO_ASAN_PG=1 adds the PostgreSQL part (see test/asan_ext.sh)
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the trained demonstration model models/ouro-demo
 #                     (or $OURO_MODEL)
