@@ -13,18 +13,23 @@
 # in its postgresql.conf); the coordinator has no model at all, so any model
 # work evaluated there would fail.  A plain database on worker 1, without
 # Citus, gives the single-node results.  Then:
-#   - the mission's queries on a distributed table (SELECT per row, UPDATE and
-#     INSERT ... SELECT enrichment, classification, ouro_depth aggregated)
-#     equal the single-node results row for row;
+#   - the mission's queries on a distributed table (SELECT per row, enrichment
+#     by ouro_update_shards, by an UPDATE from a MATERIALIZED CTE, by
+#     INSERT ... SELECT into a co-located table and by a distributed function,
+#     classification, ouro_depth aggregated) equal the single-node results row
+#     for row, and the plain UPDATE is refused by Citus as the README says;
 #   - EXPLAIN (VERBOSE) shows the calls in the workers' task queries, and the
 #     nodes' own function counters (track_functions) show that the workers ran
 #     every call and the coordinator none;
-#   - a worker without the model gives an error naming that worker;
+#   - a worker without the model gives an error naming that worker, also
+#     through ouro_update_shards, whose other shards commit;
 #   - statement_timeout on the coordinator stops the workers' generations.
 # Prints TAP lines; exits non-zero on a failure.
 #
 #   bash test/suites/citus.sh            the suite
 #   OURO_CITUS_KEEP=1 bash ...           leaves the cluster running (prints how to reach it)
+#   OURO_CITUS_BENCH=1 bash ...          then prints throughput on 1 node and on the cluster
+#                                        (OURO_CITUS_BENCH_ROWS rows, default 96)
 set -u
 cd "$(dirname "$0")/../.."
 
@@ -277,6 +282,32 @@ dist_ins=$(on c ouro_citus -c "SELECT id, answer FROM answers ORDER BY id" 2>&1)
 check "INSERT INTO answers (co-located) SELECT id, ouro_generate(...) = single node; the SELECT runs on the workers" \
     bash -c 'test "$1" = "$2" && grep -q "INSERT/SELECT method: repartition" <<<"$3" &&
              grep -q "Query: SELECT id, public.ouro_generate(prompt" <<<"$3"' _ "$dist_ins" "$ref_upd" "$plan"
+
+# One row's enrichment in a function distributed by its argument: Citus runs the call on the
+# worker that holds the row.  Inside it the UPDATE sets a value computed before (a parameter),
+# which Citus accepts, where SET answer = ouro_generate(...) would be refused.
+out=$(on c ouro_citus 2>&1 <<EOF
+CREATE FUNCTION answer_question(qid int) RETURNS text LANGUAGE plpgsql AS \$\$
+DECLARE
+    a text;
+BEGIN
+    SELECT $GEN INTO a FROM questions WHERE id = qid;
+    UPDATE questions SET answer = a WHERE id = qid;
+    RETURN a;
+END \$\$;
+SELECT create_distributed_function('answer_question(int)', '\$1', colocate_with := 'questions');
+UPDATE questions SET answer = NULL WHERE id = 7;
+SET citus.log_remote_commands = on;
+SELECT answer_question(7) AS returned \gset
+SELECT 'returned:' || :'returned';
+RESET citus.log_remote_commands;
+SELECT 'stored:' || answer FROM questions WHERE id = 7;
+EOF
+)
+want=$(sed -n 's/^7|//p' <<<"$ref_upd")
+check "a function distributed with create_distributed_function runs on the row's worker and stores its answer" \
+    bash -c 'grep -q "issuing SELECT public.answer_question(7)" <<<"$1" && grep -qxF "returned:$2" <<<"$1" &&
+             grep -qxF "stored:$2" <<<"$1"' _ "$out" "$want"
 
 # --- the model per node ----------------------------------------------------------------------------
 
