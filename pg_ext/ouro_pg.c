@@ -466,6 +466,10 @@ pg_ouro_errhint_access(int errnum)
 
 	if (errnum != EACCES && errnum != EPERM)
 		return 0;
+	/* what the server runs as is shown to superusers only, as its paths are */
+	if (!superuser())
+		return errhint("The database server's operating system user must be able to read the "
+					   "model's files; ask a superuser to check their permissions.");
 	pw = getpwuid(geteuid());
 	user = pw != NULL ? pw->pw_name : psprintf("%u", (unsigned) geteuid());
 	return errhint("The database server runs as the operating system user \"%s\", which must be "
