@@ -63,7 +63,7 @@ $(B)/libouro.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
 $(B)/ouro: $(CLI_SRC) $(wildcard tool/*.h) $(B)/libouro.a
-	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -lsqlite3 -o $@
 
 # The SQLite extension: one shared object with the core linked in.
 $(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) $(B)/libouro.a

@@ -183,24 +183,8 @@ too_long(const char *what, int n, int limit, const ouro_model *model)
  * Generation: ouro_generate, ouro_chat, ouro_generate_detail
  * ------------------------------------------------------------------------ */
 
-/* Options shared by the generation functions, in SQL argument order. */
-typedef struct GenArgs
-{
-	int			max_loops;		/* 0 = the model's total_ut_steps */
-	int			max_tokens;
-	double		temperature;
-	double		threshold;		/* < 0: none (the model's own rule, full depth) */
-	int64		seed;
-	char	  **stop;			/* (n_stop) palloc'd */
-	int			n_stop;
-} GenArgs;
-
-/*
- * Reads max_loops, max_tokens, temperature, exit_threshold, seed, stop
- * starting at argument `first`; NULLs fall back to the ouro.* settings.
- */
-static void
-gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
+void
+pg_ouro_gen_args_read(FunctionCallInfo fcinfo, int first, OuroGenArgs *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
@@ -236,7 +220,7 @@ typedef struct GenOut
  * (a row error under ouro.on_error = null).
  */
 static bool
-generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const GenArgs *a,
+generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const OuroGenArgs *a,
 			  GenOut *out)
 {
 	const ouro_model *model = ref->entry->model;
@@ -307,11 +291,8 @@ generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const Gen
 	return true;
 }
 
-/*
- * Renders message (and system) with the model's chat template (palloc).
- */
-static char *
-chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
+char *
+pg_ouro_chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
 {
 	const ouro_tokenizer *tok = pg_ouro_tokenizer(ref);
 	ouro_chat_message msgs[2];
@@ -339,6 +320,62 @@ chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
 	return result;
 }
 
+/*
+ * Starts the row context of a per-row call (pg_ouro_row_push): its position
+ * counts the calls of this expression in the statement (kept in fn_extra),
+ * so for a call in a select list it is the row's number.
+ */
+static void
+row_begin(FunctionCallInfo fcinfo, const char *fn, const char *input, int len,
+		  OuroRowRef *row, ErrorContextCallback *cb)
+{
+	int64	   *count = (int64 *) fcinfo->flinfo->fn_extra;
+
+	if (count == NULL)
+	{
+		count = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(int64));
+		fcinfo->flinfo->fn_extra = count;
+	}
+	(*count)++;
+	row->fn = fn;
+	row->position = *count;
+	row->input = input;
+	row->input_len = len;
+	pg_ouro_row_push(row, cb);
+}
+
+/*
+ * One generation of a per-row function: options from argument gen_first,
+ * model from argument model_arg, prompt = message (rendered with the chat
+ * template when chat).  False when the row gives NULL.
+ */
+static bool
+generate_row(FunctionCallInfo fcinfo, const char *fn, int gen_first, int model_arg, bool chat,
+			 GenOut *out)
+{
+	OuroGenArgs a;
+	OuroModelRef ref;
+	text	   *message = PG_GETARG_TEXT_PP(0);
+	OuroRowRef	row;
+	ErrorContextCallback cb;
+	const char *prompt = VARDATA_ANY(message);
+	int			len = VARSIZE_ANY_EXHDR(message);
+	bool		ok;
+
+	row_begin(fcinfo, fn, prompt, len, &row, &cb);
+	pg_ouro_gen_args_read(fcinfo, gen_first, &a);
+	pg_ouro_model_resolve(fcinfo, model_arg, &ref);
+	if (chat)
+	{
+		prompt = pg_ouro_chat_prompt(&ref, text_to_cstring(message), arg_cstring(fcinfo, 1));
+		len = prompt ? strlen(prompt) : 0;
+	}
+	ok = prompt != NULL && generate_text(&ref, prompt, len, &a, out);
+	pg_ouro_progress(fn, ref.label, 1, ok ? out->n_ids : 0, 0);
+	pg_ouro_row_pop(&cb);
+	return ok;
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_generate);
 
 /*
@@ -348,17 +385,9 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate);
 Datum
 pg_ouro_generate(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	text	   *prompt;
 	GenOut		out;
 
-	if (arg_null(fcinfo, 0))
-		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 1, &a);
-	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	prompt = PG_GETARG_TEXT_PP(0);
-	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+	if (arg_null(fcinfo, 0) || !generate_row(fcinfo, "ouro_generate", 1, 7, false, &out))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(out.text);
 }
@@ -372,17 +401,9 @@ PG_FUNCTION_INFO_V1(pg_ouro_chat);
 Datum
 pg_ouro_chat(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	char	   *prompt;
 	GenOut		out;
 
-	if (arg_null(fcinfo, 0))
-		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 2, &a);
-	pg_ouro_model_resolve(fcinfo, 8, &ref);
-	prompt = chat_prompt(&ref, text_to_cstring(PG_GETARG_TEXT_PP(0)), arg_cstring(fcinfo, 1));
-	if (prompt == NULL || !generate_text(&ref, prompt, strlen(prompt), &a, &out))
+	if (arg_null(fcinfo, 0) || !generate_row(fcinfo, "ouro_chat", 2, 8, true, &out))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(out.text);
 }
@@ -398,9 +419,6 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate_detail);
 Datum
 pg_ouro_generate_detail(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	text	   *prompt;
 	GenOut		out;
 	TupleDesc	tupdesc;
 	Datum		values[5];
@@ -413,10 +431,7 @@ pg_ouro_generate_detail(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "ouro_generate_detail must return a record");
 	tupdesc = BlessTupleDesc(tupdesc);
-	gen_args_read(fcinfo, 1, &a);
-	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	prompt = PG_GETARG_TEXT_PP(0);
-	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+	if (!generate_row(fcinfo, "ouro_generate_detail", 1, 7, false, &out))
 		PG_RETURN_NULL();
 
 	steps = palloc(sizeof(Datum) * Max(out.n_ids, 1));
@@ -482,7 +497,7 @@ batch_result(Datum *values, bool *nulls, int n, int lbound, Oid type)
 
 /* The core's parameters for the options `a` (p borrows a's stop strings). */
 static void
-gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
+gen_params(const OuroGenArgs *a, int max_tokens, ouro_gen_params *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->max_tokens = max_tokens;
@@ -505,6 +520,111 @@ gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
 	p->cancel_ctx = NULL;
 }
 
+void
+pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
+					  const char *const *prompts, const int *lens, OuroRowRef *row,
+					  const int64 *positions, int lbound, const char *fn,
+					  Datum *out, bool *out_null)
+{
+	int			n_run = 0,
+				longest = 0,
+				limit = pg_ouro_context_limit(ref->entry->model);
+	int32	  **ids = palloc0(sizeof(int32 *) * Max(n, 1));
+	const int32_t **run_ids = palloc(sizeof(int32_t *) * Max(n, 1));
+	int		   *run_lens = palloc(sizeof(int) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
+	int64		tokens = 0;
+	int			n_rows = 0;
+
+	/* every prompt checked as ouro_generate checks it, before any runs */
+	for (int i = 0; i < n; i++)
+	{
+		int			len;
+
+		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
+		out_null[i] = true;
+		if (prompts[i] == NULL)
+			continue;
+		n_rows++;
+		if (row != NULL)
+		{
+			row->position = positions[i];
+			row->input = prompts[i];
+			row->input_len = lens[i];
+		}
+		if (!encode_text(ref, prompts[i], lens[i], &ids[i], &len))
+			continue;
+		if (len == 0)
+		{
+			if (row != NULL)
+				(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+										 "the prompt has no tokens", NULL,
+										 "Pass a non-empty prompt.");
+			else
+				(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+										 psprintf("prompt %d of the batch has no tokens", lbound + i),
+										 NULL, "Pass non-empty prompts, or NULL for no result.");
+			continue;
+		}
+		if (len >= limit)
+		{
+			(void) too_long(row != NULL ? "the prompt" : psprintf("prompt %d of the batch", lbound + i),
+							len, limit, ref->entry->model);
+			continue;
+		}
+		run_ids[n_run] = ids[i];
+		run_lens[n_run] = len;
+		run_item[n_run++] = i;
+		longest = Max(longest, len);
+	}
+	if (row != NULL)
+		row->position = 0;
+
+	if (n_run > 0)
+	{
+		/*
+		 * Room for the longest prompt and its reply.  A reply ends where the
+		 * context ends, as in ouro_generate: the core caps each request at
+		 * the session's context.
+		 */
+		int			need = a->max_tokens < limit - longest ? longest + a->max_tokens : limit;
+		ouro_session *s = pg_ouro_session(ref, need, Min(pg_ouro_batch_size(), n_run),
+										  a->max_loops, true);
+		ouro_gen_params p;
+		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
+		ouro_error	err;
+
+		gen_params(a, Min(a->max_tokens, limit), &p);
+		pg_ouro_prepare_threads();
+		/* the statement shows in ouro_progress from its first batch on */
+		pg_ouro_progress(fn, ref->label, 0, 0, 0);
+		if (ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) != OURO_OK)
+		{
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not generate text", ref);
+		}
+		else
+		{
+			/* copy out of malloc'd memory, then release it all */
+			for (int k = 0; k < n_run; k++)
+			{
+				out[run_item[k]] = PointerGetDatum(cstring_to_text_with_len(r[k].text ? r[k].text : "",
+																			r[k].text ? (int) r[k].text_len : 0));
+				out_null[run_item[k]] = false;
+				tokens += r[k].n_ids;
+			}
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+		}
+		pg_ouro_stats.batches++;
+	}
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, tokens, 0);
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
 
 /*
@@ -519,107 +639,38 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
 Datum
 pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
+	OuroGenArgs a;
 	OuroModelRef ref;
 	Datum	   *elems;
 	bool	   *in_null;
 	int			n,
-				lbound,
-				n_run = 0,
-				longest = 0,
-				limit;
+				lbound;
 	Datum	   *out;
 	bool	   *out_null;
-	int32	  **ids;
-	const int32_t **run_ids;
-	int		   *run_lens;
-	int		   *run_item;
+	const char **prompts;
+	int		   *lens;
 
 	if (arg_null(fcinfo, 0))
 		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 1, &a);
+	pg_ouro_gen_args_read(fcinfo, 1, &a);
 	batch_items(fcinfo, 0, "prompts", &elems, &in_null, &n, &lbound);
 	if (n == 0)
 		PG_RETURN_DATUM(batch_result(NULL, NULL, 0, lbound, TEXTOID));
 	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	limit = pg_ouro_context_limit(ref.entry->model);
 
 	out = palloc0(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
-	ids = palloc0(sizeof(int32 *) * n);
-	run_ids = palloc(sizeof(int32_t *) * n);
-	run_lens = palloc(sizeof(int) * n);
-	run_item = palloc(sizeof(int) * n);
-
-	/* every prompt checked as ouro_generate checks it, before any runs */
+	prompts = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
-		text	   *t;
-		int			len;
+		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
 
-		CHECK_FOR_INTERRUPTS();
-		out_null[i] = true;
-		if (in_null[i])
-			continue;
-		t = DatumGetTextPP(elems[i]);
-		if (!encode_text(&ref, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &ids[i], &len))
-			continue;
-		if (len == 0)
-		{
-			(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
-									 psprintf("prompt %d of the batch has no tokens", lbound + i),
-									 NULL, "Pass non-empty prompts, or NULL for no result.");
-			continue;
-		}
-		if (len >= limit)
-		{
-			(void) too_long(psprintf("prompt %d of the batch", lbound + i), len, limit, ref.entry->model);
-			continue;
-		}
-		run_ids[n_run] = ids[i];
-		run_lens[n_run] = len;
-		run_item[n_run++] = i;
-		longest = Max(longest, len);
+		prompts[i] = t ? VARDATA_ANY(t) : NULL;
+		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
 	}
-
-	if (n_run > 0)
-	{
-		/*
-		 * Room for the longest prompt and its reply.  A reply ends where the
-		 * context ends, as in ouro_generate: the core caps each request at
-		 * the session's context.
-		 */
-		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, Min(pg_ouro_batch_size(), n_run),
-										  a.max_loops, true);
-		ouro_gen_params p;
-		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
-		ouro_error	err;
-		bool		ok;
-
-		gen_params(&a, Min(a.max_tokens, limit), &p);
-		pg_ouro_prepare_threads();
-		ok = ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) == OURO_OK;
-		if (!ok)
-		{
-			for (int k = 0; k < n_run; k++)
-				ouro_gen_result_clear(&r[k]);
-			/* a row error under ouro.on_error = null: every item NULL */
-			(void) pg_ouro_report(&err, "could not generate text", &ref);
-		}
-		else
-		{
-			/* copy out of malloc'd memory, then release it all */
-			for (int k = 0; k < n_run; k++)
-			{
-				out[run_item[k]] = PointerGetDatum(cstring_to_text_with_len(r[k].text ? r[k].text : "",
-																			r[k].text ? (int) r[k].text_len : 0));
-				out_null[run_item[k]] = false;
-			}
-			for (int k = 0; k < n_run; k++)
-				ouro_gen_result_clear(&r[k]);
-		}
-	}
+	pg_ouro_generate_rows(&ref, &a, n, prompts, lens, NULL, NULL, lbound, "ouro_generate_batch",
+						  out, out_null);
 	PG_RETURN_DATUM(batch_result(out, out_null, n, lbound, TEXTOID));
 }
 
@@ -627,17 +678,27 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
  * Classification: ouro_classify, ouro_classify_scores
  * ------------------------------------------------------------------------ */
 
+void
+pg_ouro_classify_args_read(FunctionCallInfo fcinfo, char ***labels, int *n_labels,
+						   char **instruction, int *max_loops)
+{
+	*max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
+	*labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, n_labels);
+	*instruction = arg_cstring(fcinfo, 2);
+}
+
 /*
  * Scores labels for input; arguments: input, labels, instruction, max_loops,
  * model.  Returns the probabilities (palloc, n_labels), or NULL when the row
  * gives NULL.
  */
 static double *
-classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
+classify(FunctionCallInfo fcinfo, const char *fn, char ***labels_out, int *n_labels)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, n_labels);
-	char	   *instruction = arg_cstring(fcinfo, 2);
+	int			max_loops;
+	char	  **labels;
+	char	   *instruction;
+	text	   *input_text = PG_GETARG_TEXT_PP(0);
 	char	   *input;
 	OuroModelRef ref;
 	double	   *probs;
@@ -646,9 +707,13 @@ classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 	int			need = 128;
 	int			limit;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+	OuroRowRef	row;
+	ErrorContextCallback cb;
 
+	row_begin(fcinfo, fn, VARDATA_ANY(input_text), VARSIZE_ANY_EXHDR(input_text), &row, &cb);
+	pg_ouro_classify_args_read(fcinfo, &labels, n_labels, &instruction, &max_loops);
 	pg_ouro_model_resolve(fcinfo, 4, &ref);
-	input = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	input = text_to_cstring(input_text);
 	probs = palloc(sizeof(double) * *n_labels);
 
 	/*
@@ -657,12 +722,12 @@ classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 	 * and retry with the whole context when the estimate was short.
 	 */
 	if (!encode_text(&ref, input, strlen(input), &ids, &n))
-		return NULL;
+		goto row_null;
 	need += n;
 	if (instruction != NULL)
 	{
 		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &n))
-			return NULL;
+			goto row_null;
 		need += n;
 	}
 	else
@@ -670,7 +735,7 @@ classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 	for (int i = 0; i < *n_labels; i++)
 	{
 		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &n))
-			return NULL;
+			goto row_null;
 		need += 2 * n + 4;
 	}
 	limit = pg_ouro_context_limit(ref.entry->model);
@@ -693,13 +758,32 @@ classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
 		if (st == OURO_ERR_CONTEXT)
 		{
 			if (too_long("the classification prompt", need, limit, ref.entry->model))
-				return NULL;
+				goto row_null;
 		}
 		if (pg_ouro_report(&err, "could not classify the input", &ref))
-			return NULL;
+			goto row_null;
 	}
+	pg_ouro_progress(fn, ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
 	*labels_out = labels;
 	return probs;
+
+row_null:
+	pg_ouro_progress(fn, ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
+	return NULL;
+}
+
+/* The likeliest label of probs (the first of equals). */
+static int
+best_label(const double *probs, int n)
+{
+	int			best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (probs[i] > probs[best])
+			best = i;
+	return best;
 }
 
 PG_FUNCTION_INFO_V1(pg_ouro_classify);
@@ -711,17 +795,13 @@ pg_ouro_classify(PG_FUNCTION_ARGS)
 	char	  **labels;
 	int			n;
 	double	   *probs;
-	int			best = 0;
 
 	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
 		PG_RETURN_NULL();
-	probs = classify(fcinfo, &labels, &n);
+	probs = classify(fcinfo, "ouro_classify", &labels, &n);
 	if (probs == NULL)
 		PG_RETURN_NULL();
-	for (int i = 1; i < n; i++)
-		if (probs[i] > probs[best])
-			best = i;
-	PG_RETURN_TEXT_P(cstring_to_text(labels[best]));
+	PG_RETURN_TEXT_P(cstring_to_text(labels[best_label(probs, n)]));
 }
 
 /* jsonb {"label": probability, ...} in the order of labels. */
@@ -756,7 +836,7 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
 
 	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
 		PG_RETURN_NULL();
-	probs = classify(fcinfo, &labels, &n);
+	probs = classify(fcinfo, "ouro_classify_scores", &labels, &n);
 	if (probs == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(scores_jsonb((const char *const *) labels, n, probs));
@@ -766,81 +846,65 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
  * Batching rows: ouro_classify_batch, ouro_classify_scores_batch
  * ------------------------------------------------------------------------ */
 
-/*
- * ouro_classify_batch / ouro_classify_scores_batch(inputs text[], labels,
- * instruction, max_loops, model) -> text[] / jsonb[]: item i is
- * ouro_classify(inputs[i], ...) or ouro_classify_scores(inputs[i], ...), NULL
- * for a NULL item.  The prompt tokens the inputs share (template,
- * instruction, label list) are computed once and max(ouro.batch_size,
- * labels + 1) sequences run inputs together.  An input too long for the
- * context is a row error for that item alone.
- */
-static Datum
-classify_batch(FunctionCallInfo fcinfo, bool scores)
+void
+pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
+					  const char *instruction, int max_loops, int n,
+					  const char *const *inputs, OuroRowRef *row, const int64 *positions,
+					  int lbound, bool scores, const char *fn, Datum *out, bool *out_null)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	int			n_labels;
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, &n_labels);
-	char	   *instruction = arg_cstring(fcinfo, 2);
-	Oid			type = scores ? JSONBOID : TEXTOID;
-	OuroModelRef ref;
-	Datum	   *elems;
-	bool	   *in_null;
-	int			n,
-				lbound,
-				n_run = 0,
+	int			n_run = 0,
 				longest = 0,
 				need = 128,
-				limit,
+				limit = pg_ouro_context_limit(ref->entry->model),
 				n_seq;
-	const char **run;
-	int		   *run_item;
+	const char **run = palloc(sizeof(char *) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
 	bool	   *run_ok;
 	double	   *probs;
-	Datum	   *out;
-	bool	   *out_null;
 	int32	   *ids;
 	int			len;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
 	bool		all_ok = false;
+	int			n_rows = 0;
 
-	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
-	if (n == 0)
-		return batch_result(NULL, NULL, 0, lbound, type);
-	pg_ouro_model_resolve(fcinfo, 4, &ref);
-	limit = pg_ouro_context_limit(ref.entry->model);
-	out = palloc0(sizeof(Datum) * n);
-	out_null = palloc(sizeof(bool) * n);
-	run = palloc(sizeof(char *) * n);
-	run_item = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
 		out_null[i] = true;
-		if (in_null[i])
+		if (inputs[i] == NULL)
 			continue;
-		run[n_run] = TextDatumGetCString(elems[i]);
+		n_rows++;
+		if (row != NULL)
+		{
+			row->position = positions[i];
+			row->input = inputs[i];
+			row->input_len = strlen(inputs[i]);
+		}
 		/* the session's size is estimated from token counts, as in classify() */
-		if (!encode_text(&ref, run[n_run], strlen(run[n_run]), &ids, &len))
+		if (!encode_text(ref, inputs[i], strlen(inputs[i]), &ids, &len))
 			continue;
+		run[n_run] = inputs[i];
 		longest = Max(longest, len);
 		run_item[n_run++] = i;
 	}
+	if (row != NULL)
+		row->position = 0;
 	if (n_run == 0)
-		return batch_result(out, out_null, n, lbound, type);
+		goto done;
 	need += longest;
 	if (instruction != NULL)
 	{
-		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
+		if (!encode_text(ref, instruction, strlen(instruction), &ids, &len))
+			goto done;
 		need += len;
 	}
 	else
 		need += 128;
 	for (int i = 0; i < n_labels; i++)
 	{
-		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
+		if (!encode_text(ref, labels[i], strlen(labels[i]), &ids, &len))
+			goto done;
 		need += 2 * len + 4;
 	}
 
@@ -854,9 +918,11 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 		n_seq = n_run * n_labels + 1;
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
 	run_ok = palloc0(sizeof(bool) * n_run);
+	pg_ouro_stats.batches++;
+	pg_ouro_progress(fn, ref->label, 0, 0, 0);
 	for (;;)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops, false);
+		ouro_session *s = pg_ouro_session(ref, Min(need, limit), n_seq, max_loops, false);
 		ouro_error	err;
 		ouro_status st;
 
@@ -876,7 +942,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 		if (st != OURO_ERR_CONTEXT)
 		{
 			/* a row error under ouro.on_error = null: every item NULL */
-			(void) pg_ouro_report(&err, "could not classify the inputs", &ref);
+			(void) pg_ouro_report(&err, "could not classify the inputs", ref);
 			break;
 		}
 
@@ -888,13 +954,22 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
 									 pg_ouro_cancel_check, NULL, &err);
 			run_ok[k] = st == OURO_OK;
+			if (row != NULL)
+			{
+				row->position = positions[run_item[k]];
+				row->input = run[k];
+				row->input_len = strlen(run[k]);
+			}
 			if (st == OURO_ERR_CONTEXT)
-				(void) too_long(psprintf("the classification prompt of input %d of the batch",
+				(void) too_long(row != NULL ? "the classification prompt" :
+								psprintf("the classification prompt of input %d of the batch",
 										 lbound + run_item[k]),
-								need, limit, ref.entry->model);
+								need, limit, ref->entry->model);
 			else if (st != OURO_OK)
-				(void) pg_ouro_report(&err, "could not classify the input", &ref);
+				(void) pg_ouro_report(&err, "could not classify the input", ref);
 		}
+		if (row != NULL)
+			row->position = 0;
 		break;
 	}
 	for (int k = 0; k < n_run; k++)
@@ -906,16 +981,54 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 		if (scores)
 			out[run_item[k]] = scores_jsonb((const char *const *) labels, n_labels, p);
 		else
-		{
-			int			best = 0;
-
-			for (int j = 1; j < n_labels; j++)
-				if (p[j] > p[best])
-					best = j;
-			out[run_item[k]] = PointerGetDatum(cstring_to_text(labels[best]));
-		}
+			out[run_item[k]] = PointerGetDatum(cstring_to_text(labels[best_label(p, n_labels)]));
 		out_null[run_item[k]] = false;
 	}
+done:
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, 0, 0);
+}
+
+/*
+ * ouro_classify_batch / ouro_classify_scores_batch(inputs text[], labels,
+ * instruction, max_loops, model) -> text[] / jsonb[]: item i is
+ * ouro_classify(inputs[i], ...) or ouro_classify_scores(inputs[i], ...), NULL
+ * for a NULL item.  The prompt tokens the inputs share (template,
+ * instruction, label list) are computed once and max(ouro.batch_size,
+ * labels + 1) sequences run inputs together.  An input too long for the
+ * context is a row error for that item alone.
+ */
+static Datum
+classify_batch(FunctionCallInfo fcinfo, bool scores)
+{
+	int			max_loops;
+	int			n_labels;
+	char	  **labels;
+	char	   *instruction;
+	Oid			type = scores ? JSONBOID : TEXTOID;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound;
+	const char **inputs;
+	Datum	   *out;
+	bool	   *out_null;
+
+	pg_ouro_classify_args_read(fcinfo, &labels, &n_labels, &instruction, &max_loops);
+	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		return batch_result(NULL, NULL, 0, lbound, type);
+	pg_ouro_model_resolve(fcinfo, 4, &ref);
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	inputs = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		inputs[i] = in_null[i] ? NULL : TextDatumGetCString(elems[i]);
+	pg_ouro_classify_rows(&ref, labels, n_labels, instruction, max_loops, n, inputs, NULL, NULL,
+						  lbound, scores,
+						  scores ? "ouro_classify_scores_batch" : "ouro_classify_batch",
+						  out, out_null);
 	return batch_result(out, out_null, n, lbound, type);
 }
 
@@ -1003,12 +1116,21 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 	OuroModelRef ref;
 	DepthOut	d;
 	double		sum = 0;
+	text	   *input;
+	OuroRowRef	row;
+	ErrorContextCallback cb;
+	bool		ok;
 
 	if (arg_null(fcinfo, 0))
 		PG_RETURN_NULL();
+	input = PG_GETARG_TEXT_PP(0);
+	row_begin(fcinfo, "ouro_depth", VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &row, &cb);
 	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
-	if (!depth_run(fcinfo, &ref, threshold, false, &d) || d.n == 0)
+	ok = depth_run(fcinfo, &ref, threshold, false, &d) && d.n > 0;
+	pg_ouro_progress("ouro_depth", ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
+	if (!ok)
 		PG_RETURN_NULL();
 	for (int i = 0; i < d.n; i++)
 		sum += threshold >= 0 ? (double) d.step[i] : d.expected[i];

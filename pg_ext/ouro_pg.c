@@ -43,6 +43,7 @@
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "common/shortest_dec.h"
+#include "mb/pg_wchar.h"
 #include "libpq/libpq.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
@@ -77,6 +78,8 @@ int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
 int			ouro_batch_size_setting = OURO_PG_BATCH_SIZE_DEFAULT;
+bool		ouro_auto_batch_setting = true;
+int			ouro_progress_notice_setting = 0;
 
 /* Ceilings (superuser settings); see define_limits() for their defaults. */
 int			ouro_limit_memory_mb = 0;
@@ -418,11 +421,36 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("ouro.auto_batch",
+							 "Runs per-row generation and classification calls in batches.",
+							 "When on, a query whose select list (or UPDATE ... SET list) calls "
+							 "ouro_generate, ouro_chat, ouro_classify or ouro_classify_scores once "
+							 "per row evaluates those calls ouro.batch_size rows at a time, with "
+							 "the same results.  Applies to statements planned while it is on.",
+							 &ouro_auto_batch_setting,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("ouro.progress_notice_interval",
+							"Seconds between progress NOTICEs of a long statement (0 = none).",
+							"Valid range is 0 .. 86400.  The NOTICE gives the function, rows done, "
+							"tokens generated, tokens per second and elapsed time.",
+							&ouro_progress_notice_setting,
+							0, 0, 86400,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	define_limits();
 
 	MarkGUCPrefixReserved("ouro");
 
 	ouro_set_log(core_log, NULL);
+	pg_ouro_batch_init();
+	if (process_shared_preload_libraries_in_progress)
+		pg_ouro_progress_init();
 	RegisterXactCallback(release_idle_memory, NULL);
 }
 
@@ -962,6 +990,78 @@ pg_ouro_cancel_check(void *ctx)
 }
 
 /* ------------------------------------------------------------------------
+ * Rows: the error context naming the row a call works on
+ * ------------------------------------------------------------------------ */
+
+OuroRowErrorSink pg_ouro_row_sink = NULL;
+void	   *pg_ouro_row_sink_ctx = NULL;
+
+#define OURO_ROW_INPUT_SHOWN 40	/* bytes of the input a message shows */
+
+/* Set while pg_ouro_row_error reports: the row is named in the message itself. */
+static bool row_named_in_message = false;
+
+/* "ouro_generate row 7 (prompt \"Once upon a...\")" (palloc). */
+static char *
+row_name(const OuroRowRef *row)
+{
+	int			len;
+	char	   *shown;
+
+	if (row->input == NULL)
+		return psprintf("%s row " INT64_FORMAT, row->fn, row->position);
+	len = row->input_len <= OURO_ROW_INPUT_SHOWN ? row->input_len :
+		pg_mbcliplen(row->input, row->input_len, OURO_ROW_INPUT_SHOWN);
+	shown = pnstrdup(row->input, len);
+	for (char *c = shown; *c; c++)
+		if (*c == '\n' || *c == '\r' || *c == '\t')
+			*c = ' ';
+	return psprintf("%s row " INT64_FORMAT " (%s \"%s%s\")", row->fn, row->position,
+					strncmp(row->fn, "ouro_classify", 13) == 0 || strcmp(row->fn, "ouro_depth") == 0 ?
+					"input" : strcmp(row->fn, "ouro_chat") == 0 ? "message" : "prompt",
+					shown, len < row->input_len ? "..." : "");
+}
+
+static void
+row_context(void *arg)
+{
+	OuroRowRef *row = (OuroRowRef *) arg;
+
+	if (row_named_in_message)
+	{
+		row_named_in_message = false;
+		return;
+	}
+	if (row->position > 0)
+		errcontext("%s", row_name(row));
+}
+
+/* The row of the innermost row context with a position, or NULL. */
+static OuroRowRef *
+current_row(void)
+{
+	for (ErrorContextCallback *cb = error_context_stack; cb != NULL; cb = cb->previous)
+		if (cb->callback == row_context)
+			return ((OuroRowRef *) cb->arg)->position > 0 ? (OuroRowRef *) cb->arg : NULL;
+	return NULL;
+}
+
+void
+pg_ouro_row_push(OuroRowRef *row, ErrorContextCallback *cb)
+{
+	cb->callback = row_context;
+	cb->arg = row;
+	cb->previous = error_context_stack;
+	error_context_stack = cb;
+}
+
+void
+pg_ouro_row_pop(ErrorContextCallback *cb)
+{
+	error_context_stack = cb->previous;
+}
+
+/* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
 
@@ -970,11 +1070,25 @@ pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail, const cha
 {
 	int			elevel = ouro_on_error_setting == OURO_ON_ERROR_NULL ? WARNING : ERROR;
 
+	OuroRowRef *row = current_row();
+
+	if (pg_ouro_row_sink != NULL)
+	{
+		pg_ouro_row_sink(pg_ouro_row_sink_ctx, sqlerrcode, msg, detail);
+		return true;
+	}
+	if (row != NULL)
+	{
+		msg = psprintf("%s: %s", row_name(row), msg);
+		row_named_in_message = true;
+	}
+
 	ereport(elevel,
 			(errcode(sqlerrcode),
 			 errmsg_internal("%s", msg),
 			 detail ? errdetail_internal("%s", detail) : 0,
 			 hint ? errhint("%s", hint) : 0));
+	row_named_in_message = false;
 	return true;
 }
 

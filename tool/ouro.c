@@ -4,6 +4,7 @@
  *   ouro logits   --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N]
  *   ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT [--chat]) [options] [--json]
  *   ouro info     --model DIR
+ *   ouro enrich   DB --table T --input C --output C --model DIR  (enrich.c)
  *   ouro build-info | version
  *
  * and the tokenizer commands of tokenize.c.  Results go to stdout (JSON where
@@ -41,6 +42,7 @@ static const char *usage_main =
     "  chat-template   render messages with the model's chat template (JSON)\n"
     "  info            the model's configuration and files (JSON)\n"
     "  convert         write a model's matrices as 8-bit blocks (q8)\n"
+    "  enrich          fill a column of a SQLite table, resumable, with a progress bar\n"
     "  build-info      how this build was made: SIMD, OpenMP, threads (JSON)\n"
     "  version         the version\n"
     "\n"
@@ -723,6 +725,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 1, argv + 1);
+    if (strcmp(cmd, "enrich") == 0) return cmd_enrich(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
