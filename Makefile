@@ -122,7 +122,7 @@ model:
 	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
 
 model-eval: tool sqlite
-	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --q8
+	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8
 
 model-check: tool
 	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/check_exact.py --model models/ouro-demo
