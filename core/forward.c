@@ -444,8 +444,11 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
     }
 }
 
-static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
-                          const int32_t *seq)
+static ouro_status poll(ouro_session *s, ouro_error *err);
+
+/* One decoder layer; polls (below) between its attention and MLP blocks. */
+static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
+                                 const int32_t *seq, ouro_error *err)
 {
     const ouro_model *m = s->model;
     const ouro_config *c = &m->cfg;
@@ -478,6 +481,10 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
             x[j] += xb[j];
     }
 
+    ouro_status st = poll(s, err);
+    if (st != OURO_OK)
+        return st;
+
     /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))), y = RMSNorm_post(x) */
     for (int i = 0; i < n; i++)
         ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
@@ -503,6 +510,7 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         for (int j = 0; j < D; j++)
             x[j] += xb[j];
     }
+    return OURO_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -581,10 +589,13 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     /* the last cache already holds the K/V of the token's final step */
 }
 
-/* Between layers, on the calling thread (no parallel region is running):
- * stops the call when a model file shrank under its mapping (guard.c) or the
- * host's cancel check asks to.  The longest stretch between two polls is one
- * decoder layer, or one lm_head product, over one chunk (max_batch tokens). */
+#define OURO_LM_HEAD_ROWS 128   /* rows of logits computed between two polls */
+
+/* Between layers and between the two blocks of a layer, on the calling
+ * thread (no parallel region is running): stops the call when a model file
+ * shrank under its mapping (guard.c) or the host's cancel check asks to.  The
+ * longest stretch between two polls is one block (attention or MLP) of one
+ * layer over one chunk (max_batch tokens), or lm_head over 128 rows. */
 static ouro_status poll(ouro_session *s, ouro_error *err)
 {
     if (ouro_model_check(s->model, err) != OURO_OK)
@@ -637,7 +648,8 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
         for (int l = 0; l < NL; l++) {
             if ((st = poll(s, err)) != OURO_OK)
                 return st;
-            decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq);
+            if ((st = decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq, err)) != OURO_OK)
+                return st;
             if (s->kv == OURO_KV_AVG)
                 for (int r = 0; r < na; r++) {
                     float *ka = s->k_acc + ((size_t)s->act[r] * NL + l) * KD;
@@ -731,9 +743,15 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
     if ((st = poll(s, err)) != OURO_OK)
         return st;
     if (!weighted) {
-        ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
-                         s->precision, &s->mm_ws);
-        return poll(s, err);
+        /* in blocks of OURO_LM_HEAD_ROWS rows, with a poll after each */
+        for (int w0 = 0; w0 < nw; w0 += OURO_LM_HEAD_ROWS) {
+            int nr = nw - w0 < OURO_LM_HEAD_ROWS ? nw - w0 : OURO_LM_HEAD_ROWS;
+            ouro_matmul_prec(logits + (size_t)w0 * V, s->hsel + (size_t)w0 * D, m->lm_head.data,
+                             m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
+        }
+        return OURO_OK;
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {

@@ -216,10 +216,11 @@ char *ouro_model_info_json(const ouro_model *model);
 typedef struct ouro_session ouro_session;
 
 /* Host cancel check.  Called on the thread that made the call (never on a
- * worker thread), between the decoder layers of every forward call, around
- * its lm_head product and between decode steps; nonzero stops the call with
- * OURO_ERR_INTERRUPTED.  The longest work between two checks is one decoder
- * layer or one lm_head product over max_batch tokens. */
+ * worker thread), between the attention and MLP blocks of every decoder layer
+ * of every forward call, around its lm_head product and between decode
+ * steps; nonzero stops the call with OURO_ERR_INTERRUPTED.  The longest work
+ * between two checks is one block of one layer over max_batch tokens, or
+ * lm_head over 128 rows. */
 typedef int (*ouro_cancel_fn)(void *ctx);
 
 typedef enum ouro_exit_kind {

@@ -466,6 +466,10 @@ pg_ouro_errhint_access(int errnum)
 
 	if (errnum != EACCES && errnum != EPERM)
 		return 0;
+	/* what the server runs as is shown to superusers only, as its paths are */
+	if (!superuser())
+		return errhint("The database server's operating system user must be able to read the "
+					   "model's files; ask a superuser to check their permissions.");
 	pw = getpwuid(geteuid());
 	user = pw != NULL ? pw->pw_name : psprintf("%u", (unsigned) geteuid());
 	return errhint("The database server runs as the operating system user \"%s\", which must be "
@@ -564,6 +568,27 @@ drop_changed_models(void)
  * by "<model>": file names inside a model folder stay, the server's paths
  * are shown to superusers only.  palloc'd.
  */
+/* out with every occurrence of dir replaced by "<model>" (palloc'd). */
+static char *
+replace_dir(char *out, const char *dir)
+{
+	size_t		n = dir ? strlen(dir) : 0;
+	StringInfoData buf;
+	const char *p,
+			   *q;
+
+	if (n == 0 || strstr(out, dir) == NULL)
+		return out;
+	initStringInfo(&buf);
+	for (p = out; (q = strstr(p, dir)) != NULL; p = q + n)
+	{
+		appendBinaryStringInfo(&buf, p, q - p);
+		appendStringInfoString(&buf, "<model>");
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
 const char *
 pg_ouro_hide_paths(const char *msg)
 {
@@ -572,21 +597,18 @@ pg_ouro_hide_paths(const char *msg)
 	for (int i = -1; i < model_cache_len; i++)
 	{
 		const char *dir = i < 0 ? ouro_model_path_setting : model_cache[i].path;
-		size_t		n = dir ? strlen(dir) : 0;
-		StringInfoData buf;
-		const char *p,
-				   *q;
+		char	   *real;
 
-		if (n == 0)
+		if (dir == NULL || dir[0] == '\0')
 			continue;
-		initStringInfo(&buf);
-		for (p = out; (q = strstr(p, dir)) != NULL; p = q + n)
+		/* the core names files under the folder's real path */
+		real = realpath(dir, NULL);
+		if (real != NULL)
 		{
-			appendBinaryStringInfo(&buf, p, q - p);
-			appendStringInfoString(&buf, "<model>");
+			out = replace_dir(out, real);
+			free(real);
 		}
-		appendStringInfoString(&buf, p);
-		out = buf.data;
+		out = replace_dir(out, dir);
 	}
 	return out;
 }

@@ -148,9 +148,10 @@ extern bool pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detai
 							  const char *hint);
 
 /*
- * errhint() naming the operating system user the server runs as, for a file
- * or folder it could not read (errnum EACCES or EPERM); 0 (no hint) for any
- * other errnum.  For use inside ereport().
+ * errhint() naming the operating system user the server runs as (to
+ * superusers; others get the hint without the name), for a file or folder it
+ * could not read (errnum EACCES or EPERM); 0 (no hint) for any other errnum.
+ * For use inside ereport().
  */
 extern int	pg_ouro_errhint_access(int errnum);
 
