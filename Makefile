@@ -9,11 +9,16 @@
 #                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
-#   make asan-ext     the SQLite and PostgreSQL extensions built with ASan and UBSan, over
-#                     their suites (libasan preloaded into Python and the postmaster); slow,
-#                     not part of `make test`
+#   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
+#                     (libasan preloaded into Python); slow, not part of `make test`.
+#                     OURO_ASAN_PG=1 adds the PostgreSQL part (see test/asan_ext.sh)
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
-#                     the SQLite demo on the bundled tiny model (or $OURO_MODEL)
+#                     the SQLite demo on the trained demonstration model models/ouro-demo
+#                     (or $OURO_MODEL)
+#   make model        retrains models/ouro-demo from scratch (Debian's python3-torch, one
+#                     CPU thread, about 70 minutes; see README "The demonstration model")
+#   make model-eval   the held-out evaluation table of models/ouro-demo (bf16 and q8)
+#   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
 #   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
 #                     (debian/build.sh; needs debhelper and postgresql-server-dev-all)
@@ -40,7 +45,8 @@ SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean \
+        model model-eval model-check
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
 
@@ -57,11 +63,14 @@ $(B)/libouro.a: $(CORE_OBJ)
 	ar rcs $@ $^
 
 $(B)/ouro: $(CLI_SRC) $(wildcard tool/*.h) $(B)/libouro.a
-	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+	$(CC) $(CFLAGS_CORE) $(CLI_SRC) $(B)/libouro.a $(LIBS_CORE) -lsqlite3 -o $@
 
 # The SQLite extension: one shared object with the core linked in.
-$(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) $(B)/libouro.a
-	$(CC) $(CFLAGS_CORE) -shared $(SQLITE_SRC) $(B)/libouro.a $(LIBS_CORE) -o $@
+# It exports sqlite3_ouro_init alone (sqlite_ext/exports.map): nothing of the
+# core can clash with another library's symbols in the same process.
+$(B)/ouro.so: $(SQLITE_SRC) $(wildcard sqlite_ext/*.h) sqlite_ext/exports.map $(B)/libouro.a
+	$(CC) $(CFLAGS_CORE) -fvisibility=hidden -shared $(SQLITE_SRC) $(B)/libouro.a $(LIBS_CORE) \
+	    -Wl,--version-script=sqlite_ext/exports.map -o $@
 
 # The PostgreSQL extension is a PGXS build in pg_ext/ on the same core library.
 pg: $(B)/libouro.a
@@ -106,6 +115,20 @@ asan-ext: asan-build
 demo: deps
 	$(MAKE) all
 	@bash models/demo.sh
+
+# The demonstration model: training and checks need /usr/bin/python3 with Debian's
+# python3-torch and python3-numpy (not in .ci/deps.sh: the tests use committed
+# reference outputs instead).  MODEL_ARGS passes options to models/train.py.
+PYTHON_TORCH ?= /usr/bin/python3
+
+model:
+	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
+
+model-eval: tool sqlite
+	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8
+
+model-check: tool
+	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/check_exact.py --model models/ouro-demo
 
 bench: all
 	@bash test/bench/run.sh

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ouro.h"
+#include "internal.h"
 #include "tokenizer_internal.h"
 
 /* ------------------------------------------------------------------------
@@ -191,21 +191,12 @@ ouro_status ouro_chat_render(const ouro_tokenizer *tok, const ouro_chat_message 
         }
     }
     if (st != OURO_OK) {
-        if (err) {
-            err->status = st;
-            strncpy(err->message, why, sizeof err->message - 1);
-            err->message[sizeof err->message - 1] = '\0';
-        }
-        return st;
+        return ouro_err(err, st, "%s", why);
     }
     size_t n = render(tok, msgs, n_msgs, add_generation_prompt, NULL);
     char *out = malloc(n + 1);
     if (!out) {
-        if (err) {
-            err->status = OURO_ERR_NOMEM;
-            strcpy(err->message, "out of memory rendering the chat template");
-        }
-        return OURO_ERR_NOMEM;
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory rendering the chat template");
     }
     render(tok, msgs, n_msgs, add_generation_prompt, out);
     out[n] = '\0';

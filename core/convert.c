@@ -94,6 +94,7 @@ static uint8_t *quantize_matrix(const ouro_tensor *t, int threads)
     bool fail = false;
     #pragma omp parallel num_threads(threads)
     {
+        ouro_worker_signals();
         float *buf = malloc((size_t)16 * cols * sizeof(float));
         if (!buf) {
             #pragma omp atomic write
@@ -245,6 +246,7 @@ ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int thread
         return ouro_err(err, OURO_ERR_ARG, "source and destination folders are required");
     if (threads <= 0)
         threads = ouro_default_threads();
+    ouro_threads_prepare(threads);
     if (mkdir(dst_dir, 0755) != 0 && errno != EEXIST)
         return ouro_err(err, OURO_ERR_IO, "%s: cannot create the folder: %s", dst_dir, strerror(errno));
     char src_real[PATH_MAX], dst_real[PATH_MAX];

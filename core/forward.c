@@ -426,6 +426,7 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int ih = 0; ih < n * H; ih++) {
+        ouro_worker_signals();
         int i = ih / H, h = ih % H, kh = h / group;
 #ifdef _OPENMP
         float *sc = s->scores + (size_t)omp_get_thread_num() * s->n_ctx;
@@ -444,8 +445,11 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
     }
 }
 
-static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
-                          const int32_t *seq)
+static ouro_status poll(ouro_session *s, ouro_error *err);
+
+/* One decoder layer; polls (below) between its attention and MLP blocks. */
+static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
+                                 const int32_t *seq, ouro_error *err)
 {
     const ouro_model *m = s->model;
     const ouro_config *c = &m->cfg;
@@ -478,6 +482,10 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
             x[j] += xb[j];
     }
 
+    ouro_status st = poll(s, err);
+    if (st != OURO_OK)
+        return st;
+
     /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))), y = RMSNorm_post(x) */
     for (int i = 0; i < n; i++)
         ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
@@ -503,6 +511,7 @@ static void decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, in
         for (int j = 0; j < D; j++)
             x[j] += xb[j];
     }
+    return OURO_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -581,10 +590,13 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     /* the last cache already holds the K/V of the token's final step */
 }
 
-/* Between layers, on the calling thread (no parallel region is running):
- * stops the call when a model file shrank under its mapping (guard.c) or the
- * host's cancel check asks to.  The longest stretch between two polls is one
- * decoder layer, or one lm_head product, over one chunk (max_batch tokens). */
+#define OURO_LM_HEAD_ROWS 128   /* rows of logits computed between two polls */
+
+/* Between layers and between the two blocks of a layer, on the calling
+ * thread (no parallel region is running): stops the call when a model file
+ * shrank under its mapping (guard.c) or the host's cancel check asks to.  The
+ * longest stretch between two polls is one block (attention or MLP) of one
+ * layer over one chunk (max_batch tokens), or lm_head over 128 rows. */
 static ouro_status poll(ouro_session *s, ouro_error *err)
 {
     if (ouro_model_check(s->model, err) != OURO_OK)
@@ -637,7 +649,8 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
         for (int l = 0; l < NL; l++) {
             if ((st = poll(s, err)) != OURO_OK)
                 return st;
-            decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq);
+            if ((st = decoder_layer(s, &m->layers[l], slot_of(s, t, l), na, s->cseq, err)) != OURO_OK)
+                return st;
             if (s->kv == OURO_KV_AVG)
                 for (int r = 0; r < na; r++) {
                     float *ka = s->k_acc + ((size_t)s->act[r] * NL + l) * KD;
@@ -666,9 +679,7 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
             if (!s->early[i] || t == L - 1)
                 continue;
             /* the running exit CDF, in the order ouro_exit_pdf and ouro_exit_qstep use */
-            float lambda = 1.0f / (1.0f + expf(-g));
-            s->cdf[w] += lambda * s->rem[w];
-            s->rem[w] = s->rem[w] * (1.0f - lambda);
+            s->cdf[w] += ouro_exit_advance(g, &s->rem[w]);
             if (stops_after(s, ex, t, s->cdf[w])) {
                 finish_token(s, i, r, t);
                 s->row_of[i] = -1;
@@ -705,11 +716,8 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
             /* stopped early at step k: the distribution of the steps it ran,
              * nothing on the steps it did not run */
             float rem = 1.0f;
-            for (int t = 0; t < L; t++) {
-                float lambda = t < k ? 1.0f / (1.0f + expf(-s->gates[(size_t)w * L + t])) : 0.0f;
-                pdf[t] = lambda * rem;
-                rem = rem * (1.0f - lambda);
-            }
+            for (int t = 0; t < L; t++)
+                pdf[t] = t < k ? ouro_exit_advance(s->gates[(size_t)w * L + t], &rem) : 0.0f;
             step = k;
         } else {
             ouro_exit_pdf(pdf, s->gates + (size_t)w * L, L);
@@ -731,9 +739,15 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
     if ((st = poll(s, err)) != OURO_OK)
         return st;
     if (!weighted) {
-        ouro_matmul_prec(logits, s->hsel, m->lm_head.data, m->lm_head.dtype, nw, D, V, s->threads,
-                         s->precision, &s->mm_ws);
-        return poll(s, err);
+        /* in blocks of OURO_LM_HEAD_ROWS rows, with a poll after each */
+        for (int w0 = 0; w0 < nw; w0 += OURO_LM_HEAD_ROWS) {
+            int nr = nw - w0 < OURO_LM_HEAD_ROWS ? nw - w0 : OURO_LM_HEAD_ROWS;
+            ouro_matmul_prec(logits + (size_t)w0 * V, s->hsel + (size_t)w0 * D, m->lm_head.data,
+                             m->lm_head.dtype, nr, D, V, s->threads, s->precision, &s->mm_ws);
+            if ((st = poll(s, err)) != OURO_OK)
+                return st;
+        }
+        return OURO_OK;
     }
     /* weighted: logits = sum_t p_t * lm_head(h_t), accumulated in step order */
     for (int w0 = 0; w0 < nw; w0 += OURO_LTMP_ROWS) {
@@ -769,6 +783,7 @@ ouro_status ouro_session_forward(ouro_session *s, const ouro_batch *batch,
     int n = batch->n;
     if (n < 1 || !batch->token || !batch->seq)
         return ouro_err(err, OURO_ERR_ARG, "the batch is empty");
+    ouro_threads_prepare(s->threads);
     ouro_exit ex = {0};
     bool adaptive = false;
     if (fopts) {

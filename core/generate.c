@@ -289,7 +289,7 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
         return ouro_err(err, OURO_ERR_ARG, "invalid stop strings");
     for (int i = 0; i < gp.n_stop; i++)
         if (!gp.stop[i] || !gp.stop[i][0])
-            return ouro_err(err, OURO_ERR_ARG, "stop string %d is empty", i);
+            return ouro_err(err, OURO_ERR_ARG, "stop string %d is empty", i + OURO_ITEM_BASE);
     if (gp.n_stop > 0 && !tok)
         return ouro_err(err, OURO_ERR_UNSUPPORTED, "stop strings need the model's tokenizer, "
                         "which is not loaded");
@@ -299,15 +299,15 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
         return st;
     for (int r = 0; r < n_req; r++) {
         if (!prompts[r] || prompt_lens[r] < 1)
-            return ouro_err(err, OURO_ERR_ARG, "prompt %d is empty", r);
+            return ouro_err(err, OURO_ERR_ARG, "prompt %d is empty", r + OURO_ITEM_BASE);
         if (prompt_lens[r] > s->n_ctx - 1)
             return ouro_err(err, OURO_ERR_CONTEXT, "prompt %d has %d tokens; the session's "
-                            "context of %d tokens leaves room for at most %d", r, prompt_lens[r],
+                            "context of %d tokens leaves room for at most %d", r + OURO_ITEM_BASE, prompt_lens[r],
                             s->n_ctx, s->n_ctx - 1);
         for (int i = 0; i < prompt_lens[r]; i++)
             if (prompts[r][i] < 0 || prompts[r][i] >= V)
                 return ouro_err(err, OURO_ERR_ARG, "prompt %d: token %d is out of range 0..%d",
-                                r, prompts[r][i], V - 1);
+                                r + OURO_ITEM_BASE, prompts[r][i], V - 1);
     }
 
     double t0 = now_s();
@@ -408,6 +408,8 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
                         free(text);
                         text = NULL;
                     }
+                    if (gp.on_token && res->stop_reason != OURO_STOP_STRING)
+                        gp.on_token(gp.token_ctx, g->req, res->ids, res->n_ids);
                     if (g->active && res->n_ids >= g->cap) {
                         res->stop_reason = OURO_STOP_LENGTH;
                         g->active = false;
@@ -466,6 +468,7 @@ static double log_prob(const float *row, int V, int32_t id)
     return (double)row[id] - ouro_logsumexp(row, V);
 }
 
+
 /* The classification prompt of one input: the chat template around one user
  * message "<instruction>\n\nLabels: a, b\n\nInput: <input>", with the
  * assistant's turn opened, encoded.  *ids is malloc'd. */
@@ -492,6 +495,53 @@ static ouro_status classify_prompt(const ouro_tokenizer *tok, const char *ins, c
     free(content);
     ouro_free(text);
     return st;
+}
+
+ouro_status ouro_classify_n_ctx(const ouro_model *model, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                int *need, int *max_need, ouro_error *err)
+{
+    if (!model || !inputs || !labels || !max_need || n_inputs < 1 || n_labels < 1)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_classify_n_ctx: NULL argument, no inputs or no labels");
+    const ouro_tokenizer *tok = model->tok;
+    if (!tok)
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "classification needs the model's tokenizer "
+                        "(tokenizer.json), which is not loaded");
+    *max_need = 0;
+    size_t max_lab = 0;
+    for (int i = 0; i < n_labels; i++) {
+        if (!labels[i] || !labels[i][0])
+            return ouro_err(err, OURO_ERR_ARG, "label %d is empty", i + OURO_ITEM_BASE);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ouro_status st = ouro_tokenizer_encode(tok, labels[i], strlen(labels[i]), &ids, &n, err);
+        ouro_free(ids);
+        if (st != OURO_OK)
+            return st;
+        if (n == 0)
+            return ouro_err(err, OURO_ERR_ARG, "label \"%s\" encodes to no tokens", labels[i]);
+        max_lab = n > max_lab ? n : max_lab;
+    }
+    const char *ins = instruction ? instruction : DEFAULT_INSTRUCTION;
+    for (int k = 0; k < n_inputs; k++) {
+        if (!inputs[k])
+            return ouro_err(err, OURO_ERR_ARG, "input %d is NULL", k + OURO_ITEM_BASE);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        ouro_status st = classify_prompt(tok, ins, inputs[k], labels, n_labels, &ids, &n, err);
+        ouro_free(ids);
+        if (st != OURO_OK)
+            return st;
+        /* the prompt, then every label token but the last (whose
+         * probability the last position gives) */
+        size_t total = n + max_lab - 1;
+        int v = total > (size_t)INT32_MAX ? INT32_MAX : (int)total;
+        if (need)
+            need[k] = v;
+        if (v > *max_need)
+            *max_need = v;
+    }
+    return OURO_OK;
 }
 
 ouro_status ouro_classify(ouro_session *s, const char *input, const char *const *labels,
@@ -524,12 +574,12 @@ static ouro_status classify_batch(ouro_session *s, int n_inputs, const char *con
         return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
     for (int k = 0; k < n_inputs; k++)
         if (!inputs[k])
-            return ouro_err(err, OURO_ERR_ARG, "input %d is NULL", k);
+            return ouro_err(err, OURO_ERR_ARG, "input %d is NULL", k + OURO_ITEM_BASE);
     if (n_labels < 1)
         return ouro_err(err, OURO_ERR_ARG, "classification needs at least one label");
     for (int i = 0; i < n_labels; i++) {
         if (!labels[i] || !labels[i][0])
-            return ouro_err(err, OURO_ERR_ARG, "label %d is empty", i);
+            return ouro_err(err, OURO_ERR_ARG, "label %d is empty", i + OURO_ITEM_BASE);
         for (int j = 0; j < i; j++)
             if (strcmp(labels[i], labels[j]) == 0)
                 return ouro_err(err, OURO_ERR_ARG, "label \"%s\" appears twice", labels[i]);

@@ -18,11 +18,13 @@
 #ifndef OURO_INTERNAL_H
 #define OURO_INTERNAL_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "ouro.h"
 #include "base.h"
+#include "ouro_surface.h"
 
 /* ------------------------------------------------------------------------
  * Errors and logging (util.c)
@@ -31,6 +33,25 @@
 /* Fills err (when not NULL) with status and a printf-style message; returns status. */
 ouro_status ouro_err(ouro_error *err, ouro_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Reads the whole regular file `path` (at most max_bytes; `what` names it in
+ * the message otherwise) into *data (malloc'd, NUL-terminated, *len bytes).
+ * *missing (when not NULL) says whether the file does not exist. */
+ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
+                           size_t *len, bool *missing, ouro_error *err);
+
+/* Worker threads and signals.  A host's signal handlers (PostgreSQL's
+ * SIGINT, SIGALRM, SIGTERM...) must run on the host's thread, never on one of
+ * the core's OpenMP workers.  A new thread inherits the signal mask of the
+ * thread that starts it, so ouro_threads_prepare(threads) starts the calling
+ * thread's team from a region run with every asynchronous signal blocked
+ * (faults stay deliverable for guard.c; work only when
+ * the count differs from its last call on this thread); every compute entry
+ * point calls it.  ouro_worker_signals(), first in every parallel region,
+ * blocks every signal in a worker the team started later (libgomp may start
+ * new workers when team sizes change); once per thread. */
+void ouro_threads_prepare(int threads);
+void ouro_worker_signals(void);
 
 /* Sends a message to the log callback, if one is set. */
 void ouro_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -140,6 +161,18 @@ void ouro_softmax(float *x, int n);
 
 /* log(sum(exp(x))) of x (n). */
 double ouro_logsumexp(const float *x, int n);
+
+/* One step of the exit recurrence, the one place it is written:
+ * lambda = sigmoid(g); returns the exit probability of this step,
+ * lambda * *rem, and leaves *rem = *rem * (1 - lambda), the mass not yet
+ * assigned.  f32, in this order, as the reference computes it. */
+static inline float ouro_exit_advance(float g, float *rem)
+{
+    float lambda = 1.0f / (1.0f + expf(-g));
+    float p = lambda * *rem;
+    *rem = *rem * (1.0f - lambda);
+    return p;
+}
 
 /* Exit distribution from the per-step gate logits g (L):
  * lambda_t = sigmoid(g_t); p_t = lambda_t * prod_{j<t} (1 - lambda_j) for

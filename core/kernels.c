@@ -672,6 +672,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
     int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
     #pragma omp parallel num_threads(nt)
     {
+        ouro_worker_signals();
         int id = 0, cnt = 1;
 #ifdef _OPENMP
         id = omp_get_thread_num();
@@ -705,6 +706,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
     {
+        ouro_worker_signals();
         int id = 0, cnt = 1;
 #ifdef _OPENMP
         id = omp_get_thread_num();

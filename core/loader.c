@@ -82,32 +82,11 @@ static void record_stat(ouro_mapped_file *f, const struct stat *st)
 static ouro_status read_json(const char *path, const char *name, cJSON **out, ouro_error *err)
 {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return ouro_err(err, OURO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return ouro_err(err, OURO_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > MAX_JSON_BYTES) {
-        fclose(fp);
-        return ouro_err(err, OURO_ERR_FORMAT, "%s: %lld bytes is too large for %s",
-                        path, (long long)st.st_size, name);
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(fp);
-        return ouro_err(err, OURO_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, n, fp);
-    fclose(fp);
-    if (got != n) {
-        free(buf);
-        return ouro_err(err, OURO_ERR_IO, "%s: short read", path);
-    }
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    ouro_status st = ouro_read_file(path, name, MAX_JSON_BYTES, &buf, &n, NULL, err);
+    if (st != OURO_OK)
+        return st;
     cJSON *j = cJSON_ParseWithLength(buf, n);
     free(buf);
     if (!j)

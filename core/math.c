@@ -106,15 +106,10 @@ double ouro_logsumexp(const float *x, int n)
 void ouro_exit_pdf(float *pdf, const float *gate, int L)
 {
     float remaining = 1.0f;
-    for (int t = 0; t < L; t++) {
-        float lambda = 1.0f / (1.0f + expf(-gate[t]));
-        if (t < L - 1) {
-            pdf[t] = lambda * remaining;
-            remaining = remaining * (1.0f - lambda);
-        } else {
-            pdf[t] = remaining;
-        }
-    }
+    for (int t = 0; t < L - 1; t++)
+        pdf[t] = ouro_exit_advance(gate[t], &remaining);
+    if (L > 0)
+        pdf[L - 1] = remaining;
 }
 
 int ouro_exit_qstep(const float *pdf, int L, float q)

@@ -200,6 +200,10 @@ ouro_status ouro_model_check(const ouro_model *model, ouro_error *err);
  * README gives its measured error).  threads: 0 = all processors. */
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
 
+/* Worker threads a call uses for a `threads` option: threads when > 0, else
+ * the number of processors. */
+int ouro_thread_count(int threads);
+
 /* JSON object: config, parameter count, dtypes, file bytes, mapped bytes.
  * malloc'd; free with ouro_free. */
 char *ouro_model_info_json(const ouro_model *model);
@@ -216,10 +220,11 @@ char *ouro_model_info_json(const ouro_model *model);
 typedef struct ouro_session ouro_session;
 
 /* Host cancel check.  Called on the thread that made the call (never on a
- * worker thread), between the decoder layers of every forward call, around
- * its lm_head product and between decode steps; nonzero stops the call with
- * OURO_ERR_INTERRUPTED.  The longest work between two checks is one decoder
- * layer or one lm_head product over max_batch tokens. */
+ * worker thread), between the attention and MLP blocks of every decoder layer
+ * of every forward call, around its lm_head product and between decode
+ * steps; nonzero stops the call with OURO_ERR_INTERRUPTED.  The longest work
+ * between two checks is one block of one layer over max_batch tokens, or
+ * lm_head over 128 rows. */
 typedef int (*ouro_cancel_fn)(void *ctx);
 
 typedef enum ouro_exit_kind {
@@ -367,6 +372,11 @@ typedef struct ouro_gen_params {
     int n_stop;
     ouro_cancel_fn cancel;
     void *cancel_ctx;
+    /* Called on the calling thread each time request `req` gets a new token
+     * it keeps, with all its new ids so far (ids, n_ids); NULL = none.  For
+     * streaming: the text of ids up to a stop string is the final text. */
+    void (*on_token)(void *ctx, int req, const int32_t *ids, int n_ids);
+    void *token_ctx;
 } ouro_gen_params;
 
 typedef struct ouro_gen_result {
@@ -399,6 +409,14 @@ ouro_status ouro_classify(ouro_session *s, const char *input, const char *const 
                           int n_labels, const char *instruction, const ouro_exit *exit,
                           double *probs, double *logprobs, ouro_cancel_fn cancel,
                           void *cancel_ctx, ouro_error *err);
+
+/* The context (n_ctx) a classification needs: need[k] (when need is not
+ * NULL) is the tokens of input k's prompt plus the longest label but one,
+ * *max_need their maximum.  A session whose n_ctx is at least *max_need
+ * never fails ouro_classify_batch with OURO_ERR_CONTEXT. */
+ouro_status ouro_classify_n_ctx(const ouro_model *model, int n_inputs, const char *const *inputs,
+                                const char *const *labels, int n_labels, const char *instruction,
+                                int *need, int *max_need, ouro_error *err);
 
 /* ouro_classify for n_inputs inputs and the same labels: probs (and logprobs
  * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share

@@ -70,31 +70,12 @@
 #include <cjson/cJSON.h>
 #include <utf8proc.h>
 
-#include "ouro.h"
+#include "internal.h"
 #include "tokenizer_internal.h"
 
 #define TOK_MAX_FILE   ((size_t)1 << 30)   /* tokenizer.json larger than 1 GiB is refused */
 #define TOK_MAX_ID     (1 << 24)           /* ids above 16M are refused */
 #define TOK_SHORT_WORD 64                  /* words up to this many symbols merge in place */
-
-/* ------------------------------------------------------------------------
- * Errors
- * ------------------------------------------------------------------------ */
-
-/* Fills err (when not NULL) and returns status. */
-static ouro_status tok_fail(ouro_error *err, ouro_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static ouro_status tok_fail(ouro_error *err, ouro_status status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = status;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* ------------------------------------------------------------------------
  * UTF-8: lengths, the lossy conversion, code points
@@ -658,9 +639,9 @@ ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, s
     if (ids) *ids = NULL;
     if (n_ids) *n_ids = 0;
     if (!tok || !ids || !n_ids || (!text && len))
-        return tok_fail(err, OURO_ERR_ARG, "ouro_tokenizer_encode: NULL argument");
+        return ouro_err(err, OURO_ERR_ARG, "ouro_tokenizer_encode: NULL argument");
     if (len > SIZE_MAX / 4)
-        return tok_fail(err, OURO_ERR_ARG, "ouro_tokenizer_encode: text too long");
+        return ouro_err(err, OURO_ERR_ARG, "ouro_tokenizer_encode: text too long");
 
     /* invalid UTF-8 becomes U+FFFD first (see the top of the file) */
     const uint8_t *s = (const uint8_t *)text;
@@ -668,7 +649,7 @@ ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, s
     if (!utf8_valid(s, len)) {
         size_t fixed_len = tok_lossy_len(s, len);
         fixed = malloc(fixed_len ? fixed_len : 1);
-        if (!fixed) return tok_fail(err, OURO_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+        if (!fixed) return ouro_err(err, OURO_ERR_NOMEM, "out of memory encoding %zu bytes", len);
         tok_lossy_copy(s, len, fixed);
         s = fixed;
         len = fixed_len;
@@ -679,7 +660,7 @@ ouro_status ouro_tokenizer_encode(const ouro_tokenizer *tok, const char *text, s
         free(c.out.v);
         free(c.scratch);
         free(fixed);
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory encoding %zu bytes", len);
     }
     free(c.scratch);
     free(fixed);
@@ -698,21 +679,21 @@ ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids,
     if (text) *text = NULL;
     if (len) *len = 0;
     if (!tok || !text || (!ids && n_ids))
-        return tok_fail(err, OURO_ERR_ARG, "ouro_tokenizer_decode: NULL argument");
+        return ouro_err(err, OURO_ERR_ARG, "ouro_tokenizer_decode: NULL argument");
 
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= tok->n_ids || !tok->token[id])
-            return tok_fail(err, OURO_ERR_ARG, "token id %d at position %zu is not in the vocabulary "
+            return ouro_err(err, OURO_ERR_ARG, "token id %d at position %zu is not in the vocabulary "
                             "(size %d)", (int)id, i, (int)tok->n_ids);
         if (!(skip_special && tok->skip[id]))
             total += tok->n_bytes[id];   /* each at most 2^30: cannot wrap in practice */
         if (total > SIZE_MAX / 4)
-            return tok_fail(err, OURO_ERR_ARG, "ouro_tokenizer_decode: text too long");
+            return ouro_err(err, OURO_ERR_ARG, "ouro_tokenizer_decode: text too long");
     }
     uint8_t *raw = malloc(total + 1);   /* the joined bytes */
-    if (!raw) return tok_fail(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
+    if (!raw) return ouro_err(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
     size_t o = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
@@ -725,7 +706,7 @@ ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids,
         uint8_t *fixed = malloc(fixed_len + 1);
         if (!fixed) {
             free(raw);
-            return tok_fail(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
+            return ouro_err(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
         }
         tok_lossy_copy(raw, total, fixed);
         free(raw);
@@ -742,7 +723,7 @@ ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids,
         uint8_t *fixed = malloc(total + 2 * nuls + 1);
         if (!fixed) {
             free(raw);
-            return tok_fail(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
+            return ouro_err(err, OURO_ERR_NOMEM, "out of memory decoding %zu ids", n_ids);
         }
         size_t k = 0;
         for (size_t i = 0; i < total; i++) {
@@ -814,37 +795,9 @@ static ouro_status read_whole(const char *dir, const char *name, char **data, si
     *data = NULL;
     if (missing) *missing = false;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
-        return tok_fail(err, OURO_ERR_ARG, "%s/%s: path too long", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (missing) *missing = errno == ENOENT;
-        return tok_fail(err, OURO_ERR_IO, "%s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return tok_fail(err, OURO_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > TOK_MAX_FILE) {
-        fclose(f);
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "%s: larger than 1 GiB", path);
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory reading %s", path);
-    }
-    if (fread(buf, 1, n, f) != n) {
-        free(buf);
-        fclose(f);
-        return tok_fail(err, OURO_ERR_IO, "%s: read failed", path);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return OURO_OK;
+        return ouro_err(err, OURO_ERR_ARG, "%s/%s: path too long", dir, name);
+    return ouro_read_file(path, "a tokenizer file (1 GiB at most)", TOK_MAX_FILE, data, len,
+                          missing, err);
 }
 
 /* True when obj[key] is absent or JSON null. */
@@ -890,30 +843,30 @@ static ouro_status parse_pipeline(ouro_tokenizer *tok, const cJSON *root, ouro_e
 {
     const cJSON *v;
     if (!json_absent(root, "normalizer"))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: normalizer type %s is not "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: normalizer type %s is not "
                         "supported (only null)", json_type(cJSON_GetObjectItemCaseSensitive(root, "normalizer")));
     if (!json_absent(root, "truncation"))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: truncation is not supported (only null)");
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: truncation is not supported (only null)");
     if (!json_absent(root, "padding"))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: padding is not supported (only null)");
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: padding is not supported (only null)");
 
     /* pre_tokenizer: ByteLevel, or Sequence[Digits?, ByteLevel] */
     v = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     if (!v || cJSON_IsNull(v))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a null pre_tokenizer is not "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a null pre_tokenizer is not "
                         "supported (ByteLevel needed)");
     if (!cJSON_IsObject(v))
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: pre_tokenizer is not an object");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: pre_tokenizer is not an object");
     const cJSON *parts[2] = { v, NULL };
     int n_parts = 1;
     if (strcmp(json_type(v), "Sequence") == 0) {
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(v, "pretokenizers");
         if (!cJSON_IsArray(seq))
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: pre_tokenizer Sequence has no "
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: pre_tokenizer Sequence has no "
                             "pretokenizers array");
         n_parts = cJSON_GetArraySize(seq);
         if (n_parts < 1 || n_parts > 2)
-            return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a pre_tokenizer Sequence of "
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a pre_tokenizer Sequence of "
                             "%d parts is not supported (Digits then ByteLevel)", n_parts);
         parts[0] = cJSON_GetArrayItem(seq, 0);
         parts[1] = n_parts == 2 ? cJSON_GetArrayItem(seq, 1) : NULL;
@@ -921,40 +874,40 @@ static ouro_status parse_pipeline(ouro_tokenizer *tok, const cJSON *root, ouro_e
     tok->digits = TOK_DIGITS_NONE;
     if (n_parts == 2) {
         if (!cJSON_IsObject(parts[0]) || strcmp(json_type(parts[0]), "Digits") != 0)
-            return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer type %s is not "
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer type %s is not "
                             "supported (a Sequence may hold Digits then ByteLevel)",
                             cJSON_IsObject(parts[0]) ? json_type(parts[0]) : "?");
         int ind = json_bool(parts[0], "individual_digits", false);
         if (ind < 0)
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: Digits.individual_digits is not a boolean");
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: Digits.individual_digits is not a boolean");
         tok->digits = ind ? TOK_DIGITS_INDIVIDUAL : TOK_DIGITS_CONTIGUOUS;
         parts[0] = parts[1];
     }
     const cJSON *bl = parts[0];
     if (!cJSON_IsObject(bl) || strcmp(json_type(bl), "ByteLevel") != 0)
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer type %s is not "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer type %s is not "
                         "supported (ByteLevel, or Sequence[Digits, ByteLevel])",
                         cJSON_IsObject(bl) ? json_type(bl) : "?");
     int aps = json_bool(bl, "add_prefix_space", true);
     int rx = json_bool(bl, "use_regex", true);
     if (aps < 0 || rx < 0)
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: ByteLevel options are not booleans");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: ByteLevel options are not booleans");
     if (aps)
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer ByteLevel with "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: pre_tokenizer ByteLevel with "
                         "add_prefix_space true is not supported");
     tok->use_regex = rx;
 
     v = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
     if (v && !cJSON_IsNull(v) && !(cJSON_IsObject(v) && strcmp(json_type(v), "ByteLevel") == 0))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: post_processor type %s is not "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: post_processor type %s is not "
                         "supported (null or ByteLevel)", json_type(v));
 
     v = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (!v || cJSON_IsNull(v))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a null decoder is not supported "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: a null decoder is not supported "
                         "(ByteLevel needed)");
     if (!cJSON_IsObject(v) || strcmp(json_type(v), "ByteLevel") != 0)
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: decoder type %s is not supported "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: decoder type %s is not supported "
                         "(ByteLevel only)", json_type(v));
     return OURO_OK;
 }
@@ -1005,35 +958,35 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
 {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     if (!cJSON_IsObject(model))
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: no \"model\" object");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: no \"model\" object");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     if (type && !(cJSON_IsString(type) && strcmp(type->valuestring, "BPE") == 0))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: model type %s is not supported "
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: model type %s is not supported "
                         "(BPE only)", cJSON_IsString(type) ? type->valuestring : "?");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 0))
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout is not supported");
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout is not supported");
     if (json_bool(model, "byte_fallback", false) != 0)
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE byte_fallback is not supported");
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE byte_fallback is not supported");
     if (json_bool(model, "ignore_merges", false) != 0)
-        return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE ignore_merges is not supported");
+        return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE ignore_merges is not supported");
     int fuse = json_bool(model, "fuse_unk", false);
     if (fuse < 0)
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: model.fuse_unk is not a boolean");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: model.fuse_unk is not a boolean");
     tok->fuse_unk = fuse;
     static const char *const affixes[] = { "continuing_subword_prefix", "end_of_word_suffix" };
     for (int k = 0; k < 2; k++) {
         v = cJSON_GetObjectItemCaseSensitive(model, affixes[k]);
         if (v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && v->valuestring[0] == '\0'))
-            return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE %s is not supported", affixes[k]);
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: BPE %s is not supported", affixes[k]);
     }
 
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(vocab))
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: model.vocab is not an object");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: model.vocab is not an object");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: added_tokens is not an array");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: added_tokens is not an array");
 
     /* sizes: ids, and the text of every token twice (its text and its bytes) */
     int32_t max_id = -1, n_vocab = 0;
@@ -1042,7 +995,7 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
     cJSON_ArrayForEach(e, vocab) {
         int32_t id;
         if (!json_id(e, &id))
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: vocab entry \"%.100s\" has no valid id",
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: vocab entry \"%.100s\" has no valid id",
                             e->string);
         if (id > max_id) max_id = id;
         n_vocab++;
@@ -1054,14 +1007,14 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
         int32_t id;
         if (!cJSON_IsString(c) || c->valuestring[0] == '\0' ||
             !json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), &id))
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: added_tokens[%d] needs a content "
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: added_tokens[%d] needs a content "
                             "string and an id", n_added);
         if (id > max_id) max_id = id;
         text_bytes += strlen(c->valuestring) + 1;
         n_added++;
     }
     if (n_vocab == 0)
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: model.vocab is empty");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: model.vocab is empty");
 
     tok->n_ids = max_id + 1;
     size_t nid = (size_t)tok->n_ids;
@@ -1077,7 +1030,7 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
     tok->added = calloc(n_added ? (size_t)n_added : 1, sizeof *tok->added);
     if (!tok->token || !tok->bytes || !tok->n_bytes || !tok->skip || !tok->arena ||
         !tok->vocab_slot || !tok->added)
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
     memset(tok->vocab_slot, 0xff, vslots * sizeof *tok->vocab_slot);
 
     /* vocab: texts, and the string table */
@@ -1086,10 +1039,10 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
         int32_t id = (int32_t)e->valuedouble;
         size_t n = strlen(e->string);
         if (tok->token[id])
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: id %d is given to \"%.100s\" and "
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: id %d is given to \"%.100s\" and "
                             "\"%.100s\"", (int)id, tok->token[id], e->string);
         if (vocab_find(tok, e->string, n) >= 0)
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: vocab token \"%.100s\" appears twice",
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: vocab token \"%.100s\" appears twice",
                             e->string);
         memcpy(a, e->string, n + 1);
         tok->token[id] = a;
@@ -1107,21 +1060,21 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
         for (int k = 0; k < 3; k++) {
             int f = json_bool(e, flags[k], false);
             if (f != 0)
-                return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: added token \"%.100s\" "
+                return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: added token \"%.100s\" "
                                 "with %s %s is not supported", content, flags[k], f < 0 ? "not a boolean" : "true");
         }
         int special = json_bool(e, "special", false), normalized = json_bool(e, "normalized", true);
         if (special < 0 || normalized < 0)
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: added token \"%.100s\" has a "
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: added token \"%.100s\" has a "
                             "non-boolean flag", content);
         size_t n = strlen(content);
         int32_t vid = vocab_find(tok, content, n);
         if (vid >= 0 && vid != id)
-            return tok_fail(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: added token \"%.100s\" has id "
+            return ouro_err(err, OURO_ERR_UNSUPPORTED, "tokenizer.json: added token \"%.100s\" has id "
                             "%d but the vocab gives it %d", content, (int)id, (int)vid);
         if (vid < 0) {
             if (tok->token[id])
-                return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: added token \"%.100s\" reuses "
+                return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: added token \"%.100s\" reuses "
                                 "id %d of \"%.100s\"", content, (int)id, tok->token[id]);
             memcpy(a, content, n + 1);
             tok->token[id] = a;
@@ -1129,7 +1082,7 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
         }
         tok_added *t = &tok->added[tok->n_added];
         if (!(t->content = malloc(n + 1)))
-            return tok_fail(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
+            return ouro_err(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
         tok->n_added++;
         memcpy(t->content, content, n + 1);
         t->len = n;
@@ -1164,7 +1117,7 @@ static ouro_status parse_model(ouro_tokenizer *tok, const cJSON *root, ouro_erro
     v = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     if (v && !cJSON_IsNull(v)) {
         if (!cJSON_IsString(v) || (tok->unk_id = vocab_find(tok, v->valuestring, strlen(v->valuestring))) < 0)
-            return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: model.unk_token is not a vocab token");
+            return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: model.unk_token is not a vocab token");
     }
     return OURO_OK;
 }
@@ -1175,7 +1128,7 @@ static ouro_status parse_merges(ouro_tokenizer *tok, const cJSON *root, ouro_err
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(root, "model"), "merges");
     if (merges && !cJSON_IsNull(merges) && !cJSON_IsArray(merges))
-        return tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: model.merges is not an array");
+        return ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: model.merges is not an array");
     int n = merges ? cJSON_GetArraySize(merges) : 0;
     uint32_t slots = 64;
     while (slots < 2u * (uint32_t)n) slots *= 2;
@@ -1184,7 +1137,7 @@ static ouro_status parse_merges(ouro_tokenizer *tok, const cJSON *root, ouro_err
     char *buf = malloc(4096);   /* the joined text of a pair */
     if (!tok->merge || !buf) {
         free(buf);
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
     }
     memset(tok->merge, 0xff, slots * sizeof *tok->merge);
 
@@ -1206,7 +1159,7 @@ static ouro_status parse_merges(ouro_tokenizer *tok, const cJSON *root, ouro_err
             r = cJSON_GetArrayItem(e, 1)->valuestring; rn = strlen(r);
         }
         if (!l) {
-            st = tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: merges[%d] is neither \"a b\" nor [a, b]", rank);
+            st = ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: merges[%d] is neither \"a b\" nor [a, b]", rank);
             break;
         }
         int32_t li = vocab_find(tok, l, ln), ri = vocab_find(tok, r, rn), ni = -1;
@@ -1216,7 +1169,7 @@ static ouro_status parse_merges(ouro_tokenizer *tok, const cJSON *root, ouro_err
             ni = vocab_find(tok, buf, ln + rn);
         }
         if (li < 0 || ri < 0 || ni < 0) {
-            st = tok_fail(err, OURO_ERR_FORMAT, "tokenizer.json: merges[%d] (\"%.60s\" \"%.60s\") uses "
+            st = ouro_err(err, OURO_ERR_FORMAT, "tokenizer.json: merges[%d] (\"%.60s\" \"%.60s\") uses "
                           "a token not in the vocab", rank, l, r);
             break;
         }
@@ -1246,7 +1199,7 @@ static ouro_status load_chat_template(ouro_tokenizer *tok, const char *dir, ouro
     cJSON *root = cJSON_ParseWithLength(data, len);
     free(data);
     if (!root)
-        return tok_fail(err, OURO_ERR_FORMAT, "%s/tokenizer_config.json: not valid JSON", dir);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s/tokenizer_config.json: not valid JSON", dir);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
     const char *text = NULL;
     if (cJSON_IsString(t)) {
@@ -1264,7 +1217,7 @@ static ouro_status load_chat_template(ouro_tokenizer *tok, const char *dir, ouro
     }
     if (text && tok_chat_recognise(text, &tok->chat_kind, &tok->chat_system) != OURO_OK) {
         cJSON_Delete(root);
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory loading tokenizer_config.json");
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory loading tokenizer_config.json");
     }
     cJSON_Delete(root);
     return OURO_OK;
@@ -1274,7 +1227,7 @@ ouro_status ouro_tokenizer_load(const char *dir, ouro_tokenizer **out, ouro_erro
 {
     if (out) *out = NULL;
     if (!dir || !out)
-        return tok_fail(err, OURO_ERR_ARG, "ouro_tokenizer_load: NULL argument");
+        return ouro_err(err, OURO_ERR_ARG, "ouro_tokenizer_load: NULL argument");
     char *data;
     size_t len;
     ouro_status st = read_whole(dir, "tokenizer.json", &data, &len, NULL, err);
@@ -1282,15 +1235,15 @@ ouro_status ouro_tokenizer_load(const char *dir, ouro_tokenizer **out, ouro_erro
     cJSON *root = cJSON_ParseWithLength(data, len);
     free(data);
     if (!root)
-        return tok_fail(err, OURO_ERR_FORMAT, "%s/tokenizer.json: not valid JSON", dir);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s/tokenizer.json: not valid JSON", dir);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return tok_fail(err, OURO_ERR_FORMAT, "%s/tokenizer.json: not a JSON object", dir);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s/tokenizer.json: not a JSON object", dir);
     }
     ouro_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) {
         cJSON_Delete(root);
-        return tok_fail(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory loading tokenizer.json");
     }
     st = parse_pipeline(tok, root, err);
     if (st == OURO_OK) st = parse_model(tok, root, err);

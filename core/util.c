@@ -2,10 +2,16 @@
  * util.c -- status strings, error filling, the log sink, version and build
  * information.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
@@ -40,6 +46,103 @@ ouro_status ouro_err(ouro_error *err, ouro_status status, const char *fmt, ...)
         va_end(ap);
     }
     return status;
+}
+
+/* ------------------------------------------------------------------------
+ * Whole files
+ * ------------------------------------------------------------------------ */
+
+ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
+                           size_t *len, bool *missing, ouro_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    if (missing)
+        *missing = false;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        if (missing)
+            *missing = errno == ENOENT;
+        return ouro_err(err, OURO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(fp);
+        return ouro_err(err, OURO_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        fclose(fp);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: %lld bytes is too large for %s",
+                        path, (long long)st.st_size, what);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(fp);
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, n, fp);
+    fclose(fp);
+    if (got != n) {
+        free(buf);
+        return ouro_err(err, OURO_ERR_IO, "%s: short read", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return OURO_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Worker threads
+ * ------------------------------------------------------------------------ */
+
+/* The OpenMP team size last started on this thread with signals blocked. */
+static _Thread_local int team_threads;
+
+/* Every signal but the synchronous faults: a SIGBUS, SIGSEGV, SIGFPE or
+ * SIGILL a thread's own instruction raises must reach a handler (guard.c
+ * turns a read of a truncated model file into an error); blocked, it would
+ * kill the process instead. */
+static void async_signals(sigset_t *set)
+{
+    sigfillset(set);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+}
+
+void ouro_threads_prepare(int threads)
+{
+#ifdef _OPENMP
+    if (threads < 1 || threads == team_threads)
+        return;
+    sigset_t all, old;
+    async_signals(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    #pragma omp parallel num_threads(threads)
+    {
+        /* nothing: starting the team with this mask is the point */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    team_threads = threads;
+#else
+    (void)threads;
+#endif
+}
+
+void ouro_worker_signals(void)
+{
+#ifdef _OPENMP
+    static _Thread_local bool blocked;
+    if (blocked || omp_get_thread_num() == 0)
+        return;
+    sigset_t all;
+    async_signals(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    blocked = true;
+#endif
 }
 
 /* ------------------------------------------------------------------------
@@ -80,6 +183,11 @@ void ouro_free(void *p)
 const char *ouro_version(void)
 {
     return OURO_VERSION;
+}
+
+int ouro_thread_count(int threads)
+{
+    return threads > 0 ? threads : ouro_default_threads();
 }
 
 static char build_info[256];

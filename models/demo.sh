@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # models/demo.sh -- `make demo`: the SQLite extension on a small questions table.
 #
-# Builds a SQLite database with a `questions` table and runs, through the
-# loadable extension build/ouro.so:
-#   SELECT id, ouro_generate(prompt, 4) FROM questions;   -- 4 loop steps
-#   an ouro_classify over a few rows, and ouro_depth per row.
+# Builds a SQLite database with a `questions` table and a `reviews` table and
+# runs, through the loadable extension build/ouro.so:
+#   SELECT id, ouro_chat(prompt, NULL, 4, 16) FROM questions;   -- answers, 4 loop steps
+#   the same answers with 1 and 2 loop steps (what looping adds),
+#   ouro_classify over the reviews, and ouro_depth per question.
 #
-# By default the model is the tiny checkpoint bundled for the tests
-# (test/data/models/tiny-mha-bf16).  ITS WEIGHTS ARE RANDOM: the text it writes
-# is gibberish and its labels are arbitrary; it only shows the plumbing.  For
-# real answers point the demo at a downloaded Ouro model:
+# By default the model is models/ouro-demo, a small LoopLM trained from scratch
+# in this repository (models/train.py; see README "The demonstration model") on
+# exactly these kinds of inputs: additions, sorting and reversing short lists,
+# lookups in a small fact table, short questions, and sentiment / topic labels.
+# It is a demonstration model, not a general assistant: other questions get
+# wrong or empty answers.  Any other model folder:
 #   OURO_MODEL=/path/to/Ouro-1.4B make demo
 # Other variables: DEMO_DB (the database file; default a temporary file, removed
-# at the end), DEMO_MAX_TOKENS (new tokens per answer; default the SQL default,
-# 128), SQLITE3 (the sqlite3 shell to use).
+# at the end), DEMO_MAX_TOKENS (new tokens per answer; default 16), SQLITE3 (the
+# sqlite3 shell to use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODEL="${OURO_MODEL:-test/data/models/tiny-mha-bf16}"
-MAX_TOKENS="${DEMO_MAX_TOKENS:-}"
+MODEL="${OURO_MODEL:-models/ouro-demo}"
+MAX_TOKENS="${DEMO_MAX_TOKENS:-16}"
 SQLITE3="${SQLITE3:-sqlite3}"
 
 if ! command -v "$SQLITE3" >/dev/null 2>&1; then
@@ -33,11 +36,7 @@ if [ ! -f "$MODEL/config.json" ]; then
     echo "demo: $MODEL is not a model folder (config.json missing)" >&2
     exit 1
 fi
-GEN="ouro_generate(prompt, 4)"                  # 4 loop steps, greedy, 128 new tokens at most
-if [ -n "$MAX_TOKENS" ]; then
-    case "$MAX_TOKENS" in *[!0-9]*) echo "demo: DEMO_MAX_TOKENS must be a number" >&2; exit 1;; esac
-    GEN="ouro_generate(prompt, 4, $MAX_TOKENS)"
-fi
+case "$MAX_TOKENS" in ''|*[!0-9]*) echo "demo: DEMO_MAX_TOKENS must be a number" >&2; exit 1;; esac
 
 if [ -n "${DEMO_DB:-}" ]; then
     DB="$DEMO_DB"
@@ -49,11 +48,6 @@ rm -f "$DB"
 
 echo "== ouro SQLite demo"
 echo "   model:    $MODEL"
-if [ -z "${OURO_MODEL:-}" ]; then
-    echo "   NOTE: this bundled test model has RANDOM weights. Its answers are gibberish and"
-    echo "   its labels arbitrary: the demo only shows the plumbing. For real answers run"
-    echo "   OURO_MODEL=/path/to/Ouro-1.4B make demo"
-fi
 echo "   database: $DB"
 echo
 
@@ -65,37 +59,72 @@ MODEL_SQL="$(printf '%s' "$MODEL" | sed "s/'/''/g")"
 .load build/ouro
 .headers on
 .mode box
-CREATE TABLE questions (id INTEGER PRIMARY KEY, prompt TEXT NOT NULL, review TEXT);
-INSERT INTO questions (prompt, review) VALUES
-  ('The capital of France is',            'I loved this film, the acting was wonderful.'),
-  ('Water boils at a temperature of',     'Terrible service, I will never come back.'),
-  ('The three primary colors are',        'The package arrived on Tuesday.'),
-  ('def fibonacci(n):',                   'Best purchase I have made all year!');
+CREATE TABLE questions (id INTEGER PRIMARY KEY, prompt TEXT NOT NULL, expected TEXT, kind TEXT);
+INSERT INTO questions (prompt, expected, kind) VALUES
+  ('What is 4 + 5?',                                  '9',        'add, 1 digit'),
+  ('What is 36 + 47?',                                '83',       'add, 2 digits'),
+  ('What is 528 + 396?',                              '924',      'add, 3 digits'),
+  ('What is 4071 + 958?',                             '5029',     'add, 4 digits'),
+  ('Sort the numbers: 7 2 9 4 1',                     '1 2 4 7 9', 'sort'),
+  ('Reverse the letters: d e m o',                    'o m e d',  'reverse'),
+  ('Facts: k=3, b=8, q=1. What is k?',                '3',        'lookup, 1 hop'),
+  ('Facts: k=m, m=4, b=7, q=1. What is k?',           '4',        'lookup, 2 hops'),
+  ('Facts: a=w, z=5, w=z, r=2, c=9. What is a?',      '5',        'lookup, 3 hops'),
+  ('What number comes after 199?',                    '200',      'question'),
+  ('Which is larger, 38 or 83?',                      '83',       'question'),
+  ('What day comes after Friday?',                    'Saturday', 'question'),
+  ('What is the capital of Japan?',                   'Tokyo',    'question (memorised)');
+CREATE TABLE reviews (id INTEGER PRIMARY KEY, review TEXT NOT NULL);
+INSERT INTO reviews (review) VALUES
+  ('I loved this film, the acting was wonderful.'),
+  ('Terrible service, I will never come back.'),
+  ('The hotel was awful and so was the staff.'),
+  ('What a delightful meal! Worth every penny.'),
+  ('The team won the match in the final minute.'),
+  ('Heavy snow closed the roads.'),
+  ('Restart the router to fix the network.'),
+  ('We baked fresh bread this morning.');
 
 .print '-- ouro_load: the model, cached for every connection of this process'
 SELECT ouro_version() AS version, ouro_load('$MODEL_SQL') AS model;
 
-.print '-- SELECT id, $GEN FROM questions  (4 loop steps, greedy)'
-SELECT id, $GEN AS answer FROM questions;
+.print '-- SELECT id, ouro_chat(prompt, NULL, 4, $MAX_TOKENS) FROM questions  (4 loop steps, greedy)'
+SELECT id, kind, prompt, ouro_chat(prompt, NULL, 4, $MAX_TOKENS) AS answer, expected FROM questions;
 
-.print '-- ouro_classify over a few rows (always one of the labels)'
+.print '-- what the loop adds: the same questions with 1, 2 and 4 loop steps'
+SELECT id, kind,
+       ouro_chat(prompt, NULL, 1, $MAX_TOKENS) AS steps_1,
+       ouro_chat(prompt, NULL, 2, $MAX_TOKENS) AS steps_2,
+       ouro_chat(prompt, NULL, 4, $MAX_TOKENS) AS steps_4,
+       expected
+FROM questions WHERE kind LIKE 'add%' OR kind LIKE 'lookup%' OR kind IN ('sort', 'reverse');
+
+.print '-- ouro_classify: sentiment, then topic (always one of the labels)'
 SELECT id, review,
-       ouro_classify(review, '["positive","negative","neutral"]') AS label,
-       ouro_classify_scores(review, '["positive","negative","neutral"]') AS scores
-FROM questions WHERE id <= 3;
+       ouro_classify(review, '["positive","negative"]') AS sentiment,
+       round(json_extract(ouro_classify_scores(review, '["positive","negative"]'), '$.positive'), 4)
+         AS p_positive
+FROM reviews WHERE id <= 4;
+SELECT id, review, ouro_classify(review, '["sports","food","technology","weather"]') AS topic
+FROM reviews WHERE id >= 5;
 
-.print '-- ouro_depth: loop steps the exit gate spends on each prompt (mean expected exit step)'
-SELECT id, ouro_token_count(prompt) AS tokens, round(ouro_depth(prompt), 3) AS depth
+.print '-- ouro_depth: loop steps the exit gate spends on each question, in the chat template the'
+.print '-- model was trained with (mean over the tokens of the expected exit step, 1..4)'
+SELECT id, kind, round(ouro_depth('<|im_start|>system' || char(10) || 'You are a helpful assistant.<|im_end|>'
+       || char(10) || '<|im_start|>user' || char(10) || prompt || '<|im_end|>' || char(10)
+       || '<|im_start|>assistant' || char(10) || expected || '<|im_end|>'), 3) AS depth
 FROM questions;
 
-.print '-- the same, token by token, for one row'
-SELECT d.pos, d.token, round(d.expected_depth, 3) AS expected_depth, d.exit_step
-FROM questions q, ouro_token_depths(q.prompt) d WHERE q.id = 1;
+.print '-- the same, token by token, for the end of the 4-digit addition (the answer is 5029);'
+.print '-- exit_step: where a token stops with exit threshold 0.5'
+SELECT * FROM (
+  SELECT d.pos, d.token, round(d.expected_depth, 3) AS expected_depth, d.exit_step
+  FROM questions q, ouro_token_depths('<|im_start|>system' || char(10) || 'You are a helpful assistant.<|im_end|>'
+         || char(10) || '<|im_start|>user' || char(10) || q.prompt || '<|im_end|>' || char(10)
+         || '<|im_start|>assistant' || char(10) || q.expected || '<|im_end|>', 0.5) d
+  WHERE q.id = 4 ORDER BY d.pos DESC LIMIT 8)
+ORDER BY pos;
 SQL
 
 echo
-if [ -z "${OURO_MODEL:-}" ]; then
-    echo "Done. Reminder: random weights, so the answers above mean nothing; see README for real models."
-else
-    echo "Done."
-fi
+echo "Done."

@@ -36,9 +36,6 @@
 
 #include "ouro_pg.h"
 
-#define OURO_PG_DEFAULT_SEED 42	/* seed NULL: equal calls give equal results */
-#define OURO_PG_MAX_STOP 16		/* most stop strings */
-#define OURO_PG_MAX_LABELS 10000	/* most labels of one classification */
 
 /* ------------------------------------------------------------------------
  * Argument helpers
@@ -51,41 +48,51 @@ arg_null(FunctionCallInfo fcinfo, int i)
 	return i >= PG_NARGS() || PG_ARGISNULL(i);
 }
 
+/*
+ * ERROR for an option out of its range.  The message is the core's, the same
+ * in every host; the hint names the setting only where there is one.
+ */
 static void
-range_error(const char *name, const char *value, const char *lo, const char *hi)
+range_error(ouro_param_id id, const char *value)
 {
+	const ouro_param *p = &ouro_params[id];
+	char		msg[160];
+
+	ouro_param_range_message(p, false, msg, sizeof(msg));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be between %s and %s", name, lo, hi),
+			 errmsg_internal("%s", msg),
 			 errdetail("The value given is %s.", value),
-			 errhint("Pass NULL for the default (the ouro.%s setting where there is one).", name)));
+			 (p->flags & OURO_PARAM_SETTING) ?
+			 errhint("Pass NULL for the default: the ouro.%s setting.", p->name) :
+			 errhint("Pass NULL for the default (%s).", p->dflt_doc)));
 }
 
-/* Integer argument i in lo..hi, or dflt when NULL. */
+/* Integer option i (ouro_params[id]), or dflt when NULL. */
 static int
-arg_int(FunctionCallInfo fcinfo, int i, const char *name, int lo, int hi, int dflt)
+arg_int(FunctionCallInfo fcinfo, int i, ouro_param_id id, int dflt)
 {
 	int32		v;
 
 	if (arg_null(fcinfo, i))
 		return dflt;
 	v = PG_GETARG_INT32(i);
-	if (v < lo || v > hi)
-		range_error(name, psprintf("%d", v), psprintf("%d", lo), psprintf("%d", hi));
+	if (!ouro_param_in_range(&ouro_params[id], v, false))
+		range_error(id, psprintf("%d", v));
 	return v;
 }
 
-/* float8 argument i in lo..hi (NaN rejected), or dflt when NULL. */
+/* float8 option i (ouro_params[id]; NaN rejected), or dflt when NULL. */
 static double
-arg_double(FunctionCallInfo fcinfo, int i, const char *name, double lo, double hi, double dflt)
+arg_double(FunctionCallInfo fcinfo, int i, ouro_param_id id, double dflt)
 {
 	float8		v;
 
 	if (arg_null(fcinfo, i))
 		return dflt;
 	v = PG_GETARG_FLOAT8(i);
-	if (isnan(v) || v < lo || v > hi)
-		range_error(name, psprintf("%g", v), psprintf("%g", lo), psprintf("%g", hi));
+	if (!ouro_param_in_range(&ouro_params[id], v, false))
+		range_error(id, psprintf("%g", v));
 	return v;
 }
 
@@ -101,8 +108,10 @@ arg_cstring(FunctionCallInfo fcinfo, int i)
  * elements, empty arrays and arrays of more than max_items are errors.
  */
 static char **
-arg_text_array(FunctionCallInfo fcinfo, int i, const char *name, int max_items, int *n)
+arg_text_array(FunctionCallInfo fcinfo, int i, ouro_param_id id, int *n)
 {
+	const char *name = ouro_params[id].name;
+	int			max_items = (int) ouro_params[id].max;
 	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(i);
 	Datum	   *elems;
 	bool	   *nulls;
@@ -126,7 +135,7 @@ arg_text_array(FunctionCallInfo fcinfo, int i, const char *name, int max_items, 
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("%s must not contain NULL", name),
-					 errdetail("Item %d is NULL.", k + 1)));
+					 errdetail("Item %d is NULL.", k + OURO_ITEM_BASE)));
 		out[k] = TextDatumGetCString(elems[k]);
 	}
 	*n = count;
@@ -183,41 +192,24 @@ too_long(const char *what, int n, int limit, const ouro_model *model)
  * Generation: ouro_generate, ouro_chat, ouro_generate_detail
  * ------------------------------------------------------------------------ */
 
-/* Options shared by the generation functions, in SQL argument order. */
-typedef struct GenArgs
-{
-	int			max_loops;		/* 0 = the model's total_ut_steps */
-	int			max_tokens;
-	double		temperature;
-	double		threshold;		/* < 0: none (the model's own rule, full depth) */
-	int64		seed;
-	char	  **stop;			/* (n_stop) palloc'd */
-	int			n_stop;
-} GenArgs;
-
-/*
- * Reads max_loops, max_tokens, temperature, exit_threshold, seed, stop
- * starting at argument `first`; NULLs fall back to the ouro.* settings.
- */
-static void
-gen_args_read(FunctionCallInfo fcinfo, int first, GenArgs *a)
+void
+pg_ouro_gen_args_read(FunctionCallInfo fcinfo, int first, OuroGenArgs *a)
 {
 	memset(a, 0, sizeof(*a));
-	a->max_loops = arg_int(fcinfo, first, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	a->max_tokens = arg_int(fcinfo, first + 1, "max_tokens", 1, OURO_PG_MAX_TOKENS_LIMIT,
-							pg_ouro_max_tokens());
-	a->temperature = arg_double(fcinfo, first + 2, "temperature", 0.0, OURO_PG_TEMPERATURE_MAX, 0.0);
-	a->threshold = arg_double(fcinfo, first + 3, "exit_threshold", 0.0, 1.0,
-							  ouro_exit_threshold_setting);
-	a->seed = arg_null(fcinfo, first + 4) ? OURO_PG_DEFAULT_SEED : PG_GETARG_INT64(first + 4);
+	a->max_loops = arg_int(fcinfo, first, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
+	a->max_tokens = arg_int(fcinfo, first + 1, OURO_P_MAX_TOKENS, pg_ouro_max_tokens());
+	a->temperature = arg_double(fcinfo, first + 2, OURO_P_TEMPERATURE,
+								ouro_params[OURO_P_TEMPERATURE].dflt);
+	a->threshold = arg_double(fcinfo, first + 3, OURO_P_EXIT_THRESHOLD, ouro_exit_threshold_setting);
+	a->seed = arg_null(fcinfo, first + 4) ? (int64) ouro_params[OURO_P_SEED].dflt : PG_GETARG_INT64(first + 4);
 	if (!arg_null(fcinfo, first + 5))
-		a->stop = arg_text_array(fcinfo, first + 5, "stop", OURO_PG_MAX_STOP, &a->n_stop);
+		a->stop = arg_text_array(fcinfo, first + 5, OURO_P_STOP, &a->n_stop);
 	/* argument errors, whatever ouro.on_error says: no row is to blame */
 	for (int i = 0; i < a->n_stop; i++)
 		if (a->stop[i] == NULL || a->stop[i][0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("stop string %d is empty", i + 1),
+					 errmsg("stop string %d is empty", i + OURO_ITEM_BASE),
 					 errhint("Pass non-empty stop strings, or NULL for none.")));
 	pg_ouro_check_limit("max_tokens", a->max_tokens, "ouro.limit_max_tokens", ouro_limit_max_tokens);
 }
@@ -236,7 +228,7 @@ typedef struct GenOut
  * (a row error under ouro.on_error = null).
  */
 static bool
-generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const GenArgs *a,
+generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const OuroGenArgs *a,
 			  GenOut *out)
 {
 	const ouro_model *model = ref->entry->model;
@@ -287,7 +279,6 @@ generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const Gen
 	memset(&r, 0, sizeof(r));
 	prompts[0] = ids;
 	lens[0] = n;
-	pg_ouro_prepare_threads();
 	if (ouro_generate(s, 1, prompts, lens, &p, &r, &err) != OURO_OK)
 	{
 		ouro_gen_result_clear(&r);
@@ -307,11 +298,8 @@ generate_text(const OuroModelRef *ref, const char *prompt, size_t len, const Gen
 	return true;
 }
 
-/*
- * Renders message (and system) with the model's chat template (palloc).
- */
-static char *
-chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
+char *
+pg_ouro_chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
 {
 	const ouro_tokenizer *tok = pg_ouro_tokenizer(ref);
 	ouro_chat_message msgs[2];
@@ -339,6 +327,62 @@ chat_prompt(const OuroModelRef *ref, const char *message, const char *system)
 	return result;
 }
 
+/*
+ * Starts the row context of a per-row call (pg_ouro_row_push): its position
+ * counts the calls of this expression in the statement (kept in fn_extra),
+ * so for a call in a select list it is the row's number.
+ */
+static void
+row_begin(FunctionCallInfo fcinfo, const char *fn, const char *input, int len,
+		  OuroRowRef *row, ErrorContextCallback *cb)
+{
+	int64	   *count = (int64 *) fcinfo->flinfo->fn_extra;
+
+	if (count == NULL)
+	{
+		count = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(int64));
+		fcinfo->flinfo->fn_extra = count;
+	}
+	(*count)++;
+	row->fn = fn;
+	row->position = *count;
+	row->input = input;
+	row->input_len = len;
+	pg_ouro_row_push(row, cb);
+}
+
+/*
+ * One generation of a per-row function: options from argument gen_first,
+ * model from argument model_arg, prompt = message (rendered with the chat
+ * template when chat).  False when the row gives NULL.
+ */
+static bool
+generate_row(FunctionCallInfo fcinfo, const char *fn, int gen_first, int model_arg, bool chat,
+			 GenOut *out)
+{
+	OuroGenArgs a;
+	OuroModelRef ref;
+	text	   *message = PG_GETARG_TEXT_PP(0);
+	OuroRowRef	row;
+	ErrorContextCallback cb;
+	const char *prompt = VARDATA_ANY(message);
+	int			len = VARSIZE_ANY_EXHDR(message);
+	bool		ok;
+
+	row_begin(fcinfo, fn, prompt, len, &row, &cb);
+	pg_ouro_gen_args_read(fcinfo, gen_first, &a);
+	pg_ouro_model_resolve(fcinfo, model_arg, &ref);
+	if (chat)
+	{
+		prompt = pg_ouro_chat_prompt(&ref, text_to_cstring(message), arg_cstring(fcinfo, 1));
+		len = prompt ? strlen(prompt) : 0;
+	}
+	ok = prompt != NULL && generate_text(&ref, prompt, len, &a, out);
+	pg_ouro_progress(fn, ref.label, 1, ok ? out->n_ids : 0, 0);
+	pg_ouro_row_pop(&cb);
+	return ok;
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_generate);
 
 /*
@@ -348,17 +392,9 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate);
 Datum
 pg_ouro_generate(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	text	   *prompt;
 	GenOut		out;
 
-	if (arg_null(fcinfo, 0))
-		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 1, &a);
-	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	prompt = PG_GETARG_TEXT_PP(0);
-	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+	if (arg_null(fcinfo, 0) || !generate_row(fcinfo, "ouro_generate", 1, 7, false, &out))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(out.text);
 }
@@ -372,17 +408,9 @@ PG_FUNCTION_INFO_V1(pg_ouro_chat);
 Datum
 pg_ouro_chat(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	char	   *prompt;
 	GenOut		out;
 
-	if (arg_null(fcinfo, 0))
-		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 2, &a);
-	pg_ouro_model_resolve(fcinfo, 8, &ref);
-	prompt = chat_prompt(&ref, text_to_cstring(PG_GETARG_TEXT_PP(0)), arg_cstring(fcinfo, 1));
-	if (prompt == NULL || !generate_text(&ref, prompt, strlen(prompt), &a, &out))
+	if (arg_null(fcinfo, 0) || !generate_row(fcinfo, "ouro_chat", 2, 8, true, &out))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(out.text);
 }
@@ -398,9 +426,6 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate_detail);
 Datum
 pg_ouro_generate_detail(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
-	OuroModelRef ref;
-	text	   *prompt;
 	GenOut		out;
 	TupleDesc	tupdesc;
 	Datum		values[5];
@@ -413,10 +438,7 @@ pg_ouro_generate_detail(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "ouro_generate_detail must return a record");
 	tupdesc = BlessTupleDesc(tupdesc);
-	gen_args_read(fcinfo, 1, &a);
-	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	prompt = PG_GETARG_TEXT_PP(0);
-	if (!generate_text(&ref, VARDATA_ANY(prompt), VARSIZE_ANY_EXHDR(prompt), &a, &out))
+	if (!generate_row(fcinfo, "ouro_generate_detail", 1, 7, false, &out))
 		PG_RETURN_NULL();
 
 	steps = palloc(sizeof(Datum) * Max(out.n_ids, 1));
@@ -482,27 +504,117 @@ batch_result(Datum *values, bool *nulls, int n, int lbound, Oid type)
 
 /* The core's parameters for the options `a` (p borrows a's stop strings). */
 static void
-gen_params(const GenArgs *a, int max_tokens, ouro_gen_params *p)
+gen_params(const OuroGenArgs *a, int max_tokens, ouro_gen_params *p)
 {
-	memset(p, 0, sizeof(*p));
-	p->max_tokens = max_tokens;
-	p->temperature = (float) a->temperature;
-	p->seed = (uint64_t) a->seed;
-	if (a->threshold >= 0)
-	{
-		p->exit.kind = OURO_EXIT_THRESHOLD;
-		p->exit.threshold = (float) a->threshold;
-		p->depth = (ouro_depth_mode) ouro_depth_setting;
-	}
-	else
-	{
-		p->exit.kind = OURO_EXIT_DEFAULT;
-		p->depth = OURO_DEPTH_FULL;
-	}
-	p->stop = (const char *const *) a->stop;
-	p->n_stop = a->n_stop;
+	ouro_gen_params_from_sql(p, max_tokens, a->temperature, a->threshold,
+							 (ouro_depth_mode) ouro_depth_setting, a->seed,
+							 (const char *const *) a->stop, a->n_stop);
 	p->cancel = pg_ouro_cancel_check;
 	p->cancel_ctx = NULL;
+}
+
+void
+pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
+					  const char *const *prompts, const int *lens, OuroRowRef *row,
+					  const int64 *positions, int lbound, const char *fn,
+					  Datum *out, bool *out_null)
+{
+	int			n_run = 0,
+				longest = 0,
+				limit = pg_ouro_context_limit(ref->entry->model);
+	int32	  **ids = palloc0(sizeof(int32 *) * Max(n, 1));
+	const int32_t **run_ids = palloc(sizeof(int32_t *) * Max(n, 1));
+	int		   *run_lens = palloc(sizeof(int) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
+	int64		tokens = 0;
+	int			n_rows = 0;
+
+	/* every prompt checked as ouro_generate checks it, before any runs */
+	for (int i = 0; i < n; i++)
+	{
+		int			len;
+
+		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
+		out_null[i] = true;
+		if (prompts[i] == NULL)
+			continue;
+		n_rows++;
+		if (row != NULL)
+		{
+			row->position = positions[i];
+			row->input = prompts[i];
+			row->input_len = lens[i];
+		}
+		if (!encode_text(ref, prompts[i], lens[i], &ids[i], &len))
+			continue;
+		if (len == 0)
+		{
+			if (row != NULL)
+				(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+										 "the prompt has no tokens", NULL,
+										 "Pass a non-empty prompt.");
+			else
+				(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
+										 psprintf("prompt %d of the batch has no tokens", i + OURO_ITEM_BASE),
+										 NULL, "Pass non-empty prompts, or NULL for no result.");
+			continue;
+		}
+		if (len >= limit)
+		{
+			(void) too_long(row != NULL ? "the prompt" : psprintf("prompt %d of the batch", i + OURO_ITEM_BASE),
+							len, limit, ref->entry->model);
+			continue;
+		}
+		run_ids[n_run] = ids[i];
+		run_lens[n_run] = len;
+		run_item[n_run++] = i;
+		longest = Max(longest, len);
+	}
+	if (row != NULL)
+		row->position = 0;
+
+	if (n_run > 0)
+	{
+		/*
+		 * Room for the longest prompt and its reply.  A reply ends where the
+		 * context ends, as in ouro_generate: the core caps each request at
+		 * the session's context.
+		 */
+		int			need = a->max_tokens < limit - longest ? longest + a->max_tokens : limit;
+		ouro_session *s = pg_ouro_session(ref, need, ouro_batch_seqs(pg_ouro_batch_size(), n_run),
+										  a->max_loops, true);
+		ouro_gen_params p;
+		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
+		ouro_error	err;
+
+		gen_params(a, Min(a->max_tokens, limit), &p);
+		/* the statement shows in ouro_progress from its first batch on */
+		pg_ouro_progress(fn, ref->label, 0, 0, 0);
+		if (ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) != OURO_OK)
+		{
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not generate text", ref);
+		}
+		else
+		{
+			/* copy out of malloc'd memory, then release it all */
+			for (int k = 0; k < n_run; k++)
+			{
+				out[run_item[k]] = PointerGetDatum(cstring_to_text_with_len(r[k].text ? r[k].text : "",
+																			r[k].text ? (int) r[k].text_len : 0));
+				out_null[run_item[k]] = false;
+				tokens += r[k].n_ids;
+			}
+			for (int k = 0; k < n_run; k++)
+				ouro_gen_result_clear(&r[k]);
+		}
+		pg_ouro_stats.batches++;
+	}
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, tokens, 0);
 }
 
 PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
@@ -519,107 +631,38 @@ PG_FUNCTION_INFO_V1(pg_ouro_generate_batch);
 Datum
 pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 {
-	GenArgs		a;
+	OuroGenArgs a;
 	OuroModelRef ref;
 	Datum	   *elems;
 	bool	   *in_null;
 	int			n,
-				lbound,
-				n_run = 0,
-				longest = 0,
-				limit;
+				lbound;
 	Datum	   *out;
 	bool	   *out_null;
-	int32	  **ids;
-	const int32_t **run_ids;
-	int		   *run_lens;
-	int		   *run_item;
+	const char **prompts;
+	int		   *lens;
 
 	if (arg_null(fcinfo, 0))
 		PG_RETURN_NULL();
-	gen_args_read(fcinfo, 1, &a);
+	pg_ouro_gen_args_read(fcinfo, 1, &a);
 	batch_items(fcinfo, 0, "prompts", &elems, &in_null, &n, &lbound);
 	if (n == 0)
 		PG_RETURN_DATUM(batch_result(NULL, NULL, 0, lbound, TEXTOID));
 	pg_ouro_model_resolve(fcinfo, 7, &ref);
-	limit = pg_ouro_context_limit(ref.entry->model);
 
 	out = palloc0(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
-	ids = palloc0(sizeof(int32 *) * n);
-	run_ids = palloc(sizeof(int32_t *) * n);
-	run_lens = palloc(sizeof(int) * n);
-	run_item = palloc(sizeof(int) * n);
-
-	/* every prompt checked as ouro_generate checks it, before any runs */
+	prompts = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
-		text	   *t;
-		int			len;
+		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
 
-		CHECK_FOR_INTERRUPTS();
-		out_null[i] = true;
-		if (in_null[i])
-			continue;
-		t = DatumGetTextPP(elems[i]);
-		if (!encode_text(&ref, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &ids[i], &len))
-			continue;
-		if (len == 0)
-		{
-			(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
-									 psprintf("prompt %d of the batch has no tokens", lbound + i),
-									 NULL, "Pass non-empty prompts, or NULL for no result.");
-			continue;
-		}
-		if (len >= limit)
-		{
-			(void) too_long(psprintf("prompt %d of the batch", lbound + i), len, limit, ref.entry->model);
-			continue;
-		}
-		run_ids[n_run] = ids[i];
-		run_lens[n_run] = len;
-		run_item[n_run++] = i;
-		longest = Max(longest, len);
+		prompts[i] = t ? VARDATA_ANY(t) : NULL;
+		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
 	}
-
-	if (n_run > 0)
-	{
-		/*
-		 * Room for the longest prompt and its reply.  A reply ends where the
-		 * context ends, as in ouro_generate: the core caps each request at
-		 * the session's context.
-		 */
-		int			need = a.max_tokens < limit - longest ? longest + a.max_tokens : limit;
-		ouro_session *s = pg_ouro_session(&ref, need, Min(pg_ouro_batch_size(), n_run),
-										  a.max_loops, true);
-		ouro_gen_params p;
-		ouro_gen_result *r = palloc0(sizeof(ouro_gen_result) * n_run);
-		ouro_error	err;
-		bool		ok;
-
-		gen_params(&a, Min(a.max_tokens, limit), &p);
-		pg_ouro_prepare_threads();
-		ok = ouro_generate(s, n_run, run_ids, run_lens, &p, r, &err) == OURO_OK;
-		if (!ok)
-		{
-			for (int k = 0; k < n_run; k++)
-				ouro_gen_result_clear(&r[k]);
-			/* a row error under ouro.on_error = null: every item NULL */
-			(void) pg_ouro_report(&err, "could not generate text", &ref);
-		}
-		else
-		{
-			/* copy out of malloc'd memory, then release it all */
-			for (int k = 0; k < n_run; k++)
-			{
-				out[run_item[k]] = PointerGetDatum(cstring_to_text_with_len(r[k].text ? r[k].text : "",
-																			r[k].text ? (int) r[k].text_len : 0));
-				out_null[run_item[k]] = false;
-			}
-			for (int k = 0; k < n_run; k++)
-				ouro_gen_result_clear(&r[k]);
-		}
-	}
+	pg_ouro_generate_rows(&ref, &a, n, prompts, lens, NULL, NULL, lbound, "ouro_generate_batch",
+						  out, out_null);
 	PG_RETURN_DATUM(batch_result(out, out_null, n, lbound, TEXTOID));
 }
 
@@ -627,79 +670,89 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
  * Classification: ouro_classify, ouro_classify_scores
  * ------------------------------------------------------------------------ */
 
+void
+pg_ouro_classify_args_read(FunctionCallInfo fcinfo, char ***labels, int *n_labels,
+						   char **instruction, int *max_loops)
+{
+	*max_loops = arg_int(fcinfo, 3, OURO_P_MAX_LOOPS, ouro_max_loops_setting);
+	*labels = arg_text_array(fcinfo, 1, OURO_P_LABELS, n_labels);
+	*instruction = arg_cstring(fcinfo, 2);
+}
+
 /*
  * Scores labels for input; arguments: input, labels, instruction, max_loops,
  * model.  Returns the probabilities (palloc, n_labels), or NULL when the row
  * gives NULL.
  */
 static double *
-classify(FunctionCallInfo fcinfo, char ***labels_out, int *n_labels)
+classify(FunctionCallInfo fcinfo, const char *fn, char ***labels_out, int *n_labels)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, n_labels);
-	char	   *instruction = arg_cstring(fcinfo, 2);
+	int			max_loops;
+	char	  **labels;
+	char	   *instruction;
+	text	   *input_text = PG_GETARG_TEXT_PP(0);
 	char	   *input;
 	OuroModelRef ref;
 	double	   *probs;
-	int32	   *ids;
-	int			n;
-	int			need = 128;
+	int			need = 0;
 	int			limit;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
+	OuroRowRef	row;
+	ErrorContextCallback cb;
 
+	row_begin(fcinfo, fn, VARDATA_ANY(input_text), VARSIZE_ANY_EXHDR(input_text), &row, &cb);
+	pg_ouro_classify_args_read(fcinfo, &labels, n_labels, &instruction, &max_loops);
 	pg_ouro_model_resolve(fcinfo, 4, &ref);
-	input = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	input = text_to_cstring(input_text);
 	probs = palloc(sizeof(double) * *n_labels);
 
-	/*
-	 * The session needs room for the prompt (template, instruction, input,
-	 * the list of labels) and the longest label: estimate from token counts,
-	 * and retry with the whole context when the estimate was short.
-	 */
-	if (!encode_text(&ref, input, strlen(input), &ids, &n))
-		return NULL;
-	need += n;
-	if (instruction != NULL)
+	/* the session holds exactly what the core says the prompt needs */
 	{
-		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &n))
-			return NULL;
-		need += n;
-	}
-	else
-		need += 128;
-	for (int i = 0; i < *n_labels; i++)
-	{
-		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &n))
-			return NULL;
-		need += 2 * n + 4;
-	}
-	limit = pg_ouro_context_limit(ref.entry->model);
-	for (;;)
-	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), 1, max_loops, false);
+		ouro_session *s;
 		ouro_error	err;
-		ouro_status st;
+		const char *in = input;
 
-		pg_ouro_prepare_threads();
-		st = ouro_classify(s, input, (const char *const *) labels, *n_labels, instruction,
-						   &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
-		if (st == OURO_OK)
-			break;
-		if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit)
+		if (ouro_classify_n_ctx(ref.entry->model, 1, &in, (const char *const *) labels, *n_labels,
+								instruction, NULL, &need, &err) != OURO_OK)
 		{
-			need = limit;
-			continue;
+			if (pg_ouro_report(&err, "could not classify the input", &ref))
+				goto row_null;
 		}
-		if (st == OURO_ERR_CONTEXT)
+		limit = pg_ouro_context_limit(ref.entry->model);
+		if (need > limit)
 		{
-			if (too_long("the classification prompt", need, limit, ref.entry->model))
-				return NULL;
+			(void) too_long("the classification prompt", need, limit, ref.entry->model);
+			goto row_null;		/* a row error under ouro.on_error = null */
 		}
-		if (pg_ouro_report(&err, "could not classify the input", &ref))
-			return NULL;
+		s = pg_ouro_session(&ref, need, 1, max_loops, false);
+		if (ouro_classify(s, input, (const char *const *) labels, *n_labels, instruction,
+						  &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
+		{
+			if (pg_ouro_report(&err, "could not classify the input", &ref))
+				goto row_null;
+		}
 	}
+	pg_ouro_progress(fn, ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
 	*labels_out = labels;
 	return probs;
+
+row_null:
+	pg_ouro_progress(fn, ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
+	return NULL;
+}
+
+/* The likeliest label of probs (the first of equals). */
+static int
+best_label(const double *probs, int n)
+{
+	int			best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (probs[i] > probs[best])
+			best = i;
+	return best;
 }
 
 PG_FUNCTION_INFO_V1(pg_ouro_classify);
@@ -711,17 +764,13 @@ pg_ouro_classify(PG_FUNCTION_ARGS)
 	char	  **labels;
 	int			n;
 	double	   *probs;
-	int			best = 0;
 
 	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
 		PG_RETURN_NULL();
-	probs = classify(fcinfo, &labels, &n);
+	probs = classify(fcinfo, "ouro_classify", &labels, &n);
 	if (probs == NULL)
 		PG_RETURN_NULL();
-	for (int i = 1; i < n; i++)
-		if (probs[i] > probs[best])
-			best = i;
-	PG_RETURN_TEXT_P(cstring_to_text(labels[best]));
+	PG_RETURN_TEXT_P(cstring_to_text(labels[best_label(probs, n)]));
 }
 
 /* jsonb {"label": probability, ...} in the order of labels. */
@@ -756,7 +805,7 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
 
 	if (arg_null(fcinfo, 0) || arg_null(fcinfo, 1))
 		PG_RETURN_NULL();
-	probs = classify(fcinfo, &labels, &n);
+	probs = classify(fcinfo, "ouro_classify_scores", &labels, &n);
 	if (probs == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(scores_jsonb((const char *const *) labels, n, probs));
@@ -766,82 +815,85 @@ pg_ouro_classify_scores(PG_FUNCTION_ARGS)
  * Batching rows: ouro_classify_batch, ouro_classify_scores_batch
  * ------------------------------------------------------------------------ */
 
-/*
- * ouro_classify_batch / ouro_classify_scores_batch(inputs text[], labels,
- * instruction, max_loops, model) -> text[] / jsonb[]: item i is
- * ouro_classify(inputs[i], ...) or ouro_classify_scores(inputs[i], ...), NULL
- * for a NULL item.  The prompt tokens the inputs share (template,
- * instruction, label list) are computed once and max(ouro.batch_size,
- * labels + 1) sequences run inputs together.  An input too long for the
- * context is a row error for that item alone.
- */
-static Datum
-classify_batch(FunctionCallInfo fcinfo, bool scores)
+void
+pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
+					  const char *instruction, int max_loops, int n,
+					  const char *const *inputs, OuroRowRef *row, const int64 *positions,
+					  int lbound, bool scores, const char *fn, Datum *out, bool *out_null)
 {
-	int			max_loops = arg_int(fcinfo, 3, "max_loops", 1, OURO_MAX_LOOPS, ouro_max_loops_setting);
-	int			n_labels;
-	char	  **labels = arg_text_array(fcinfo, 1, "labels", OURO_PG_MAX_LABELS, &n_labels);
-	char	   *instruction = arg_cstring(fcinfo, 2);
-	Oid			type = scores ? JSONBOID : TEXTOID;
-	OuroModelRef ref;
-	Datum	   *elems;
-	bool	   *in_null;
-	int			n,
-				lbound,
-				n_run = 0,
-				longest = 0,
-				need = 128,
-				limit,
+	int			n_run = 0,
+				need = 1,
+				limit = pg_ouro_context_limit(ref->entry->model),
 				n_seq;
-	const char **run;
-	int		   *run_item;
+	const char **run = palloc(sizeof(char *) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
 	bool	   *run_ok;
 	double	   *probs;
-	Datum	   *out;
-	bool	   *out_null;
-	int32	   *ids;
-	int			len;
 	ouro_exit	exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
 	bool		all_ok = false;
+	int			n_rows = 0;
 
-	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
-	if (n == 0)
-		return batch_result(NULL, NULL, 0, lbound, type);
-	pg_ouro_model_resolve(fcinfo, 4, &ref);
-	limit = pg_ouro_context_limit(ref.entry->model);
-	out = palloc0(sizeof(Datum) * n);
-	out_null = palloc(sizeof(bool) * n);
-	run = palloc(sizeof(char *) * n);
-	run_item = palloc(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
 		out_null[i] = true;
-		if (in_null[i])
+		if (inputs[i] == NULL)
 			continue;
-		run[n_run] = TextDatumGetCString(elems[i]);
-		/* the session's size is estimated from token counts, as in classify() */
-		if (!encode_text(&ref, run[n_run], strlen(run[n_run]), &ids, &len))
-			continue;
-		longest = Max(longest, len);
+		n_rows++;
+		if (row != NULL)
+		{
+			row->position = positions[i];
+			row->input = inputs[i];
+			row->input_len = strlen(inputs[i]);
+		}
+		run[n_run] = inputs[i];
 		run_item[n_run++] = i;
 	}
+	if (row != NULL)
+		row->position = 0;
 	if (n_run == 0)
-		return batch_result(out, out_null, n, lbound, type);
-	need += longest;
-	if (instruction != NULL)
+		goto done;
+
+	/* the core's exact context for every input; one too long is a row error */
 	{
-		if (!encode_text(&ref, instruction, strlen(instruction), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
-		need += len;
-	}
-	else
-		need += 128;
-	for (int i = 0; i < n_labels; i++)
-	{
-		if (!encode_text(&ref, labels[i], strlen(labels[i]), &ids, &len))
-			return batch_result(out, out_null, n, lbound, type);
-		need += 2 * len + 4;
+		int		   *needs = palloc(sizeof(int) * n_run);
+		int			kept = 0,
+					max_need = 0;
+		ouro_error	err;
+
+		if (ouro_classify_n_ctx(ref->entry->model, n_run, run, (const char *const *) labels,
+								n_labels, instruction, needs, &max_need, &err) != OURO_OK)
+		{
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not classify the inputs", ref);
+			goto done;
+		}
+		for (int k = 0; k < n_run; k++)
+		{
+			if (needs[k] > limit)
+			{
+				if (row != NULL)
+				{
+					row->position = positions[run_item[k]];
+					row->input = run[k];
+					row->input_len = strlen(run[k]);
+				}
+				(void) too_long(row != NULL ? "the classification prompt" :
+								psprintf("the classification prompt of input %d of the batch",
+										 run_item[k] + OURO_ITEM_BASE),
+								needs[k], limit, ref->entry->model);
+				if (row != NULL)
+					row->position = 0;
+				continue;
+			}
+			need = Max(need, needs[k]);
+			run[kept] = run[k];
+			run_item[kept++] = run_item[k];
+		}
+		n_run = kept;
+		if (n_run == 0)
+			goto done;
 	}
 
 	/*
@@ -849,18 +901,17 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 	 * prefix: max(batch_size, labels + 1) sequences (at most 257 for a long
 	 * label list), no more than the inputs can use.
 	 */
-	n_seq = Max(pg_ouro_batch_size(), Min(n_labels + 1, 257));
-	if ((int64) n_run * n_labels + 1 < n_seq)
-		n_seq = n_run * n_labels + 1;
+	n_seq = ouro_classify_seqs(pg_ouro_batch_size(), n_labels, n_run);
 	probs = palloc(mul_size(sizeof(double) * n_run, n_labels));
 	run_ok = palloc0(sizeof(bool) * n_run);
+	pg_ouro_stats.batches++;
+	pg_ouro_progress(fn, ref->label, 0, 0, 0);
 	for (;;)
 	{
-		ouro_session *s = pg_ouro_session(&ref, Min(need, limit), n_seq, max_loops, false);
+		ouro_session *s = pg_ouro_session(ref, Min(need, limit), n_seq, max_loops, false);
 		ouro_error	err;
 		ouro_status st;
 
-		pg_ouro_prepare_threads();
 		st = ouro_classify_batch(s, n_run, run, (const char *const *) labels, n_labels, instruction,
 								 &exit_rule, probs, NULL, pg_ouro_cancel_check, NULL, &err);
 		if (st == OURO_OK)
@@ -876,7 +927,7 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 		if (st != OURO_ERR_CONTEXT)
 		{
 			/* a row error under ouro.on_error = null: every item NULL */
-			(void) pg_ouro_report(&err, "could not classify the inputs", &ref);
+			(void) pg_ouro_report(&err, "could not classify the inputs", ref);
 			break;
 		}
 
@@ -888,13 +939,22 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
 									 pg_ouro_cancel_check, NULL, &err);
 			run_ok[k] = st == OURO_OK;
+			if (row != NULL)
+			{
+				row->position = positions[run_item[k]];
+				row->input = run[k];
+				row->input_len = strlen(run[k]);
+			}
 			if (st == OURO_ERR_CONTEXT)
-				(void) too_long(psprintf("the classification prompt of input %d of the batch",
-										 lbound + run_item[k]),
-								need, limit, ref.entry->model);
+				(void) too_long(row != NULL ? "the classification prompt" :
+								psprintf("the classification prompt of input %d of the batch",
+										 run_item[k] + OURO_ITEM_BASE),
+								need, limit, ref->entry->model);
 			else if (st != OURO_OK)
-				(void) pg_ouro_report(&err, "could not classify the input", &ref);
+				(void) pg_ouro_report(&err, "could not classify the input", ref);
 		}
+		if (row != NULL)
+			row->position = 0;
 		break;
 	}
 	for (int k = 0; k < n_run; k++)
@@ -906,16 +966,54 @@ classify_batch(FunctionCallInfo fcinfo, bool scores)
 		if (scores)
 			out[run_item[k]] = scores_jsonb((const char *const *) labels, n_labels, p);
 		else
-		{
-			int			best = 0;
-
-			for (int j = 1; j < n_labels; j++)
-				if (p[j] > p[best])
-					best = j;
-			out[run_item[k]] = PointerGetDatum(cstring_to_text(labels[best]));
-		}
+			out[run_item[k]] = PointerGetDatum(cstring_to_text(labels[best_label(p, n_labels)]));
 		out_null[run_item[k]] = false;
 	}
+done:
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, 0, 0);
+}
+
+/*
+ * ouro_classify_batch / ouro_classify_scores_batch(inputs text[], labels,
+ * instruction, max_loops, model) -> text[] / jsonb[]: item i is
+ * ouro_classify(inputs[i], ...) or ouro_classify_scores(inputs[i], ...), NULL
+ * for a NULL item.  The prompt tokens the inputs share (template,
+ * instruction, label list) are computed once and max(ouro.batch_size,
+ * labels + 1) sequences run inputs together.  An input too long for the
+ * context is a row error for that item alone.
+ */
+static Datum
+classify_batch(FunctionCallInfo fcinfo, bool scores)
+{
+	int			max_loops;
+	int			n_labels;
+	char	  **labels;
+	char	   *instruction;
+	Oid			type = scores ? JSONBOID : TEXTOID;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound;
+	const char **inputs;
+	Datum	   *out;
+	bool	   *out_null;
+
+	pg_ouro_classify_args_read(fcinfo, &labels, &n_labels, &instruction, &max_loops);
+	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		return batch_result(NULL, NULL, 0, lbound, type);
+	pg_ouro_model_resolve(fcinfo, 4, &ref);
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	inputs = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		inputs[i] = in_null[i] ? NULL : TextDatumGetCString(elems[i]);
+	pg_ouro_classify_rows(&ref, labels, n_labels, instruction, max_loops, n, inputs, NULL, NULL,
+						  lbound, scores,
+						  scores ? "ouro_classify_scores_batch" : "ouro_classify_batch",
+						  out, out_null);
 	return batch_result(out, out_null, n, lbound, type);
 }
 
@@ -979,7 +1077,6 @@ depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bo
 	d->step = palloc(sizeof(int32) * d->n);
 	if (want_pdf)
 		d->pdf = palloc(mul_size(sizeof(float) * d->n, d->loops));
-	pg_ouro_prepare_threads();
 	if (ouro_depth(s, d->ids, d->n, (float) threshold, d->pdf, d->expected, d->step,
 				   pg_ouro_cancel_check, NULL, &err) != OURO_OK)
 	{
@@ -1003,12 +1100,21 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 	OuroModelRef ref;
 	DepthOut	d;
 	double		sum = 0;
+	text	   *input;
+	OuroRowRef	row;
+	ErrorContextCallback cb;
+	bool		ok;
 
 	if (arg_null(fcinfo, 0))
 		PG_RETURN_NULL();
-	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	input = PG_GETARG_TEXT_PP(0);
+	row_begin(fcinfo, "ouro_depth", VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &row, &cb);
+	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
-	if (!depth_run(fcinfo, &ref, threshold, false, &d) || d.n == 0)
+	ok = depth_run(fcinfo, &ref, threshold, false, &d) && d.n > 0;
+	pg_ouro_progress("ouro_depth", ref.label, 1, 0, 0);
+	pg_ouro_row_pop(&cb);
+	if (!ok)
 		PG_RETURN_NULL();
 	for (int i = 0; i < d.n; i++)
 		sum += threshold >= 0 ? (double) d.step[i] : d.expected[i];
@@ -1033,7 +1139,7 @@ pg_ouro_token_depths(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (arg_null(fcinfo, 0))
 		return (Datum) 0;
-	threshold = arg_double(fcinfo, 1, "exit_threshold", 0.0, 1.0, -1.0);
+	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	tok = pg_ouro_tokenizer(&ref);
 	if (!depth_run(fcinfo, &ref, threshold, true, &d))
@@ -1158,7 +1264,7 @@ pg_ouro_detokenize(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("ids must not contain NULL"),
-					 errdetail("Item %d is NULL.", i + 1)));
+					 errdetail("Item %d is NULL.", i + OURO_ITEM_BASE)));
 		ids[i] = DatumGetInt32(elems[i]);
 		if (ids[i] < 0 || ids[i] >= vocab)
 		{

@@ -3,18 +3,19 @@
  * caches, cancellation and error translation.
  *
  * Data flows through this file in this order:
- *   _PG_init      declares the ouro.* settings and the core's log sink;
+ *   _PG_init      declares the ouro.* settings (from the core's table of the
+ *                 SQL surface) and the core's log sink;
  *   models        the `model` argument becomes a folder (ouro.model_path, or a
  *                 name a superuser registered in the extension's ouro_models
  *                 table), and the folder becomes a loaded ouro_model, cached
  *                 per backend and reloaded when its files change;
  *   sessions      one cached ouro_session (KV cache and scratch), reused by
  *                 every call whose size and loop count it fits;
- *   threads       the core's OpenMP team is started with every signal
- *                 blocked, so PostgreSQL's handlers only ever run on the
- *                 backend's own thread;
  *   cancel        the ouro_cancel_fn the core calls between decode steps;
  *   errors        core statuses become ereport() with specific SQLSTATEs.
+ *
+ * Threads: the core starts its worker threads itself, with every signal
+ * blocked, so PostgreSQL's handlers only ever run on the backend's thread.
  *
  * Memory: the core allocates with malloc and is released with its own free
  * functions; nothing from palloc is handed to it to keep.  Cached models and
@@ -26,8 +27,6 @@
 
 #include <malloc.h>
 #include <math.h>
-#include <omp.h>
-#include <unistd.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -43,6 +42,7 @@
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "common/shortest_dec.h"
+#include "mb/pg_wchar.h"
 #include "libpq/libpq.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
@@ -67,55 +67,26 @@ void		_PG_init(void);
 
 char	   *ouro_model_path_setting = NULL;
 int			ouro_threads_setting = 0;
-int			ouro_max_tokens_setting = OURO_PG_MAX_TOKENS_DEFAULT;
+int			ouro_max_tokens_setting = 0;
 int			ouro_max_loops_setting = 0;
 double		ouro_exit_threshold_setting = -1.0;
-int			ouro_context_length_setting = OURO_PG_CONTEXT_DEFAULT;
+int			ouro_context_length_setting = 0;
 int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
-int			ouro_batch_size_setting = OURO_PG_BATCH_SIZE_DEFAULT;
+int			ouro_batch_size_setting = 0;
+bool		ouro_auto_batch_setting = true;
+int			ouro_progress_notice_setting = 0;
 
-/* Ceilings (superuser settings); see define_limits() for their defaults. */
+/* Ceilings (superuser settings); define_limits() sets their defaults. */
 int			ouro_limit_memory_mb = 0;
 int			ouro_limit_threads = 0;
-int			ouro_limit_batch_size = OURO_PG_BATCH_SIZE_MAX;
-int			ouro_limit_context_length = OURO_PG_CONTEXT_MAX;
-int			ouro_limit_max_tokens = OURO_PG_MAX_TOKENS_LIMIT;
+int			ouro_limit_batch_size = 0;
+int			ouro_limit_context_length = 0;
+int			ouro_limit_max_tokens = 0;
 int			ouro_limit_max_loops = OURO_MAX_LOOPS;
-
-static const struct config_enum_entry on_error_options[] = {
-	{"error", OURO_ON_ERROR_ERROR, false},
-	{"null", OURO_ON_ERROR_NULL, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry depth_options[] = {
-	{"adaptive", OURO_DEPTH_ADAPTIVE, false},
-	{"full", OURO_DEPTH_FULL, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry kv_cache_options[] = {
-	{"per-step", OURO_KV_PER_STEP, false},
-	{"last", OURO_KV_LAST, false},
-	{"avg", OURO_KV_AVG, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry kv_type_options[] = {
-	{"f32", OURO_KV_F32, false},
-	{"f16", OURO_KV_F16, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry precision_options[] = {
-	{"exact", OURO_PRECISION_EXACT, false},
-	{"bf16", OURO_PRECISION_BF16, false},
-	{NULL, 0, false}
-};
 
 static pthread_t backend_thread;	/* the thread _PG_init ran on */
 
@@ -148,6 +119,104 @@ core_log(int level, const char *message, void *ctx)
 				(errmsg_internal("ouro: %s", message)));
 }
 
+/* Where each setting of the core's table lives in this backend. */
+static void *
+setting_storage(ouro_param_id id)
+{
+	switch (id)
+	{
+		case OURO_P_MODEL_PATH:
+			return &ouro_model_path_setting;
+		case OURO_P_THREADS:
+			return &ouro_threads_setting;
+		case OURO_P_MAX_TOKENS:
+			return &ouro_max_tokens_setting;
+		case OURO_P_MAX_LOOPS:
+			return &ouro_max_loops_setting;
+		case OURO_P_EXIT_THRESHOLD:
+			return &ouro_exit_threshold_setting;
+		case OURO_P_CONTEXT_LENGTH:
+			return &ouro_context_length_setting;
+		case OURO_P_ON_ERROR:
+			return &ouro_on_error_setting;
+		case OURO_P_DEPTH:
+			return &ouro_depth_setting;
+		case OURO_P_KV_CACHE:
+			return &ouro_kv_cache_setting;
+		case OURO_P_KV_TYPE:
+			return &ouro_kv_type_setting;
+		case OURO_P_PRECISION:
+			return &ouro_precision_setting;
+		case OURO_P_BATCH_SIZE:
+			return &ouro_batch_size_setting;
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * Declares one setting of the core's table as ouro.<name>: its default,
+ * range or values and its descriptions come from the table; the long
+ * description states the valid range.  Paths are PGC_SUSET.
+ */
+static void
+define_setting(ouro_param_id id)
+{
+	const ouro_param *p = &ouro_params[id];
+	char	   *name = psprintf("ouro.%s", p->name);
+	void	   *storage = setting_storage(id);
+	GucContext	context = (p->flags & OURO_PARAM_SUPERUSER) ? PGC_SUSET : PGC_USERSET;
+	double		lo = p->has_unset && p->unset < p->min ? p->unset : p->min;
+	char	   *desc;
+
+	if (storage == NULL)
+		elog(ERROR, "ouro: setting %s has no storage", name);
+	if (p->kind == OURO_PARAM_INT)
+		desc = psprintf("Valid range is %d .. %d.%s%s", (int) lo, (int) p->max,
+						p->detail ? " " : "", p->detail ? p->detail : "");
+	else if (p->kind == OURO_PARAM_REAL)
+		desc = psprintf("Valid range is %g .. %g.%s%s", lo, p->max,
+						p->detail ? " " : "", p->detail ? p->detail : "");
+	else
+		desc = p->detail ? pstrdup(p->detail) : NULL;
+
+	switch (p->kind)
+	{
+		case OURO_PARAM_INT:
+			DefineCustomIntVariable(name, p->summary, desc, (int *) storage,
+									(int) p->dflt, (int) lo, (int) p->max,
+									context, 0, NULL, NULL, NULL);
+			break;
+		case OURO_PARAM_REAL:
+			DefineCustomRealVariable(name, p->summary, desc, (double *) storage,
+									 p->dflt, lo, p->max, context, 0, NULL, NULL, NULL);
+			break;
+		case OURO_PARAM_ENUM:
+			{
+				struct config_enum_entry *options =
+					palloc0(sizeof(struct config_enum_entry) * (p->n_values + 1));
+
+				for (int k = 0; k < p->n_values; k++)
+				{
+					options[k].name = p->values[k].name;
+					options[k].val = p->values[k].value;
+				}
+				DefineCustomEnumVariable(name, p->summary, desc, (int *) storage,
+										 (int) p->dflt, options, context, 0, NULL, NULL, NULL);
+				break;
+			}
+		case OURO_PARAM_TEXT:
+			DefineCustomStringVariable(name, p->summary, desc, (char **) storage, "",
+									   context,
+									   (p->flags & OURO_PARAM_SUPERUSER) ? GUC_SUPERUSER_ONLY : 0,
+									   id == OURO_P_MODEL_PATH ? check_model_path : NULL,
+									   NULL, NULL);
+			break;
+		default:
+			elog(ERROR, "ouro: setting %s has a kind no GUC takes", name);
+	}
+}
+
 /* ------------------------------------------------------------------------
  * Ceilings: superuser-only settings that bound what any call of any role
  * may use.  The user-level settings and the function arguments are checked
@@ -162,7 +231,7 @@ define_limits(void)
 {
 	long		pages = sysconf(_SC_PHYS_PAGES);
 	long		page = sysconf(_SC_PAGESIZE);
-	int			procs = Max(omp_get_num_procs(), 1);
+	int			procs = ouro_thread_count(0);
 	double		phys_mb = (pages > 0 && page > 0) ? (double) pages * page / (1024.0 * 1024.0) : 4096.0;
 
 	/* a quarter of the machine's memory for one call */
@@ -285,137 +354,34 @@ pg_ouro_check_limits(void)
 void
 _PG_init(void)
 {
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 	backend_thread = pthread_self();
+	for (int i = 0; i < OURO_P_COUNT; i++)
+		if ((ouro_params[i].flags & OURO_PARAM_SETTING) && !(ouro_params[i].flags & OURO_PARAM_SQLITE_ONLY))
+			define_setting((ouro_param_id) i);
+	MemoryContextSwitchTo(old);
 
-	DefineCustomStringVariable("ouro.model_path",
-							   "Folder of the default model (config.json, safetensors, tokenizer.json).",
-							   "An absolute path on the server; empty means no default model. "
-							   "Only superusers may set it.",
-							   &ouro_model_path_setting,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY,
-							   check_model_path, NULL, NULL);
+	DefineCustomBoolVariable("ouro.auto_batch",
+							 "Runs per-row generation and classification calls in batches.",
+							 "When on, a query whose select list (or UPDATE ... SET list) calls "
+							 "ouro_generate, ouro_chat, ouro_classify or ouro_classify_scores once "
+							 "per row evaluates those calls ouro.batch_size rows at a time, with "
+							 "the same results.  Applies to statements planned while it is on.",
+							 &ouro_auto_batch_setting,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("ouro.threads",
-							"Worker threads of one generation (0 = the number of processors).",
-							"Valid range is 0 .. 1024.  Parallel query workers each use this many.",
-							&ouro_threads_setting,
-							0, 0, 1024,
+	DefineCustomIntVariable("ouro.progress_notice_interval",
+							"Seconds between progress NOTICEs of a long statement (0 = none).",
+							"Valid range is 0 .. 86400.  The NOTICE gives the function, rows done, "
+							"tokens generated, tokens per second and elapsed time.",
+							&ouro_progress_notice_setting,
+							0, 0, 86400,
 							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.max_tokens",
-							"Default number of new tokens a generation may produce.",
-							"Valid range is 1 .. 1048576; the context limit also applies.",
-							&ouro_max_tokens_setting,
-							OURO_PG_MAX_TOKENS_DEFAULT, 1, OURO_PG_MAX_TOKENS_LIMIT,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.max_loops",
-							"Default number of loop steps (0 = the model's total_ut_steps).",
-							"Valid range is 0 .. 16.",
-							&ouro_max_loops_setting,
-							0, 0, OURO_MAX_LOOPS,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomRealVariable("ouro.exit_threshold",
-							 "Default early-exit threshold (-1 = the model's own rule).",
-							 "Valid range is -1 .. 1.  A value in 0 .. 1 exits at the first loop step "
-							 "whose cumulative exit probability reaches it; -1 uses the model's "
-							 "early_exit_threshold.",
-							 &ouro_exit_threshold_setting,
-							 -1.0, -1.0, 1.0,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.context_length",
-							"Most tokens one sequence may hold (prompt plus generated text).",
-							"Valid range is 16 .. 1048576; the model's max_position_embeddings also caps it. "
-							"Memory of the KV cache grows with the tokens a call needs.",
-							&ouro_context_length_setting,
-							OURO_PG_CONTEXT_DEFAULT, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
-							PGC_USERSET,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.on_error",
-							 "What a row with bad input gives: error or null.",
-							 "Valid values are error (abort the statement) and null (return NULL "
-							 "with a WARNING).  Configuration errors and cancels always abort.",
-							 &ouro_on_error_setting,
-							 OURO_ON_ERROR_ERROR,
-							 on_error_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.depth",
-							 "How an exit threshold is used: adaptive or full depth.",
-							 "Valid values are adaptive (a decoded token stops at the first loop step "
-							 "whose cumulative exit probability reaches the threshold; deeper steps are "
-							 "not run) and full (every step runs; the threshold only picks the step "
-							 "whose state gives the logits).  Without a threshold every step runs.",
-							 &ouro_depth_setting,
-							 OURO_DEPTH_ADAPTIVE,
-							 depth_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.kv_cache",
-							 "Decode KV cache layout: per-step, last or avg.",
-							 "Valid values are per-step (one slot per loop step and layer, as upstream), "
-							 "last and avg (one slot per layer while decoding: the last step's K/V or "
-							 "their mean over steps; a quarter of the memory for 4 steps).",
-							 &ouro_kv_cache_setting,
-							 OURO_KV_PER_STEP,
-							 kv_cache_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.kv_type",
-							 "Element type of the generation KV cache: f32 or f16.",
-							 "Valid values are f32 (32-bit entries, exact; the default) and f16 "
-							 "(16-bit entries: half the KV memory, approximate).  Applies to the "
-							 "generation functions; classification and depth always use f32.",
-							 &ouro_kv_type_setting,
-							 OURO_KV_F32,
-							 kv_type_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomEnumVariable("ouro.precision",
-							 "Precision of the generation matrix products: exact or bf16.",
-							 "Valid values are exact (f32 activations; the default) and bf16 "
-							 "(activations rounded to bf16: faster where the CPU has bf16 dot "
-							 "products, approximate).  Applies to the generation functions; "
-							 "classification and depth always use exact.",
-							 &ouro_precision_setting,
-							 OURO_PRECISION_EXACT,
-							 precision_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.batch_size",
-							"Sequences the batch functions run at once.",
-							"Valid range is 1 .. 256.  ouro_generate_batch decodes this many prompts "
-							"together (more run in waves); the classification batches use "
-							"max(ouro.batch_size, labels + 1) sequences.  Each sequence holds a KV "
-							"cache for the longest prompt and its reply.",
-							&ouro_batch_size_setting,
-							OURO_PG_BATCH_SIZE_DEFAULT, 1, OURO_PG_BATCH_SIZE_MAX,
-							PGC_USERSET,
-							0,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	define_limits();
@@ -423,6 +389,9 @@ _PG_init(void)
 	MarkGUCPrefixReserved("ouro");
 
 	ouro_set_log(core_log, NULL);
+	pg_ouro_batch_init();
+	if (process_shared_preload_libraries_in_progress)
+		pg_ouro_progress_init();
 	RegisterXactCallback(release_idle_memory, NULL);
 }
 
@@ -438,6 +407,10 @@ pg_ouro_errhint_access(int errnum)
 
 	if (errnum != EACCES && errnum != EPERM)
 		return 0;
+	/* what the server runs as is shown to superusers only, as its paths are */
+	if (!superuser())
+		return errhint("The database server's operating system user must be able to read the "
+					   "model's files; ask a superuser to check their permissions.");
 	pw = getpwuid(geteuid());
 	user = pw != NULL ? pw->pw_name : psprintf("%u", (unsigned) geteuid());
 	return errhint("The database server runs as the operating system user \"%s\", which must be "
@@ -536,6 +509,27 @@ drop_changed_models(void)
  * by "<model>": file names inside a model folder stay, the server's paths
  * are shown to superusers only.  palloc'd.
  */
+/* out with every occurrence of dir replaced by "<model>" (palloc'd). */
+static char *
+replace_dir(char *out, const char *dir)
+{
+	size_t		n = dir ? strlen(dir) : 0;
+	StringInfoData buf;
+	const char *p,
+			   *q;
+
+	if (n == 0 || strstr(out, dir) == NULL)
+		return out;
+	initStringInfo(&buf);
+	for (p = out; (q = strstr(p, dir)) != NULL; p = q + n)
+	{
+		appendBinaryStringInfo(&buf, p, q - p);
+		appendStringInfoString(&buf, "<model>");
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
 const char *
 pg_ouro_hide_paths(const char *msg)
 {
@@ -544,21 +538,18 @@ pg_ouro_hide_paths(const char *msg)
 	for (int i = -1; i < model_cache_len; i++)
 	{
 		const char *dir = i < 0 ? ouro_model_path_setting : model_cache[i].path;
-		size_t		n = dir ? strlen(dir) : 0;
-		StringInfoData buf;
-		const char *p,
-				   *q;
+		char	   *real;
 
-		if (n == 0)
+		if (dir == NULL || dir[0] == '\0')
 			continue;
-		initStringInfo(&buf);
-		for (p = out; (q = strstr(p, dir)) != NULL; p = q + n)
+		/* the core names files under the folder's real path */
+		real = realpath(dir, NULL);
+		if (real != NULL)
 		{
-			appendBinaryStringInfo(&buf, p, q - p);
-			appendStringInfoString(&buf, "<model>");
+			out = replace_dir(out, real);
+			free(real);
 		}
-		appendStringInfoString(&buf, p);
-		out = buf.data;
+		out = replace_dir(out, dir);
 	}
 	return out;
 }
@@ -721,12 +712,7 @@ pg_ouro_tokenizer(const OuroModelRef *ref)
 int
 pg_ouro_context_limit(const ouro_model *model)
 {
-	const ouro_config *cfg = ouro_model_config(model);
-	int			limit = context_length();
-
-	if (cfg->max_position_embeddings > 0 && cfg->max_position_embeddings < limit)
-		limit = cfg->max_position_embeddings;
-	return limit;
+	return ouro_context_limit(model, context_length());
 }
 
 /* ------------------------------------------------------------------------
@@ -763,7 +749,7 @@ pg_ouro_threads(void)
 							ouro_limit_threads);
 		return ouro_threads_setting;
 	}
-	return Max(Min(omp_get_num_procs(), ouro_limit_threads), 1);
+	return Max(Min(ouro_thread_count(0), ouro_limit_threads), 1);
 }
 
 ouro_session *
@@ -806,16 +792,8 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 		cached_session_model = NULL;
 	}
 
-	/*
-	 * Round up so that a batch of similar rows reuses one session: to 256
-	 * tokens for one sequence, to 32 for many (the KV cache is per loop step
-	 * and layer, so every token of room costs n_seq times as much).
-	 */
-	if (n_seq > 1)
-		n_ctx = need_ctx <= limit - 31 ? TYPEALIGN(32, need_ctx) : limit;
-	else
-		n_ctx = need_ctx <= limit - 255 ? TYPEALIGN(256, need_ctx) : limit;
-	n_ctx = Max(Min(n_ctx, limit), need_ctx);
+	/* rounded up so that a batch of similar rows reuses one session */
+	n_ctx = ouro_session_ctx_for(need_ctx, n_seq, limit);
 
 	memset(&opts, 0, sizeof(opts));
 	opts.n_ctx = n_ctx;
@@ -880,49 +858,6 @@ pg_ouro_session_bytes(const ouro_model *model, int *n_ctx, int *max_loops,
 }
 
 /* ------------------------------------------------------------------------
- * Threads
- *
- * The core runs its matrix products on an OpenMP team.  libgomp keeps the
- * team's threads between parallel regions, and a new thread inherits the
- * signal mask of the thread that creates it.  So the team is (re)started here
- * from a region run with every signal blocked: SIGINT, SIGALRM (statement
- * timeouts), SIGTERM and SIGUSR1 then always land on the backend's thread,
- * where PostgreSQL's handlers expect to run.  Called before every core call
- * that computes; it does work only when the thread count changes.
- * ------------------------------------------------------------------------ */
-
-static int	team_threads = 1;
-
-void
-pg_ouro_prepare_threads(void)
-{
-	int			threads = pg_ouro_threads();
-	sigset_t	all,
-				old;
-
-	if (threads == team_threads)
-		return;
-	sigfillset(&all);
-	/*
-	 * Faults stay deliverable: a blocked SIGBUS or SIGSEGV raised by the
-	 * thread's own memory access kills the process instead of reaching a
-	 * handler, and the core's SIGBUS handler turns a read of a truncated
-	 * model file into an error (core/guard.c).
-	 */
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-#pragma omp parallel num_threads(threads)
-	{
-		/* nothing: starting the team is the point */
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	team_threads = threads;
-}
-
-/* ------------------------------------------------------------------------
  * Cancel
  * ------------------------------------------------------------------------ */
 
@@ -962,6 +897,78 @@ pg_ouro_cancel_check(void *ctx)
 }
 
 /* ------------------------------------------------------------------------
+ * Rows: the error context naming the row a call works on
+ * ------------------------------------------------------------------------ */
+
+OuroRowErrorSink pg_ouro_row_sink = NULL;
+void	   *pg_ouro_row_sink_ctx = NULL;
+
+#define OURO_ROW_INPUT_SHOWN 40	/* bytes of the input a message shows */
+
+/* Set while pg_ouro_row_error reports: the row is named in the message itself. */
+static bool row_named_in_message = false;
+
+/* "ouro_generate row 7 (prompt \"Once upon a...\")" (palloc). */
+static char *
+row_name(const OuroRowRef *row)
+{
+	int			len;
+	char	   *shown;
+
+	if (row->input == NULL)
+		return psprintf("%s row " INT64_FORMAT, row->fn, row->position);
+	len = row->input_len <= OURO_ROW_INPUT_SHOWN ? row->input_len :
+		pg_mbcliplen(row->input, row->input_len, OURO_ROW_INPUT_SHOWN);
+	shown = pnstrdup(row->input, len);
+	for (char *c = shown; *c; c++)
+		if (*c == '\n' || *c == '\r' || *c == '\t')
+			*c = ' ';
+	return psprintf("%s row " INT64_FORMAT " (%s \"%s%s\")", row->fn, row->position,
+					strncmp(row->fn, "ouro_classify", 13) == 0 || strcmp(row->fn, "ouro_depth") == 0 ?
+					"input" : strcmp(row->fn, "ouro_chat") == 0 ? "message" : "prompt",
+					shown, len < row->input_len ? "..." : "");
+}
+
+static void
+row_context(void *arg)
+{
+	OuroRowRef *row = (OuroRowRef *) arg;
+
+	if (row_named_in_message)
+	{
+		row_named_in_message = false;
+		return;
+	}
+	if (row->position > 0)
+		errcontext("%s", row_name(row));
+}
+
+/* The row of the innermost row context with a position, or NULL. */
+static OuroRowRef *
+current_row(void)
+{
+	for (ErrorContextCallback *cb = error_context_stack; cb != NULL; cb = cb->previous)
+		if (cb->callback == row_context)
+			return ((OuroRowRef *) cb->arg)->position > 0 ? (OuroRowRef *) cb->arg : NULL;
+	return NULL;
+}
+
+void
+pg_ouro_row_push(OuroRowRef *row, ErrorContextCallback *cb)
+{
+	cb->callback = row_context;
+	cb->arg = row;
+	cb->previous = error_context_stack;
+	error_context_stack = cb;
+}
+
+void
+pg_ouro_row_pop(ErrorContextCallback *cb)
+{
+	error_context_stack = cb->previous;
+}
+
+/* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
 
@@ -970,11 +977,25 @@ pg_ouro_row_error(int sqlerrcode, const char *msg, const char *detail, const cha
 {
 	int			elevel = ouro_on_error_setting == OURO_ON_ERROR_NULL ? WARNING : ERROR;
 
+	OuroRowRef *row = current_row();
+
+	if (pg_ouro_row_sink != NULL)
+	{
+		pg_ouro_row_sink(pg_ouro_row_sink_ctx, sqlerrcode, msg, detail);
+		return true;
+	}
+	if (row != NULL)
+	{
+		msg = psprintf("%s: %s", row_name(row), msg);
+		row_named_in_message = true;
+	}
+
 	ereport(elevel,
 			(errcode(sqlerrcode),
 			 errmsg_internal("%s", msg),
 			 detail ? errdetail_internal("%s", detail) : 0,
 			 hint ? errhint("%s", hint) : 0));
+	row_named_in_message = false;
 	return true;
 }
 

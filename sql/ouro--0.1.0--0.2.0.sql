@@ -97,3 +97,72 @@ END
 $function$;
 COMMENT ON FUNCTION ouro_update_shards(regclass, text, text) IS
 'Citus only: runs UPDATE relation SET set_clause [WHERE where_clause] on every shard of a distributed table, on the worker that holds it (the shards in parallel, each committing on its own), for ouro''s functions, which Citus refuses in an UPDATE of a distributed table. One row per shard: shard_id, its node (host:port) and the rows updated; a failed shard makes it raise an error naming the shard and node after the others committed.';
+
+-- Batching, progress and enrichment (0.2.0) ----------------------------------
+
+CREATE FUNCTION ouro_stats()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'pg_ouro_stats_fn'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION ouro_stats() IS
+'This backend''s counters since it started: rows (generation, classification and depth calls computed on a non-NULL input, batched or not), batched_rows (of those, rows the batching node computed), batches (batched core calls) and tokens (generated).';
+
+CREATE FUNCTION ouro_progress(
+    OUT pid int,
+    OUT function text,
+    OUT model text,
+    OUT rows_done bigint,
+    OUT rows_total bigint,
+    OUT tokens bigint,
+    OUT tokens_per_second float8,
+    OUT elapsed_seconds float8,
+    OUT statement_start timestamptz,
+    OUT updated_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pg_ouro_progress_fn'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED ROWS 8;
+COMMENT ON FUNCTION ouro_progress() IS
+'Every backend''s last progress report, read from shared memory (needs ouro in shared_preload_libraries): the function, model (a server path is shown to superusers only), rows done (rows_total when the job knows it), tokens generated, tokens per second and seconds since its statement started. The view ouro_progress keeps the statements still running.';
+
+CREATE VIEW ouro_progress AS
+SELECT p.pid, a.leader_pid, p.function, p.model, p.rows_done, p.rows_total, p.tokens,
+       round(p.tokens_per_second::numeric, 1) AS tokens_per_second,
+       round(p.elapsed_seconds::numeric, 1) AS elapsed_seconds,
+       p.statement_start, p.updated_at, a.query
+FROM ouro_progress() AS p
+JOIN pg_catalog.pg_stat_activity AS a
+  ON a.pid = p.pid AND a.state = 'active' AND a.query_start = p.statement_start;
+COMMENT ON VIEW ouro_progress IS
+'Statements running now that call ouro functions: per backend (parallel workers show their leader_pid), the function, model, rows done, tokens, tokens per second, elapsed seconds and the query.';
+
+CREATE TABLE ouro_enrich_errors (
+    relation regclass NOT NULL,
+    output_column text NOT NULL,
+    row_key text NOT NULL,
+    input text,
+    sqlstate text NOT NULL,
+    error text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (relation, output_column, row_key)
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON ouro_enrich_errors TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('ouro_enrich_errors', '');
+COMMENT ON TABLE ouro_enrich_errors IS
+'Rows ouro_enrich could not fill: the table, the output column, the row''s primary key as text (ROW(key)::text), the start of its input, and the SQLSTATE and message of its error. ouro_enrich skips the rows listed here; delete an entry to retry its row.';
+
+CREATE PROCEDURE ouro_enrich(
+    relation regclass,
+    input_column text,
+    output_column text,
+    max_loops int DEFAULT NULL,
+    max_tokens int DEFAULT NULL,
+    temperature float8 DEFAULT NULL,
+    exit_threshold float8 DEFAULT NULL,
+    seed bigint DEFAULT NULL,
+    stop text[] DEFAULT NULL,
+    model text DEFAULT NULL,
+    chunk_size int DEFAULT 64)
+AS 'MODULE_PATHNAME', 'pg_ouro_enrich'
+LANGUAGE C;
+COMMENT ON PROCEDURE ouro_enrich(regclass, text, text, int, int, float8, float8, bigint, text[], text, int) IS
+'Fills output_column with ouro_generate(input_column, options...) where it is NULL, chunk_size rows per transaction (each chunk one batched generation). Failed rows go to ouro_enrich_errors instead of stopping the job; run it again after a cancel, crash or restart and it goes on where it stopped. The table needs a primary key. CALL it outside a transaction block.';

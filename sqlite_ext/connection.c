@@ -47,10 +47,52 @@ void conn_state_unref(void *p)
     sqlite3_free(c);
 }
 
-int ctx_limit(const ouro_model *m)
+int ctx_limit(const conn_state *c, const ouro_model *m)
 {
-    int n = ouro_model_config(m)->max_position_embeddings;
-    return n > 0 && n < CTX_MAX ? n : CTX_MAX;
+    return ouro_context_limit(m, c->context_length);
+}
+
+void *conn_setting(conn_state *c, ouro_param_id id)
+{
+    switch (id) {
+    case OURO_P_THREADS:        return &c->threads;
+    case OURO_P_MAX_TOKENS:     return &c->max_tokens;
+    case OURO_P_MAX_LOOPS:      return &c->max_loops;
+    case OURO_P_EXIT_THRESHOLD: return &c->exit_threshold;
+    case OURO_P_CONTEXT_LENGTH: return &c->context_length;
+    case OURO_P_ON_ERROR:       return &c->on_error;
+    case OURO_P_DEPTH:          return &c->depth;
+    case OURO_P_KV_CACHE:       return &c->kv;
+    case OURO_P_KV_TYPE:        return &c->kv_type;
+    case OURO_P_PRECISION:      return &c->precision;
+    case OURO_P_BATCH_SIZE:     return &c->batch_size;
+    case OURO_P_TIMEOUT_MS:     return &c->timeout_ms;
+    case OURO_P_MEMORY_LIMIT:   return &c->memory_mb;
+    default:                    return NULL;
+    }
+}
+
+void conn_settings_init(conn_state *c)
+{
+    for (int i = 0; i < OURO_P_COUNT; i++) {
+        void *v = conn_setting(c, (ouro_param_id)i);
+        if (!v)
+            continue;
+        conn_setting_reset(c, (ouro_param_id)i);
+    }
+}
+
+void conn_setting_reset(conn_state *c, ouro_param_id id)
+{
+    void *v = conn_setting(c, id);
+    if (!v)
+        return;
+    if (id == OURO_P_MEMORY_LIMIT)
+        *(int *)v = conn_default_memory_mb();     /* the table's default depends on the machine */
+    else if (ouro_params[id].kind == OURO_PARAM_REAL)
+        *(double *)v = ouro_params[id].dflt;
+    else
+        *(int *)v = (int)ouro_params[id].dflt;
 }
 
 static double now_s(void)
@@ -166,9 +208,9 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
                            bool generation, ouro_error *err)
 {
     int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
-    ouro_kv_mode kv = generation ? c->kv : OURO_KV_PER_STEP;
-    ouro_kv_type kv_type = generation ? c->kv_type : OURO_KV_F32;
-    ouro_precision precision = generation ? c->precision : OURO_PRECISION_EXACT;
+    ouro_kv_mode kv = generation ? (ouro_kv_mode)c->kv : OURO_KV_PER_STEP;
+    ouro_kv_type kv_type = generation ? (ouro_kv_type)c->kv_type : OURO_KV_F32;
+    ouro_precision precision = generation ? (ouro_precision)c->precision : OURO_PRECISION_EXACT;
     size_t max_bytes = (size_t)c->memory_mb * 1024 * 1024;
     conn_call_start(c);
     if (n_seq < 1)
@@ -179,15 +221,8 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
         return c->session;
     conn_drop_session(c);
 
-    /* Sized for the call, rounded up so that similar calls reuse it: to 256
-     * tokens for one sequence, to 32 for many (the KV cache is per loop
-     * step and layer, so many sequences cost n_seq times as much). */
-    int limit = ctx_limit(e->model);
-    int round = n_seq > 1 ? 32 : 256;
-    int want = n_ctx < 1 ? 1 : n_ctx;
-    want = want > INT_MAX - round ? limit : (want + round - 1) / round * round;
-    if (want > limit)
-        want = limit;
+    /* sized for the call, rounded up so that similar calls reuse it */
+    int want = ouro_session_ctx_for(n_ctx, n_seq, ctx_limit(c, e->model));
 
     ouro_session_options opts = {0};
     opts.n_ctx = want;

@@ -31,8 +31,13 @@
  * Beyond the shared surface: ouro_generate_detail (ouro_generate's arguments;
  * JSON with the text, its token count and the loop step each token used) and
  * ouro_setting(name [, value]), the SQLite form of PostgreSQL's ouro.*
- * settings (kv_cache, kv_type, precision, depth, threads, batch_size), kept
- * per connection.  kv_cache, kv_type and precision apply to the generation
+ * settings (all but model_path, from the core's table: threads, max_tokens,
+ * max_loops, exit_threshold, context_length, on_error, depth, kv_cache,
+ * kv_type, precision, batch_size), kept per connection.  Defaults, ranges
+ * and the rules for NULLs, item numbering (from 1) and on_error are the
+ * core's (core/ouro_surface.h), the same as PostgreSQL's: under
+ * ouro_setting('on_error', 'null') a bad row gives NULL and a bad item of a
+ * batch array a null item, the message going to sqlite3_log.  kv_cache, kv_type and precision apply to the generation
  * functions only; classification and depth always run the exact upstream
  * path (per-step f32 cache, exact matrix products).
  *
@@ -77,17 +82,12 @@
 SQLITE_EXTENSION_INIT1
 #pragma GCC visibility pop
 
-#define MAX_TOKENS_MAX 4096      /* most new tokens one call may ask for */
-#define DEFAULT_MAX_TOKENS 128
-#define DEFAULT_SEED 42          /* seed NULL: equal calls give equal results */
-#define MAX_STOP 16              /* most stop strings */
-#define LABELS_MAX 10000         /* most labels of one classification */
-#define BATCH_SIZE_DEFAULT 16    /* ouro_setting('batch_size') */
-#define BATCH_SIZE_MAX 256
-
-static const char *const kv_names[] = {"per-step", "last", "avg"};   /* by ouro_kv_mode */
-static const char *const kv_type_names[] = {"f32", "f16"};           /* by ouro_kv_type */
-static const char *const precision_names[] = {"exact", "bf16"};      /* by ouro_precision */
+/* The SQL name of enum setting `id`'s value v ('per-step'). */
+static const char *enum_name(ouro_param_id id, int v)
+{
+    const char *n = ouro_param_enum_name(&ouro_params[id], v);
+    return n ? n : "?";
+}
 
 /* ========================================================================
  * Errors: translated here, once, into SQLite results
@@ -141,6 +141,60 @@ static void result_ouro_error(sqlite3_context *ctx, ouro_status st, const ouro_e
     result_errorf(ctx, "ouro: %s", err && err->message[0] ? err->message : ouro_status_str(st));
 }
 
+/* A bad row (see "on_error" in core/ouro_surface.h): an error, or under
+ * on_error = null a NULL result, the message going to sqlite3_log. */
+static void row_error(sqlite3_context *ctx, const conn_state *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (!msg) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (c->on_error == OURO_ON_ERROR_NULL) {
+        sqlite3_log(SQLITE_WARNING, "%s", msg);
+        sqlite3_result_null(ctx);
+    } else {
+        sqlite3_result_error(ctx, msg, -1);
+    }
+    sqlite3_free(msg);
+}
+
+/* A bad item of a batch array: returns true when the item gives null and the
+ * call goes on (on_error = null; the message goes to sqlite3_log), false
+ * after setting the error that ends the call. */
+static bool item_error(sqlite3_context *ctx, const conn_state *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sqlite3_vmprintf(fmt, ap);
+    va_end(ap);
+    if (!msg) {
+        sqlite3_result_error_nomem(ctx);
+        return false;
+    }
+    bool go_on = c->on_error == OURO_ON_ERROR_NULL;
+    if (go_on)
+        sqlite3_log(SQLITE_WARNING, "%s", msg);
+    else
+        sqlite3_result_error(ctx, msg, -1);
+    sqlite3_free(msg);
+    return go_on;
+}
+
+/* A core failure of one row: bad input (OURO_ERR_ARG, OURO_ERR_CONTEXT) is
+ * a row error; anything else as result_ouro_error. */
+static void row_ouro_error(sqlite3_context *ctx, const conn_state *c, ouro_status st,
+                           const ouro_error *err)
+{
+    if (st == OURO_ERR_ARG || st == OURO_ERR_CONTEXT)
+        row_error(ctx, c, "ouro: %s", err && err->message[0] ? err->message : ouro_status_str(st));
+    else
+        result_ouro_error(ctx, st, err);
+}
+
 /* ========================================================================
  * Who may change the connection
  * ======================================================================== */
@@ -189,10 +243,20 @@ static const char *arg_text(int argc, sqlite3_value **argv, int i)
     return arg_is_null(argc, argv, i) ? NULL : (const char *)sqlite3_value_text(argv[i]);
 }
 
-/* Optional integer argument i in lo..hi: absent or NULL leaves *out as is.
- * Returns false after setting an error that states the range. */
-static bool arg_int(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, const char *name,
-                    sqlite3_int64 lo, sqlite3_int64 hi, sqlite3_int64 *out)
+/* Sets the error for a value of parameter id out of its range: the core's
+ * message, the same in PostgreSQL. */
+static void range_error(sqlite3_context *ctx, ouro_param_id id, bool as_setting)
+{
+    char msg[160];
+    ouro_param_range_message(&ouro_params[id], as_setting, msg, sizeof msg);
+    result_errorf(ctx, "ouro: %s", msg);
+}
+
+/* Optional integer argument i, a value of parameter id (as_setting: the
+ * setting's range, which may take an "unset" value): absent or NULL leaves
+ * *out as is.  Returns false after setting an error that states the range. */
+static bool arg_int(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, ouro_param_id id,
+                    bool as_setting, sqlite3_int64 *out)
 {
     if (arg_is_null(argc, argv, i))
         return true;
@@ -201,45 +265,45 @@ static bool arg_int(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i,
     bool ok = false;
     if (t == SQLITE_INTEGER) {
         v = sqlite3_value_int64(argv[i]);
-        ok = v >= lo && v <= hi;
+        ok = ouro_param_in_range(&ouro_params[id], (double)v, as_setting);
     } else if (t == SQLITE_FLOAT) {
         double d = sqlite3_value_double(argv[i]);
-        ok = d == floor(d) && d >= (double)lo && d <= (double)hi && fabs(d) < 9.2e18;
+        ok = d == floor(d) && fabs(d) < 9.2e18 && ouro_param_in_range(&ouro_params[id], d, as_setting);
         v = ok ? (sqlite3_int64)d : 0;
     }
     if (!ok) {
-        if (lo == LLONG_MIN && hi == LLONG_MAX)
-            result_errorf(ctx, "ouro: %s must be an integer", name);
-        else
-            result_errorf(ctx, "ouro: %s must be an integer from %lld to %lld", name, lo, hi);
+        range_error(ctx, id, as_setting);
         return false;
     }
     *out = v;
     return true;
 }
 
-/* Optional number argument i in lo..hi; as arg_int. */
-static bool arg_double(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, const char *name,
-                       double lo, double hi, double *out)
+/* Optional number argument i, a value of parameter id; as arg_int. */
+static bool arg_double(sqlite3_context *ctx, int argc, sqlite3_value **argv, int i, ouro_param_id id,
+                       bool as_setting, double *out)
 {
     if (arg_is_null(argc, argv, i))
         return true;
     int t = sqlite3_value_numeric_type(argv[i]);
     double d = sqlite3_value_double(argv[i]);
-    if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) || !(d >= lo && d <= hi)) {
-        result_errorf(ctx, "ouro: %s must be a number from %g to %g", name, lo, hi);
+    if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) || !ouro_param_in_range(&ouro_params[id], d, as_setting)) {
+        range_error(ctx, id, as_setting);
         return false;
     }
     *out = d;
     return true;
 }
 
-/* Parses a JSON array of non-empty, distinct strings (labels, stop).
+/* Parses a JSON array of strings (labels, stop; the core checks that they
+ * are non-empty and distinct).
  * Returns the tree (caller frees with cJSON_Delete) and fills strs (borrowed
  * from the tree, sqlite3_malloc'd array) and *n; NULL after setting an error. */
-static cJSON *arg_string_array(sqlite3_context *ctx, sqlite3_value *v, const char *name, int max_n,
+static cJSON *arg_string_array(sqlite3_context *ctx, sqlite3_value *v, ouro_param_id id,
                                const char ***strs, int *n)
 {
+    const char *name = ouro_params[id].name;
+    int max_n = (int)ouro_params[id].max;
     const char *text = (const char *)sqlite3_value_text(v);
     int len = sqlite3_value_bytes(v);
     *strs = NULL;
@@ -266,12 +330,8 @@ static cJSON *arg_string_array(sqlite3_context *ctx, sqlite3_value *v, const cha
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
         const char *s = cJSON_GetStringValue(item);
-        const char *problem = !s ? "must be strings" : !s[0] ? "must not be empty strings" : NULL;
-        for (int j = 0; !problem && j < i; j++)
-            if (strcmp(out[j], s) == 0)
-                problem = "must be distinct";
-        if (problem) {
-            result_errorf(ctx, "ouro: the items of %s %s", name, problem);
+        if (!s) {
+            result_errorf(ctx, "ouro: item %d of %s is not a string", i + OURO_ITEM_BASE, name);
             sqlite3_free(out);
             cJSON_Delete(root);
             return NULL;
@@ -319,7 +379,7 @@ static cJSON *arg_batch_array(sqlite3_context *ctx, sqlite3_value *v, const char
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
         if (!cJSON_IsString(item) && !cJSON_IsNull(item)) {
-            result_errorf(ctx, "ouro: item %d of %s is not a string or null (0-based)", i, name);
+            result_errorf(ctx, "ouro: item %d of %s is not a string or null", i + OURO_ITEM_BASE, name);
             sqlite3_free(out);
             cJSON_Delete(root);
             return NULL;
@@ -483,27 +543,39 @@ static void gen_args_clear(gen_args *a)
 }
 
 /* Reads the options (max_loops, max_tokens, temperature, exit_threshold,
- * seed, stop, model) starting at argument `first`. */
-static bool gen_args_parse(sqlite3_context *ctx, int argc, sqlite3_value **argv, int first, gen_args *a)
+ * seed, stop, model) starting at argument `first`; NULL means the
+ * connection's setting of the same name, else the table's default. */
+static bool gen_args_parse(sqlite3_context *ctx, const conn_state *c, int argc, sqlite3_value **argv,
+                           int first, gen_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->max_tokens = DEFAULT_MAX_TOKENS;
-    a->seed = DEFAULT_SEED;
-    if (!arg_int(ctx, argc, argv, first, "max_loops", 1, OURO_MAX_LOOPS, &a->max_loops) ||
-        !arg_int(ctx, argc, argv, first + 1, "max_tokens", 1, MAX_TOKENS_MAX, &a->max_tokens) ||
-        !arg_double(ctx, argc, argv, first + 2, "temperature", 0, 100, &a->temperature))
+    a->max_loops = c->max_loops;
+    a->max_tokens = c->max_tokens;
+    a->temperature = ouro_params[OURO_P_TEMPERATURE].dflt;
+    a->has_threshold = c->exit_threshold >= 0;
+    a->threshold = c->exit_threshold;
+    a->seed = (sqlite3_int64)ouro_params[OURO_P_SEED].dflt;
+    if (!arg_int(ctx, argc, argv, first, OURO_P_MAX_LOOPS, false, &a->max_loops) ||
+        !arg_int(ctx, argc, argv, first + 1, OURO_P_MAX_TOKENS, false, &a->max_tokens) ||
+        !arg_double(ctx, argc, argv, first + 2, OURO_P_TEMPERATURE, false, &a->temperature))
         return false;
     if (!arg_is_null(argc, argv, first + 3)) {
-        if (!arg_double(ctx, argc, argv, first + 3, "exit_threshold", 0, 1, &a->threshold))
+        if (!arg_double(ctx, argc, argv, first + 3, OURO_P_EXIT_THRESHOLD, false, &a->threshold))
             return false;
         a->has_threshold = true;
     }
-    if (!arg_int(ctx, argc, argv, first + 4, "seed", LLONG_MIN, LLONG_MAX, &a->seed))
+    if (!arg_int(ctx, argc, argv, first + 4, OURO_P_SEED, false, &a->seed))
         return false;
     if (!arg_is_null(argc, argv, first + 5)) {
-        a->stop_json = arg_string_array(ctx, argv[first + 5], "stop", MAX_STOP, &a->stop, &a->n_stop);
+        a->stop_json = arg_string_array(ctx, argv[first + 5], OURO_P_STOP, &a->stop, &a->n_stop);
         if (!a->stop_json)
             return false;
+        /* an argument error, whatever on_error says: no row is to blame */
+        for (int i = 0; i < a->n_stop; i++)
+            if (!a->stop[i][0]) {
+                result_errorf(ctx, "ouro: stop string %d is empty", i + OURO_ITEM_BASE);
+                return false;
+            }
     }
     a->model = arg_text(argc, argv, first + 6);
     return true;
@@ -542,9 +614,9 @@ static void result_detail(sqlite3_context *ctx, const conn_state *c, const ouro_
                        : cJSON_AddNullToObject(obj, "mean_depth")) &&
              cJSON_AddStringToObject(obj, "stop_reason", ouro_stop_reason_str(r->stop_reason)) &&
              cJSON_AddStringToObject(obj, "depth", adaptive ? "adaptive" : "full") &&
-             cJSON_AddStringToObject(obj, "kv_cache", kv_names[c->kv]) &&
-             cJSON_AddStringToObject(obj, "kv_type", kv_type_names[c->kv_type]) &&
-             cJSON_AddStringToObject(obj, "precision", precision_names[c->precision]) &&
+             cJSON_AddStringToObject(obj, "kv_cache", enum_name(OURO_P_KV_CACHE, c->kv)) &&
+             cJSON_AddStringToObject(obj, "kv_type", enum_name(OURO_P_KV_TYPE, c->kv_type)) &&
+             cJSON_AddStringToObject(obj, "precision", enum_name(OURO_P_PRECISION, c->precision)) &&
              cJSON_AddNumberToObject(obj, "seconds", r->seconds);
     }
     char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
@@ -561,15 +633,8 @@ static void result_detail(sqlite3_context *ctx, const conn_state *c, const ouro_
  * setting is 'full'.  p borrows the stop strings of a. */
 static void gen_params_fill(conn_state *c, const gen_args *a, int max_tokens, ouro_gen_params *p)
 {
-    memset(p, 0, sizeof *p);
-    p->max_tokens = max_tokens;
-    p->temperature = (float)a->temperature;
-    p->seed = (uint64_t)a->seed;
-    p->exit.kind = a->has_threshold ? OURO_EXIT_THRESHOLD : OURO_EXIT_DEFAULT;
-    p->exit.threshold = (float)a->threshold;
-    p->depth = a->has_threshold && !c->full_depth ? OURO_DEPTH_ADAPTIVE : OURO_DEPTH_FULL;
-    p->stop = a->stop;
-    p->n_stop = a->n_stop;
+    ouro_gen_params_from_sql(p, max_tokens, a->temperature, a->has_threshold ? a->threshold : -1.0,
+                             (ouro_depth_mode)c->depth, a->seed, a->stop, a->n_stop);
     p->cancel = conn_cancel;
     p->cancel_ctx = c;
 }
@@ -585,14 +650,14 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
     int n = 0;
     if (!encode(ctx, e, text, text_len, &ids, &n))
         return;
-    int limit = ctx_limit(e->model);
+    int limit = ctx_limit(c, e->model);
     if (n == 0) {
-        result_errorf(ctx, "ouro: the prompt has no tokens");
+        row_error(ctx, c, "ouro: the prompt has no tokens");
         goto done;
     }
     if (n >= limit) {
-        result_errorf(ctx, "ouro: the prompt is %d tokens, longer than the context (%d tokens "
-                      "for prompt and reply)", n, limit);
+        row_error(ctx, c, "ouro: the prompt is too long: it is %d tokens; the context holds %d "
+                  "tokens (prompt and reply)", n, limit);
         goto done;
     }
     /* A reply ends where the context ends. */
@@ -608,7 +673,7 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
             result_ouro_error(ctx, err.status, &err);
         goto done;
     }
-    bool adaptive = a->has_threshold && !c->full_depth;
+    bool adaptive = a->has_threshold && c->depth == OURO_DEPTH_ADAPTIVE;
     ouro_gen_params p;
     gen_params_fill(c, a, max_tokens, &p);
 
@@ -621,7 +686,7 @@ static void generate_text(sqlite3_context *ctx, conn_state *c, cache_entry *e, c
         result_errorf(ctx, "ouro: %s (SELECT ouro_setting('depth', 'full') runs every loop step "
                       "for every token)", err.message);
     else if (st != OURO_OK)
-        result_ouro_error(ctx, st, &err);
+        row_ouro_error(ctx, c, st, &err);
     else if (detail)
         result_detail(ctx, c, &r, n, adaptive);
     else
@@ -642,7 +707,7 @@ static void generate_common(sqlite3_context *ctx, int argc, sqlite3_value **argv
     if (arg_is_null(argc, argv, 0))
         return;                                  /* NULL prompt, NULL result */
     gen_args a;
-    if (!gen_args_parse(ctx, argc, argv, 1, &a)) {
+    if (!gen_args_parse(ctx, c, argc, argv, 1, &a)) {
         gen_args_clear(&a);
         return;
     }
@@ -682,7 +747,7 @@ static void fn_chat(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (arg_is_null(argc, argv, 0))
         return;
     gen_args a;
-    if (!gen_args_parse(ctx, argc, argv, 2, &a)) {
+    if (!gen_args_parse(ctx, c, argc, argv, 2, &a)) {
         gen_args_clear(&a);
         return;
     }
@@ -727,13 +792,6 @@ static void fn_chat(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     gen_args_clear(&a);
 }
 
-/* Sequences a *_batch call runs at once for n items: the batch_size setting,
- * no more than the items. */
-static int batch_seqs(const conn_state *c, int n)
-{
-    return n < c->batch_size ? (n > 0 ? n : 1) : c->batch_size;
-}
-
 /* Sets a JSON array result of n items: items[i] as a JSON string, or with
  * `raw` as JSON text inserted as it is; NULL gives null. */
 static void result_json_array(sqlite3_context *ctx, int n, char *const *items, bool raw)
@@ -774,7 +832,8 @@ static void result_json_array(sqlite3_context *ctx, int n, char *const *items, b
  * The prompts run together in one batched decode, batch_size sequences at
  * a time (ouro_setting('batch_size')); every text equals the per-row one.
  * An item that cannot run (no tokens, longer than the context) fails the
- * call with an error naming the item. */
+ * call with an error naming the item (counted from 1), or under
+ * ouro_setting('on_error', 'null') gives null alone. */
 static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     conn_state *c = sqlite3_user_data(ctx);
@@ -788,10 +847,11 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
     int *lens = NULL;                /* (n) */
     const int32_t **run_ids = NULL;  /* (n_run) the prompts that run */
     int *run_lens = NULL;            /* (n_run) */
+    int *run_item = NULL;            /* (n_run) item of each prompt that runs */
     ouro_gen_result *res = NULL;     /* (n_run) */
     char **texts = NULL;             /* (n) borrowed from res, NULL for a null item */
     bool have_res = false;
-    if (!gen_args_parse(ctx, argc, argv, 1, &a))
+    if (!gen_args_parse(ctx, c, argc, argv, 1, &a))
         goto done;
     json = arg_batch_array(ctx, argv[0], "prompts", &prompts, &n);
     if (!json)
@@ -810,9 +870,10 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
     lens = sqlite3_malloc64((sqlite3_uint64)n * sizeof *lens);
     run_ids = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_ids);
     run_lens = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_lens);
+    run_item = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_item);
     res = sqlite3_malloc64((sqlite3_uint64)n * sizeof *res);
     texts = sqlite3_malloc64((sqlite3_uint64)n * sizeof *texts);
-    if (!ids || !lens || !run_ids || !run_lens || !res || !texts) {
+    if (!ids || !lens || !run_ids || !run_lens || !run_item || !res || !texts) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
@@ -820,7 +881,7 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
     memset(texts, 0, (size_t)n * sizeof *texts);
 
     /* every prompt checked as ouro_generate checks it, before any runs */
-    int limit = ctx_limit(e->model), longest = 0;
+    int limit = ctx_limit(c, e->model), longest = 0;
     for (int i = 0; i < n; i++) {
         lens[i] = 0;
         if (!prompts[i])
@@ -828,14 +889,19 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
         if (!encode(ctx, e, prompts[i], (int)strlen(prompts[i]), &ids[i], &lens[i]))
             goto done;
         if (lens[i] == 0) {
-            result_errorf(ctx, "ouro: item %d of prompts: the prompt has no tokens", i);
+            if (item_error(ctx, c, "ouro: item %d of prompts: the prompt has no tokens",
+                           i + OURO_ITEM_BASE))
+                continue;
             goto done;
         }
         if (lens[i] >= limit) {
-            result_errorf(ctx, "ouro: item %d of prompts: the prompt is %d tokens, longer than the "
-                          "context (%d tokens for prompt and reply)", i, lens[i], limit);
+            if (item_error(ctx, c, "ouro: item %d of prompts: the prompt is too long: it is %d "
+                           "tokens; the context holds %d tokens (prompt and reply)",
+                           i + OURO_ITEM_BASE, lens[i], limit))
+                continue;
             goto done;
         }
+        run_item[n_run] = i;
         run_ids[n_run] = ids[i];
         run_lens[n_run++] = lens[i];
         longest = lens[i] > longest ? lens[i] : longest;
@@ -846,8 +912,8 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
          * the session's context). */
         int need = a.max_tokens < limit - longest ? longest + (int)a.max_tokens : limit;
         ouro_error err = {0};
-        ouro_session *s = conn_session(c, e, (int)a.max_loops, need, batch_seqs(c, n_run), true,
-                                       &err);
+        ouro_session *s = conn_session(c, e, (int)a.max_loops, need,
+                                       ouro_batch_seqs(c->batch_size, n_run), true, &err);
         if (!s) {
             if (err.status == OURO_ERR_UNSUPPORTED && c->kv != OURO_KV_PER_STEP)
                 result_errorf(ctx, "ouro: %s (SELECT ouro_setting('kv_cache', 'per-step') uses the "
@@ -868,16 +934,19 @@ static void fn_generate_batch(sqlite3_context *ctx, int argc, sqlite3_value **ar
             goto done;
         }
         if (st != OURO_OK) {
-            result_ouro_error(ctx, st, &err);
-            goto done;
+            /* bad input under on_error = null: every item null */
+            if ((st == OURO_ERR_ARG || st == OURO_ERR_CONTEXT) &&
+                item_error(ctx, c, "ouro: %s", err.message))
+                n_run = 0;
+            else {
+                result_ouro_error(ctx, st, &err);
+                goto done;
+            }
         }
-        have_res = true;
+        have_res = n_run > 0;
     }
-    for (int i = 0, r = 0; i < n; i++)
-        if (prompts[i]) {
-            texts[i] = res[r].text ? res[r].text : "";
-            r++;
-        }
+    for (int r = 0; have_res && r < n_run; r++)
+        texts[run_item[r]] = res[r].text ? res[r].text : "";
     result_json_array(ctx, n, texts, false);
 done:
     if (have_res)
@@ -890,6 +959,7 @@ done:
     sqlite3_free(lens);
     sqlite3_free((void *)run_ids);
     sqlite3_free(run_lens);
+    sqlite3_free(run_item);
     sqlite3_free(res);
     sqlite3_free(texts);
     sqlite3_free((void *)prompts);
@@ -901,69 +971,33 @@ done:
  * ouro_classify, ouro_classify_scores
  * ======================================================================== */
 
-/* Scores labels for the n_inputs inputs (none NULL) with at least n_seq
- * sequences; on success fills probs (n_inputs, n_labels) and returns true,
- * else sets an error. */
-static bool classify_run(sqlite3_context *ctx, conn_state *c, cache_entry *e, int n_inputs,
+/* Scores labels for the n_inputs inputs (none NULL, each known to fit) in a
+ * session of `need` tokens and at least n_seq sequences; on success fills
+ * probs (n_inputs, n_labels) and returns 1; returns 0 after setting an
+ * error, -1 for bad input under on_error = null (the result set to NULL). */
+static int classify_run(sqlite3_context *ctx, conn_state *c, cache_entry *e, int n_inputs,
                          const char *const *inputs, const char *const *labels, int n_labels,
-                         const char *instruction, int max_loops, int n_seq, double *probs)
+                         const char *instruction, int max_loops, int need, int n_seq, double *probs)
 {
-    /* The session needs room for the prompt (template, instruction, input,
-     * the list of labels) and the longest label; estimate from token counts
-     * (the longest input), and retry with the whole context if the estimate
-     * was short. */
-    int32_t *ids = NULL;
-    int n = 0, need = 128, longest = 0;
-    for (int k = 0; k < n_inputs; k++) {
-        if (!encode(ctx, e, inputs[k], (int)strlen(inputs[k]), &ids, &n))
-            return false;
-        ouro_free(ids);
-        longest = n > longest ? n : longest;
-    }
-    need += longest;
-    if (instruction) {
-        if (!encode(ctx, e, instruction, (int)strlen(instruction), &ids, &n))
-            return false;
-        ouro_free(ids);
-        need += n;
-    } else {
-        need += 128;
-    }
-    for (int i = 0; i < n_labels; i++) {
-        if (!encode(ctx, e, labels[i], (int)strlen(labels[i]), &ids, &n))
-            return false;
-        ouro_free(ids);
-        need += 2 * n + 4;
-    }
-    int limit = ctx_limit(e->model);
     ouro_exit exit_rule = {OURO_EXIT_DEFAULT, 0, 0};
-    for (;;) {
-        ouro_error err = {0};
-        ouro_session *s = conn_session(c, e, max_loops, need < limit ? need : limit, n_seq,
-                                       false, &err);
-        if (!s) {
-            if (err.status == OURO_ERR_NOMEM && n_seq > 1)
-                result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
-                              "memory)", err.message);
-            else
-                result_ouro_error(ctx, err.status, &err);
-            return false;
-        }
-        ouro_status st = ouro_classify_batch(s, n_inputs, inputs, labels, n_labels, instruction,
-                                             &exit_rule, probs, NULL, conn_cancel, c, &err);
-        if (st == OURO_OK)
-            return true;
-        if (st == OURO_ERR_CONTEXT && ouro_session_n_ctx(s) < limit) {
-            need = limit;
-            continue;
-        }
-        if (st == OURO_ERR_CONTEXT)
-            result_errorf(ctx, "ouro: the input is longer than the context (%d tokens): %s", limit,
-                          err.message);
+    ouro_error err = {0};
+    ouro_session *s = conn_session(c, e, max_loops, need, n_seq, false, &err);
+    if (!s) {
+        if (err.status == OURO_ERR_NOMEM && n_seq > 1)
+            result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
+                          "memory)", err.message);
         else
-            result_ouro_error(ctx, st, &err);
-        return false;
+            result_ouro_error(ctx, err.status, &err);
+        return 0;
     }
+    ouro_status st = ouro_classify_batch(s, n_inputs, inputs, labels, n_labels, instruction,
+                                         &exit_rule, probs, NULL, conn_cancel, c, &err);
+    if (st != OURO_OK) {
+        row_ouro_error(ctx, c, st, &err);
+        return (st == OURO_ERR_ARG || st == OURO_ERR_CONTEXT) && c->on_error == OURO_ON_ERROR_NULL
+               ? -1 : 0;
+    }
+    return 1;
 }
 
 /* Scores labels for input; on success fills probs (n_labels) and returns
@@ -976,10 +1010,10 @@ static bool classify(sqlite3_context *ctx, int argc, sqlite3_value **argv, cJSON
     *labels_json = NULL;
     *labels = NULL;
     *probs = NULL;
-    sqlite3_int64 max_loops = 0;
-    if (!arg_int(ctx, argc, argv, 3, "max_loops", 1, OURO_MAX_LOOPS, &max_loops))
+    sqlite3_int64 max_loops = c->max_loops;
+    if (!arg_int(ctx, argc, argv, 3, OURO_P_MAX_LOOPS, false, &max_loops))
         return false;
-    *labels_json = arg_string_array(ctx, argv[1], "labels", LABELS_MAX, labels, n_labels);
+    *labels_json = arg_string_array(ctx, argv[1], OURO_P_LABELS, labels, n_labels);
     if (!*labels_json)
         return false;
     const char *input = (const char *)sqlite3_value_text(argv[0]);
@@ -999,8 +1033,23 @@ static bool classify(sqlite3_context *ctx, int argc, sqlite3_value **argv, cJSON
         sqlite3_result_error_nomem(ctx);
         return false;
     }
-    return classify_run(ctx, c, e, 1, &input, *labels, *n_labels, instruction, (int)max_loops, 1,
-                        *probs);
+    /* the core's exact context for this prompt */
+    int need = 0;
+    ouro_error err = {0};
+    ouro_status st = ouro_classify_n_ctx(e->model, 1, &input, *labels, *n_labels, instruction, NULL,
+                                         &need, &err);
+    if (st != OURO_OK) {
+        row_ouro_error(ctx, c, st, &err);
+        return false;
+    }
+    int limit = ctx_limit(c, e->model);
+    if (need > limit) {
+        row_error(ctx, c, "ouro: the classification prompt is too long: it is %d tokens; the "
+                  "context holds %d tokens", need, limit);
+        return false;
+    }
+    return classify_run(ctx, c, e, 1, &input, *labels, *n_labels, instruction, (int)max_loops, need,
+                        1, *probs) == 1;
 }
 
 /* JSON object {"label": probability, ...} in the order of labels
@@ -1080,10 +1129,12 @@ static void classify_batch_common(sqlite3_context *ctx, int argc, sqlite3_value 
     cJSON *json = NULL, *labels_json = NULL;
     double *probs = NULL;            /* (n_run, n_labels) */
     char **items = NULL;             /* (n) results as JSON text (cJSON_malloc'd) or labels */
-    sqlite3_int64 max_loops = 0;
-    if (!arg_int(ctx, argc, argv, 3, "max_loops", 1, OURO_MAX_LOOPS, &max_loops))
+    int *run_item = NULL;            /* (n) item of each input in run */
+    int *need = NULL;                /* (n) context each input needs */
+    sqlite3_int64 max_loops = c->max_loops;
+    if (!arg_int(ctx, argc, argv, 3, OURO_P_MAX_LOOPS, false, &max_loops))
         return;
-    labels_json = arg_string_array(ctx, argv[1], "labels", LABELS_MAX, &labels, &n_labels);
+    labels_json = arg_string_array(ctx, argv[1], OURO_P_LABELS, &labels, &n_labels);
     if (!labels_json)
         goto done;
     json = arg_batch_array(ctx, argv[0], "inputs", &inputs, &n);
@@ -1101,36 +1152,67 @@ static void classify_batch_common(sqlite3_context *ctx, int argc, sqlite3_value 
     }
     run = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run);
     items = sqlite3_malloc64((sqlite3_uint64)n * sizeof *items);
-    if (!run || !items) {
+    run_item = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_item);
+    need = sqlite3_malloc64((sqlite3_uint64)n * sizeof *need);
+    if (!run || !items || !run_item || !need) {
         sqlite3_result_error_nomem(ctx);
         goto done;
     }
     memset(items, 0, (size_t)n * sizeof *items);
+    int n_in = 0;
     for (int i = 0; i < n; i++)
-        if (inputs[i])
-            run[n_run++] = inputs[i];
-    if (n_run > 0) {
-        probs = sqlite3_malloc64((sqlite3_uint64)n_run * (sqlite3_uint64)n_labels * sizeof *probs);
-        if (!probs) {
-            sqlite3_result_error_nomem(ctx);
-            goto done;
+        if (inputs[i]) {
+            run[n_in] = inputs[i];
+            run_item[n_in++] = i;
         }
-        /* One whole input per sequence group of n_labels, plus the shared
-         * prefix: max(batch_size, labels + 1) sequences, no more than the
-         * inputs can use, and at most 257 for a long label list. */
-        int n_seq = n_labels + 1 < 257 ? n_labels + 1 : 257;
-        if (c->batch_size > n_seq)
-            n_seq = c->batch_size;
-        if ((sqlite3_int64)n_run * n_labels + 1 < n_seq)
-            n_seq = n_run * n_labels + 1;
-        if (!classify_run(ctx, c, e, n_run, run, labels, n_labels, arg_text(argc, argv, 2),
-                          (int)max_loops, n_seq, probs))
-            goto done;
+    const char *instruction = arg_text(argc, argv, 2);
+    if (n_in > 0) {
+        /* the core's exact context for every input: too long is a bad item */
+        int max_need = 0, limit = ctx_limit(c, e->model);
+        ouro_error err = {0};
+        ouro_status st = ouro_classify_n_ctx(e->model, n_in, run, labels, n_labels, instruction,
+                                             need, &max_need, &err);
+        if (st != OURO_OK) {
+            if ((st == OURO_ERR_ARG || st == OURO_ERR_CONTEXT) &&
+                item_error(ctx, c, "ouro: %s", err.message))
+                n_in = 0;        /* on_error = null: every item null */
+            else {
+                if (st != OURO_ERR_ARG && st != OURO_ERR_CONTEXT)
+                    result_ouro_error(ctx, st, &err);
+                goto done;
+            }
+        }
+        max_need = 0;
+        for (int k = 0; k < n_in; k++) {
+            if (need[k] > limit) {
+                if (item_error(ctx, c, "ouro: item %d of inputs: the classification prompt is too "
+                               "long: it is %d tokens; the context holds %d tokens",
+                               run_item[k] + OURO_ITEM_BASE, need[k], limit))
+                    continue;
+                goto done;
+            }
+            max_need = need[k] > max_need ? need[k] : max_need;
+            run[n_run] = run[k];
+            run_item[n_run++] = run_item[k];
+        }
+        if (n_run > 0) {
+            probs = sqlite3_malloc64((sqlite3_uint64)n_run * (sqlite3_uint64)n_labels * sizeof *probs);
+            if (!probs) {
+                sqlite3_result_error_nomem(ctx);
+                goto done;
+            }
+            int ok = classify_run(ctx, c, e, n_run, run, labels, n_labels, instruction,
+                                  (int)max_loops, max_need,
+                                  ouro_classify_seqs(c->batch_size, n_labels, n_run), probs);
+            if (ok == 0)
+                goto done;
+            if (ok < 0)
+                n_run = 0;       /* bad input under on_error = null: every item null */
+        }
     }
-    for (int i = 0, r = 0; i < n; i++) {
-        if (!inputs[i])
-            continue;
-        const double *p = probs + (size_t)r++ * n_labels;
+    for (int r = 0; r < n_run; r++) {
+        int i = run_item[r];
+        const double *p = probs + (size_t)r * n_labels;
         if (scores) {
             if (!(items[i] = scores_json(labels, n_labels, p))) {
                 sqlite3_result_error_nomem(ctx);
@@ -1152,6 +1234,8 @@ done:
     sqlite3_free(items);
     sqlite3_free(probs);
     sqlite3_free((void *)run);
+    sqlite3_free(run_item);
+    sqlite3_free(need);
     sqlite3_free((void *)inputs);
     sqlite3_free((void *)labels);
     cJSON_Delete(json);
@@ -1181,7 +1265,7 @@ static void fn_depth(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     if (arg_is_null(argc, argv, 0))
         return;
     double threshold = -1;
-    if (!arg_double(ctx, argc, argv, 1, "exit_threshold", 0, 1, &threshold))
+    if (!arg_double(ctx, argc, argv, 1, OURO_P_EXIT_THRESHOLD, false, &threshold))
         return;
     bool has_threshold = !arg_is_null(argc, argv, 1);
     char *msg;
@@ -1199,13 +1283,14 @@ static void fn_depth(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     int n = 0;
     if (!encode(ctx, e, input, sqlite3_value_bytes(argv[0]), &ids, &n))
         return;
-    int limit = ctx_limit(e->model);
+    int limit = ctx_limit(c, e->model);
     double *expected = NULL;     /* (n) sqlite3_malloc'd */
     int32_t *step = NULL;        /* (n) sqlite3_malloc'd */
     if (n == 0)
         goto done;
     if (n > limit) {
-        result_errorf(ctx, "ouro: the input is %d tokens, longer than the context (%d tokens)", n, limit);
+        row_error(ctx, c, "ouro: the input is too long: it is %d tokens; the context holds %d "
+                  "tokens", n, limit);
         goto done;
     }
     expected = sqlite3_malloc64((sqlite3_uint64)n * sizeof *expected);
@@ -1334,9 +1419,14 @@ static void fn_detokenize(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     int i = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
-        double d = cJSON_IsNumber(item) ? item->valuedouble : -1;
-        if (d != floor(d) || d < 0 || d >= vocab) {
-            result_errorf(ctx, "ouro: ids must be integers from 0 to %d (item %d is not)", vocab - 1, i);
+        double d = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
+        if (d != floor(d)) {
+            result_errorf(ctx, "ouro: item %d of ids is not an integer", i + OURO_ITEM_BASE);
+            goto done;
+        }
+        if (d < 0 || d >= vocab) {
+            row_error(ctx, c, "ouro: token id %.0f is out of range: item %d is not between 0 and "
+                      "%d, the model's vocabulary", d, i + OURO_ITEM_BASE, vocab - 1);
             goto done;
         }
         ids[i++] = (int32_t)d;
@@ -1359,46 +1449,49 @@ done:
  * ouro_setting: the connection's settings
  * ======================================================================== */
 
-/* Current value of a setting as text; NULL for an unknown name. */
-static char *setting_value(const conn_state *c, const char *name)
+/* Current value of a setting as text (sqlite3_malloc'd); NULL when out of memory. */
+static char *setting_value(conn_state *c, ouro_param_id id)
 {
-    if (strcmp(name, "kv_cache") == 0)
-        return sqlite3_mprintf("%s", kv_names[c->kv]);
-    if (strcmp(name, "kv_type") == 0)
-        return sqlite3_mprintf("%s", kv_type_names[c->kv_type]);
-    if (strcmp(name, "precision") == 0)
-        return sqlite3_mprintf("%s", precision_names[c->precision]);
-    if (strcmp(name, "depth") == 0)
-        return sqlite3_mprintf("%s", c->full_depth ? "full" : "adaptive");
-    if (strcmp(name, "threads") == 0)
-        return sqlite3_mprintf("%d", c->threads);
-    if (strcmp(name, "batch_size") == 0)
-        return sqlite3_mprintf("%d", c->batch_size);
-    if (strcmp(name, "timeout_ms") == 0)
-        return sqlite3_mprintf("%d", c->timeout_ms);
-    if (strcmp(name, "memory_limit") == 0)
-        return sqlite3_mprintf("%d", c->memory_mb);
-    return NULL;
+    const ouro_param *p = &ouro_params[id];
+    void *v = conn_setting(c, id);
+    if (p->kind == OURO_PARAM_REAL)
+        return sqlite3_mprintf("%g", *(double *)v);
+    if (p->kind == OURO_PARAM_ENUM)
+        return sqlite3_mprintf("%s", enum_name(id, *(int *)v));
+    return sqlite3_mprintf("%d", *(int *)v);
+}
+
+/* The names of SQLite's settings: "threads, max_tokens, ... and batch_size" (static). */
+static const char *setting_names(void)
+{
+    static char buf[256];
+    if (!buf[0]) {
+        size_t used = 0;
+        int n = 0, total = 0;
+        for (int i = 0; i < OURO_P_COUNT; i++)
+            total += (ouro_params[i].flags & OURO_PARAM_SETTING) &&
+                     !(ouro_params[i].flags & OURO_PARAM_PG_ONLY);
+        for (int i = 0; i < OURO_P_COUNT && used < sizeof buf; i++) {
+            if (!(ouro_params[i].flags & OURO_PARAM_SETTING) || (ouro_params[i].flags & OURO_PARAM_PG_ONLY))
+                continue;
+            n++;
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s",
+                                     n == 1 ? "" : n == total ? " and " : ", ", ouro_params[i].name);
+        }
+    }
+    return buf;
 }
 
 /* ouro_setting(name) -> the connection's value of a setting, as text.
  * ouro_setting(name, value) sets it (NULL = back to its default) and returns
- * the new value.  Names (an "ouro." prefix, as in PostgreSQL, is accepted):
- *   kv_cache  per-step (default) | last | avg: the decode KV cache of
- *             ouro_generate, ouro_chat, ouro_generate_detail and
- *             ouro_generate_batch
- *   kv_type   f32 (default, exact) | f16: the cache entries of those
- *             functions; f16 halves the KV memory and is approximate
- *   precision exact (default) | bf16: the matrix products of those
- *             functions; bf16 rounds activations to bf16 (approximate)
- *   depth     adaptive (default) | full: whether an exit_threshold makes
- *             decoded tokens stop at their exit step, or only chooses the
- *             step whose state gives the logits while every step runs
- *   threads   0..1024: worker threads of this connection's calls, 0 (default)
- *             = every core
- *   batch_size 1..256 (default 16): sequences the *_batch functions run at
- *             once (ouro_generate_batch: prompts per wave; classification:
- *             max(batch_size, labels + 1)); each costs a KV cache
+ * the new value.  The settings are those of PostgreSQL's ouro.* (an "ouro."
+ * prefix is accepted) but ouro.model_path: names, defaults, ranges and
+ * values come from the core's table (core/ouro_surface.h), and what each
+ * does is the same in both databases:
+ *   threads, max_tokens, max_loops (0 = the model's), exit_threshold (-1 =
+ *   the model's rule), context_length, on_error (error | null), depth
+ *   (adaptive | full), kv_cache (per-step | last | avg), kv_type (f32 |
+ *   f16), precision (exact | bf16), batch_size; and two of SQLite alone:
  *   timeout_ms 0 (default, none) .. 2^31-1: the most wall time one call may
  *             run; the core checks it between layers, so a call ends within
  *             one layer's work after it (the way to bound a call on SQLite
@@ -1406,6 +1499,7 @@ static char *setting_value(const conn_state *c, const char *name)
  *   memory_limit 16 .. 2^30 MiB (default: a quarter of the machine's memory):
  *             the most one call may allocate, KV cache, logits and scratch
  *             together, checked before allocating
+ * max_tokens, max_loops and exit_threshold are what a NULL argument means.
  * Setting a value is refused outside the application's own SELECT (see
  * app_statement_only). */
 static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -1413,81 +1507,46 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     conn_state *c = sqlite3_user_data(ctx);
     const char *name = arg_text(argc, argv, 0);
     if (!name) {
-        result_errorf(ctx, "ouro: ouro_setting needs a setting name: kv_cache, kv_type, precision, "
-                      "depth, threads or batch_size");
+        result_errorf(ctx, "ouro: ouro_setting needs a setting name: %s", setting_names());
         return;
     }
-    if (strncmp(name, "ouro.", 5) == 0)
-        name += 5;
-    if (strcmp(name, "kv_cache") != 0 && strcmp(name, "kv_type") != 0 &&
-        strcmp(name, "precision") != 0 && strcmp(name, "depth") != 0 &&
-        strcmp(name, "threads") != 0 && strcmp(name, "batch_size") != 0 &&
-        strcmp(name, "timeout_ms") != 0 && strcmp(name, "memory_limit") != 0) {
-        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are kv_cache, kv_type, "
-                      "precision, depth, threads, batch_size, timeout_ms and memory_limit", name);
+    const ouro_param *p = ouro_param_find(name);
+    ouro_param_id id = p ? (ouro_param_id)(p - ouro_params) : OURO_P_COUNT;
+    void *v = p ? conn_setting(c, id) : NULL;
+    if (!v) {
+        result_errorf(ctx, "ouro: unknown setting '%s'; the settings are %s", name, setting_names());
         return;
     }
     if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
         return;
+    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
+        return;
     if (argc == 2) {
-        bool reset = arg_is_null(argc, argv, 1);
-        const char *v = reset ? NULL : (const char *)sqlite3_value_text(argv[1]);
-        if (!reset && !v) {
-            sqlite3_result_error_nomem(ctx);
-            return;
-        }
-        if (strcmp(name, "kv_cache") == 0) {
-            int k = reset ? 0 : -1;
-            for (int i = 0; k < 0 && i < 3; i++)
-                if (strcmp(v, kv_names[i]) == 0)
-                    k = i;
-            if (k < 0) {
-                result_errorf(ctx, "ouro: kv_cache must be 'per-step', 'last' or 'avg', not '%s'", v);
+        if (arg_is_null(argc, argv, 1)) {
+            conn_setting_reset(c, id);
+        } else if (p->kind == OURO_PARAM_ENUM) {
+            const char *t = (const char *)sqlite3_value_text(argv[1]);
+            if (!t) {
+                sqlite3_result_error_nomem(ctx);
                 return;
             }
-            c->kv = (ouro_kv_mode)k;
-        } else if (strcmp(name, "kv_type") == 0) {
-            if (!reset && strcmp(v, "f32") != 0 && strcmp(v, "f16") != 0) {
-                result_errorf(ctx, "ouro: kv_type must be 'f32' or 'f16', not '%s'", v);
+            int e = ouro_param_enum_value(p, t);
+            if (e < 0) {
+                result_errorf(ctx, "ouro: %s must be %s, not '%s'", p->name, ouro_param_enum_list(p), t);
                 return;
             }
-            c->kv_type = !reset && strcmp(v, "f16") == 0 ? OURO_KV_F16 : OURO_KV_F32;
-        } else if (strcmp(name, "precision") == 0) {
-            if (!reset && strcmp(v, "exact") != 0 && strcmp(v, "bf16") != 0) {
-                result_errorf(ctx, "ouro: precision must be 'exact' or 'bf16', not '%s'", v);
+            *(int *)v = e;
+        } else if (p->kind == OURO_PARAM_REAL) {
+            if (!arg_double(ctx, argc, argv, 1, id, true, (double *)v))
                 return;
-            }
-            c->precision = !reset && strcmp(v, "bf16") == 0 ? OURO_PRECISION_BF16
-                                                            : OURO_PRECISION_EXACT;
-        } else if (strcmp(name, "depth") == 0) {
-            if (!reset && strcmp(v, "full") != 0 && strcmp(v, "adaptive") != 0) {
-                result_errorf(ctx, "ouro: depth must be 'adaptive' or 'full', not '%s'", v);
-                return;
-            }
-            c->full_depth = !reset && strcmp(v, "full") == 0;
-        } else if (strcmp(name, "threads") == 0) {
-            sqlite3_int64 t = 0;
-            if (!arg_int(ctx, argc, argv, 1, "threads", 0, 1024, &t))
-                return;
-            c->threads = (int)t;
-        } else if (strcmp(name, "timeout_ms") == 0) {
-            sqlite3_int64 t = 0;
-            if (!arg_int(ctx, argc, argv, 1, "timeout_ms", 0, INT_MAX, &t))
-                return;
-            c->timeout_ms = (int)t;
-        } else if (strcmp(name, "memory_limit") == 0) {
-            sqlite3_int64 m = conn_default_memory_mb();
-            if (!arg_int(ctx, argc, argv, 1, "memory_limit", 16, 1 << 30, &m))
-                return;
-            c->memory_mb = (int)m;
         } else {
-            sqlite3_int64 b = BATCH_SIZE_DEFAULT;
-            if (!arg_int(ctx, argc, argv, 1, "batch_size", 1, BATCH_SIZE_MAX, &b))
+            sqlite3_int64 n = 0;
+            if (!arg_int(ctx, argc, argv, 1, id, true, &n))
                 return;
-            c->batch_size = (int)b;
+            *(int *)v = (int)n;
         }
     }
-    char *out = setting_value(c, name);
+    char *out = setting_value(c, id);
     if (!out) {
         sqlite3_result_error_nomem(ctx);
         return;
@@ -1530,14 +1589,15 @@ static void fn_model_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     }
     bool mine = c->session && c->session_entry == e;
     double kv = mine ? (double)ouro_session_kv_bytes(c->session) : 0;
-    bool ok = cJSON_AddStringToObject(obj, "path", e->path) &&
+    /* the core's object has "path" already: each key once */
+    bool ok = (cJSON_HasObjectItem(obj, "path") || cJSON_AddStringToObject(obj, "path", e->path)) &&
               cJSON_AddTrueToObject(obj, "loaded_in_process") &&
               cJSON_AddNumberToObject(obj, "references", model_cache_refs(e)) &&
               cJSON_AddNumberToObject(obj, "session_kv_bytes", kv) &&
               (mine ? cJSON_AddStringToObject(obj, "session_kv_type",
-                                              kv_type_names[c->session_kv_type]) &&
+                                              enum_name(OURO_P_KV_TYPE, c->session_kv_type)) &&
                       cJSON_AddStringToObject(obj, "session_precision",
-                                              precision_names[c->session_precision])
+                                              enum_name(OURO_P_PRECISION, c->session_precision))
                     : cJSON_AddNullToObject(obj, "session_kv_type") &&
                       cJSON_AddNullToObject(obj, "session_precision"));
     char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
@@ -1592,33 +1652,50 @@ static void fn_build_info(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 #define F_LOAD   (SQLITE_UTF8 | SQLITE_DIRECTONLY)  /* opens files named in SQL, changes settings */
 #define F_CONST  (SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS)
 
-/* Every scalar function, registered once for each arity n_min..n_max. */
+/* Every scalar function, registered once for each arity: n_min..n_max, or
+ * (n_min < 0) from its number of required and of all arguments in the core's
+ * table of the SQL surface (ouro_sql_functions). */
 static const struct {
     const char *name;
     int n_min, n_max;
     int flags;
     void (*fn)(sqlite3_context *, int, sqlite3_value **);
 } functions[] = {
-    {"ouro_load",            1, 2, F_LOAD,  fn_load},
-    {"ouro_unload",          1, 1, F_LOAD,  fn_unload},
-    {"ouro_setting",         1, 1, F_MODEL, fn_setting},
-    {"ouro_setting",         2, 2, F_LOAD,  fn_setting},
-    {"ouro_generate",        1, 8, F_MODEL, fn_generate},
-    {"ouro_generate_detail", 1, 8, F_MODEL, fn_generate_detail},
-    {"ouro_chat",            1, 9, F_MODEL, fn_chat},
-    {"ouro_classify",        2, 5, F_MODEL, fn_classify},
-    {"ouro_classify_scores", 2, 5, F_MODEL, fn_classify_scores},
-    {"ouro_generate_batch",  1, 8, F_MODEL, fn_generate_batch},
-    {"ouro_classify_batch",  2, 5, F_MODEL, fn_classify_batch},
-    {"ouro_classify_scores_batch", 2, 5, F_MODEL, fn_classify_scores_batch},
-    {"ouro_depth",           1, 3, F_MODEL, fn_depth},
-    {"ouro_tokenize",        1, 2, F_MODEL, fn_tokenize},
-    {"ouro_detokenize",      1, 2, F_MODEL, fn_detokenize},
-    {"ouro_token_count",     1, 2, F_MODEL, fn_token_count},
-    {"ouro_model_info",      0, 1, F_MODEL, fn_model_info},
-    {"ouro_version",         0, 0, F_CONST, fn_version},
-    {"ouro_build_info",      0, 0, F_CONST, fn_build_info},
+    {"ouro_load",            -1, -1, F_LOAD,  fn_load},
+    {"ouro_unload",          -1, -1, F_LOAD,  fn_unload},
+    {"ouro_setting",          1,  1, F_MODEL, fn_setting},
+    {"ouro_setting",          2,  2, F_LOAD,  fn_setting},
+    {"ouro_generate",        -1, -1, F_MODEL, fn_generate},
+    {"ouro_generate_detail", -1, -1, F_MODEL, fn_generate_detail},
+    {"ouro_chat",            -1, -1, F_MODEL, fn_chat},
+    {"ouro_classify",        -1, -1, F_MODEL, fn_classify},
+    {"ouro_classify_scores", -1, -1, F_MODEL, fn_classify_scores},
+    {"ouro_generate_batch",  -1, -1, F_MODEL, fn_generate_batch},
+    {"ouro_classify_batch",  -1, -1, F_MODEL, fn_classify_batch},
+    {"ouro_classify_scores_batch", -1, -1, F_MODEL, fn_classify_scores_batch},
+    {"ouro_depth",           -1, -1, F_MODEL, fn_depth},
+    {"ouro_tokenize",        -1, -1, F_MODEL, fn_tokenize},
+    {"ouro_detokenize",      -1, -1, F_MODEL, fn_detokenize},
+    {"ouro_token_count",     -1, -1, F_MODEL, fn_token_count},
+    {"ouro_model_info",      -1, -1, F_MODEL, fn_model_info},
+    {"ouro_version",         -1, -1, F_CONST, fn_version},
+    {"ouro_build_info",      -1, -1, F_CONST, fn_build_info},
 };
+
+/* The arities of the function called `name` in the core's table; false when
+ * it is not there for SQLite. */
+static bool table_arity(const char *name, int *n_min, int *n_max)
+{
+    for (int i = 0; i < ouro_sql_function_count; i++) {
+        const ouro_sql_function *f = &ouro_sql_functions[i];
+        if ((f->hosts & OURO_FN_SQLITE) && strcmp(f->name, name) == 0) {
+            *n_min = f->n_required;
+            *n_max = ouro_sql_function_nargs(f);
+            return true;
+        }
+    }
+    return false;
+}
 
 /* Keeps this shared object (and with it libgomp) loaded until the process
  * ends.  SQLite dlcloses an extension when the last connection that loaded it
@@ -1646,14 +1723,18 @@ int sqlite3_ouro_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *
     memset(c, 0, sizeof *c);
     c->refs = 1;                 /* held by this function until the end */
     c->db = db;
-    c->batch_size = BATCH_SIZE_DEFAULT;
-    c->memory_mb = conn_default_memory_mb();
+    conn_settings_init(c);
 #if SQLITE_VERSION_NUMBER >= 3041000
     c->interrupt_check = sqlite3_libversion_number() >= 3041000;
 #endif
     int rc = SQLITE_OK;
     for (size_t i = 0; rc == SQLITE_OK && i < sizeof functions / sizeof functions[0]; i++) {
-        for (int n = functions[i].n_min; rc == SQLITE_OK && n <= functions[i].n_max; n++) {
+        int n_min = functions[i].n_min, n_max = functions[i].n_max;
+        if (n_min < 0 && !table_arity(functions[i].name, &n_min, &n_max)) {
+            rc = SQLITE_INTERNAL;        /* the table and this list disagree */
+            break;
+        }
+        for (int n = n_min; rc == SQLITE_OK && n <= n_max; n++) {
             c->refs++;           /* dropped by the destructor, also when registration fails */
             rc = sqlite3_create_function_v2(db, functions[i].name, n, functions[i].flags, c,
                                             functions[i].fn, NULL, NULL, conn_state_unref);

@@ -21,6 +21,7 @@
 #include <sqlite3ext.h>
 
 #include "ouro.h"
+#include "ouro_surface.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -77,13 +78,20 @@ typedef struct conn_state {
     cache_entry *env_model;     /* from $OURO_MODEL; one reference, or NULL */
     char *env_path;             /* sqlite3_malloc'd value of $OURO_MODEL env_model came from */
     named_model *named;         /* from ouro_load(name, path) */
-    /* Settings (ouro_setting): what an argument does not say. */
-    ouro_kv_mode kv;            /* kv_cache: decode cache layout; default per-step */
-    ouro_kv_type kv_type;       /* kv_type: cache entries f32 (default, exact) or f16 */
-    ouro_precision precision;   /* precision: matrix products exact (default) or bf16 */
-    bool full_depth;            /* depth 'full': an exit_threshold does not stop tokens early */
+    /* Settings (ouro_setting): what an argument does not say.  Names,
+     * defaults and ranges are the core's table (ouro_params); conn_setting
+     * says where each one lives. */
     int threads;                /* threads: worker threads, 0 = every core */
-    int batch_size;             /* batch_size: sequences of the *_batch functions, 1..256 */
+    int max_tokens;             /* max_tokens: new tokens when the argument is NULL */
+    int max_loops;              /* max_loops: 0 = the model's total_ut_steps */
+    double exit_threshold;      /* exit_threshold: < 0 = the model's own rule */
+    int context_length;         /* context_length: most tokens of one sequence */
+    int on_error;               /* on_error: ouro_on_error */
+    int depth;                  /* depth: ouro_depth_mode used with a threshold */
+    int kv;                     /* kv_cache: ouro_kv_mode of generation sessions */
+    int kv_type;                /* kv_type: ouro_kv_type of generation sessions */
+    int precision;              /* precision: ouro_precision of generation sessions */
+    int batch_size;             /* batch_size: sequences of the *_batch functions */
     int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
     int memory_mb;              /* memory_limit: most MiB one call may allocate */
     double deadline;            /* CLOCK_MONOTONIC seconds the running call must end by; 0 = none */
@@ -102,6 +110,14 @@ typedef struct conn_state {
 
 void conn_state_unref(void *p);
 
+/* Sets every setting of c to its default (the core's table), or one. */
+void conn_settings_init(conn_state *c);
+void conn_setting_reset(conn_state *c, ouro_param_id id);
+
+/* Where setting `id` lives in c: an int, or (exit_threshold) a double;
+ * NULL for a parameter that is no setting of SQLite. */
+void *conn_setting(conn_state *c, ouro_param_id id);
+
 /* Frees the connection's session (the next call makes a new one). */
 void conn_drop_session(conn_state *c);
 
@@ -119,9 +135,9 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg);
 ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_ctx, int n_seq,
                            bool generation, ouro_error *err);
 
-/* Longest sequence a call may use on this model: min(max_position_embeddings, CTX_MAX). */
-#define CTX_MAX 4096
-int ctx_limit(const ouro_model *m);
+/* Longest sequence a call may use on this model: the context_length setting
+ * capped by the model's max_position_embeddings. */
+int ctx_limit(const conn_state *c, const ouro_model *m);
 
 /* The cancel check handed to the core: sqlite3_is_interrupted where
  * available, and the call's timeout_ms deadline (set by conn_session). */

@@ -194,8 +194,12 @@ static int depths_filter(sqlite3_vtab_cursor *vc, int idx, const char *idx_str, 
     if (threshold && sqlite3_value_type(threshold) != SQLITE_NULL) {
         int t = sqlite3_value_numeric_type(threshold);
         double d = sqlite3_value_double(threshold);
-        if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) || !(d >= 0 && d <= 1))
-            return vtab_error(vt, "ouro: exit_threshold must be a number from 0 to 1%s%s", "", "");
+        if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) ||
+            !ouro_param_in_range(&ouro_params[OURO_P_EXIT_THRESHOLD], d, false)) {
+            char msg[160];
+            ouro_param_range_message(&ouro_params[OURO_P_EXIT_THRESHOLD], false, msg, sizeof msg);
+            return vtab_error(vt, "ouro: %s%s", msg, "");
+        }
         q = (float)d;
     }
     const char *name = model && sqlite3_value_type(model) != SQLITE_NULL
@@ -224,11 +228,17 @@ static int depths_filter(sqlite3_vtab_cursor *vc, int idx, const char *idx_str, 
         return vtab_ouro_error(vt, st, &err);
     if (n_ids == 0)
         return SQLITE_OK;
-    int limit = ctx_limit(e->model);
+    int limit = ctx_limit(c, e->model);
     if (n_ids > (size_t)limit) {
-        char lim[32];
-        snprintf(lim, sizeof lim, "%d", limit);
-        return vtab_error(vt, "ouro: the input is longer than the context (%s tokens)%s", lim, "");
+        char why[160];
+        snprintf(why, sizeof why, "ouro: the input is too long: it is %zu tokens; the context "
+                 "holds %d tokens", n_ids, limit);
+        if (c->on_error == OURO_ON_ERROR_NULL) {     /* a bad row: no rows */
+            sqlite3_log(SQLITE_WARNING, "%s", why);
+            cursor_reset(cur);
+            return SQLITE_OK;
+        }
+        return vtab_error(vt, "%s%s", why, "");
     }
     int n = (int)n_ids;
     ouro_session *s = conn_session(c, e, 0, n, 1, false, &err);

@@ -8,6 +8,8 @@
 #                            the tests find the other models next to it)
 # DIR/tiny-mha-bf16-q8       tiny-mha-bf16 converted to q8 weights by build/ouro (ouro_q8.sql)
 # DIR/corrupt                tiny-mha-bf16 with its weights file cut short (ouro_errors.sql)
+# DIR/ouro-demo              the trained demonstration model models/ouro-demo, and
+# DIR/ouro-demo-heldout.json its fixed held-out set (ouro_demo_model.sql)
 #
 # Everything is made readable by every user (the server runs as its own operating system user).
 # Exits non-zero, saying why, when a fixture cannot be written.
@@ -25,4 +27,6 @@ fi
 rm -f "$dir/convert.log"
 cp -r test/data/models/tiny-mha-bf16 "$dir/corrupt"
 truncate -s 4096 "$dir/corrupt/model.safetensors"
+cp -r models/ouro-demo "$dir/ouro-demo"
+cp test/data/ouro-demo-heldout.json "$dir/ouro-demo-heldout.json"
 chmod -R a+rX "$dir"

@@ -13,5 +13,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_sql_surface(int argc, char **argv);
+int cmd_enrich(int argc, char **argv);
 
 #endif

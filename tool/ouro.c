@@ -4,6 +4,7 @@
  *   ouro logits   --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N]
  *   ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT [--chat]) [options] [--json]
  *   ouro info     --model DIR
+ *   ouro enrich   DB --table T --input C --output C --model DIR  (enrich.c)
  *   ouro build-info | version
  *
  * and the tokenizer commands of tokenize.c.  Results go to stdout (JSON where
@@ -17,11 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "cli.h"
 #include "ouro.h"
+#include "ouro_surface.h"
 
 /* ------------------------------------------------------------------------
  * Help
@@ -41,6 +44,8 @@ static const char *usage_main =
     "  chat-template   render messages with the model's chat template (JSON)\n"
     "  info            the model's configuration and files (JSON)\n"
     "  convert         write a model's matrices as 8-bit blocks (q8)\n"
+    "  sql-surface     the SQL surface of both extensions: settings, options, functions\n"
+    "  enrich          fill a column of a SQLite table, resumable, with a progress bar\n"
     "  build-info      how this build was made: SIMD, OpenMP, threads (JSON)\n"
     "  version         the version\n"
     "\n"
@@ -64,10 +69,19 @@ static const char *usage_logits =
     "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n";
 
 static const char *usage_generate =
-    "usage: ouro generate --model DIR (--ids 1,2,3 | --prompt TEXT) [options]\n"
+    "usage: ouro generate [--model DIR] [--ids 1,2,3 | --prompt TEXT | --file FILE] [options]\n"
     "\n"
     "Prints the continuation (new tokens only; special tokens stay in the text, the token that\n"
-    "stopped generation does not).  Options:\n"
+    "stopped generation does not).  --model defaults to $OURO_MODEL; every option may also be\n"
+    "written --option=value.  Without --ids, --prompt or --file the prompt is read from\n"
+    "standard input.  On a terminal the text is printed as it is generated.  Options:\n"
+    "  --file FILE          one prompt per line (FILE - = standard input); a line may also be\n"
+    "                       JSON: a string, or {\"prompt\": ..., \"id\": ...}.  The prompts are\n"
+    "                       decoded together, --batch-size at a time, and every result is one\n"
+    "                       JSON line {\"line\", \"id\", \"text\", \"n_tokens\", \"stop_reason\"}\n"
+    "                       in input order, or {\"line\", \"error\"} for a prompt that cannot run\n"
+    "  --batch-size N       with --file: prompts decoded together (default 16, 1..256)\n"
+    "  --stream / --no-stream  print tokens as they are generated (default: on a terminal)\n"
     "  --chat               wrap the prompt as a user message with the model's chat template\n"
     "  --system TEXT        with --chat: a system message\n"
     "  --max-tokens N       new tokens at most (default 128)\n"
@@ -402,13 +416,283 @@ done:
 
 #define MAX_STOP 16
 
+/* Streaming: prints the text of a growing list of ids as it becomes final.
+ * A prefix is printed once two decodes agree on it (a token that ends
+ * inside a UTF-8 character decodes differently once the character is whole)
+ * and it is at least `hold` bytes before the end (a stop string could still
+ * remove that much). */
+typedef struct stream_state {
+    const ouro_tokenizer *tok;
+    size_t hold;                 /* longest stop string - 1 */
+    size_t printed;              /* bytes of the text written to stdout */
+    char *prev;                  /* the previous decode, ouro_free */
+    size_t prev_len;
+} stream_state;
+
+static void stream_token(void *ctx, int req, const int32_t *ids, int n)
+{
+    stream_state *st = ctx;
+    char *text = NULL;
+    size_t len = 0;
+    (void)req;
+    if (ouro_tokenizer_decode(st->tok, ids, (size_t)n, false, &text, &len, NULL) != OURO_OK) {
+        ouro_free(text);
+        return;
+    }
+    size_t common = 0;
+    while (common < len && common < st->prev_len && text[common] == st->prev[common])
+        common++;
+    size_t upto = common > st->hold ? common - st->hold : 0;
+    if (upto > st->printed) {
+        fwrite(text + st->printed, 1, upto - st->printed, stdout);
+        fflush(stdout);
+        st->printed = upto;
+    }
+    ouro_free(st->prev);
+    st->prev = text;
+    st->prev_len = len;
+}
+
+/* Reads all of f into a malloc'd NUL-terminated string (NULL on failure). */
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (!buf || ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* One prompt of a --file. */
+typedef struct file_item {
+    int line;                    /* 1-based line of the file */
+    cJSON *id;                   /* "id" of a JSON line (owned by the line's tree), or NULL */
+    cJSON *tree;                 /* the line's JSON, owned, or NULL */
+    const char *prompt;          /* borrowed from the file or tree */
+    int32_t *ids;                /* ouro_free */
+    int n;
+    char *error;                 /* malloc'd, or NULL */
+} file_item;
+
+/* Sets item->error (printf-style). */
+static void item_fail(file_item *it, const char *fmt, const char *arg)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, fmt, arg);
+    free(it->error);
+    it->error = strdup(buf);
+}
+
+/* Prints the JSON line of one item. */
+static int print_item(const file_item *it, const ouro_gen_result *r)
+{
+    cJSON *j = cJSON_CreateObject();
+    bool ok = j && cJSON_AddNumberToObject(j, "line", it->line);
+    if (ok && it->id)
+        ok = cJSON_AddItemToObject(j, "id", cJSON_Duplicate(it->id, true));
+    if (ok && (it->error || !r))
+        ok = cJSON_AddStringToObject(j, "error", it->error ? it->error : "not run") != NULL;
+    else if (ok)
+        ok = cJSON_AddStringToObject(j, "text", r->text ? r->text : "") &&
+             cJSON_AddNumberToObject(j, "n_tokens", r->n_ids) &&
+             cJSON_AddStringToObject(j, "stop_reason", ouro_stop_reason_str(r->stop_reason));
+    if (!ok) {
+        cJSON_Delete(j);
+        fputs("ouro generate: out of memory\n", stderr);
+        return 1;
+    }
+    return print_json(j);
+}
+
+/* `ouro generate --file`: every prompt of the file, batch_size at a time,
+ * one JSON line each in input order.  Returns the exit status (1 when some
+ * prompt could not run). */
+static int generate_file(ouro_model *m, const char *path, bool chat, const char *system,
+                         const ouro_gen_params *gp, ouro_session_options so, int batch_size)
+{
+    const ouro_tokenizer *tok = ouro_model_tokenizer(m);
+    if (!tok) {
+        fputs("ouro generate: --file needs the model's tokenizer.json\n", stderr);
+        return 1;
+    }
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    size_t len = 0;
+    char *data = f ? read_all(f, &len) : NULL;
+    if (f && f != stdin)
+        fclose(f);
+    if (!data) {
+        fprintf(stderr, "ouro generate: cannot read %s\n", path);
+        return 1;
+    }
+    int cap = 64, n = 0, rc = 0;
+    file_item *items = calloc((size_t)cap, sizeof *items);
+    int line = 0;
+    for (char *p = data, *next; items && p && *p; p = next) {
+        next = strchr(p, '\n');
+        if (next)
+            *next++ = '\0';
+        line++;
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '\r')
+            p[--l] = '\0';
+        if (l == 0)
+            continue;
+        if (n == cap) {
+            file_item *ni = realloc(items, (size_t)cap * 2 * sizeof *items);
+            if (!ni) {
+                free(items);
+                items = NULL;
+                break;
+            }
+            items = ni;
+            memset(items + cap, 0, (size_t)cap * sizeof *items);
+            cap *= 2;
+        }
+        file_item *it = &items[n++];
+        it->line = line;
+        it->prompt = p;
+        if (p[0] == '{' || p[0] == '"') {
+            it->tree = cJSON_Parse(p);
+            const cJSON *pr = cJSON_IsObject(it->tree) ? cJSON_GetObjectItem(it->tree, "prompt") : it->tree;
+            it->id = cJSON_IsObject(it->tree) ? cJSON_GetObjectItem(it->tree, "id") : NULL;
+            if (!cJSON_IsString(pr)) {
+                item_fail(it, "%s", "a JSON line must be a string or an object with a \"prompt\" string");
+                continue;
+            }
+            it->prompt = pr->valuestring;
+        }
+    }
+    if (!items) {
+        free(data);
+        fputs("ouro generate: out of memory\n", stderr);
+        return 1;
+    }
+
+    /* tokens of every prompt, and the context the longest needs */
+    int longest = 0;
+    int cap_ctx = ouro_model_config(m)->max_position_embeddings;
+    if (so.n_ctx > 0)
+        cap_ctx = so.n_ctx;
+    for (int i = 0; i < n; i++) {
+        file_item *it = &items[i];
+        if (it->error)
+            continue;
+        char *rendered = NULL;
+        const char *text = it->prompt;
+        ouro_error e;
+        size_t nn = 0;
+        if (chat) {
+            ouro_chat_message msgs[2];
+            size_t nm = 0;
+            if (system)
+                msgs[nm++] = (ouro_chat_message){ "system", system };
+            msgs[nm++] = (ouro_chat_message){ "user", text };
+            if (ouro_chat_render(tok, msgs, nm, true, &rendered, &e) != OURO_OK) {
+                item_fail(it, "%s", e.message);
+                continue;
+            }
+            text = rendered;
+        }
+        if (ouro_tokenizer_encode(tok, text, strlen(text), &it->ids, &nn, &e) != OURO_OK)
+            item_fail(it, "%s", e.message);
+        else if (nn == 0)
+            item_fail(it, "%s", "the prompt has no tokens");
+        else if (nn >= (size_t)cap_ctx)
+            item_fail(it, "%s", "the prompt is too long for the context");
+        else {
+            it->n = (int)nn;
+            longest = it->n > longest ? it->n : longest;
+        }
+        ouro_free(rendered);
+    }
+    if (so.n_ctx == 0) {
+        long want = (long)longest + gp->max_tokens;
+        so.n_ctx = (int)(want < cap_ctx ? want : cap_ctx);
+    }
+    so.n_seq = batch_size;
+    ouro_session *s = NULL;
+    ouro_error e;
+    if (longest > 0 && ouro_session_new(m, &so, &s, &e) != OURO_OK) {
+        fprintf(stderr, "ouro generate: %s\n", e.message);
+        rc = 1;
+    }
+    /* waves of batch_size prompts that can run; results printed in input order */
+    const int32_t **wp = malloc((size_t)batch_size * sizeof *wp);
+    int *wl = malloc((size_t)batch_size * sizeof *wl), *wi = malloc((size_t)batch_size * sizeof *wi);
+    ouro_gen_result *res = calloc((size_t)batch_size, sizeof *res);
+    int next_print = 0;
+    for (int i = 0; rc == 0 && wp && wl && wi && res && i < n;) {
+        int nw = 0;
+        int first = i;
+        for (; i < n && nw < batch_size; i++)
+            if (!items[i].error) {
+                wp[nw] = items[i].ids;
+                wl[nw] = items[i].n;
+                wi[nw++] = i;
+            }
+        ouro_status st = nw > 0 ? ouro_generate(s, nw, wp, wl, gp, res, &e) : OURO_OK;
+        if (st != OURO_OK) {
+            fprintf(stderr, "ouro generate: %s\n", e.message);
+            rc = 1;
+            break;
+        }
+        (void)first;
+        for (int k = 0; k < nw; k++) {
+            for (; next_print < wi[k]; next_print++)
+                print_item(&items[next_print], NULL);
+            print_item(&items[wi[k]], &res[k]);
+            next_print = wi[k] + 1;
+            ouro_gen_result_clear(&res[k]);
+        }
+        fflush(stdout);
+    }
+    for (; rc == 0 && next_print < n; next_print++)
+        print_item(&items[next_print], NULL);
+    for (int i = 0; i < n; i++) {
+        if (items[i].error)
+            rc = rc ? rc : 1;
+        free(items[i].error);
+        ouro_free(items[i].ids);
+        cJSON_Delete(items[i].tree);
+    }
+    free(wp);
+    free(wl);
+    free(wi);
+    free(res);
+    free(items);
+    free(data);
+    ouro_session_free(s);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv)
 {
-    const char *model = NULL, *ids_s = NULL, *prompt = NULL, *system = NULL;
+    const char *model = NULL, *ids_s = NULL, *prompt = NULL, *system = NULL, *file = NULL;
     const char *stop[MAX_STOP];
-    int n_stop = 0;
+    int n_stop = 0, stream = -1;
+    long batch_size = (long)ouro_params[OURO_P_BATCH_SIZE].dflt;
     bool chat = false, json = false, depth_given = false;
-    ouro_gen_params gp = { .max_tokens = 128 };
+    char *stdin_prompt = NULL;
+    ouro_gen_params gp = { .max_tokens = (int)ouro_params[OURO_P_MAX_TOKENS].dflt };
     ouro_session_options so = { .n_seq = 1 };
     long lv;
     double dv;
@@ -420,6 +704,8 @@ int cmd_generate(int argc, char **argv)
         }
         if (strcmp(o, "--chat") == 0) { chat = true; continue; }
         if (strcmp(o, "--json") == 0) { json = true; continue; }
+        if (strcmp(o, "--stream") == 0) { stream = 1; continue; }
+        if (strcmp(o, "--no-stream") == 0) { stream = 0; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "ouro generate: unknown option or missing value: %s\n%s", o, usage_generate);
             return 2;
@@ -429,6 +715,11 @@ int cmd_generate(int argc, char **argv)
         else if (strcmp(o, "--ids") == 0) ids_s = v;
         else if (strcmp(o, "--prompt") == 0) prompt = v;
         else if (strcmp(o, "--system") == 0) system = v;
+        else if (strcmp(o, "--file") == 0) file = v;
+        else if (strcmp(o, "--batch-size") == 0) {
+            if (!parse_int("generate", o, v, (long)ouro_params[OURO_P_BATCH_SIZE].min,
+                           (long)ouro_params[OURO_P_BATCH_SIZE].max, &batch_size)) return 2;
+        }
         else if (strcmp(o, "--stop") == 0) {
             if (n_stop == MAX_STOP || !*v) {
                 fprintf(stderr, "ouro generate: at most %d non-empty --stop strings\n", MAX_STOP);
@@ -436,7 +727,8 @@ int cmd_generate(int argc, char **argv)
             }
             stop[n_stop++] = v;
         } else if (strcmp(o, "--max-tokens") == 0) {
-            if (!parse_int("generate", o, v, 1, 1 << 20, &lv)) return 2;
+            if (!parse_int("generate", o, v, (long)ouro_params[OURO_P_MAX_TOKENS].min,
+                           (long)ouro_params[OURO_P_MAX_TOKENS].max, &lv)) return 2;
             gp.max_tokens = (int)lv;
         } else if (strcmp(o, "--temperature") == 0) {
             if (!parse_float("generate", o, v, 0.0, 100.0, &dv)) return 2;
@@ -498,13 +790,29 @@ int cmd_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!model || (!ids_s == !prompt)) {
-        fprintf(stderr, "ouro generate: --model and one of --ids or --prompt are required\n%s",
-                usage_generate);
+    if (!model) {
+        fprintf(stderr, "ouro generate: --model DIR (or $OURO_MODEL) is required\n%s", usage_generate);
         return 2;
     }
-    if ((chat || system) && !prompt) {
-        fputs("ouro generate: --chat and --system need --prompt\n", stderr);
+    if ((ids_s != NULL) + (prompt != NULL) + (file != NULL) > 1) {
+        fprintf(stderr, "ouro generate: give one of --ids, --prompt and --file\n%s", usage_generate);
+        return 2;
+    }
+    if (!ids_s && !prompt && !file) {
+        size_t len = 0;
+        if (isatty(STDIN_FILENO))
+            fputs("ouro generate: reading the prompt from standard input (end it with Ctrl-D)\n", stderr);
+        if (!(stdin_prompt = read_all(stdin, &len))) {
+            fputs("ouro generate: cannot read standard input\n", stderr);
+            return 1;
+        }
+        if (len > 0 && stdin_prompt[len - 1] == '\n')
+            stdin_prompt[--len] = '\0';
+        prompt = stdin_prompt;
+    }
+    if ((chat || system) && ids_s) {
+        fputs("ouro generate: --chat and --system need a text prompt\n", stderr);
+        free(stdin_prompt);
         return 2;
     }
     /* A threshold means adaptive depth unless --depth full asks otherwise. */
@@ -522,6 +830,10 @@ int cmd_generate(int argc, char **argv)
     ouro_model *m = load_model("generate", model);
     if (!m)
         goto done;
+    if (file) {
+        rc = generate_file(m, file, chat, system, &gp, so, (int)batch_size);
+        goto done;
+    }
     if (ids_s) {
         if (!(ids = parse_ids("generate", ids_s, &n))) {
             rc = 2;
@@ -573,12 +885,28 @@ int cmd_generate(int argc, char **argv)
     }
     const int32_t *prompts[1] = { ids };
     int lens[1] = { n };
-    if (ouro_generate(s, 1, prompts, lens, &gp, &res, &e) != OURO_OK) {
+    stream_state ss = { .tok = ouro_model_tokenizer(m) };
+    if (stream < 0)
+        stream = !json && isatty(STDOUT_FILENO);
+    if (stream && !json && ss.tok) {
+        for (int k = 0; k < n_stop; k++)
+            if (strlen(stop[k]) > ss.hold + 1)
+                ss.hold = strlen(stop[k]) - 1;
+        gp.on_token = stream_token;
+        gp.token_ctx = &ss;
+    }
+    ouro_status gst = ouro_generate(s, 1, prompts, lens, &gp, &res, &e);
+    ouro_free(ss.prev);
+    if (gst != OURO_OK) {
+        if (ss.printed)
+            putchar('\n');
         fprintf(stderr, "ouro generate: %s\n", e.message);
         goto done;
     }
     if (!json) {
-        if (res.text)
+        if (res.text && ss.printed <= res.text_len)
+            fwrite(res.text + ss.printed, 1, res.text_len - ss.printed, stdout);
+        else if (res.text)
             fwrite(res.text, 1, res.text_len, stdout);
         else
             for (int i = 0; i < res.n_ids; i++)
@@ -612,6 +940,7 @@ done:
     ouro_model_free(m);
     ouro_free(ids);
     ouro_free(rendered);
+    free(stdin_prompt);
     return rc;
 }
 
@@ -702,20 +1031,86 @@ static int cmd_convert(int argc, char **argv)
  * Dispatch
  * ------------------------------------------------------------------------ */
 
+/* The commands that read a model folder (--model; $OURO_MODEL by default). */
+static bool takes_model(const char *cmd)
+{
+    static const char *const cmds[] = {"logits", "generate", "info", "convert", "tokenize",
+                                       "detokenize", "chat-template"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(cmd, cmds[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The arguments as every command reads them: "--option=value" becomes
+ * "--option" "value", and a command that takes --model gets
+ * "--model $OURO_MODEL" when none is given and the variable is set.
+ * Returns a malloc'd argv (strings borrowed or malloc'd, never freed: they
+ * live as long as the process) and sets *argc_out; NULL when out of memory. */
+static char **normalize_args(int argc, char **argv, int *argc_out)
+{
+    char **out = malloc(((size_t)argc * 2 + 3) * sizeof *out);
+    if (!out)
+        return NULL;
+    int n = 0;
+    bool has_model = false, help = false;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        char *eq = i > 1 && strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq) {
+            char *name = strndup(a, (size_t)(eq - a));
+            if (!name)
+                return NULL;
+            out[n++] = name;
+            out[n++] = eq + 1;
+            a = name;
+        } else {
+            out[n++] = a;
+        }
+        if (i > 1 && strcmp(a, "--model") == 0)
+            has_model = true;
+        if (i > 1 && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
+            help = true;
+    }
+    const char *env = getenv("OURO_MODEL");
+    if (argc > 1 && takes_model(argv[1]) && !has_model && !help && env && env[0]) {
+        out[n++] = "--model";
+        out[n++] = (char *)env;
+    }
+    out[n] = NULL;
+    *argc_out = n;
+    return out;
+}
+
 int main(int argc, char **argv)
 {
     ouro_set_log(log_stderr, NULL);
+    argv = normalize_args(argc, argv, &argc);
+    if (!argv) {
+        fputs("ouro: out of memory\n", stderr);
+        return 1;
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
         || strcmp(argv[1], "help") == 0) {
         fputs(usage_main, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    bool help = argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (help) {
+            puts("usage: ouro version\nPrints the version of ouro.");
+            return 0;
+        }
         printf("ouro %s\n", ouro_version());
         return 0;
     }
     if (strcmp(cmd, "build-info") == 0) {
+        if (help) {
+            puts("usage: ouro build-info\nPrints how this build was made (JSON): version, SIMD path,\n"
+                 "OpenMP, BLAS and the threads a call uses by default.");
+            return 0;
+        }
         puts(ouro_build_info());
         return 0;
     }
@@ -723,9 +1118,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 1, argv + 1);
+    if (strcmp(cmd, "enrich") == 0) return cmd_enrich(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "detokenize") == 0) return cmd_detokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "chat-template") == 0) return cmd_chat_template(argc - 1, argv + 1);
+    if (strcmp(cmd, "sql-surface") == 0) return cmd_sql_surface(argc - 1, argv + 1);
     fprintf(stderr, "ouro: unknown command \"%s\"\n%s", cmd, usage_main);
     return 2;
 }

@@ -115,6 +115,12 @@ if [ -f test/bench/sql_batch.sh ]; then
     echo
 fi
 
+if [ -f test/bench/pg_batch.sh ]; then
+    echo "== PostgreSQL on $Q8: 32 rows x 32 new tokens, the per-row query batched, the explicit batch call, batching off =="
+    ROWS=32 MAX_TOKENS=32 bash test/bench/pg_batch.sh "$Q8" || echo "PostgreSQL batch bench failed"
+    echo
+fi
+
 # --- other runtimes, when the user has them --------------------------------
 echo "== other runtimes on the same model (not built here) =="
 if command -v llama-bench >/dev/null 2>&1; then

@@ -288,41 +288,41 @@ def test_generate_arguments():
 def test_generate_errors():
     conn = connect()
     cases = [
-        ("ouro_generate('x', 0)", "max_loops must be an integer from 1 to 16"),
-        ("ouro_generate('x', 17)", "max_loops must be an integer from 1 to 16"),
-        ("ouro_generate('x', 2.5)", "max_loops must be an integer from 1 to 16"),
-        ("ouro_generate('x', 'four')", "max_loops must be an integer from 1 to 16"),
-        ("ouro_generate('x', NULL, 0)", "max_tokens must be an integer from 1 to 4096"),
-        ("ouro_generate('x', NULL, 5000)", "max_tokens must be an integer from 1 to 4096"),
-        ("ouro_generate('x', NULL, 2, -0.5)", "temperature must be a number from 0 to 100"),
-        ("ouro_generate('x', NULL, 2, NULL, 1.5)", "exit_threshold must be a number from 0 to 1"),
-        ("ouro_generate('x', NULL, 2, NULL, -1)", "exit_threshold must be a number from 0 to 1"),
+        ("ouro_generate('x', 0)", "max_loops must be between 1 and 16"),
+        ("ouro_generate('x', 17)", "max_loops must be between 1 and 16"),
+        ("ouro_generate('x', 2.5)", "max_loops must be between 1 and 16"),
+        ("ouro_generate('x', 'four')", "max_loops must be between 1 and 16"),
+        ("ouro_generate('x', NULL, 0)", "max_tokens must be between 1 and 1048576"),
+        ("ouro_generate('x', NULL, 1048577)", "max_tokens must be between 1 and 1048576"),
+        ("ouro_generate('x', NULL, 2, -0.5)", "temperature must be between 0 and 100"),
+        ("ouro_generate('x', NULL, 2, NULL, 1.5)", "exit_threshold must be between 0 and 1"),
+        ("ouro_generate('x', NULL, 2, NULL, -1)", "exit_threshold must be between 0 and 1"),
         ("ouro_generate('x', NULL, 2, NULL, NULL, 'abc')", "seed must be an integer"),
         ("ouro_generate('x', NULL, 2, NULL, NULL, NULL, 'stop')", "stop must be a JSON array"),
-        ("ouro_generate('x', NULL, 2, NULL, NULL, NULL, '[1]')", "the items of stop must be strings"),
-        ("ouro_generate('x', NULL, 2, NULL, NULL, NULL, '[\"\"]')", "must not be empty"),
+        ("ouro_generate('x', NULL, 2, NULL, NULL, NULL, '[1]')", "item 1 of stop is not a string"),
+        ("ouro_generate('x', NULL, 2, NULL, NULL, NULL, '[\"\"]')", "stop string 1 is empty"),
         ("ouro_generate('')", "the prompt has no tokens"),
-        ("ouro_chat('x', NULL, 99)", "max_loops must be an integer from 1 to 16"),
+        ("ouro_chat('x', NULL, 99)", "max_loops must be between 1 and 16"),
     ]
     for expr, msg in cases:
         raises(lambda: one(conn, "SELECT " + expr), msg, "%s: error says '%s'" % (expr, msg))
     long_prompt = "a " * 5000
     raises(lambda: one(conn, "SELECT ouro_generate(?, NULL, 1)", long_prompt),
-           "longer than the context", "a prompt longer than the context is an error")
-    raises(lambda: one(conn, "SELECT ouro_depth(?)", long_prompt), "longer than the context",
+           "is too long", "a prompt longer than the context is an error")
+    raises(lambda: one(conn, "SELECT ouro_depth(?)", long_prompt), "is too long",
            "ouro_depth: input longer than the context is an error")
     raises(lambda: one(conn, "SELECT ouro_generate_detail(?, NULL, 1)", long_prompt),
-           "longer than the context", "ouro_generate_detail: a prompt longer than the context")
+           "is too long", "ouro_generate_detail: a prompt longer than the context")
     raises(lambda: one(conn, "SELECT ouro_chat(?, NULL, NULL, 1)", long_prompt),
-           "longer than the context", "ouro_chat: a message longer than the context")
+           "is too long", "ouro_chat: a message longer than the context")
     raises(lambda: one(conn, "SELECT ouro_classify(?, '[\"a\",\"b\"]')", long_prompt),
-           "longer than the context", "ouro_classify: an input longer than the context")
+           "is too long", "ouro_classify: an input longer than the context")
     raises(lambda: conn.execute("SELECT * FROM ouro_token_depths(?)", (long_prompt,)).fetchall(),
-           "longer than the context", "ouro_token_depths: an input longer than the context")
+           "is too long", "ouro_token_depths: an input longer than the context")
     raises(lambda: one(conn, "SELECT ouro_generate('x', 1, 2, 3, 0.5, 6, NULL, NULL, 9)"),
            "wrong number of arguments", "ouro_generate takes at most 8 arguments")
     raises(lambda: one(conn, "SELECT ouro_generate_detail('x', 0)"),
-           "max_loops must be an integer from 1 to 16", "ouro_generate_detail checks its arguments")
+           "max_loops must be between 1 and 16", "ouro_generate_detail checks its arguments")
     check(isinstance(one(conn, "SELECT ouro_generate('Hi', NULL, 2)"), str),
           "the connection works after the errors")
 
@@ -376,8 +376,8 @@ def test_settings():
                       ("ouro_setting('kv_type', 16)", "kv_type must be 'f32' or 'f16', not '16'"),
                       ("ouro_setting('precision', 'fast')", "precision must be 'exact' or 'bf16', not 'fast'"),
                       ("ouro_setting('precision', 'bfloat16')", "precision must be 'exact' or 'bf16'"),
-                      ("ouro_setting('threads', 2000)", "threads must be an integer from 0 to 1024"),
-                      ("ouro_setting('threads', 'x')", "threads must be an integer from 0 to 1024")]:
+                      ("ouro_setting('threads', 2000)", "threads must be between 0 and 1024"),
+                      ("ouro_setting('threads', 'x')", "threads must be between 0 and 1024")]:
         raises(lambda: one(conn, "SELECT " + expr), msg, "%s: error says '%s'" % (expr, msg))
     conn.execute("CREATE VIEW sv AS SELECT ouro_setting('depth', 'full') AS x")
     raises(lambda: one(conn, "SELECT x FROM sv"), "unsafe use of ouro_setting",
@@ -597,12 +597,12 @@ def test_classify():
     equal(one(conn, "SELECT ouro_classify('x', ?, NULL, NULL, NULL)", labels),
           one(conn, "SELECT ouro_classify('x', ?)", labels), "NULL options mean their defaults")
     for bad, msg in [("not json", "labels must be a JSON array"), ("[]", "labels must be a JSON array"),
-                     ('{"a": 1}', "labels must be a JSON array"), ("[1, 2]", "must be strings"),
-                     ('["a", "a"]', "must be distinct"), ('["a", ""]', "must not be empty")]:
+                     ('{"a": 1}', "labels must be a JSON array"), ("[1, 2]", "item 1 of labels is not a string"),
+                     ('["a", "a"]', 'label "a" appears twice'), ('["a", ""]', "label 2 is empty")]:
         raises(lambda: one(conn, "SELECT ouro_classify('x', ?)", bad), msg,
                "labels %s: error says '%s'" % (bad, msg))
     raises(lambda: one(conn, "SELECT ouro_classify_scores('x', '[\"a\"]', NULL, 0)"),
-           "max_loops must be an integer from 1 to 16", "classify max_loops out of range")
+           "max_loops must be between 1 and 16", "classify max_loops out of range")
 
 
 def logsumexp(v):
@@ -686,8 +686,8 @@ def test_depth_sql():
     raises(lambda: conn.execute("SELECT * FROM ouro_token_depths").fetchall(), "needs an input",
            "ouro_token_depths without input: clear error")
     raises(lambda: conn.execute("SELECT * FROM ouro_token_depths('x', 2)").fetchall(),
-           "exit_threshold must be a number from 0 to 1", "ouro_token_depths threshold out of range")
-    raises(lambda: one(conn, "SELECT ouro_depth('x', 2)"), "exit_threshold must be a number from 0 to 1",
+           "exit_threshold must be between 0 and 1", "ouro_token_depths threshold out of range")
+    raises(lambda: one(conn, "SELECT ouro_depth('x', 2)"), "exit_threshold must be between 0 and 1",
            "ouro_depth threshold out of range")
     conn.execute("CREATE TABLE q(id INTEGER PRIMARY KEY, t TEXT)")
     conn.executemany("INSERT INTO q(t) VALUES (?)", [("Hi there",), ("one two three",), (None,)])
@@ -724,9 +724,9 @@ def test_tokenizer():
           "NULL model means the default")
     raises(lambda: one(conn, "SELECT ouro_detokenize('nope')"), "ids must be a JSON array",
            "ouro_detokenize: bad JSON")
-    raises(lambda: one(conn, "SELECT ouro_detokenize('[1, \"a\"]')"), "ids must be integers from 0 to",
+    raises(lambda: one(conn, "SELECT ouro_detokenize('[1, \"a\"]')"), "item 2 of ids is not an integer",
            "ouro_detokenize: non-integer id")
-    raises(lambda: one(conn, "SELECT ouro_detokenize('[99999999]')"), "ids must be integers from 0 to",
+    raises(lambda: one(conn, "SELECT ouro_detokenize('[99999999]')"), "item 1 is not between 0 and",
            "ouro_detokenize: id out of range")
 
 
@@ -744,6 +744,73 @@ def test_model_info():
           os.path.realpath(os.path.join(MODELS_DIR, "tiny-gqa-f32-tied")), "ouro_model_info(name)")
     raises(lambda: one(conn, "SELECT ouro_model_info('nope')"), "no model named 'nope'",
            "ouro_model_info of an unknown name")
+
+
+@test
+def test_surface_rules():
+    """The rules of the SQL surface (core/ouro_surface.h), as test/sql/ouro_surface.sql checks
+    them in PostgreSQL: the same ranges, settings, item numbers and on_error."""
+    conn = connect()
+    # max_tokens 1 .. 1048576 as in PostgreSQL; the context caps the reply
+    raises(lambda: one(conn, "SELECT ouro_generate('Hi', NULL, 1048577)"),
+           "ouro: max_tokens must be between 1 and 1048576", "max_tokens: the range of PostgreSQL")
+    equal(one(conn, "SELECT ouro_setting('context_length')"), "4096", "context_length is a setting (4096)")
+    one(conn, "SELECT ouro_setting('context_length', 24)")
+    check(len(one(conn, "SELECT ouro_generate('Hi', NULL, 1048576)")) > 0,
+          "max_tokens 1048576 is accepted, the context caps the reply")
+    d = json.loads(one(conn, "SELECT ouro_generate_detail('Hi', NULL, 1048576)"))
+    check(d["n_tokens"] + d["prompt_tokens"] <= 24, "the reply ends where context_length ends", d)
+    one(conn, "SELECT ouro_setting('context_length', 16)")
+    raises(lambda: one(conn, "SELECT ouro_generate(?)", "word " * 40),
+           "the context holds 16 tokens", "a prompt longer than context_length is too long")
+    for v in (15, 1048577):
+        raises(lambda: one(conn, "SELECT ouro_setting('context_length', ?)", v),
+               "context_length must be between 16 and 1048576", "context_length %d is out of range" % v)
+    one(conn, "SELECT ouro_setting('context_length', NULL)")
+    # the defaults a NULL argument means are settings, as ouro.* in PostgreSQL
+    one(conn, "SELECT ouro_setting('max_tokens', 3)")
+    equal(json.loads(one(conn, "SELECT ouro_generate_detail('Hi')"))["n_tokens"], 3,
+          "ouro_setting('max_tokens') is the default of max_tokens")
+    one(conn, "SELECT ouro_setting('max_tokens', NULL)")
+    equal([one(conn, "SELECT ouro_setting(?)", n) for n in ("max_tokens", "max_loops", "exit_threshold",
+                                                          "on_error", "batch_size")],
+          ["128", "0", "-1", "error", "16"], "max_tokens, max_loops, exit_threshold, on_error, batch_size defaults")
+    # items count from 1
+    raises(lambda: one(conn, "SELECT ouro_classify('x', '[\"a\", \"\"]')"), "label 2 is empty",
+           "an empty label is named from 1")
+    raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\", \"\"]', NULL, 2)"),
+           "item 2 of prompts: the prompt has no tokens", "a bad prompt of a batch is named from 1")
+    raises(lambda: one(conn, "SELECT ouro_detokenize('[1, 49152]')"), "item 2 is not between 0 and 49151",
+           "a bad token id is named from 1")
+    one(conn, "SELECT ouro_setting('context_length', 100)")
+    yn = json.dumps(["yes", "no"])
+    raises(lambda: one(conn, "SELECT ouro_classify_batch(?, ?)", json.dumps(["short", "word " * 80]), yn),
+           "item 2 of inputs: the classification prompt is too long: it is 128 tokens; the context holds 100",
+           "a classification input too long is named from 1, with the core's exact count")
+    check(one(conn, "SELECT ouro_classify('short', ?)", yn) in ("yes", "no"),
+          "a classification that fits the core's exact count runs")
+    # on_error = null: the bad row, or the bad item alone, gives NULL
+    equal(one(conn, "SELECT ouro_setting('on_error', 'null')"), "null", "on_error is a setting")
+    check(one(conn, "SELECT ouro_generate('')") is None, "on_error null: an empty prompt gives NULL")
+    check(one(conn, "SELECT ouro_classify(?, ?)", "word " * 80, yn) is None,
+          "on_error null: a classification prompt too long gives NULL")
+    check(one(conn, "SELECT ouro_depth(?)", "word " * 200) is None, "on_error null: ouro_depth too long gives NULL")
+    check(one(conn, "SELECT ouro_detokenize('[49152]')") is None, "on_error null: a bad token id gives NULL")
+    hi = one(conn, "SELECT ouro_generate('Hi', NULL, 2)")
+    equal(batch(conn, "SELECT ouro_generate_batch('[\"Hi\", \"\", \"Hi\"]', NULL, 2)"), [hi, None, hi],
+          "on_error null: a bad prompt of a batch gives a null item, the others run")
+    want = [one(conn, "SELECT ouro_classify('short', ?)", yn), None, None,
+            one(conn, "SELECT ouro_classify('also short', ?)", yn)]
+    equal(batch(conn, "SELECT ouro_classify_batch(?, ?)", json.dumps(["short", "word " * 80, None, "also short"]), yn),
+          want, "on_error null: a classification input too long gives a null item")
+    raises(lambda: one(conn, "SELECT ouro_generate('Hi', 99)"), "max_loops must be between 1 and 16",
+           "on_error null: an option out of range still fails")
+    raises(lambda: one(conn, "SELECT ouro_setting('on_error', 'ignore')"), "on_error must be 'error' or 'null'",
+           "on_error takes error or null")
+    # ouro_model_info: every key once
+    pairs = json.loads(one(conn, "SELECT ouro_model_info()"), object_pairs_hook=lambda kv: kv)
+    keys = [k for k, _ in pairs]
+    equal(sorted(k for k in set(keys) if keys.count(k) > 1), [], "ouro_model_info() gives each key once")
 
 
 # --------------------------------------------------------------------------
@@ -933,20 +1000,20 @@ def test_generate_batch_errors():
     for arg, msg in [("'not json'", "prompts must be a JSON array"),
                      ("'{\"a\": 1}'", "prompts must be a JSON array"),
                      ("'\"Hi\"'", "prompts must be a JSON array"),
-                     ("'[\"Hi\", 3]'", "item 1 of prompts is not a string or null"),
-                     ("'[[\"Hi\"]]'", "item 0 of prompts is not a string or null"),
-                     ("'[\"Hi\", \"\"]'", "item 1 of prompts: the prompt has no tokens")]:
+                     ("'[\"Hi\", 3]'", "item 2 of prompts is not a string or null"),
+                     ("'[[\"Hi\"]]'", "item 1 of prompts is not a string or null"),
+                     ("'[\"Hi\", \"\"]'", "item 2 of prompts: the prompt has no tokens")]:
         raises(lambda: one(conn, "SELECT ouro_generate_batch(%s, NULL, 2)" % arg), msg,
                "ouro_generate_batch(%s): error says '%s'" % (arg, msg))
     raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', 0)"),
-           "max_loops must be an integer from 1 to 16", "max_loops out of range")
+           "max_loops must be between 1 and 16", "max_loops out of range")
     raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2, NULL, NULL, NULL, '[1]')"),
-           "the items of stop must be strings", "bad stop strings")
+           "item 1 of stop is not a string", "bad stop strings")
     raises(lambda: one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2, NULL, NULL, NULL, NULL, 'nope')"),
            "no model named 'nope'", "unknown model")
     for v in (0, 257, "'x'"):
         raises(lambda: one(conn, "SELECT ouro_setting('batch_size', %s)" % v),
-               "batch_size must be an integer from 1 to 256", "batch_size %s is out of range" % v)
+               "batch_size must be between 1 and 256", "batch_size %s is out of range" % v)
     check(isinstance(one(conn, "SELECT ouro_generate_batch('[\"Hi\"]', NULL, 2)"), str),
           "the connection works after the errors")
 
@@ -989,13 +1056,13 @@ def test_classify_batch():
     check(one(conn, "SELECT ouro_classify_batch(NULL, ?)", labels) is None, "NULL inputs give NULL")
     check(one(conn, "SELECT ouro_classify_batch('[\"x\"]', NULL)") is None, "NULL labels give NULL")
     for arg, lab, msg in [("'x'", labels, "inputs must be a JSON array"),
-                          ("'[1]'", labels, "item 0 of inputs is not a string or null"),
+                          ("'[1]'", labels, "item 1 of inputs is not a string or null"),
                           ("'[\"x\"]'", "[]", "labels must be a JSON array"),
-                          ("'[\"x\"]'", '["a", "a"]', "must be distinct")]:
+                          ("'[\"x\"]'", '["a", "a"]', 'label "a" appears twice')]:
         raises(lambda: one(conn, "SELECT ouro_classify_batch(%s, ?)" % arg, lab), msg,
                "ouro_classify_batch(%s, %s): error says '%s'" % (arg, lab, msg))
     raises(lambda: one(conn, "SELECT ouro_classify_scores_batch('[\"x\"]', ?, NULL, 17)", labels),
-           "max_loops must be an integer from 1 to 16", "classify batch max_loops out of range")
+           "max_loops must be between 1 and 16", "classify batch max_loops out of range")
     rows = conn.execute("""
         WITH t(id, review) AS (VALUES (1, 'I loved it'), (2, 'awful'), (3, 'meh')),
              b AS (SELECT json_group_array(id) AS ids, json_group_array(review) AS rs

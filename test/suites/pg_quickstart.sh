@@ -143,6 +143,13 @@ for mode in plain preload; do
     check "an unreadable model folder gives a hint naming the server's user (postgres) $label" \
         grep -q 'HINT:  The database server runs as the operating system user "postgres"' <<<"$out"
 
+    out=$(pg -c "CREATE ROLE qs_user_$mode" -c "SET ouro.model_path = '$TMP/private/model'" \
+             -c "SET ROLE qs_user_$mode" -c "SELECT ouro_generate('Hi')")
+    echo "$out" | sed 's/^/# /'
+    check "the same for another role: a hint without the user's name $label" \
+        bash -c 'grep -q "HINT:  The database server.s operating system user must be able to read" <<<"$1" &&
+                 ! grep -q "\"postgres\"" <<<"$1"' _ "$out"
+
     # DROP EXTENSION drops the registrations with the extension's table.
     pg -c "SELECT ouro_register_model('tiny', '$TMP/srv/models/Ouro-1.4B')" >/dev/null
     out=$(pg -c "DROP EXTENSION ouro" -c "CREATE EXTENSION ouro" -c "SELECT count(*) FROM ouro_models")

@@ -29,7 +29,9 @@ not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg_safety: $*
 check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
 finish() { [ "$failed" -eq 0 ]; exit $?; }
 
-STOP_BOUND_MS=1500   # cancel / timeout / terminate / disconnect to stop, on the test models
+# cancel / timeout / terminate / disconnect to stop, on the test models (make asan-ext raises it:
+# instrumented code is slower)
+STOP_BOUND_MS=${OURO_TEST_STOP_BOUND_MS:-1500}
 
 PG_CONFIG=${PG_CONFIG:-pg_config}
 PGBIN=/usr/lib/postgresql/15/bin

@@ -8,7 +8,9 @@
  *     labels of one and of several tokens;
  *   - the probabilities sum to 1 and agree with the label log-probabilities
  *     computed by hand from single forward calls;
- *   - bad labels are errors.
+ *   - bad labels are errors, and their messages count items from 1;
+ *   - ouro_classify_n_ctx gives the exact context a classification needs: a
+ *     session of that n_ctx runs it, one token less is a context error.
  *
  * Run from the repository root (test/run.sh does).
  */
@@ -163,8 +165,9 @@ int main(void)
         const char *dup[2] = { "a", "a" }, *empty[2] = { "a", "" };
         check(ouro_classify(s, "x", dup, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG
               && strstr(e.message, "twice"), "a label given twice is an error: %s", e.message);
-        check(ouro_classify(s, "x", empty, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG,
-              "an empty label is an error: %s", e.message);
+        check(ouro_classify(s, "x", empty, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG
+              && strstr(e.message, "label 2 "), "an empty label is an error naming it 1-based: %s",
+              e.message);
         check(ouro_classify(s, "x", labels, 0, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_ARG,
               "no labels is an error: %s", e.message);
         ouro_session_options tiny = { .n_ctx = 8, .threads = 1 };
@@ -173,6 +176,24 @@ int main(void)
             check(ouro_classify(st, "x", labels, 2, NULL, NULL, pr, NULL, NULL, NULL, &e) == OURO_ERR_CONTEXT,
                   "a prompt longer than the context is an error: %s", e.message);
         ouro_session_free(st);
+    }
+
+    /* the exact context of a classification */
+    int need[N_IN], max_need = 0;
+    ok = ouro_classify_n_ctx(m, N_IN, inputs, labels, N_LAB, NULL, need, &max_need, &e) == OURO_OK;
+    check(ok && max_need > 0, "ouro_classify_n_ctx gives a context size (%d tokens)", max_need);
+    for (int k = 0; ok && k < N_IN; k++) {
+        for (int d = 0; d <= 1; d++) {
+            ouro_session_options o = { .n_ctx = need[k] - d, .threads = 1 };
+            ouro_session *sx = NULL;
+            ouro_status st = ouro_session_new(m, &o, &sx, &e);
+            if (st == OURO_OK)
+                st = ouro_classify(sx, inputs[k], labels, N_LAB, NULL, NULL, pr, NULL, NULL, NULL, &e);
+            ouro_session_free(sx);
+            check(d == 0 ? st == OURO_OK : st == OURO_ERR_CONTEXT,
+                  "input %d: a session of %d tokens %s", k + 1, need[k] - d,
+                  d == 0 ? "runs the classification (exactly enough)" : "is one token short");
+        }
     }
     ouro_session_free(s);
     ouro_model_free(m);

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# test/suites/tool_cli.sh -- the `ouro` tool as people use command-line tools: $OURO_MODEL as
+# the default --model, --option=value, the prompt from standard input, a file of prompts (plain
+# lines and JSON lines) decoded in batches with JSON-lines output, tokens streamed as they are
+# generated (the streamed text equals the whole text), and --help on every command.
+# Prints TAP lines; run from anywhere (test/run.sh runs it from the repository root).
+set -u
+cd "$(dirname "$0")/../.."
+OURO=${OURO:-build/ouro}
+if [ ! -x "$OURO" ]; then
+    echo "ok 1 - # SKIP $OURO is not built"
+    echo "1..1"
+    exit 0
+fi
+exec /usr/bin/python3 - "$OURO" <<'PY'
+import json, os, subprocess, sys, tempfile, time
+
+ouro = os.path.abspath(sys.argv[1])
+model = os.path.abspath("test/data/models/tiny-mha-bf16")
+n = failed = 0
+
+def check(ok, name, note=None):
+    global n, failed
+    n += 1
+    failed += not ok
+    print(("ok" if ok else "not ok") + " %d - %s" % (n, name))
+    if not ok and note is not None:
+        for line in str(note).splitlines()[:8]:
+            print("# " + line)
+
+def run(args, stdin=None, env_model=None):
+    env = dict(os.environ)
+    env.pop("OURO_MODEL", None)
+    if env_model:
+        env["OURO_MODEL"] = env_model
+    p = subprocess.run([ouro] + args, input=stdin, capture_output=True, env=env, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+prompt = "The capital of France is"
+rc, want, err = run(["generate", "--model", model, "--prompt", prompt, "--max-tokens", "12"])
+check(rc == 0 and want.strip() != "", "generate --model DIR --prompt TEXT", err)
+rc, out, err = run(["generate", "--model=" + model, "--prompt=" + prompt, "--max-tokens=12"])
+check(rc == 0 and out == want, "--option=value equals --option value", (out, want, err))
+rc, out, err = run(["generate", "--prompt", prompt, "--max-tokens", "12"], env_model=model)
+check(rc == 0 and out == want, "$OURO_MODEL is the default --model", (out, err))
+rc, out, err = run(["generate", "--prompt", prompt])
+check(rc == 2 and "OURO_MODEL" in err, "no --model and no $OURO_MODEL: a usage error naming both", err)
+rc, out, err = run(["generate", "--max-tokens", "12"], stdin=(prompt + "\n").encode(), env_model=model)
+check(rc == 0 and out == want, "the prompt from standard input (one trailing newline dropped)", (out, err))
+
+# streaming: the same text, printed while the generation still runs
+for args in (["--prompt", prompt, "--max-tokens", "40"],
+             ["--prompt", "Hello", "--max-tokens", "40", "--stop", "the"],
+             ["--prompt", "\u00e9t\u00e9 \u2014 \u65e5\u672c", "--max-tokens", "40"]):
+    rc1, plain, _ = run(["generate", "--model", model, "--no-stream"] + args)
+    rc2, streamed, err = run(["generate", "--model", model, "--stream"] + args)
+    check(rc1 == 0 and rc2 == 0 and plain == streamed,
+          "--stream prints exactly the text of --no-stream (%s)" % " ".join(args[2:]), (plain, streamed, err))
+p = subprocess.Popen([ouro, "generate", "--model", model, "--prompt", prompt, "--max-tokens", "600",
+                      "--n-ctx", "700", "--stream", "--threads", "1"], stdout=subprocess.PIPE)
+first = p.stdout.read(1)
+running = p.poll() is None
+rest = p.stdout.read()
+p.wait()
+check(first and running and p.returncode == 0,
+      "--stream: the first bytes arrive while the generation still runs")
+
+# a file of prompts: plain lines and JSON lines, batches, JSON-lines output in input order
+tmp = tempfile.mkdtemp(prefix="ouro_toolcli")
+path = os.path.join(tmp, "prompts.txt")
+lines = [prompt, json.dumps({"prompt": "Hello", "id": "a"}), "", json.dumps("2 + 2 ="),
+         json.dumps({"text": "no prompt"}), "Once upon a time"]
+with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+singles = {}
+for k, p_ in ((1, prompt), (2, "Hello"), (4, "2 + 2 ="), (6, "Once upon a time")):
+    singles[k] = run(["generate", "--model", model, "--prompt", p_, "--max-tokens", "6", "--no-stream"])[1][:-1]
+for bs in ("1", "2", "16"):
+    rc, out, err = run(["generate", "--model", model, "--file", path, "--max-tokens", "6",
+                        "--batch-size", bs])
+    try:
+        rows = [json.loads(l) for l in out.splitlines()]
+    except ValueError:
+        rows = []
+    check([r.get("line") for r in rows] == [1, 2, 4, 5, 6],
+          "--file (batch size %s): one JSON line per prompt, in input order, blank lines skipped" % bs, out)
+    check(all(r.get("text") == singles[r["line"]] for r in rows if "text" in r) and
+          sum("text" in r for r in rows) == 4,
+          "--file (batch size %s): every text equals the one-prompt run" % bs, (rows, singles))
+    check(any(r.get("id") == "a" for r in rows) and any(r.get("line") == 5 and "error" in r for r in rows)
+          and rc == 1, "--file: ids kept, a bad JSON line is an error line and exit status 1", (rc, out))
+rc, out, err = run(["generate", "--file", "-", "--max-tokens", "6"], stdin=(prompt + "\n").encode(),
+                   env_model=model)
+check(rc == 0 and json.loads(out)["text"] == singles[1], "--file - reads the prompts from standard input", (out, err))
+
+# --help on every command, on stdout, status 0
+for cmd in ("generate", "logits", "info", "convert", "tokenize", "detokenize", "chat-template",
+            "sql-surface", "build-info", "version"):
+    rc, out, err = run([cmd, "--help"], env_model=model)
+    check(rc == 0 and out.startswith("usage: ouro " + cmd), "ouro %s --help" % cmd, (rc, out, err))
+print("1..%d" % n)
+sys.exit(1 if failed else 0)
+PY
