@@ -50,13 +50,14 @@ if [ "${OURO_ASAN_PG:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && command -v pg_config 
         fi
     }
     trap restore_pg EXIT
+    trap "exit 1" INT TERM
     gcc -O1 -shared -fPIC -o build-asan/asan_preload.so test/asan_preload.c
     if ! bash test/asan_pg_install.sh >/tmp/ouro-asan-install.log 2>&1; then
         tail -20 /tmp/ouro-asan-install.log
         echo "asan-ext: FAILED (installing the ASan build of the PostgreSQL extension)"
         exit 1
     fi
-    export OURO_PG_LOCK_HELD=1 OURO_PG_INSTALL=true
+    export OURO_PG_LOCK_HELD=1 OURO_PG_INSTALL=true OURO_TEST_SKIP_BIG_CALL=1
     export OURO_PG_SERVER_ENV="LD_PRELOAD=$LIBASAN:$PWD/build-asan/asan_preload.so ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0:log_path=/tmp/ouro-asan-pg.log UBSAN_OPTIONS=print_stacktrace=1:log_path=/tmp/ouro-asan-pg.log"
     rm -f /tmp/ouro-asan-pg.log*
     for s in test/suites/pg.sh test/suites/pg_safety.sh test/suites/pg_batch.sh; do
