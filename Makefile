@@ -11,7 +11,8 @@
 #   make asan         the core tests built and run under AddressSanitizer
 #   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
 #                     (libasan preloaded into Python); slow, not part of `make test`.
-#                     OURO_ASAN_PG=1 adds the PostgreSQL part (see test/asan_ext.sh)
+#                     OURO_ASAN_PG=1 (as root) adds the PostgreSQL suites pg, pg_safety and
+#                     pg_batch on an ASan build of pg_ext (see test/asan_ext.sh)
 #   make demo         installs missing Debian packages (through sudo), builds, and runs
 #                     the SQLite demo on the trained demonstration model models/ouro-demo
 #                     (or $OURO_MODEL)

@@ -6,14 +6,14 @@
 #     loaded by Debian's Python with libasan preloaded, over test/sqlite/test_sqlite.py and
 #     test/sqlite/test_safety.py (leak checking off: Python itself is not instrumented);
 #   - PostgreSQL, only with OURO_ASAN_PG=1 (as root): the extension built the same way and
-#     installed, the throw-away clusters of pg.sh and pg_safety.sh started with libasan
-#     preloaded into the postmaster; any ASan or UBSan report in the servers' logs is a
-#     failure.  Off by default: on Debian 12 (PostgreSQL 15, GCC 12's libasan) `postgres`
-#     with libasan preloaded hangs before main's first line of its own (a deadlock on glibc's
-#     _nl_state_lock in bindtextdomain, called by set_pglocale_pgservice), so no server
-#     starts; and ASan refuses a runtime linked into the extension itself ("ASan runtime does
-#     not come first in initial library list").  The normal build is installed again by the
-#     next run of pg.sh (make test).
+#     installed once (test/asan_pg_install.sh), then pg.sh, pg_safety.sh and pg_batch.sh, whose
+#     throw-away clusters start with libasan and build-asan/asan_preload.so preloaded into the
+#     postmaster (only there: LD_PRELOAD is in the server's environment alone); any ASan or
+#     UBSan report in the servers' logs is a failure.  asan_preload.so makes ASan start outside
+#     glibc's gettext lock: without it `postgres` hangs in bindtextdomain before main's first
+#     line (test/asan_preload.c says why).  The lock /tmp/ouro-pg-suite.lock is held on fd 9
+#     for the whole part (the suites are told so by OURO_PG_LOCK_HELD=1), and the normal build
+#     is installed again before it is released.
 set -u
 cd "$(dirname "$0")/.."
 LIBASAN=$(gcc -print-file-name=libasan.so)
@@ -37,10 +37,31 @@ done
 
 if [ "${OURO_ASAN_PG:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && command -v pg_config >/dev/null; then
     echo "== PostgreSQL extension under ASan"
-    export OURO_PG_INSTALL="bash test/asan_pg_install.sh"
-    export OURO_PG_SERVER_ENV="LD_PRELOAD=$LIBASAN ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0:log_path=/tmp/ouro-asan-pg.log UBSAN_OPTIONS=print_stacktrace=1:log_path=/tmp/ouro-asan-pg.log"
+    exec 9>/tmp/ouro-pg-suite.lock
+    flock 9
+    # the normal build goes back into the server before the lock is released, however this ends
+    restore_pg() {
+        make -s -C pg_ext clean >/dev/null 2>&1
+        if make -s -j2 >/tmp/ouro-asan-restore.log 2>&1 && make -s -C pg_ext install >>/tmp/ouro-asan-restore.log 2>&1; then
+            echo "normal build of the PostgreSQL extension installed again"
+        else
+            tail -20 /tmp/ouro-asan-restore.log
+            echo "FAILED to install the normal build again: run make && sudo make -C pg_ext install"
+        fi
+    }
+    trap restore_pg EXIT
+    trap "exit 1" INT TERM
+    gcc -O1 -shared -fPIC -o build-asan/asan_preload.so test/asan_preload.c
+    if ! bash test/asan_pg_install.sh >/tmp/ouro-asan-install.log 2>&1; then
+        tail -20 /tmp/ouro-asan-install.log
+        echo "asan-ext: FAILED (installing the ASan build of the PostgreSQL extension)"
+        exit 1
+    fi
+    export OURO_PG_LOCK_HELD=1 OURO_PG_INSTALL=true OURO_TEST_SKIP_BIG_CALL=1
+    export OURO_PG_SERVER_ENV="LD_PRELOAD=$LIBASAN:$PWD/build-asan/asan_preload.so ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0:log_path=/tmp/ouro-asan-pg.log UBSAN_OPTIONS=print_stacktrace=1:log_path=/tmp/ouro-asan-pg.log"
     rm -f /tmp/ouro-asan-pg.log*
-    for s in test/suites/pg.sh test/suites/pg_safety.sh; do
+    # OURO_ASAN_PG_SUITES: a shorter list of suites
+    for s in ${OURO_ASAN_PG_SUITES:-test/suites/pg.sh test/suites/pg_safety.sh test/suites/pg_batch.sh}; do
         bash "$s" >/tmp/ouro-asan-suite.log 2>&1
         rc=$?
         grep -v '^ok ' /tmp/ouro-asan-suite.log | tail -30
@@ -54,9 +75,8 @@ if [ "${OURO_ASAN_PG:-0}" = 1 ] && [ "$(id -u)" -eq 0 ] && command -v pg_config 
     else
         echo "no ASan/UBSan report from the PostgreSQL servers"
     fi
-    make -s -C pg_ext clean >/dev/null 2>&1
 else
-    echo "== PostgreSQL part skipped (OURO_ASAN_PG=1 runs it; see the top of this file for why it is off)"
+    echo "== PostgreSQL part skipped (OURO_ASAN_PG=1, as root, runs it)"
 fi
 [ $failed -eq 0 ] && echo "asan-ext: clean" || echo "asan-ext: FAILED"
 [ $failed -eq 0 ]

@@ -22,7 +22,8 @@ set -u
 cd "$(dirname "$0")/../.."
 
 # The extension is installed into the one server of the machine: runs take turns.
-exec 9>/tmp/ouro-pg-suite.lock
+# OURO_PG_LOCK_HELD=1: the caller holds it on fd 9 for several suites (make asan-ext).
+[ "${OURO_PG_LOCK_HELD:-0}" = 1 ] || exec 9>/tmp/ouro-pg-suite.lock
 flock 9
 
 n=0 failed=0
@@ -40,7 +41,8 @@ if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ] || ! command -v "$PG_CONFIG" >/de
     finish
 fi
 if [ "$(id -u)" -eq 0 ]; then
-    if ! { make -s core && make -s -C pg_ext install; } >/tmp/ouro-pg-batch-build.$$ 2>&1; then
+    # OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
+    if ! { make -s core && ${OURO_PG_INSTALL:-make -s -C pg_ext install}; } >/tmp/ouro-pg-batch-build.$$ 2>&1; then
         tail -20 /tmp/ouro-pg-batch-build.$$
         not_ok "make -C pg_ext install"
         rm -f /tmp/ouro-pg-batch-build.$$
@@ -82,7 +84,8 @@ max_parallel_workers = 4
 ouro.threads = 1
 ouro.model_path = '$MODELS/tiny-mha-bf16'
 EOF
-if "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1; then
+# OURO_PG_SERVER_ENV: VAR=value words for the server (make asan-ext preloads libasan)
+if "${RUNAS[@]}" env ${OURO_PG_SERVER_ENV:-} "$PGBIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w start >/dev/null 2>&1 9>&-; then
     ok "throw-away cluster started (ouro preloaded)"
 else
     cat "$TMP/server.log"

@@ -20,7 +20,8 @@ set -u
 cd "$(dirname "$0")/../.."
 
 # The extension is installed into the one server the machine has: runs take turns (pg.sh too).
-exec 9>/tmp/ouro-pg-suite.lock
+# OURO_PG_LOCK_HELD=1: the caller holds it on fd 9 for several suites (make asan-ext).
+[ "${OURO_PG_LOCK_HELD:-0}" = 1 ] || exec 9>/tmp/ouro-pg-suite.lock
 flock 9
 
 n=0 failed=0
@@ -239,7 +240,12 @@ sql -c "ALTER DATABASE ouro_safety RESET ALL" -c "ALTER DATABASE ouro_safety SET
 
 # --- 4. an idle backend gives back a big call's memory --------------------------------------
 
-idle=$(sql <<'EOF' 2>&1
+# OURO_TEST_SKIP_BIG_CALL=1 (make asan-ext): the 16 x 400-token call takes over 10 minutes
+# instrumented, so it is left out there.
+if [ "${OURO_TEST_SKIP_BIG_CALL:-0}" = 1 ]; then
+    ok "# SKIP an idle backend gives back a big call's memory (OURO_TEST_SKIP_BIG_CALL=1)"
+else
+    idle=$(sql <<'EOF' 2>&1
 SET ouro.batch_size = 16;
 SET ouro.context_length = 4096;
 SELECT 'pid:' || pg_backend_pid();
@@ -254,13 +260,14 @@ SELECT 'kv:' || (ouro_model_info() ->> 'session_kv_bytes');
 SELECT 'rss:' || (regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'RssAnon:\s+(\d+)'))[1];
 EOF
 )
-echo "# idle backend: $(tr '\n' ' ' <<<"$idle")"
-rss_kb=$(sed -n 's/^rss://p' <<<"$idle")
-kv_in=$(sed -n 's/^kv_in_call://p' <<<"$idle")
-check "the big call's session held more than 64 MiB of KV cache (${kv_in:-?} bytes) and is gone after it" \
-    bash -c 'test "${1:-0}" -gt 67108864 && grep -q "^kv:0$" <<<"$2"' _ "$kv_in" "$idle"
-check "after that call the idle backend's anonymous memory is under 64 MiB (${rss_kb:-?} kB)" \
-    test "${rss_kb:-999999}" -lt 65536
+    echo "# idle backend: $(tr '\n' ' ' <<<"$idle")"
+    rss_kb=$(sed -n 's/^rss://p' <<<"$idle")
+    kv_in=$(sed -n 's/^kv_in_call://p' <<<"$idle")
+    check "the big call's session held more than 64 MiB of KV cache (${kv_in:-?} bytes) and is gone after it" \
+        bash -c 'test "${1:-0}" -gt 67108864 && grep -q "^kv:0$" <<<"$2"' _ "$kv_in" "$idle"
+    check "after that call the idle backend's anonymous memory is under 64 MiB (${rss_kb:-?} kB)" \
+        test "${rss_kb:-999999}" -lt 65536
+fi
 
 # --- 5. no NUL in returned text -------------------------------------------------------------
 
