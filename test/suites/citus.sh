@@ -32,12 +32,7 @@
 #                                        (OURO_CITUS_BENCH_ROWS rows, default 96)
 set -u
 cd "$(dirname "$0")/../.."
-
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - citus: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - citus: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { [ "$failed" -eq 0 ]; exit $?; }
+SUITE=citus; . test/tap.sh
 
 # --- PostgreSQL, Citus and ouro -------------------------------------------------------------
 
@@ -55,8 +50,7 @@ fi
 
 # ouro is installed into the one server the machine has, as test/suites/pg.sh does: runs take
 # turns on this lock from the install to the end.
-exec 9>/tmp/ouro-pg-suite.lock
-flock 9
+pg_suite_lock
 
 if [ "$(id -u)" -eq 0 ]; then
     if make -s core >/tmp/ouro-citus-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-citus-build.$$ 2>&1; then

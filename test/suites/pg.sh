@@ -15,19 +15,12 @@
 #   OURO_PG_KEEP=1 bash ...          leaves the cluster running (prints how to reach it)
 set -u
 cd "$(dirname "$0")/../.."
+SUITE=pg; . test/tap.sh
 ROOT=$PWD
 
 # The extension is installed into the one server the machine has: two checkouts running
 # this suite at once would replace each other's library, so runs take turns.
-# OURO_PG_LOCK_HELD=1: the caller holds it on fd 9 for several suites (make asan-ext).
-[ "${OURO_PG_LOCK_HELD:-0}" = 1 ] || exec 9>/tmp/ouro-pg-suite.lock
-flock 9
-
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - pg: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { [ "$failed" -eq 0 ]; exit $?; }
+pg_suite_lock
 
 # --- PostgreSQL and the extension -----------------------------------------------------------
 

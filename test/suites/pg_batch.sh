@@ -20,18 +20,11 @@
 # Prints TAP lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/../.."
+SUITE=pg_batch; . test/tap.sh
+TAP_T0=$(date +%s)
 
 # The extension is installed into the one server of the machine: runs take turns.
-# OURO_PG_LOCK_HELD=1: the caller holds it on fd 9 for several suites (make asan-ext).
-[ "${OURO_PG_LOCK_HELD:-0}" = 1 ] || exec 9>/tmp/ouro-pg-suite.lock
-flock 9
-
-n=0 failed=0
-T0=$(date +%s)
-ok()     { n=$((n + 1)); echo "ok $n - pg_batch: $* [$(($(date +%s) - T0)) s]"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg_batch: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { [ "$failed" -eq 0 ]; exit $?; }
+pg_suite_lock
 
 PG_CONFIG=${PG_CONFIG:-pg_config}
 PGBIN=/usr/lib/postgresql/15/bin

@@ -18,22 +18,13 @@
 # Prints TAP lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/../.."
+SUITE=pg_quickstart; . test/tap.sh
 ROOT=$PWD
 
 # The extension is installed into the one server installation of the machine: runs take turns
 # with the other suites that install it.  Servers are started with the lock's descriptor
 # closed (9>&-), so that they never hold it.
-exec 9>/tmp/ouro-pg-suite.lock
-lock_start=$(date +%s)
-flock 9
-echo "# waited $(( $(date +%s) - lock_start )) s for /tmp/ouro-pg-suite.lock"
-suite_start=$(date +%s)
-
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - pg_quickstart: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg_quickstart: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { echo "# $(( $(date +%s) - suite_start )) s after the lock"; [ "$failed" -eq 0 ]; exit $?; }
+pg_suite_lock
 
 if [ "$(id -u)" -ne 0 ] || ! command -v pg_createcluster >/dev/null 2>&1; then
     ok "README quick start # SKIP needs root and postgresql-common (pg_createcluster)"

@@ -18,17 +18,10 @@
 # Prints TAP lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/../.."
+SUITE=pg_safety; . test/tap.sh
 
 # The extension is installed into the one server the machine has: runs take turns (pg.sh too).
-# OURO_PG_LOCK_HELD=1: the caller holds it on fd 9 for several suites (make asan-ext).
-[ "${OURO_PG_LOCK_HELD:-0}" = 1 ] || exec 9>/tmp/ouro-pg-suite.lock
-flock 9
-
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - pg_safety: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg_safety: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { [ "$failed" -eq 0 ]; exit $?; }
+pg_suite_lock
 
 # cancel / timeout / terminate / disconnect to stop, on the test models (make asan-ext raises it:
 # instrumented code is slower)

@@ -16,19 +16,10 @@
 # Prints TAP lines; exits non-zero on a failure.
 set -u
 cd "$(dirname "$0")/../.."
+SUITE=pg_upgrade; . test/tap.sh
 
 # Installs into the machine's one server installation: take turns with the other suites.
-exec 9>/tmp/ouro-pg-suite.lock
-lock_start=$(date +%s)
-flock 9
-echo "# waited $(( $(date +%s) - lock_start )) s for /tmp/ouro-pg-suite.lock"
-suite_start=$(date +%s)
-
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - pg_upgrade: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - pg_upgrade: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-finish() { echo "# $(( $(date +%s) - suite_start )) s after the lock"; [ "$failed" -eq 0 ]; exit $?; }
+pg_suite_lock
 
 PG_CONFIG=${PG_CONFIG:-pg_config}
 PGBIN=$($PG_CONFIG --bindir 2>/dev/null)

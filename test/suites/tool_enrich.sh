@@ -6,10 +6,7 @@
 # Needs build/ouro, build/ouro.so, the sqlite3 shell and Debian's /usr/bin/python3.  Prints TAP lines.
 set -u
 cd "$(dirname "$0")/../.."
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - tool_enrich: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - tool_enrich: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
+SUITE=tool_enrich; . test/tap.sh
 if [ ! -x build/ouro ] || [ ! -f build/ouro.so ] || [ ! -x /usr/bin/python3 ] || ! command -v sqlite3 >/dev/null; then
     ok "# SKIP build/ouro, build/ouro.so, sqlite3 or /usr/bin/python3 missing"
     exit 0

@@ -6,10 +6,7 @@
 #   - decoded text in the tool's JSON never holds U+0000: a 0x00 byte is U+FFFD there too.
 set -u
 cd "$(dirname "$0")/../.."
-n=0 failed=0
-ok()     { n=$((n + 1)); echo "ok $n - tool_safety: $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - tool_safety: $*"; }
-check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
+SUITE=tool_safety; . test/tap.sh
 
 TMP=$(mktemp -d /tmp/ouro-tool-safety.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
