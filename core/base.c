@@ -82,7 +82,7 @@ uint16_t ouro_f32_to_bf16(float f)
 
 size_t ouro_dtype_size(ouro_dtype dt)
 {
-    return dt == OURO_F32 ? 4 : dt == OURO_Q8 ? 1 : 2;
+    return dt == OURO_F32 ? 4 : dt == OURO_Q8 || dt == OURO_Q4 ? 1 : 2;
 }
 
 const char *ouro_dtype_name(ouro_dtype dt)
@@ -92,6 +92,7 @@ const char *ouro_dtype_name(ouro_dtype dt)
     case OURO_F16:  return "F16";
     case OURO_BF16: return "BF16";
     case OURO_Q8:   return "Q8";
+    case OURO_Q4:   return "Q4";
     }
     return "?";
 }

@@ -1,9 +1,10 @@
 /*
- * convert.c -- `ouro convert`: writes a checkpoint with its matrices as q8.
+ * convert.c -- `ouro convert`: writes a checkpoint with its matrices as q8 or q4.
  *
  * The source folder is loaded (and so validated) like any model; the output
  * is one model.safetensors with the tensors in the order of the architecture:
- * the matrices as U8 tensors in the q8 format of quant.c, the norms and the
+ * the matrices as U8 tensors in the q8 format of quant.c or the q4 format of
+ * quant4.c, the norms and the
  * exit gate as they were.  Every tensor starts on a 64-byte boundary (the
  * header is padded with spaces, as the safetensors format allows), so the
  * loader can use the mapped file in place.  The file is written under a
@@ -33,7 +34,7 @@ static const char *const copied_files[] = {
 typedef struct cv_tensor {
     char name[128];
     const ouro_tensor *t;
-    bool mat;                /* written as q8 */
+    bool mat;                /* written quantized */
     bool vector;             /* shape [rows] */
     size_t bytes, offset;
 } cv_tensor;
@@ -83,11 +84,13 @@ static ouro_status copy_file(const char *src, const char *dst, ouro_error *err)
     return st;
 }
 
-/* The q8 bytes of matrix t, quantized with `threads` threads (NULL: out of memory). */
-static uint8_t *quantize_matrix(const ouro_tensor *t, int threads)
+/* The q8 or q4 (qdt) bytes of matrix t, quantized with `threads` threads
+ * (NULL: out of memory). */
+static uint8_t *quantize_matrix(const ouro_tensor *t, ouro_dtype qdt, int threads)
 {
     int64_t rows = t->shape[0], cols = t->shape[1];
-    size_t gb = ouro_q8_group_bytes(cols), groups = (size_t)(rows + 15) / 16;
+    size_t gb = qdt == OURO_Q4 ? ouro_q4_group_bytes(cols) : ouro_q8_group_bytes(cols);
+    size_t groups = (size_t)(rows + 15) / 16;
     uint8_t *q = aligned_alloc(64, groups * gb);
     if (!q)
         return NULL;
@@ -107,7 +110,10 @@ static uint8_t *quantize_matrix(const ouro_tensor *t, int threads)
             int n = rows - (int64_t)g * 16 < 16 ? (int)(rows - (int64_t)g * 16) : 16;
             for (int i = 0; i < n; i++)
                 ouro_row_to_f32(buf + (size_t)i * cols, t->data, t->dtype, g * 16 + i, (int)cols);
-            ouro_q8_quantize_group(q + g * gb, buf, n, cols);
+            if (qdt == OURO_Q4)
+                ouro_q4_quantize_group(q + g * gb, buf, n, cols);
+            else
+                ouro_q8_quantize_group(q + g * gb, buf, n, cols);
         }
         free(buf);
     }
@@ -118,7 +124,8 @@ static uint8_t *quantize_matrix(const ouro_tensor *t, int threads)
     return q;
 }
 
-static ouro_status write_model(const ouro_model *m, const char *path, int threads, ouro_error *err)
+static ouro_status write_model(const ouro_model *m, const char *path, ouro_dtype qdt, int threads,
+                               ouro_error *err)
 {
     const ouro_config *c = &m->cfg;
     size_t n_t = (size_t)c->num_layers * OURO_LAYER_TENSORS + 5;
@@ -159,7 +166,7 @@ static ouro_status write_model(const ouro_model *m, const char *path, int thread
     /* header */
     cJSON *meta = cJSON_AddObjectToObject(h, "__metadata__");
     if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")
-        || !cJSON_AddStringToObject(meta, "ouro.quantization", "q8")) {
+        || !cJSON_AddStringToObject(meta, "ouro.quantization", qdt == OURO_Q4 ? "q4" : "q8")) {
         st = ouro_err(err, OURO_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -169,9 +176,11 @@ static ouro_status write_model(const ouro_model *m, const char *path, int thread
         double shape[2];
         int nd;
         if (ts[i].mat) {
-            ts[i].bytes = ouro_q8_bytes(t->shape[0], t->shape[1]);
+            bool q4 = qdt == OURO_Q4;
+            ts[i].bytes = q4 ? ouro_q4_bytes(t->shape[0], t->shape[1])
+                             : ouro_q8_bytes(t->shape[0], t->shape[1]);
             shape[0] = (double)((t->shape[0] + 15) / 16);
-            shape[1] = (double)ouro_q8_group_bytes(t->shape[1]);
+            shape[1] = (double)(q4 ? ouro_q4_group_bytes(t->shape[1]) : ouro_q8_group_bytes(t->shape[1]));
             nd = 2;
         } else {
             ts[i].bytes = (size_t)t->shape[0] * (size_t)t->shape[1] * ouro_dtype_size(t->dtype);
@@ -216,7 +225,7 @@ static ouro_status write_model(const ouro_model *m, const char *path, int thread
         if ((st = write_all(fd, zeros, ts[i].offset - pos, path, err)) != OURO_OK)
             break;
         if (ts[i].mat) {
-            uint8_t *q = quantize_matrix(ts[i].t, threads);
+            uint8_t *q = quantize_matrix(ts[i].t, qdt, threads);
             if (!q) {
                 st = ouro_err(err, OURO_ERR_NOMEM, "out of memory quantizing %s (%zu bytes)",
                               ts[i].name, ts[i].bytes);
@@ -240,8 +249,10 @@ done:
     return st;
 }
 
-ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
+static ouro_status convert(const char *src_dir, const char *dst_dir, ouro_dtype qdt, int threads,
+                           ouro_error *err)
 {
+    const char *qname = qdt == OURO_Q4 ? "q4" : "q8";
     if (!src_dir || !dst_dir)
         return ouro_err(err, OURO_ERR_ARG, "source and destination folders are required");
     if (threads <= 0)
@@ -268,11 +279,12 @@ ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int thread
         return st;
     if (m->quantized) {
         ouro_model_free(m);
-        return ouro_err(err, OURO_ERR_ARG, "%s is already q8", src_real);
+        return ouro_err(err, OURO_ERR_ARG, "%s is already %s", src_real,
+                        m->embed.dtype == OURO_Q4 ? "q4" : "q8");
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dst_real);
     snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dst_real);
-    st = write_model(m, tmp, threads, err);
+    st = write_model(m, tmp, qdt, threads, err);
     ouro_model_free(m);
     if (st == OURO_OK && rename(tmp, path) != 0)
         st = ouro_err(err, OURO_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
@@ -289,6 +301,16 @@ ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int thread
         if ((st = copy_file(from, to, err)) != OURO_OK)
             return st;
     }
-    ouro_log(OURO_LOG_INFO, "converted %s to q8 in %s", src_real, dst_real);
+    ouro_log(OURO_LOG_INFO, "converted %s to %s in %s", src_real, qname, dst_real);
     return OURO_OK;
+}
+
+ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
+{
+    return convert(src_dir, dst_dir, OURO_Q8, threads, err);
+}
+
+ouro_status ouro_convert_q4(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
+{
+    return convert(src_dir, dst_dir, OURO_Q4, threads, err);
 }

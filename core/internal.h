@@ -7,6 +7,7 @@
  *   util.c      status strings, errors, logging, build information
  *   kernels.c   the matrix products (y = W x)
  *   quant.c     the 8-bit block-quantized weight format (q8) and its products
+ *   quant4.c    the 4-bit block-quantized weight format (q4) and its products
  *   math.c      RMSNorm, RoPE, softmax, the exit distribution
  *   loader.c    config.json + safetensors -> ouro_model (mmap, validation)
  *   forward.c   sessions, KV cache and the looped forward pass
@@ -142,6 +143,36 @@ size_t ouro_q8_act_bytes(int n, int d_in);
 void ouro_q8_prepare(void *ws, const float *x, int n, int d_in);
 void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1);
 
+/* The quantized activations inside ws as the kernels read them (the layout
+ * ouro_q8_prepare wrote for n tokens of d_in values). */
+typedef struct ouro_q8_act {
+    const int8_t *q;         /* (n, nb * 32) x_q, zero-padded */
+    const float *s;          /* (n, nb) scales */
+    const int32_t *c;        /* (n, nb) -128 * sum of the block's x_q */
+    int nb;                  /* blocks of 32 per token */
+} ouro_q8_act;
+ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in);
+
+/* ------------------------------------------------------------------------
+ * q4 weights (quant4.c; the format is described there).  Data is 64-byte
+ * aligned.  The products take the activations of ouro_q8_prepare.
+ * ------------------------------------------------------------------------ */
+
+size_t ouro_q4_group_bytes(int64_t cols);
+size_t ouro_q4_bytes(int64_t rows, int64_t cols);
+
+/* Writes n_rows (1..16) f32 rows (n_rows, cols) as one q4 group at dst
+ * (ouro_q4_group_bytes(cols) bytes, 64-byte aligned); missing rows are zero. */
+void ouro_q4_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t cols);
+
+/* Row `row` of q4 matrix w dequantized into out (cols); its dot product with x. */
+void ouro_q4_row_to_f32(float *out, const void *w, size_t row, int64_t cols);
+float ouro_q4_dot_row(const void *w, size_t row, const float *x, int64_t cols);
+
+/* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for q4 weights w, on the calling
+ * thread; ws holds x quantized by ouro_q8_prepare. */
+void ouro_q4_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1);
+
 /* ------------------------------------------------------------------------
  * Math (math.c), f32 throughout, as the reference computes it
  * ------------------------------------------------------------------------ */
@@ -258,7 +289,7 @@ struct ouro_model {
     ouro_tokenizer *tok;         /* owned; NULL without tokenizer.json */
     size_t n_params;
     size_t mapped_bytes;
-    bool quantized;              /* the matrices are q8 (written by ouro_convert) */
+    bool quantized;              /* the matrices are q8 or q4 (written by ouro_convert) */
 
     ouro_tensor embed;           /* (vocab, hidden) */
     ouro_tensor norm;            /* (hidden) final RMSNorm */

@@ -11,7 +11,8 @@
  * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
  * are one dot product per (row, token).  test/bench/matmul_bench.c times it
  * and, with --check, compares every path with a double-precision reference.
- * Q8 weights (written by `ouro convert`) are handed to core/quant.c.
+ * Q8 and Q4 weights (written by `ouro convert`) are handed to core/quant.c
+ * and core/quant4.c.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ void ouro_row_to_f32(float *out, const void *w, ouro_dtype dt, size_t row, int c
     size_t off = row * (size_t)cols;
     if (dt == OURO_Q8) {
         ouro_q8_row_to_f32(out, w, row, cols);
+    } else if (dt == OURO_Q4) {
+        ouro_q4_row_to_f32(out, w, row, cols);
     } else if (dt == OURO_F32) {
         memcpy(out, (const float *)w + off, (size_t)cols * sizeof(float));
     } else if (dt == OURO_F16) {
@@ -582,17 +585,23 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
 {
     if (dt == OURO_Q8)   /* not used by the forward pass: the exit gate is never quantized */
         return ouro_q8_dot_row(w, row, x, d_in);
+    if (dt == OURO_Q4)
+        return ouro_q4_dot_row(w, row, x, d_in);
     const char *p = (const char *)w + row * (size_t)d_in * ouro_dtype_size(dt);
     return pick_dot(dt)(p, x, d_in);
 }
 
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision; q8: qx holds x quantized by ouro_q8_prepare. */
+ * for its dtype and precision; q8 and q4: qx holds x quantized by ouro_q8_prepare. */
 static void mm_rows(float *y, const float *x, const void *qx, const void *w, ouro_dtype dt, int n,
                     int d_in, int d_out, int r0, int r1, bool bf16)
 {
     if (dt == OURO_Q8) {
         ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
+        return;
+    }
+    if (dt == OURO_Q4) {
+        ouro_q4_rows(y, qx, w, n, d_in, d_out, r0, r1);
         return;
     }
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
@@ -612,7 +621,7 @@ static void mm_rows(float *y, const float *x, const void *qx, const void *w, our
     }
 }
 
-/* x quantized for q8 weights, in ws when it is large enough, else in memory
+/* x quantized for q8 or q4 weights, in ws when it is large enough, else in memory
  * of its own (*owned, freed by the caller); NULL when that cannot be had. */
 static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void **owned)
 {
@@ -660,7 +669,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
     bool q8 = false;
     for (int i = 0; i < count; i++) {
         rows += outs[i].d_out;
-        q8 = q8 || outs[i].dt == OURO_Q8;
+        q8 = q8 || outs[i].dt == OURO_Q8 || outs[i].dt == OURO_Q4;
     }
     void *owned = NULL, *qx = NULL;
     if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
@@ -698,7 +707,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
                      ouro_mm_ws *ws)
 {
     void *owned = NULL, *qx = NULL;
-    if (dt == OURO_Q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
+    if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
         fill_nan(h, (size_t)n * d_out);
         return;
     }

@@ -29,6 +29,13 @@
  * embeddings, lm_head and the seven matrices of each layer) are U8 tensors
  * of shape [ceil(rows / 16), ouro_q8_group_bytes(cols)] in the q8 format of
  * quant.c, 64-byte aligned.  The norms and the exit gate stay as they were.
+ * With "ouro.quantization": "q4" the matrices are U8 tensors of shape
+ * [ceil(rows / 16), ouro_q4_group_bytes(cols)] in the q4 format of quant4.c,
+ * 64-byte aligned: the shape fixes the number of groups and of blocks per
+ * row, so a matrix of the wrong row count, row length or block count, or a
+ * file cut short, is refused before use.  Scale values are not read at load
+ * (that would touch every page of the file): like a NaN in a bf16 file, a
+ * non-finite scale makes the products of its rows NaN, never a crash.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -310,7 +317,8 @@ typedef struct st_file {
     cJSON *header;           /* parsed header, owned */
     const uint8_t *data;     /* first byte after the header */
     size_t data_size;
-    bool q8;                 /* __metadata__ "ouro.quantization" is "q8" */
+    bool q8;                 /* __metadata__ "ouro.quantization" is "q8" or "q4" */
+    ouro_dtype qdt;          /* then OURO_Q8 or OURO_Q4: the dtype of its U8 matrices */
 } st_file;
 
 typedef struct st_range {
@@ -385,13 +393,15 @@ static ouro_status st_open(const ouro_mapped_file *f, const char *name, st_file 
         const char *tn = e->string;
         if (strcmp(tn, "__metadata__") == 0) {
             const cJSON *qv = cJSON_GetObjectItemCaseSensitive(e, "ouro.quantization");
-            if (qv && !(cJSON_IsString(qv) && strcmp(qv->valuestring, "q8") == 0)) {
+            if (qv && !(cJSON_IsString(qv) && (strcmp(qv->valuestring, "q8") == 0
+                                                || strcmp(qv->valuestring, "q4") == 0))) {
                 st = ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: __metadata__ names quantization "
-                              "\"%s\"; ouro reads \"q8\"", f->path,
+                              "\"%s\"; ouro reads \"q8\" and \"q4\"", f->path,
                               cJSON_IsString(qv) ? qv->valuestring : "(not a string)");
                 break;
             }
             out->q8 = qv != NULL;
+            out->qdt = qv && strcmp(qv->valuestring, "q4") == 0 ? OURO_Q4 : OURO_Q8;
             continue;
         }
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -498,7 +508,7 @@ static bool expected_name(const ouro_model *m, const char *name)
 }
 
 /* Finds tensor `name` with shape (rows, cols) (cols = 0: a vector of rows);
- * a matrix that may be q8 (mat) is accepted as U8 in a q8 file. */
+ * a matrix that may be quantized (mat) is accepted as U8 in a q8 or q4 file. */
 static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, bool mat,
                               ouro_tensor *t, ouro_error *err)
 {
@@ -522,12 +532,12 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
     const char *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring;
     int64_t want0 = rows, want1 = cols;
     if (strcmp(dt, "U8") == 0 && mat && f->q8) {
-        t->dtype = OURO_Q8;
+        t->dtype = f->qdt;
         want0 = (rows + 15) / 16;
-        want1 = (int64_t)ouro_q8_group_bytes(cols);
+        want1 = (int64_t)(f->qdt == OURO_Q4 ? ouro_q4_group_bytes(cols) : ouro_q8_group_bytes(cols));
     } else if (strcmp(dt, "U8") == 0 && f->q8) {
-        return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is U8, but only matrices are q8",
-                        f->path, name);
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is U8, but only matrices are %s",
+                        f->path, name, f->qdt == OURO_Q4 ? "q4" : "q8");
     } else if (strcmp(dt, "F32") == 0)
         t->dtype = OURO_F32;
     else if (strcmp(dt, "F16") == 0)
@@ -536,7 +546,7 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
         t->dtype = OURO_BF16;
     else
         return ouro_err(err, OURO_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; ouro runs F32, "
-                        "F16 and BF16 weights, and q8 files written by ouro convert", f->path, name, dt);
+                        "F16 and BF16 weights, and q8 and q4 files written by ouro convert", f->path, name, dt);
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     int nd = cJSON_GetArraySize(sh);
     int64_t s0 = nd > 0 ? (int64_t)cJSON_GetArrayItem(sh, 0)->valuedouble : -1;
@@ -552,7 +562,7 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
             snprintf(got, sizeof got, "%d dimensions", nd);
         if (cols)
             snprintf(want, sizeof want, "[%lld, %lld]%s", (long long)want0, (long long)want1,
-                     t->dtype == OURO_Q8 ? " (q8)" : "");
+                     t->dtype == OURO_Q8 ? " (q8)" : t->dtype == OURO_Q4 ? " (q4)" : "");
         else
             snprintf(want, sizeof want, "[%lld]", (long long)rows);
         return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s has shape %s, expected %s",
@@ -563,9 +573,9 @@ static ouro_status get_tensor(loader *ld, const char *name, int64_t rows, int64_
     if ((uintptr_t)p % ouro_dtype_size(t->dtype) != 0)
         return ouro_err(err, OURO_ERR_FORMAT, "%s: tensor %s is not aligned to its element size",
                         f->path, name);
-    if (t->dtype == OURO_Q8 && (uintptr_t)p % 64 != 0)
-        return ouro_err(err, OURO_ERR_FORMAT, "%s: q8 tensor %s is not aligned to 64 bytes",
-                        f->path, name);
+    if ((t->dtype == OURO_Q8 || t->dtype == OURO_Q4) && (uintptr_t)p % 64 != 0)
+        return ouro_err(err, OURO_ERR_FORMAT, "%s: %s tensor %s is not aligned to 64 bytes",
+                        f->path, t->dtype == OURO_Q4 ? "q4" : "q8", name);
     t->data = p;
     t->shape[0] = rows;
     t->shape[1] = cols ? cols : 1;

@@ -133,7 +133,8 @@ typedef struct ouro_model ouro_model;
 
 typedef enum ouro_dtype {
     OURO_F32 = 0, OURO_F16, OURO_BF16,
-    OURO_Q8                  /* 8-bit blocks written by ouro_convert (see core/quant.c) */
+    OURO_Q8,                 /* 8-bit blocks written by ouro_convert (see core/quant.c) */
+    OURO_Q4                  /* 4-bit blocks written by ouro_convert (see core/quant4.c) */
 } ouro_dtype;
 
 typedef struct ouro_config {
@@ -199,6 +200,12 @@ ouro_status ouro_model_check(const ouro_model *model, ouro_error *err);
  * weights quantize the activations to 8 bits too: an approximate mode (the
  * README gives its measured error).  threads: 0 = all processors. */
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
+
+/* ouro_convert_q8 with the matrices in ouro's 4-bit block format, q4: 4-bit
+ * integers with an f16 scale per 32 values of a row, any row length, about
+ * 28% of the bf16 size.  Products take 8-bit activations as with q8; the
+ * weights are coarser (the README gives the measured error). */
+ouro_status ouro_convert_q4(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
 
 /* Worker threads a call uses for a `threads` option: threads when > 0, else
  * the number of processors. */

@@ -469,3 +469,9 @@ void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int 
     q8_act a = q8_act_at(ws, n, d_in);
     q8_rows(y, &a, w, n, d_in, d_out, r0, r1);
 }
+
+ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in)
+{
+    q8_act a = q8_act_at(ws, n, d_in);
+    return (ouro_q8_act){ a.q, a.s, a.c, a.nb };
+}

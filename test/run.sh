@@ -44,7 +44,7 @@ done
 # and the golden test again, forced through OURO_SIMD.
 if [ "$builds" != build-asan ]; then
     for level in avx2 generic; do
-        for t in build/test/test_math build/test/test_quant build/test/test_golden; do
+        for t in build/test/test_math build/test/test_quant build/test/test_quant4 build/test/test_golden; do
             [ -x "$t" ] && OURO_SIMD=$level run_suite "$t (OURO_SIMD=$level)" "$t"
         done
     done

@@ -43,7 +43,7 @@ static const char *usage_main =
     "  detokenize      ids -> text (JSON)\n"
     "  chat-template   render messages with the model's chat template (JSON)\n"
     "  info            the model's configuration and files (JSON)\n"
-    "  convert         write a model's matrices as 8-bit blocks (q8)\n"
+    "  convert         write a model's matrices as 8-bit (q8) or 4-bit (q4) blocks\n"
     "  sql-surface     the SQL surface of both extensions: settings, options, functions\n"
     "  enrich          fill a column of a SQLite table, resumable, with a progress bar\n"
     "  build-info      how this build was made: SIMD, OpenMP, threads (JSON)\n"
@@ -111,13 +111,15 @@ static const char *usage_info =
     "dtypes and file sizes as JSON.\n";
 
 static const char *usage_convert =
-    "usage: ouro convert --model DIR --out DIR [--type q8] [--threads N]\n"
+    "usage: ouro convert --model DIR --out DIR [--type q8|q4] [--threads N]\n"
     "\n"
     "Writes the model of --model into the folder --out (created when missing) with its\n"
-    "matrices in 8-bit blocks (q8: one f16 scale per 32 values of a row), about 53% of\n"
-    "the bf16 size, and copies its config and tokenizer files.  Load the new folder like\n"
-    "any model: it is mapped as it is.  Products with q8 weights round the activations\n"
-    "to 8 bits too, like llama.cpp's Q8_0: faster, approximate (see the README).\n";
+    "matrices in 8-bit blocks (q8, the default: one f16 scale per 32 values of a row),\n"
+    "about 53% of the bf16 size, or in 4-bit blocks (--type q4: the same scales), about\n"
+    "28%, and copies its config and tokenizer files.  Load the new folder like any model:\n"
+    "it is mapped as it is.  Products with q8 or q4 weights round the activations to\n"
+    "8 bits too, like llama.cpp's Q8_0 and Q4_0: faster, approximate, q4 more so (see\n"
+    "the README).\n";
 
 /* ------------------------------------------------------------------------
  * Argument helpers
@@ -1009,20 +1011,22 @@ static int cmd_convert(int argc, char **argv)
         fprintf(stderr, "ouro convert: --model and --out are required\n%s", usage_convert);
         return 2;
     }
-    if (strcmp(type, "q8") != 0) {
-        fprintf(stderr, "ouro convert: unknown --type \"%s\" (q8 is the one format)\n", type);
+    bool q4 = strcmp(type, "q4") == 0;
+    if (!q4 && strcmp(type, "q8") != 0) {
+        fprintf(stderr, "ouro convert: unknown --type \"%s\" (q8 or q4)\n", type);
         return 2;
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ouro_error err;
-    ouro_status st = ouro_convert_q8(model, out, (int)threads, &err);
+    ouro_status st = q4 ? ouro_convert_q4(model, out, (int)threads, &err)
+                        : ouro_convert_q8(model, out, (int)threads, &err);
     if (st != OURO_OK) {
         fprintf(stderr, "ouro convert: %s\n", err.message);
         return 1;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    fprintf(stderr, "ouro convert: wrote %s/model.safetensors (q8) in %.1f s\n", out,
+    fprintf(stderr, "ouro convert: wrote %s/model.safetensors (%s) in %.1f s\n", out, type,
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     return 0;
 }

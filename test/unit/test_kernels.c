@@ -19,6 +19,8 @@
  *     reference's in at least Q8_TOP1_MIN of the cases and modes, and at
  *     least q8_greedy_min whole greedy cases identical.  (The q8 kernels
  *     themselves are held to a bit-exact reference in test_quant.c.)
+ *   - q4: the same with ouro_convert_q4 and the bounds Q4_LOGIT_TOL,
+ *     Q4_TOP1_MIN and q4_greedy_min (kernels: test_quant4.c).
  *
  * Run from the repository root (test/run.sh does).
  */
@@ -48,6 +50,10 @@
  * 40/40, 32/35, 35/40).  Products with bf16 precision keep every top-1. */
 #define Q8_LOGIT_TOL 1.25
 #define Q8_TOP1_MIN 0.85
+
+/* The same for q4 weights (4-bit weights, 8-bit activations): QQQ */
+#define Q4_LOGIT_TOL 100
+#define Q4_TOP1_MIN 0.0
 
 static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-f16-sharded" };
 
@@ -177,6 +183,7 @@ static bool greedy_must_hold_q8(const char *model, const char *cname)
     return false;
 }
 static const int q8_greedy_min[] = { 4, 2, 1 };
+static const int q4_greedy_min[] = { 0, 0, 0 };
 
 /* An approximate mode on one golden model: label "bf16" (precision BF16 on
  * the model as it is) or "q8" (the model converted by ouro_convert_q8). */
@@ -330,6 +337,18 @@ int main(void)
             check_approx_model("q8", models[k], mq, cJSON_GetObjectItem(exp, "cases"),
                                OURO_PRECISION_EXACT, Q8_LOGIT_TOL, Q8_TOP1_MIN, greedy_must_hold_q8,
                                q8_greedy_min[k]);
+        else
+            check_note("%s", e.message);
+        ouro_model_free(mq);
+        remove_tree(q8dir);
+        /* and to q4 */
+        mq = NULL;
+        if (check(ouro_convert_q4(dir, q8dir, 2, &e) == OURO_OK
+                  && ouro_model_load(q8dir, &mq, &e) == OURO_OK, "%s: converts to q4 and loads", models[k])
+            && exp)
+            check_approx_model("q4", models[k], mq, cJSON_GetObjectItem(exp, "cases"),
+                               OURO_PRECISION_EXACT, Q4_LOGIT_TOL, Q4_TOP1_MIN, greedy_must_hold_q8,
+                               q4_greedy_min[k]);
         else
             check_note("%s", e.message);
         ouro_model_free(mq);

@@ -1490,9 +1490,9 @@ static void check_q8(void)
     sfile s;
     const char *d = new_q8_case(q8);
     sf_load(pj(d, "model.safetensors"), &s);
-    set_item(tensor(&s, "__metadata__"), "ouro.quantization", cJSON_CreateString("q4"));
+    set_item(tensor(&s, "__metadata__"), "ouro.quantization", cJSON_CreateString("q3"));
     sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
-    expect_fail("q8: an unknown quantization in __metadata__", d, OURO_ERR_UNSUPPORTED, "q4", NULL);
+    expect_fail("q8: an unknown quantization in __metadata__", d, OURO_ERR_UNSUPPORTED, "q3", NULL);
 
     d = new_q8_case(q8);
     sf_load(pj(d, "model.safetensors"), &s);
@@ -1545,6 +1545,136 @@ static void check_q8(void)
     expect_ok("q8: the same file written again by the test's own writer", d);
 }
 
+/* ------------------------------------------------------------------------
+ * q4 folders written by ouro_convert_q4, and what the loader refuses in them
+ * ------------------------------------------------------------------------ */
+
+static void check_q4(void)
+{
+    char q4[PATH_MAX], q8[PATH_MAX], src[PATH_MAX], f[PATH_MAX], other[PATH_MAX];
+    spath(q4, "%s/q4-" MHA, root);
+    spath(q8, "%s/q8-" MHA, root);   /* written by check_q8 */
+    spath(src, "%s/" MHA, srcdir);
+    ouro_error err = {0};
+    if (!check(ouro_convert_q4(src, q4, 1, &err) == OURO_OK, "q4: ouro_convert_q4 writes " MHA)) {
+        check_note("%s", err.message);
+        return;
+    }
+    struct stat st8, st4;
+    spath(f, "%s/model.safetensors", q8);
+    stat(f, &st8);
+    spath(f, "%s/model.safetensors", q4);
+    stat(f, &st4);
+    check(st4.st_size < st8.st_size * 6 / 10, "q4: the file is under 60%% of the q8 one (%lld of %lld bytes)",
+          (long long)st4.st_size, (long long)st8.st_size);
+    ouro_model *m = NULL;
+    if (check(ouro_model_load(q4, &m, &err) == OURO_OK, "q4: the converted folder loads")) {
+        const ouro_config *c = ouro_model_config(m);
+        check(c->dtype == OURO_Q4 && m->layers[1].w_down.dtype == OURO_Q4 && m->lm_head.dtype == OURO_Q4
+              && m->norm.dtype != OURO_Q4, "q4: the model's matrices are q4, its norms not");
+        sfile s;
+        sf_load(f, &s);
+        check(check_tensor_at(m, f, &s, "model.layers.1.mlp.down_proj.weight", &m->layers[1].w_down) == 1
+              && check_tensor_at(m, f, &s, "model.embed_tokens.weight", &m->embed) == 1
+              && check_tensor_at(m, f, &s, "model.norm.weight", &m->norm) == 1,
+              "q4: tensors are used in place in the mapped file");
+        check((uintptr_t)m->layers[0].wq.data % 64 == 0 && (uintptr_t)m->lm_head.data % 64 == 0,
+              "q4: matrices are 64-byte aligned");
+        sf_free(&s);
+        ouro_model_free(m);
+    } else {
+        check_note("%s", err.message);
+    }
+
+    /* conversions refused */
+    spath(other, "%s/q4-again", root);
+    check(ouro_convert_q4(q4, other, 1, &err) == OURO_ERR_ARG && strstr(err.message, "already q4"),
+          "q4: converting a q4 folder again is refused (%s)", err.message);
+    check(ouro_convert_q4(q8, other, 1, &err) == OURO_ERR_ARG && strstr(err.message, "already q8"),
+          "q4: converting a q8 folder to q4 is refused (%s)", err.message);
+    check(ouro_convert_q8(q4, other, 1, &err) == OURO_ERR_ARG && strstr(err.message, "already q4"),
+          "q4: converting a q4 folder to q8 is refused (%s)", err.message);
+
+    /* files the loader refuses */
+    sfile s;
+    const char *d = new_q8_case(q4);
+    spath(f, "%s", pj(d, "model.safetensors"));
+    struct stat st;
+    stat(f, &st);
+    truncate_copy(f, (size_t)st.st_size - 1);
+    expect_fail("q4: a file cut short by one byte", d, OURO_ERR_FORMAT, "lm_head.weight",
+                "outside the file", NULL);
+
+    d = new_q8_case(q8);   /* q8 matrices marked q4: every group has twice the bytes */
+    sf_load(pj(d, "model.safetensors"), &s);
+    set_item(tensor(&s, "__metadata__"), "ouro.quantization", cJSON_CreateString("q4"));
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: q8 matrices marked q4", d, OURO_ERR_FORMAT, "model.embed_tokens.weight", "(q4)", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    set_item(tensor(&s, "__metadata__"), "ouro.quantization", cJSON_CreateString("q8"));
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: q4 matrices marked q8", d, OURO_ERR_FORMAT, "model.embed_tokens.weight", "(q8)", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {   /* a matrix with one block of 32 columns fewer per row: its first bytes */
+        cJSON *t = tensor(&s, "model.layers.0.mlp.down_proj.weight");
+        cJSON *sh = cJSON_GetObjectItem(t, "shape");
+        double r = cJSON_GetArrayItem(sh, 0)->valuedouble;
+        double c = (double)ouro_q4_group_bytes(176 - 32)   /* intermediate_size 176 */;
+        set_item(t, "shape", nums(2, r, c));
+        set_item(t, "data_offsets", nums(2, off0(t), off0(t) + r * c));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: a q4 matrix with a block too few per row", d, OURO_ERR_FORMAT,
+                "model.layers.0.mlp.down_proj.weight", "(q4)", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {   /* a group of 16 rows too few */
+        cJSON *t = tensor(&s, "model.layers.0.self_attn.o_proj.weight");
+        cJSON *sh = cJSON_GetObjectItem(t, "shape");
+        double r = cJSON_GetArrayItem(sh, 0)->valuedouble, c = cJSON_GetArrayItem(sh, 1)->valuedouble;
+        set_item(t, "shape", nums(2, r - 1, c));
+        set_item(t, "data_offsets", nums(2, off0(t), off0(t) + (r - 1) * c));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: a q4 matrix with a group of rows too few", d, OURO_ERR_FORMAT,
+                "model.layers.0.self_attn.o_proj.weight", "(q4)", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {
+        cJSON *t = tensor(&s, "model.norm.weight");
+        double n = off1(t) - off0(t);
+        set_item(t, "dtype", cJSON_CreateString("U8"));
+        set_item(t, "shape", nums(1, n, 0));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: a norm stored as U8", d, OURO_ERR_FORMAT, "model.norm.weight", "only matrices are q4", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    {
+        cJSON *t = tensor(&s, "model.layers.1.mlp.up_proj.weight");
+        size_t n = (size_t)(off1(t) - off0(t));
+        size_t pad = (64 - s.size % 64) % 64 + 32;
+        sf_append(&s, NULL, pad);
+        size_t at = sf_append(&s, s.data + (size_t)off0(t), n);
+        set_item(t, "data_offsets", nums(2, (double)at, (double)(at + n)));
+    }
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_fail("q4: a q4 matrix not aligned to 64 bytes", d, OURO_ERR_FORMAT,
+                "model.layers.1.mlp.up_proj.weight", "q4 tensor", "64 bytes", NULL);
+
+    d = new_q8_case(q4);
+    sf_load(pj(d, "model.safetensors"), &s);
+    sf_save_aligned(pj(d, "model.safetensors"), &s, 64);
+    expect_ok("q4: the same file written again by the test's own writer", d);
+}
+
 int main(void)
 {
     if (!realpath(MODELS, srcdir)) {
@@ -1566,6 +1696,7 @@ int main(void)
     check_bad_shards();
     check_bad_config();
     check_q8();
+    check_q4();
 
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     struct stat st;
