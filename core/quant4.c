@@ -7,11 +7,13 @@
  * cols) in groups of 16 rows (the last group padded with zero rows), each row
  * in blocks of 32 columns (the last block padded with zeros), so any row
  * length works.  Each (row, block) has its own scale d (f16) and 32 integers
- * w_q in [-8, 7] with W[r][k] ~ d * w_q[r][k]: m is the value of the block
- * with the largest magnitude, d = m / -8 rounded to f16 (so m itself is
- * exactly -8 d and all 16 levels are used, as llama.cpp's Q4_0 does; d may be
- * negative), w_q = round(W / d) clamped to [-8, 7] with that rounded d.  The
- * file stores u = w_q + 8 in [0, 15], four bits.
+ * w_q in [-8, 7] with W[r][k] ~ d * w_q[r][k], w_q = round(W / d) clamped to
+ * [-8, 7].  The file stores u = w_q + 8 in [0, 15], four bits.  Any f16 d is
+ * valid; the converter chooses it per block (ouro_q4_quantize_group): m is
+ * the value of the block with the largest magnitude, and d the f16 value, of
+ * m / -8 (llama.cpp Q4_0's choice: m is -8 d, all 16 levels in use; d may be
+ * negative) and a few scales near it refined by least squares, that gives the
+ * smallest squared error over the block.
  *
  * Bytes of group g (ouro_q4_group_bytes(cols) each, groups one after another):
  *   quants: nb blocks of 256 bytes; in block b the byte
@@ -68,6 +70,63 @@ static inline int q4_shift(int k) { return k < 16 ? 0 : 4; }
  * Weights: quantize, dequantize
  * ------------------------------------------------------------------------ */
 
+/* w_q of the values w (len) at scale d (f16-exact, finite, non-zero) into l;
+ * returns the squared error of d * w_q. */
+static float q4_try(const float *w, int len, float d, int8_t *l)
+{
+    float err = 0.0f;
+    for (int k = 0; k < len; k++) {
+        float v = nearbyintf(w[k] / d);
+        v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
+        l[k] = (int8_t)v;
+        float e = w[k] - d * v;
+        err += e * e;
+    }
+    return err;
+}
+
+/* The f16 scale of one block (len values), its w_q in l (zero for a zero scale). */
+static uint16_t q4_block(const float *w, int len, int8_t *l)
+{
+    float amax = 0.0f, m = 0.0f;
+    for (int k = 0; k < len; k++)
+        if (fabsf(w[k]) > amax) {
+            amax = fabsf(w[k]);
+            m = w[k];
+        }
+    uint16_t best = ouro_f32_to_f16(m / -8.0f);
+    float d = ouro_f16_to_f32(best);
+    memset(l, 0, Q4_BLOCK);
+    if (d == 0.0f || !isfinite(d))   /* all zero, or a value f16 cannot scale */
+        return best;
+    float best_err = q4_try(w, len, d, l);
+    int8_t t[Q4_BLOCK];
+    /* m / -(8 + k / 4) for k = -4 .. 8, each refined to the least-squares
+     * scale of the levels it gives: sum w * w_q / sum w_q^2 */
+    for (int k = -4; k <= 8; k++) {
+        float dc = m / -(8.0f + 0.25f * (float)k);
+        q4_try(w, len, dc, t);
+        float swl = 0.0f, sll = 0.0f;
+        for (int i = 0; i < len; i++) {
+            swl += w[i] * (float)t[i];
+            sll += (float)t[i] * (float)t[i];
+        }
+        if (!(sll > 0.0f))
+            continue;
+        uint16_t h = ouro_f32_to_f16(swl / sll);
+        float dh = ouro_f16_to_f32(h);
+        if (dh == 0.0f || !isfinite(dh))
+            continue;
+        float e = q4_try(w, len, dh, t);
+        if (e < best_err) {
+            best_err = e;
+            best = h;
+            memcpy(l, t, Q4_BLOCK);
+        }
+    }
+    return best;
+}
+
 void ouro_q4_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t cols)
 {
     int nb = q4_nb(cols);
@@ -78,23 +137,12 @@ void ouro_q4_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t
         const float *w = rows + (size_t)i * cols;
         for (int b = 0; b < nb; b++) {
             int k0 = b * Q4_BLOCK, len = cols - k0 < Q4_BLOCK ? (int)(cols - k0) : Q4_BLOCK;
-            float amax = 0.0f, m = 0.0f;
-            for (int k = 0; k < len; k++)
-                if (fabsf(w[k0 + k]) > amax) {
-                    amax = fabsf(w[k0 + k]);
-                    m = w[k0 + k];
-                }
-            uint16_t dh = ouro_f32_to_f16(m / -8.0f);
-            float d = ouro_f16_to_f32(dh);
-            scales[b * Q4_ROWS + i] = dh;
-            if (d == 0.0f || !isfinite(d))   /* all zero, or a value f16 cannot scale */
-                continue;
+            int8_t l[Q4_BLOCK];
+            scales[b * Q4_ROWS + i] = q4_block(w + k0, len, l);
             uint8_t *q = dst + (size_t)b * Q4_QBYTES;
             for (int k = 0; k < len; k++) {
-                float v = nearbyintf(w[k0 + k] / d);
-                v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
                 int at = q4_at(i, k), sh = q4_shift(k);
-                q[at] = (uint8_t)((q[at] & ~(0x0f << sh)) | (((int)v + 8) << sh));
+                q[at] = (uint8_t)((q[at] & ~(0x0f << sh)) | ((l[k] + 8) << sh));
             }
         }
     }

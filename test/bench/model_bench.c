@@ -160,8 +160,10 @@ static void cost_init(cost *c, const ouro_config *cfg, int steps)
 {
     double D = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
     double QD = (double)cfg->num_heads * cfg->head_dim, KD = (double)cfg->num_kv_heads * cfg->head_dim;
-    /* q8: 512 bytes of quants and 32 of f16 scales per 512 weights (core/quant.c) */
-    double el = cfg->dtype == OURO_F32 ? 4 : cfg->dtype == OURO_Q8 ? 544.0 / 512.0 : 2;
+    /* q8: 512 bytes of quants and 32 of f16 scales per 512 weights (core/quant.c);
+     * q4: 256 and 32 (core/quant4.c) */
+    double el = cfg->dtype == OURO_F32 ? 4 : cfg->dtype == OURO_Q8 ? 544.0 / 512.0
+              : cfg->dtype == OURO_Q4 ? 288.0 / 512.0 : 2;
     c->layer_params = D * QD + 2 * D * KD + QD * D + 3 * D * I;
     c->n_layers = cfg->num_layers;
     c->steps = steps;
@@ -290,14 +292,14 @@ static void kernel_figures(const bench *b, const void *w, ouro_dtype dt, size_t 
         double best = time_matmul(y, x, w, dt, ns[k], d_in, d_out, b->threads, 3);
         double gf = 2.0 * ns[k] * d_in * d_out / best / 1e9;
         printf("  %d x %d -> %d (prefill-shaped)        %7.1f %s", ns[k], d_in, d_out, gf, ops);
-        if (dt != OURO_Q8)
+        if (dt != OURO_Q8 && dt != OURO_Q4)
             print_share(gf, b->gemm, "sgemm peak");
         printf("\n");
     }
 }
 
-/* ouro_matmul on bf16 weights, then the same matrix as q8: GB/s streamed for n = 1 and
- * GFLOP/s (GOP/s for q8) for n = 64, 256. */
+/* ouro_matmul on bf16 weights, then the same matrix as q8 and q4: GB/s streamed for n = 1
+ * and GFLOP/s (GOP/s for q8 and q4) for n = 64, 256. */
 static void bench_kernels(const bench *b)
 {
     printf("\n== ouro_matmul, bf16 weights (f32 activations), %d threads ==\n", b->threads);
@@ -329,6 +331,23 @@ static void bench_kernels(const bench *b)
             ouro_q8_quantize_group(q + (size_t)g * gb, rows, 16, d_in);
         }
         kernel_figures(b, q, OURO_Q8, qbytes, y, x, d_in, d_big, d_out, "GOP/s (int8)");
+    } else {
+        printf("  out of memory\n");
+    }
+    free(q);
+
+    /* and as q4 (4-bit weights, 8-bit activations) */
+    printf("\n== ouro_matmul, q4 weights (8-bit activations), %d threads ==\n", b->threads);
+    qbytes = ouro_q4_bytes(d_big, d_in);
+    gb = ouro_q4_group_bytes(d_in);
+    q = aligned_alloc(64, (qbytes + 63) / 64 * 64);
+    if (q && rows) {
+        for (int g = 0; g < d_big / 16; g++) {
+            for (size_t i = 0; i < (size_t)16 * d_in; i++)
+                rows[i] = ouro_bf16_to_f32(w[(size_t)g * 16 * d_in + i]);
+            ouro_q4_quantize_group(q + (size_t)g * gb, rows, 16, d_in);
+        }
+        kernel_figures(b, q, OURO_Q4, qbytes, y, x, d_in, d_big, d_out, "GOP/s (int8)");
     } else {
         printf("  out of memory\n");
     }
@@ -793,7 +812,7 @@ int main(int argc, char **argv)
     printf("ouro %s, build %s\n", ouro_version(), ouro_build_info());
     printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
                                                                    : "exact (f32 activations), "
-                                                                     "or 8-bit for q8 weights");
+                                                                     "or 8-bit for q8 and q4 weights");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, GEMM %.1f GFLOP/s; load average %.2f\n",
            b.model_dir, b.threads, b.bw, b.gemm, load_avg());
     fflush(stdout);
@@ -817,7 +836,8 @@ int main(int argc, char **argv)
            "(read once per step) + %.2f GB lm_head; %.2f GB of files\n",
            cfg->num_layers, cfg->total_ut_steps, cfg->hidden_size, cfg->vocab_size,
            cfg->dtype == OURO_BF16 ? "bf16" : cfg->dtype == OURO_F16 ? "f16"
-           : cfg->dtype == OURO_Q8 ? "q8 (8-bit weights and activations)" : "f32",
+           : cfg->dtype == OURO_Q8 ? "q8 (8-bit weights and activations)"
+           : cfg->dtype == OURO_Q4 ? "q4 (4-bit weights, 8-bit activations)" : "f32",
            c.layers_bytes / 1e9, c.head_bytes / 1e9, total / 1e9);
     fflush(stdout);
 

@@ -18,7 +18,8 @@
 #   OURO_BENCH_GGUF      a GGUF of the same model for llama-bench (else models/synthetic/*.gguf)
 #
 # The q8 figures run on models/synthetic/ouro-1.4b-q8, which `ouro convert` writes from the
-# synthetic checkpoint when it is absent or older.
+# synthetic checkpoint when it is absent or older; the q4 figures on models/synthetic/ouro-1.4b-q4
+# (`ouro convert --type q4`), likewise.
 #   OURO_BENCH_TORCH_CODE  folder with modeling_ouro.py / configuration_ouro.py for PyTorch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -102,6 +103,16 @@ else
     QARGS=(--prefill 64,256,1024 --decode 8 --batch 4,8,16,32 --batch-steps 2)
 fi
 "$B/model_bench" --model "$Q8" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
+    --budget "$BUDGET" --skip-kernels "${QARGS[@]}"
+echo
+
+# --- q4 weights (ouro convert --type q4), approximate like llama.cpp's Q4_0 --
+Q4=$SYN/ouro-1.4b-q4
+echo "== ouro on $Q4: q4 weights from ouro convert --type q4 (4-bit weights, 8-bit activations, approximate) =="
+if [ ! -f "$Q4/model.safetensors" ] || [ "$MODEL/model.safetensors" -nt "$Q4/model.safetensors" ]; then
+    build/ouro convert --model "$MODEL" --out "$Q4" --type q4 --threads "$THREADS"
+fi
+"$B/model_bench" --model "$Q4" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
     --budget "$BUDGET" --skip-kernels "${QARGS[@]}"
 echo
 

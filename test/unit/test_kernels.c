@@ -51,9 +51,15 @@
 #define Q8_LOGIT_TOL 1.25
 #define Q8_TOP1_MIN 0.85
 
-/* The same for q4 weights (4-bit weights, 8-bit activations): QQQ */
-#define Q4_LOGIT_TOL 100
-#define Q4_TOP1_MIN 0.0
+/* The same for q4 weights (4-bit weights, 8-bit activations): logits move by
+ * up to Q4_LOGIT_TOL (measured worst 24.7, 35.7, 24.7 of ~40) and at least
+ * Q4_TOP1_MIN of the top-1 ids stay the reference's (measured 14/40, 7/35,
+ * 13/40); whole greedy cases: 1/5, 0/5, 0/5.  A 4-bit step is 16 times an
+ * 8-bit one and these random models have no structure for it to keep: they
+ * bound the error rather than show what it does to a trained model, for
+ * which the README gives models/ouro-demo's held-out figures. */
+#define Q4_LOGIT_TOL 40
+#define Q4_TOP1_MIN 0.15
 
 static const char *models[] = { "tiny-mha-bf16", "tiny-gqa-f32-tied", "tiny-mqa-f16-sharded" };
 
@@ -183,7 +189,7 @@ static bool greedy_must_hold_q8(const char *model, const char *cname)
     return false;
 }
 static const int q8_greedy_min[] = { 4, 2, 1 };
-static const int q4_greedy_min[] = { 0, 0, 0 };
+static const int q4_greedy_min[] = { 1, 0, 0 };
 
 /* An approximate mode on one golden model: label "bf16" (precision BF16 on
  * the model as it is) or "q8" (the model converted by ouro_convert_q8). */

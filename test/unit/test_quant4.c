@@ -2,10 +2,11 @@
  * test_quant4.c -- the q4 weight format and its products (core/quant4.c).
  *
  *   - quantizing rows of any length (48, 80, 176, 1, 31, 33, 2051 ...) and
- *     any row count (not a multiple of 16): every dequantized value within
- *     half a step (|d| / 2) of the original, scales d = m / -8 rounded to
- *     f16 (m the block's value of largest magnitude, which comes back
- *     exactly up to that rounding), padding rows and columns zero;
+ *     any row count (not a multiple of 16): every stored w_q the nearest
+ *     level round(w / d) (clamped to [-8, 7]) of its block's scale, so within
+ *     half a step of the original unless clamped; no block's squared error
+ *     above that of llama.cpp Q4_0's scale m / -8 (m the block's value of
+ *     largest magnitude); padding rows and columns zero;
  *   - ouro_matmul on q4 weights equals, bit for bit, a reference written
  *     here from the format's definition (activations quantized per block of
  *     32, exact integer sums, one fused multiply-add per block in order) for
@@ -133,31 +134,38 @@ static void check_format(void)
         for (int r = 0; r < rows; r++, rows_done++) {
             ouro_row_to_f32(row, q, OURO_Q4, (size_t)r, cols);
             for (int b = 0; b < nb; b++) {
+                const float *wb = w + (size_t)r * cols + b * 32;
+                int len = cols - b * 32 < 32 ? cols - b * 32 : 32;
                 float amax = 0, m = 0;
-                for (int k = b * 32; k < cols && k < b * 32 + 32; k++)
-                    if (fabsf(w[(size_t)r * cols + k]) > amax) {
-                        amax = fabsf(w[(size_t)r * cols + k]);
-                        m = w[(size_t)r * cols + k];
+                for (int k = 0; k < len; k++)
+                    if (fabsf(wb[k]) > amax) {
+                        amax = fabsf(wb[k]);
+                        m = wb[k];
                     }
+                /* the error of llama.cpp Q4_0's scale m / -8, from the definition */
+                float d0 = ouro_f16_to_f32(ouro_f32_to_f16(m / -8.0f)), err0 = 0, err = 0;
+                for (int k = 0; k < len; k++) {
+                    float v = d0 != 0 ? nearbyintf(wb[k] / d0) : 0;
+                    v = v > 7 ? 7 : v < -8 ? -8 : v;
+                    err0 += (wb[k] - d0 * v) * (wb[k] - d0 * v);
+                }
                 float d = ref_d(q, cols, r, b);
-                if (d != ouro_f16_to_f32(ouro_f32_to_f16(m / -8.0f)))
-                    bad_scale++;
-                for (int k = b * 32; k < cols && k < b * 32 + 32; k++) {
-                    float wk = w[(size_t)r * cols + k], e = fabsf(row[k] - wk);
-                    /* half a step; m itself within the f16 rounding of d; a value of
-                     * the other sign than m beyond 7.5 |d| is clamped to 7 d (the
-                     * level Q4_0 gives up): within one step and the f16 rounding */
-                    float tol = fabsf(d) * 0.5f * 1.0001f;
-                    if (wk == m)
-                        tol = fabsf(m) * 0.002f;
-                    else if (d != 0.0f && wk / d > 7.5f)
-                        tol = fabsf(d) * 1.005f;   /* 8 |m / -8 - d| <= 8 |d| 2^-11 */
-                    if (e > tol || row[k] != d * (float)ref_wq(q, cols, r, k))
+                for (int k = 0; k < len; k++) {
+                    int wq = ref_wq(q, cols, r, b * 32 + k);
+                    float v = d != 0 ? nearbyintf(wb[k] / d) : 0;
+                    v = v > 7 ? 7 : v < -8 ? -8 : v;
+                    float e = fabsf(row[b * 32 + k] - wb[k]);
+                    err += e * e;
+                    /* the nearest level of its scale; within half a step unless clamped */
+                    if (wq != (int)v || row[b * 32 + k] != d * (float)wq
+                        || (fabsf(wb[k] / d) < 7.5f && e > fabsf(d) * 0.5f * 1.0001f))
                         bad_err++;
                 }
-                for (int k = cols; k < b * 32 + 32; k++)   /* padding columns */
-                    bad_pad += ref_wq(q, cols, r, k) != 0;
+                if (amax == 0 ? d != 0 : !(err <= err0 * 1.0001f))
+                    bad_scale++;
             }
+            for (int k = cols; k < nb * 32; k++)   /* padding columns */
+                bad_pad += ref_wq(q, cols, r, k) != 0;
         }
         for (int r = rows; r < (rows + 15) / 16 * 16; r++)   /* padding rows */
             for (int k = 0; k < nb * 32; k++)
@@ -166,8 +174,10 @@ static void check_format(void)
         free(q);
         free(w);
     }
-    check(bad_scale == 0, "q4 scales are m / -8 rounded to f16 (%d bad)", bad_scale);
-    check(bad_err == 0, "q4 dequantized values within |d| / 2 of the weights, over %d rows (%d bad)",
+    check(bad_scale == 0, "q4 scales: no block's squared error above that of Q4_0's scale m / -8; "
+          "zero blocks have d = 0 (%d bad)", bad_scale);
+    check(bad_err == 0, "q4 values are the nearest level of their scale, within |d| / 2 of the weights "
+          "unless clamped, over %d rows (%d bad)",
           rows_done, bad_err);
     check(bad_pad == 0, "q4 padding rows and columns are zero (%d bad)", bad_pad);
     check(ouro_q4_group_bytes(48) == 2 * 256 + 64 && ouro_q4_group_bytes(2048) == 64 * 256 + 2048
