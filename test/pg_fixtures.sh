@@ -7,6 +7,8 @@
 # DIR/tiny-*                 copies of test/data/models (ouro.model_path is DIR/tiny-mha-bf16;
 #                            the tests find the other models next to it)
 # DIR/tiny-mha-bf16-q8       tiny-mha-bf16 converted to q8 weights by build/ouro (ouro_q8.sql)
+# DIR/tiny-mha-bf16-q4       tiny-mha-bf16 converted to q4 weights (ouro_q4.sql)
+# DIR/ouro-demo-q4           models/ouro-demo converted to q4 weights (ouro_q4.sql)
 # DIR/corrupt                tiny-mha-bf16 with its weights file cut short (ouro_errors.sql)
 # DIR/ouro-demo              the trained demonstration model models/ouro-demo, and
 # DIR/ouro-demo-heldout.json its fixed held-out set (ouro_demo_model.sql)
@@ -24,6 +26,14 @@ if ! build/ouro convert --model test/data/models/tiny-mha-bf16 --out "$dir/tiny-
     echo "pg_fixtures.sh: ouro convert failed (is build/ouro built?)" >&2
     exit 1
 fi
+for q in "test/data/models/tiny-mha-bf16 $dir/tiny-mha-bf16-q4" "models/ouro-demo $dir/ouro-demo-q4"; do
+    set -- $q
+    if ! build/ouro convert --model "$1" --out "$2" --type q4 >"$dir/convert.log" 2>&1; then
+        cat "$dir/convert.log" >&2
+        echo "pg_fixtures.sh: ouro convert --type q4 failed" >&2
+        exit 1
+    fi
+done
 rm -f "$dir/convert.log"
 cp -r test/data/models/tiny-mha-bf16 "$dir/corrupt"
 truncate -s 4096 "$dir/corrupt/model.safetensors"
