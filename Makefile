@@ -18,7 +18,7 @@
 #                     (or $OURO_MODEL)
 #   make model        retrains models/ouro-demo from scratch (Debian's python3-torch, one
 #                     CPU thread, about 70 minutes; see README "The demonstration model")
-#   make model-eval   the held-out evaluation table of models/ouro-demo (bf16 and q8)
+#   make model-eval   the held-out evaluation table of models/ouro-demo (bf16, q8 and q4)
 #   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
 #   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
@@ -126,7 +126,7 @@ model:
 	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
 
 model-eval: tool sqlite
-	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8
+	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8 --q4
 
 model-check: tool
 	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/check_exact.py --model models/ouro-demo

@@ -2,7 +2,7 @@
 """
 eval.py -- the demonstration model on its held-out set, through the runtime.
 
-    /usr/bin/python3 models/eval.py [--model models/ouro-demo] [--n 20] [--q8]
+    /usr/bin/python3 models/eval.py [--model models/ouro-demo] [--n 20] [--q8] [--q4]
     (make model-eval)
 
 Every answer comes from the C runtime: `build/ouro generate --chat` (greedy,
@@ -23,8 +23,9 @@ program never samples.  Printed, as Markdown:
   3. by difficulty (digits, list length, hops): accuracy at 4 steps, mean
      ouro_depth of the chat prompt (SQL, expected exit step), and the mean exit
      step of the answer's tokens at threshold 0.5.
-With --q8 the model is converted (`ouro convert`) into a temporary folder and
-the same tables are printed for it, with the bf16 figures beside.
+With --q8 (--q4) the model is converted (`ouro convert`, `--type q4`) into a
+temporary folder and the same tables are printed for it, with the bf16 figures
+beside.
 """
 import argparse
 import json
@@ -96,7 +97,7 @@ def mean(xs):
 
 
 def tables(data, R, D, title, base=None):
-    """Markdown tables; base: the same results of the bf16 model, for the q8 comparison."""
+    """Markdown tables; base: the same results of the bf16 model, for the q8 and q4 comparison."""
     lines = ["### " + title, ""]
     idx = {t: [i for i, e in enumerate(data) if e[0] == t] for t in TASKS}
     allidx = list(range(len(data)))
@@ -188,6 +189,7 @@ def main():
     ap.add_argument("--ext", default="build/ouro")
     ap.add_argument("--n", type=int, default=10, help="examples per task and difficulty")
     ap.add_argument("--q8", action="store_true", help="also the q8 conversion")
+    ap.add_argument("--q4", action="store_true", help="also the q4 conversion")
     ap.add_argument("--json", help="write the per-example results here")
     ap.add_argument("--write-ci", metavar="FILE", help="only write the tests' fixed held-out set")
     a = ap.parse_args()
@@ -204,16 +206,24 @@ def main():
     print()
     print(tables(data, R, D, "bf16"))
     dump = {"bf16": R}
-    if a.q8:
-        tmp = tempfile.mkdtemp(prefix="ouro-q8-")
+    for qt, want in (("q8", a.q8), ("q4", a.q4)):
+        if not want:
+            continue
+        tmp = tempfile.mkdtemp(prefix="ouro-%s-" % qt)
         try:
-            q8 = os.path.join(tmp, "q8")
-            subprocess.run([a.ouro, "convert", "--model", a.model, "--out", q8, "--threads", "1"],
-                           check=True, capture_output=True)
-            R8 = run(a.ouro, q8, data, log)
-            D8 = depths(a.ext, q8, data)
-            print(tables(data, R8, D8, "q8 (`ouro convert`)", base=R))
-            dump["q8"] = R8
+            qdir = os.path.join(tmp, qt)
+            subprocess.run([a.ouro, "convert", "--model", a.model, "--out", qdir, "--type", qt,
+                            "--threads", "1"], check=True, capture_output=True)
+            RQ = run(a.ouro, qdir, data, log)
+            DQ = depths(a.ext, qdir, data)
+            same = sum(x["text"] == y["text"] for c in RQ for x, y in zip(RQ[c], R[c]))
+            right = sum(x["ok"] == y["ok"] for c in RQ for x, y in zip(RQ[c], R[c]))
+            total = sum(len(RQ[c]) for c in RQ)
+            print(tables(data, RQ, DQ, "%s (`ouro convert --type %s`)" % (qt, qt), base=R))
+            print("%s against bf16 over every (example, setting): right / wrong the same in %d of %d, "
+                  "the same text in %d" % (qt, right, total, same))
+            print()
+            dump[qt] = RQ
         finally:
             shutil.rmtree(tmp)
     log("evaluation took %.0f s" % (time.time() - t0))
