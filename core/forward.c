@@ -342,7 +342,7 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->gen_seq_fill = alloc3(B, 1, 1, sizeof(int32_t), &fail);
     s->samp_p = alloc3(V, 1, 1, sizeof(float), &fail);
     s->samp_idx = alloc3(V, 1, 1, sizeof(int32_t), &fail);
-    if (model->quantized) {   /* activations quantized for q8 products, widest input */
+    if (model->quantized) {   /* activations quantized for q8 and q4 products, widest input */
         size_t d_max = D > I ? D : I;
         d_max = d_max > QD ? d_max : QD;
         s->mm_ws.bytes = ouro_q8_act_bytes((int)B, (int)d_max);

@@ -273,9 +273,9 @@ typedef enum ouro_precision {
                                  faster, approximate: on the golden bf16 model logits
                                  move by up to 0.18 of ~40, top-1 unchanged, 4 of 5
                                  greedy cases identical.  f32/f16 weights and CPUs
-                                 without AVX-512 BF16 use the exact path.  q8 weights
-                                 (ouro_convert_q8) take 8-bit activations at either
-                                 precision */
+                                 without AVX-512 BF16 use the exact path.  q8 and q4
+                                 weights (ouro_convert_q8, ouro_convert_q4) take 8-bit
+                                 activations at either precision */
 } ouro_precision;
 
 typedef struct ouro_session_options {
