@@ -278,9 +278,9 @@ static ouro_status convert(const char *src_dir, const char *dst_dir, ouro_dtype 
     if (st != OURO_OK)
         return st;
     if (m->quantized) {
+        const char *was = m->embed.dtype == OURO_Q4 ? "q4" : "q8";
         ouro_model_free(m);
-        return ouro_err(err, OURO_ERR_ARG, "%s is already %s", src_real,
-                        m->embed.dtype == OURO_Q4 ? "q4" : "q8");
+        return ouro_err(err, OURO_ERR_ARG, "%s is already %s", src_real, was);
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dst_real);
     snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dst_real);
