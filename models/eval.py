@@ -82,7 +82,7 @@ def depths(ext, model, data):
             for _, u, _, _ in data]
 
 
-def decode_cpu(ext, model, data, repeat=5):
+def decode_cpu(ext, model, data, repeat=9):
     """Decode CPU seconds per generated token, per exit configuration.
 
     One SQLite connection, one thread: for each configuration the whole set is
@@ -90,37 +90,37 @@ def decode_cpu(ext, model, data, repeat=5):
     again with max_tokens 1 (prefill and the first token); the difference of
     the process's CPU time over the difference of the token counts is the cost
     of one decoded token.  CPU time of a single-threaded call counts the work
-    done, not the time other processes held the core; each the least of
-    `repeat` runs.  {config: seconds per decoded token}."""
+    done, not the time other processes held the core.  The configurations are
+    run in turn `repeat` times and each keeps its least time, so a slow
+    period of the machine does not fall on one configuration alone.
+    {config: seconds per decoded token}."""
     con = sqlite3.connect(":memory:")
     con.enable_load_extension(True)
     con.load_extension(ext)
     con.execute("SELECT ouro_load(?)", (os.path.abspath(model),))
     con.execute("SELECT ouro_setting('threads', 1)")
     prompts = [tasks.render_prompt(u) for _, u, _, _ in data]
+    configs = [("L4", 1.0)] + [("q%.1f" % q, q) for q in THRESHOLDS]
 
     def cpu(maxt, q):
-        best, ntok = None, 0
-        for _ in range(repeat):
-            t0 = time.process_time()
-            ntok = 0
-            for p in prompts:
-                j = json.loads(con.execute("SELECT ouro_generate_detail(?, 4, ?, 0, ?)",
-                                           (p, maxt, q)).fetchone()[0])
-                ntok += j["n_tokens"]
-            t = time.process_time() - t0
-            best = t if best is None else min(best, t)
-        return best, ntok
+        t0, ntok = time.process_time(), 0
+        for p in prompts:
+            j = json.loads(con.execute("SELECT ouro_generate_detail(?, 4, ?, 0, ?)",
+                                       (p, maxt, q)).fetchone()[0])
+            ntok += j["n_tokens"]
+        return time.process_time() - t0, ntok
 
-    out = {}
-    for name, q in [("L4", 1.0)] + [("q%.1f" % q, q) for q in THRESHOLDS]:
-        if name == "L4":
-            con.execute("SELECT ouro_setting('depth', 'full')")
-        full, n_full = cpu(MAX_TOKENS, q)
-        first, n_first = cpu(1, q)
-        con.execute("SELECT ouro_setting('depth', 'adaptive')")
-        out[name] = (full - first) / max(1, n_full - n_first)
-    return out
+    best = {}
+    for _ in range(repeat):
+        for name, q in configs:
+            # L4: every step of every token (depth 'full' runs all the steps whatever the threshold)
+            con.execute("SELECT ouro_setting('depth', ?)", ("full" if name == "L4" else "adaptive",))
+            for maxt in (MAX_TOKENS, 1):
+                t, n = cpu(maxt, q)
+                k = (name, maxt)
+                best[k] = (min(t, best[k][0]), n) if k in best else (t, n)
+    return {name: (best[(name, MAX_TOKENS)][0] - best[(name, 1)][0])
+            / max(1, best[(name, MAX_TOKENS)][1] - best[(name, 1)][1]) for name, _ in configs}
 
 
 def pct(xs):
