@@ -11,9 +11,9 @@
 #   make asan         the core tests built and run under AddressSanitizer
 #   make test-aarch64 the core and the C tests (golden ones included) cross-built for
 #                     aarch64 in build-aarch64/ (no x86 intrinsics: the portable path)
-#                     and run under qemu-user; needs gcc-aarch64-linux-gnu, qemu-user and
-#                     libcjson-dev:arm64 libutf8proc-dev:arm64 (see README "Other
-#                     processors"); slow, not part of `make test`
+#                     and run under qemu-user; needs gcc-aarch64-linux-gnu, qemu-user,
+#                     libcjson-dev:arm64, libutf8proc-dev:arm64 and libgomp1:arm64 (see
+#                     README "Other processors: aarch64"); not part of `make test`
 #   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
 #                     (libasan preloaded into Python); slow, not part of `make test`.
 #                     OURO_ASAN_PG=1 (as root) adds the PostgreSQL suites pg, pg_safety and
@@ -119,7 +119,7 @@ asan-ext: asan-build
 	@bash test/asan_ext.sh
 
 # The core and the C tests for aarch64 (Debian's cross compiler; the arm64 cjson and
-# utf8proc libraries), run under qemu-user with the arm64 C library of the cross toolchain.
+# utf8proc libraries), run under qemu-user with Debian's arm64 libraries (test/run.sh).
 AARCH64_CC ?= aarch64-linux-gnu-gcc
 
 test-aarch64:

@@ -10,8 +10,11 @@
 #                              the AVX2 and generic paths, then every test/suites/*.sh
 #   bash test/run.sh --asan    the C suites on build-asan/ only
 #   bash test/run.sh --aarch64 the C suites on build-aarch64/ (make test-aarch64 cross-builds
-#                              them), each under qemu-aarch64 with the cross toolchain's
-#                              arm64 C library (QEMU_AARCH64 names another command)
+#                              them), each under qemu-aarch64 with Debian's arm64 libraries
+#                              (libc6:arm64, libgomp1:arm64, ...; QEMU_AARCH64 names another
+#                              command).  Not the cross toolchain's own C library in
+#                              /usr/aarch64-linux-gnu: its pthread_create hangs under
+#                              Debian 12's qemu-user 7.2
 set -u
 cd "$(dirname "$0")/.."
 builds="build build-asan"
@@ -21,7 +24,7 @@ if [ "${1:-}" = "--aarch64" ]; then
     builds=build-aarch64
     # OpenMP workers wait passively: spinning threads only slow the emulation down
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-    read -r -a runner <<<"${QEMU_AARCH64:-qemu-aarch64 -L /usr/aarch64-linux-gnu}"
+    read -r -a runner <<<"${QEMU_AARCH64:-qemu-aarch64 -L /}"
     if ! command -v "${runner[0]}" >/dev/null 2>&1; then
         echo "not ok - ${runner[0]} is not installed (Debian: qemu-user)"
         echo "0 passed, 1 failed"
