@@ -34,12 +34,6 @@
 ouro_status ouro_err(ouro_error *err, ouro_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Reads the whole regular file `path` (at most max_bytes; `what` names it in
- * the message otherwise) into *data (malloc'd, NUL-terminated, *len bytes).
- * *missing (when not NULL) says whether the file does not exist. */
-ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
-                           size_t *len, bool *missing, ouro_error *err);
-
 /* Worker threads and signals.  A host's signal handlers (PostgreSQL's
  * SIGINT, SIGALRM, SIGTERM...) must run on the host's thread, never on one of
  * the core's OpenMP workers.  A new thread inherits the signal mask of the

@@ -5,7 +5,8 @@
  * batch of rows x, with W stored as the checkpoint stores it (F32, F16 or
  * BF16, row-major (d_out, d_in)) and converted to f32 on the fly; sums are
  * accumulated in f32.  The SIMD path (AVX-512 F+BW, AVX2+FMA+F16C, or
- * portable C) is chosen at run time from what the processor reports; the
+ * portable C) is chosen at run time from what the processor reports (the
+ * x86-64 paths are compiled on x86-64 only: OURO_X86_SIMD in base.h); the
  * environment variable OURO_SIMD=generic|avx2|avx512 lowers it (for tests and
  * for comparing paths).  On AVX-512 the product is register-tiled and
  * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
@@ -16,8 +17,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <immintrin.h>
 #include "internal.h"
+#ifdef OURO_X86_SIMD
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -88,6 +91,7 @@ static float dot_bf16_c(const void *wv, const float *x, int n)
     return s;
 }
 
+#ifdef OURO_X86_SIMD   /* the x86-64 paths, to the run-time dispatch */
 /* ------------------------------------------------------------------------
  * Dot products: AVX2 + FMA + F16C
  * ------------------------------------------------------------------------ */
@@ -213,6 +217,8 @@ AVX512_TARGET static float dot_bf16_avx512(const void *wv, const float *x, int n
     return s;
 }
 
+#endif /* OURO_X86_SIMD */
+
 /* ------------------------------------------------------------------------
  * Run-time dispatch
  * ------------------------------------------------------------------------ */
@@ -222,12 +228,15 @@ static dot_fn pick_dot(ouro_dtype dt)
     static const dot_fn table[3][3] = {
         /* F32            F16             BF16 */
         { dot_f32_c,      dot_f16_c,      dot_bf16_c },
+#ifdef OURO_X86_SIMD
         { dot_f32_avx2,   dot_f16_avx2,   dot_bf16_avx2 },
         { dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512 },
+#endif
     };
-    return table[ouro_simd() - 1][dt];
+    return table[ouro_simd() - 1][dt];   /* generic (row 0) where there are no x86 paths */
 }
 
+#ifdef OURO_X86_SIMD
 /* ------------------------------------------------------------------------
  * AVX-512 blocked product
  *
@@ -574,6 +583,8 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
     }
 }
 
+#endif /* OURO_X86_SIMD */
+
 /* ------------------------------------------------------------------------
  * Products
  * ------------------------------------------------------------------------ */
@@ -595,6 +606,7 @@ static void mm_rows(float *y, const float *x, const void *qx, const void *w, our
         ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
         return;
     }
+#ifdef OURO_X86_SIMD
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
         mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
         return;
@@ -603,6 +615,7 @@ static void mm_rows(float *y, const float *x, const void *qx, const void *w, our
         mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
         return;
     }
+#endif
     dot_fn dot = pick_dot(dt);
     size_t row_bytes = (size_t)d_in * ouro_dtype_size(dt);
     for (int o = r0; o < r1; o++) {

@@ -73,6 +73,13 @@ void ouro_set_log(ouro_log_fn fn, void *ctx);
 /* Releases memory that an ouro function handed to the caller (malloc'd). */
 void ouro_free(void *p);
 
+/* Reads the whole regular file `path` (at most max_bytes; `what` names it in
+ * the message otherwise) into *data (malloc'd, NUL-terminated, *len bytes;
+ * ouro_free).  *missing (when not NULL) says whether the file does not
+ * exist.  The one file reader of the core and the tool. */
+ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
+                           size_t *len, bool *missing, ouro_error *err);
+
 /* "0.2.0" */
 const char *ouro_version(void);
 

@@ -453,7 +453,9 @@ static void stream_token(void *ctx, int req, const int32_t *ids, int n)
     st->prev_len = len;
 }
 
-/* Reads all of f into a malloc'd NUL-terminated string (NULL on failure). */
+/* Reads all of the stream f (standard input: a pipe has no size to read a file
+ * by; files go through ouro_read_file) into a malloc'd NUL-terminated string
+ * (NULL on failure). */
 static char *read_all(FILE *f, size_t *len)
 {
     size_t cap = 4096, n = 0;
@@ -534,14 +536,20 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
         fputs("ouro generate: --file needs the model's tokenizer.json\n", stderr);
         return 1;
     }
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     size_t len = 0;
-    char *data = f ? read_all(f, &len) : NULL;
-    if (f && f != stdin)
-        fclose(f);
-    if (!data) {
-        fprintf(stderr, "ouro generate: cannot read %s\n", path);
-        return 1;
+    char *data = NULL;           /* the whole file, NUL-terminated (free) */
+    if (strcmp(path, "-") == 0) {
+        if (!(data = read_all(stdin, &len))) {
+            fputs("ouro generate: cannot read standard input\n", stderr);
+            return 1;
+        }
+    } else {
+        ouro_error e;
+        if (ouro_read_file(path, "a file of prompts (1 GiB at most)", (size_t)1 << 30, &data, &len,
+                           NULL, &e) != OURO_OK) {
+            fprintf(stderr, "ouro generate: %s\n", e.message);
+            return 1;
+        }
     }
     int cap = 64, n = 0, rc = 0;
     file_item *items = calloc((size_t)cap, sizeof *items);

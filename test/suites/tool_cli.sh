@@ -92,6 +92,9 @@ for bs in ("1", "2", "16"):
 rc, out, err = run(["generate", "--file", "-", "--max-tokens", "6"], stdin=(prompt + "\n").encode(),
                    env_model=model)
 check(rc == 0 and json.loads(out)["text"] == singles[1], "--file - reads the prompts from standard input", (out, err))
+rc, out, err = run(["generate", "--file", os.path.join(tmp, "missing.txt")], env_model=model)
+check(rc == 1 and "missing.txt: cannot open" in err, "--file: a missing file is an error naming it (the core's reader)",
+      (rc, err))
 
 # --help on every command, on stdout, status 0
 for cmd in ("generate", "logits", "info", "convert", "tokenize", "detokenize", "chat-template",

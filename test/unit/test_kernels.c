@@ -74,7 +74,7 @@ static void check_products(void)
         {2051, 21}, {5000, 9},
     };
     static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17};
-    bool bf16dp = strcmp(ouro_simd_level(), "avx512") == 0 && __builtin_cpu_supports("avx512bf16");
+    bool bf16dp = ouro_cpu_bf16dp();   /* avx512 level and AVX-512 BF16 */
     check_note("simd %s, avx512bf16 dot products %s", ouro_simd_level(), bf16dp ? "yes" : "no");
     int bad_bf16 = 0, bad_exact = 0, bad_multi = 0, bad_glu = 0, runs = 0;
     double worst = 0;
