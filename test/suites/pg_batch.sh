@@ -349,6 +349,59 @@ check "the failed rows are listed with their errors" \
 check "a second rerun has nothing left to do" \
     bash -c 'grep -q "0 rows filled, 0 failed" <<<"$1"' _ "$(q -c "CALL ouro_enrich('jobs', 'prompt', 'answer', max_tokens := 24)" 2>&1)"
 
+# --- who may read and write the failed rows ----------------------------------------------------
+
+# Two roles without any special privilege: each enriches a table it owns; neither can read,
+# record, rewrite or delete the other's failed rows, nor touch the table that holds them all.
+q >/dev/null <<'EOF'
+CREATE ROLE ouro_alice LOGIN;
+CREATE ROLE ouro_bob LOGIN;
+GRANT CREATE ON SCHEMA public TO ouro_alice, ouro_bob;
+EOF
+qa() { "${PSQL[@]}" -U ouro_alice -d ouro_b "$@"; }
+qb() { "${PSQL[@]}" -U ouro_bob -d ouro_b "$@"; }
+qa >/dev/null 2>&1 <<'EOF'
+CREATE TABLE a_jobs (id int PRIMARY KEY, prompt text, answer text);
+INSERT INTO a_jobs VALUES (1, 'Hello there'), (2, ''), (3, 'Once upon a time');
+CALL ouro_enrich('a_jobs', 'prompt', 'answer', max_tokens := 2);
+EOF
+qb >/dev/null 2>&1 <<'EOF'
+CREATE TABLE b_jobs (id int PRIMARY KEY, prompt text, answer text);
+INSERT INTO b_jobs VALUES (1, ''), (2, 'Hi');
+CALL ouro_enrich('b_jobs', 'prompt', 'answer', max_tokens := 2);
+EOF
+check "a non-superuser's ouro_enrich records its failed row and sees only its own (not the 3 of jobs)" \
+    test "$(qa -c "SELECT string_agg(relation || ' ' || row_key, ',') FROM ouro_enrich_errors")" = "a_jobs (2)"
+check "another non-superuser sees only the failures of its own table" \
+    test "$(qb -c "SELECT string_agg(relation || ' ' || row_key, ',') FROM ouro_enrich_errors")" = "b_jobs (1)"
+out=$(qb 2>&1 <<'EOF'
+\set ON_ERROR_STOP 0
+SELECT count(*) FROM ouro_enrich_failures;
+DELETE FROM ouro_enrich_errors WHERE relation = 'a_jobs'::regclass;
+UPDATE ouro_enrich_errors SET error = 'rewritten' WHERE relation = 'a_jobs'::regclass;
+INSERT INTO ouro_enrich_errors (relation, output_column, row_key, sqlstate, error)
+VALUES ('a_jobs', 'answer', '(3)', 'XX000', 'forged');
+INSERT INTO ouro_enrich_errors (relation, output_column, row_key, sqlstate, error)
+VALUES ('a_jobs', 'answer', '(2)', 'XX000', 'forged')
+ON CONFLICT (relation, output_column, row_key) DO UPDATE SET error = EXCLUDED.error;
+UPDATE ouro_enrich_errors SET relation = 'a_jobs'::regclass WHERE relation = 'b_jobs'::regclass;
+EOF
+)
+echo "$out" | sed 's/^/# bob: /'
+check "the table of all failures is closed to other roles" \
+    grep -q 'permission denied for table ouro_enrich_failures' <<<"$out"
+check "a role cannot record, rewrite or move failures into another's table (3 refusals)" \
+    test "$(grep -cE 'new row violates check option for view "ouro_enrich_errors"|conflicting row is not visible through view "ouro_enrich_errors"' <<<"$out")" = 3
+check "the other's failed row is unchanged after the attempts to delete and rewrite it" \
+    test "$(q -c "SELECT string_agg(relation || ' ' || row_key || ' ' || error, ',' ORDER BY relation::text, row_key)
+                  FROM ouro_enrich_failures WHERE relation::text IN ('a_jobs', 'b_jobs')")" \
+         = "a_jobs (2) the prompt has no tokens,b_jobs (1) the prompt has no tokens"
+qa -c "GRANT SELECT, UPDATE (answer) ON a_jobs TO ouro_bob" >/dev/null
+check "a role that may fill the table's column sees its failures" \
+    test "$(qb -c "SELECT count(*) FROM ouro_enrich_errors WHERE relation = 'a_jobs'::regclass")" = 1
+check "the owner deletes its entry to retry the row" \
+    test "$(qa -c "DELETE FROM ouro_enrich_errors WHERE row_key = '(2)' RETURNING row_key")" = "(2)"
+
 # The 0.1.0 to 0.2.0 upgrade script makes the same objects as a fresh 0.2.0 install.
 describe() {
     "${PSQL[@]}" -d "$1" <<'EOF'
