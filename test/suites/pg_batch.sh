@@ -206,6 +206,14 @@ plan=$(q "${par[@]}" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) $pq")
 echo "$plan" | sed 's/^/# /'
 check "a parallel plan batches in its workers (OuroBatch under Gather, workers launched)" \
     bash -c 'grep -Eq "Workers Launched: [1-9]" <<<"$1" && grep -B30 "Custom Scan (OuroBatch)" <<<"$1" | grep -q Gather' _ "$plan"
+# the leader runs no batch itself (parallel_leader_participation = off): its EXPLAIN ANALYZE
+# shows the workers' batches, at least 48 rows / 4 = 12 of them, the largest of 4 rows
+plan=$(q "${par[@]}" -c "SET ouro.batch_size = 4" -c "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF) $pq")
+pb=$(sed -nE 's/^ *Batches: ([0-9]+)$/\1/p' <<<"$plan")
+pw=$(sed -nE 's/^ *Batches in Workers: ([0-9]+)$/\1/p' <<<"$plan")
+pl=$(sed -nE 's/^ *Largest Batch: ([0-9]+)$/\1/p' <<<"$plan")
+check "the leader's EXPLAIN ANALYZE counts the workers' batches (Batches: ${pb:-none}, in workers ${pw:-none}, largest ${pl:-none})" \
+    bash -c '[ "${1:-0}" -ge 12 ] && [ "$2" = "$1" ] && [ "$3" = 4 ]' _ "$pb" "$pw" "$pl"
 check "the parallel plan's results equal the serial row-by-row results" \
     test "$(q "${par[@]}" -c "$pq")" = "$(q -c "SET ouro.auto_batch = off" -c "SET max_parallel_workers_per_gather = 0" -c "$pq")"
 
