@@ -883,10 +883,17 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
         return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
     ouro_cancel_fn fn = s->cancel;
     void *ctx = s->cancel_ctx;
+    ouro_precision prec = s->precision;
+    /* exact products in the order that does not depend on the batch: an input
+     * gets the same scores alone or among others (the prefix they share is
+     * computed apart, and the inputs' tokens go through in varying numbers) */
+    if (prec == OURO_PRECISION_EXACT)
+        s->precision = OURO_PRECISION_INVARIANT;
     ouro_session_set_cancel(s, cancel, cancel_ctx);
     ouro_status st = classify_batch(s, n_inputs, inputs, labels, n_labels, instruction, exit,
                                     probs, logprobs, cancel, cancel_ctx, err);
     ouro_session_set_cancel(s, fn, ctx);
+    s->precision = prec;
     return st;
 }
 

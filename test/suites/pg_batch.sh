@@ -144,12 +144,18 @@ SET ouro.auto_batch = on;
 CREATE TEMP TABLE s_on AS SELECT id, ouro_classify_scores(prompt, ARRAY['yes', 'no'], 'Is it a question?') AS s FROM questions;
 SET ouro.auto_batch = off;
 CREATE TEMP TABLE s_off AS SELECT id, ouro_classify_scores(prompt, ARRAY['yes', 'no'], 'Is it a question?') AS s FROM questions;
-SELECT count(*) || ':' || max(abs((a.s ->> k)::float8 - (b.s ->> k)::float8))
-FROM s_on a JOIN s_off b USING (id), jsonb_object_keys(a.s) AS k;
+-- the array form: the 48 prompts of mixed lengths in one call
+CREATE TEMP TABLE s_arr AS
+SELECT unnest(ids) AS id, unnest(ouro_classify_scores_batch(ps, ARRAY['yes', 'no'], 'Is it a question?')) AS s
+FROM (SELECT array_agg(id ORDER BY id) AS ids, array_agg(prompt ORDER BY id) AS ps FROM questions) q;
+SELECT count(*) || ':' || max(abs((a.s ->> k)::float8 - (b.s ->> k)::float8)) || ':' ||
+       max(abs((c.s ->> k)::float8 - (b.s ->> k)::float8))
+FROM s_on a JOIN s_off b USING (id) JOIN s_arr c USING (id), jsonb_object_keys(a.s) AS k;
 EOF
 )
-check "ouro_classify_scores per row: the same scores on and off (96 scores, largest difference ${scores#*:})" \
-    bash -c '[ "${1%%:*}" = 96 ] && awk -v d="${1#*:}" "BEGIN { exit !(d < 1e-6) }"' _ "$scores"
+IFS=: read -r n_scores d_node d_arr <<<"$scores"
+check "ouro_classify_scores: each row's scores alone, in the batching node and in ouro_classify_scores_batch agree to 1e-9 ($n_scores scores, largest differences $d_node and $d_arr)" \
+    bash -c '[ "$1" = 96 ] && awk -v a="$2" -v b="$3" "BEGIN { exit !(a <= 1e-9 && b <= 1e-9) }"' _ "$n_scores" "$d_node" "$d_arr"
 same_on_off "UPDATE ... SET answer = ouro_generate(...) fills the same answers" \
     "UPDATE questions SET answer = ouro_generate(prompt, max_tokens := 5, max_loops := 1 + id % 3);
      SELECT id, answer FROM questions ORDER BY id"
