@@ -443,9 +443,10 @@ ouro_status ouro_classify_n_ctx(const ouro_model *model, int n_inputs, const cha
  * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share
  * are computed once, and inputs run together over the session's sequences
  * (n_seq >= n_labels + 1 lets a whole input run in one wave; more sequences,
- * more inputs at once).  Gives the numbers of one ouro_classify per input up
- * to f32 rounding (the shared prefix is computed in a call of its own, and
- * the matrix products sum in blocks that depend on the number of tokens). */
+ * more inputs at once).  Gives the numbers of one ouro_classify per input,
+ * bit for bit: the shared prefix is computed in a call of its own, but
+ * classification's matrix products sum in one order whatever the number of
+ * tokens in a call (kernels.c, "Order of the sums"). */
 ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
                                 const char *const *labels, int n_labels, const char *instruction,
                                 const ouro_exit *exit, double *probs, double *logprobs,
