@@ -124,8 +124,10 @@ static uint8_t *quantize_matrix(const ouro_tensor *t, ouro_dtype qdt, int thread
     return q;
 }
 
+/* Writes the q8 or q4 (qdt) checkpoint of m to path; progress (may be NULL)
+ * gets the bytes of tensors written after each tensor. */
 static ouro_status write_model(const ouro_model *m, const char *path, ouro_dtype qdt, int threads,
-                               ouro_error *err)
+                               ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
 {
     const ouro_config *c = &m->cfg;
     size_t n_t = (size_t)c->num_layers * OURO_LAYER_TENSORS + 5;
@@ -237,6 +239,10 @@ static ouro_status write_model(const ouro_model *m, const char *path, ouro_dtype
             st = write_all(fd, ts[i].t->data, ts[i].bytes, path, err);
         }
         pos = ts[i].offset + ts[i].bytes;
+        if (st == OURO_OK && progress) {
+            ouro_progress p = { .done = (int64_t)pos, .total = (int64_t)off, .tokens = 0 };
+            progress(progress_ctx, &p);
+        }
     }
     if (st == OURO_OK && fsync(fd) != 0)
         st = ouro_err(err, OURO_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
@@ -250,7 +256,7 @@ done:
 }
 
 static ouro_status convert(const char *src_dir, const char *dst_dir, ouro_dtype qdt, int threads,
-                           ouro_error *err)
+                           ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
 {
     const char *qname = qdt == OURO_Q4 ? "q4" : "q8";
     if (!src_dir || !dst_dir)
@@ -284,7 +290,7 @@ static ouro_status convert(const char *src_dir, const char *dst_dir, ouro_dtype 
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dst_real);
     snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dst_real);
-    st = write_model(m, tmp, qdt, threads, err);
+    st = write_model(m, tmp, qdt, threads, progress, progress_ctx, err);
     ouro_model_free(m);
     if (st == OURO_OK && rename(tmp, path) != 0)
         st = ouro_err(err, OURO_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
@@ -307,10 +313,22 @@ static ouro_status convert(const char *src_dir, const char *dst_dir, ouro_dtype 
 
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
 {
-    return convert(src_dir, dst_dir, OURO_Q8, threads, err);
+    return convert(src_dir, dst_dir, OURO_Q8, threads, NULL, NULL, err);
+}
+
+ouro_status ouro_convert_q8_progress(const char *src_dir, const char *dst_dir, int threads,
+                                     ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
+{
+    return convert(src_dir, dst_dir, OURO_Q8, threads, progress, progress_ctx, err);
 }
 
 ouro_status ouro_convert_q4(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
 {
-    return convert(src_dir, dst_dir, OURO_Q4, threads, err);
+    return convert(src_dir, dst_dir, OURO_Q4, threads, NULL, NULL, err);
+}
+
+ouro_status ouro_convert_q4_progress(const char *src_dir, const char *dst_dir, int threads,
+                                     ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
+{
+    return convert(src_dir, dst_dir, OURO_Q4, threads, progress, progress_ctx, err);
 }

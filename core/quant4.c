@@ -42,12 +42,16 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <immintrin.h>
 #include "internal.h"
+#ifdef OURO_X86_SIMD   /* the AVX2 and VNNI paths: x86-64 only (base.h) */
+#include <immintrin.h>
+#endif
 
 #define Q4_ROWS 16           /* rows of a group */
 #define Q4_BLOCK 32          /* columns of a block */
 #define Q4_QBYTES 256        /* quant bytes of one block of one group */
+#define Q4_MG 4              /* most groups per microkernel (VNNI) */
+#define Q4_NR 6              /* most tokens per microkernel (VNNI) */
 
 static inline int q4_nb(int64_t cols) { return (int)((cols + Q4_BLOCK - 1) / Q4_BLOCK); }
 
@@ -213,6 +217,7 @@ static void q4_group_c(float *y, const ouro_q8_act *a, int t, const uint8_t *g, 
     }
 }
 
+#ifdef OURO_X86_SIMD
 /* ------------------------------------------------------------------------
  * Products: AVX2 (no VNNI needed)
  *
@@ -302,8 +307,6 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
-#define Q4_MG 4              /* most groups per microkernel */
-#define Q4_NR 6              /* most tokens per microkernel */
 
 VNNI_TARGET static inline __attribute__((always_inline))
 void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, int t0,
@@ -388,6 +391,7 @@ static const q4_kernel_fn q4_kernels[2][Q4_NR] = {   /* [mg - 1][nr - 1], mg 1 o
     { q4k_1x1, q4k_1x2, q4k_1x3, q4k_1x4, q4k_1x5, q4k_1x6 },
     { q4k_2x1, q4k_2x2, q4k_2x3, q4k_2x4, q4k_2x5, q4k_2x6 },
 };
+#endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
  * Rows of a product
@@ -401,22 +405,26 @@ void ouro_q4_rows(float *y, const void *ws, const void *wv, int n, int d_in, int
     const uint8_t *w = wv;
     size_t gb = ouro_q4_group_bytes(d_in);
     int g0 = r0 / Q4_ROWS, g1 = (r1 + Q4_ROWS - 1) / Q4_ROWS;
+#ifdef OURO_X86_SIMD
     int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
     int n_tiles = (n + Q4_NR - 1) / Q4_NR;
+#endif
     int mg = n == 1 ? 4 : 2;
     for (int g = g0; g < g1; g += mg) {
         int cnt = g1 - g < mg ? g1 - g : mg;
         int lo[Q4_MG], hi[Q4_MG];
-        __mmask16 mask[Q4_MG];
         for (int m = 0; m < cnt; m++) {
             int base = (g + m) * Q4_ROWS;
             lo[m] = r0 > base ? r0 - base : 0;
             hi[m] = r1 < base + Q4_ROWS ? r1 - base : Q4_ROWS;
-            mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
         }
         const uint8_t *gp = w + (size_t)g * gb;
         float *yg = y + (size_t)g * Q4_ROWS;
+#ifdef OURO_X86_SIMD
         if (path == 2) {
+            __mmask16 mask[Q4_MG];   /* the rows of each group the kernels store */
+            for (int m = 0; m < cnt; m++)
+                mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
             if (n == 1 && cnt == 4) {
                 q4k_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
                 continue;
@@ -431,17 +439,22 @@ void ouro_q4_rows(float *y, const void *ws, const void *wv, int n, int d_in, int
             }
             continue;
         }
+#endif
         for (int m = 0; m < cnt; m++) {
             const uint8_t *gm = gp + m * gb;
             float *ym = yg + m * Q4_ROWS;
             int t = 0;
+#ifdef OURO_X86_SIMD
             if (path == 1)
                 for (; t + 2 <= n; t += 2)
                     q4_group_avx2_2(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+#endif
             for (; t < n; t++) {
+#ifdef OURO_X86_SIMD
                 if (path == 1)
                     q4_group_avx2_1(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
                 else
+#endif
                     q4_group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
             }
         }
