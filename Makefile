@@ -22,7 +22,7 @@
 #                     the SQLite demo on the trained demonstration model models/ouro-demo
 #                     (or $OURO_MODEL)
 #   make model        retrains models/ouro-demo from scratch (Debian's python3-torch, one
-#                     CPU thread, about 70 minutes; see README "The demonstration model")
+#                     CPU thread, about 75 minutes; see README "The demonstration model")
 #   make model-eval   the held-out evaluation table of models/ouro-demo (bf16 and q8)
 #   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
@@ -136,7 +136,7 @@ demo: deps
 PYTHON_TORCH ?= /usr/bin/python3
 
 model:
-	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
+	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --steps1 5500 --steps2 300 $(MODEL_ARGS)
 
 model-eval: tool sqlite
 	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8

@@ -88,6 +88,13 @@ void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
 void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
                       int n, int d_in, int d_out, int threads, ouro_precision prec, ouro_mm_ws *ws);
 
+/* A precision of the core's own (no session is created with it): the exact
+ * products, each output element summed in one order whatever the number of
+ * tokens in the call (kernels.c, "Order of the sums").  Classification runs
+ * its forward calls with it, so that an input's scores do not depend on the
+ * inputs batched with it.  Slower than exact only on AVX-512 at one token. */
+#define OURO_PRECISION_INVARIANT ((ouro_precision)0x100)
+
 /* One output of ouro_matmul_multi: y (n, d_out) = x . W^T, W (d_out, d_in). */
 typedef struct ouro_mm_out {
     float *y;                /* (n, d_out), written */

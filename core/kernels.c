@@ -261,6 +261,19 @@ static dot_fn pick_dot(ouro_dtype dt)
  *
  * Threads split the rows of W into contiguous ranges, so at n = 1 each thread
  * streams its part of the matrix from start to end.
+ *
+ * Order of the sums.  The product above is fastest when the order depends on
+ * the tokens of the call: the d_in block KB grows as fewer tokens share a
+ * tile (up to all of d_in at n = 1), and a single token keeps two chains of
+ * accumulators (even and odd 16-element pieces) that are added at the end.
+ * So a token's sums, and every activation after them, change in the last
+ * bits with the number of tokens processed together.  OURO_PRECISION_INVARIANT
+ * (classification) fixes both: KB is MM_KB_INV whatever the tiles, and one
+ * token takes the same single chain as a token of a tile; each output element
+ * is then summed in one order whatever the row count or the token's place in
+ * the call.  The tiles, the row blocks and the threads never change the
+ * order (each (row, token) sum is computed whole by one kernel call per KB
+ * block, blocks added in order).  Decode keeps the faster order.
  * ------------------------------------------------------------------------ */
 
 #define AVX512_MM_TARGET __attribute__((target("avx512f,avx512bw")))
@@ -271,6 +284,7 @@ static dot_fn pick_dot(ouro_dtype dt)
 #ifndef MM_PF
 #define MM_PF 1024       /* software prefetch distance at decode, bytes */
 #endif
+#define MM_KB_INV (MM_XBUF / MM_NR / 32 * 32)   /* d_in block of the invariant order (1344) */
 
 /* Half h (elements 16h .. 16h+15 of the 32 at p) of a weight piece as f32;
  * rem < 32: only the first rem elements are read, the rest are 0. */
@@ -298,9 +312,11 @@ __m512 w_half(ouro_dtype dt, const char *p, int h, int rem)
 
 /* Accumulates mr rows x nr tokens over kv elements (w: row 0 at element 0 of
  * the block, rows ldw bytes apart; xp: nr packed tokens, kpad floats apart),
- * then stores (or adds, when add) the sums to y[t * ldy + r]. */
+ * then stores (or adds, when add) the sums to y[t * ldy + r].  split (nr = 1
+ * only): two chains per row, the decode order; otherwise one chain per
+ * (row, token), the same order for every nr. */
 AVX512_MM_TARGET static inline __attribute__((always_inline))
-void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const float *xp,
+void mm_kernel(ouro_dtype dt, int mr, int nr, int split, const char *w, size_t ldw, const float *xp,
                int kpad, int kv, float *y, size_t ldy, int add)
 {
     __m512 acc[MM_MR][MM_NR];
@@ -321,7 +337,7 @@ void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const f
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
                 __m512 wv = w_half(dt, w + r * ldw + k * esz, h, 32);
-                if (nr == 1) {   /* decode: the two halves in separate chains */
+                if (split) {   /* decode: the two halves in separate chains */
                     if (h == 0 && MM_PF)
                         _mm_prefetch(w + r * ldw + k * esz + MM_PF, _MM_HINT_T0);
                     acc[r][h] = _mm512_fmadd_ps(wv, xv[0], acc[r][h]);
@@ -353,7 +369,7 @@ void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const f
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
         for (int t = 0; t < nr; t++) {
-            float s = _mm512_reduce_add_ps(nr == 1 ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
+            float s = _mm512_reduce_add_ps(split ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
             float *o = y + (size_t)t * ldy + r;
             *o = add ? *o + s : s;
         }
@@ -365,12 +381,17 @@ typedef void (*mm_kernel_fn)(const char *w, size_t ldw, const float *xp, int kpa
 #define MM_K(DT, MR, NR) \
     AVX512_MM_TARGET static void mm_##DT##_##MR##x##NR(const char *w, size_t ldw, const float *xp, \
         int kpad, int kv, float *y, size_t ldy, int add) \
-    { mm_kernel(DT, MR, NR, w, ldw, xp, kpad, kv, y, ldy, add); }
+    { mm_kernel(DT, MR, NR, NR == 1, w, ldw, xp, kpad, kv, y, ldy, add); }
+/* one token in the order of a tile's tokens (OURO_PRECISION_INVARIANT) */
+#define MM_KI(DT, MR) \
+    AVX512_MM_TARGET static void mm_##DT##_##MR##x1i(const char *w, size_t ldw, const float *xp, \
+        int kpad, int kv, float *y, size_t ldy, int add) \
+    { mm_kernel(DT, MR, 1, 0, w, ldw, xp, kpad, kv, y, ldy, add); }
 #define MM_K_DT(DT) \
     MM_K(DT, 1, 1) MM_K(DT, 1, 2) MM_K(DT, 1, 3) MM_K(DT, 1, 4) \
     MM_K(DT, 1, 5) MM_K(DT, 1, 6) \
     MM_K(DT, 4, 1) MM_K(DT, 4, 2) MM_K(DT, 4, 3) MM_K(DT, 4, 4) \
-    MM_K(DT, 4, 5) MM_K(DT, 4, 6)
+    MM_K(DT, 4, 5) MM_K(DT, 4, 6) MM_KI(DT, 1) MM_KI(DT, 4)
 MM_K_DT(OURO_F32)
 MM_K_DT(OURO_F16)
 MM_K_DT(OURO_BF16)
@@ -381,6 +402,10 @@ MM_K_DT(OURO_BF16)
                        mm_##DT##_4x5, mm_##DT##_4x6 } }
 static const mm_kernel_fn mm_kernels[3][2][6] = {   /* [dtype][mr == 4][nr - 1], nr <= MM_NR */
     MM_ROW(OURO_F32), MM_ROW(OURO_F16), MM_ROW(OURO_BF16),
+};
+static const mm_kernel_fn mm_kernels_1i[3][2] = {   /* [dtype][mr == 4], one token, invariant */
+    { mm_OURO_F32_1x1i, mm_OURO_F32_4x1i }, { mm_OURO_F16_1x1i, mm_OURO_F16_4x1i },
+    { mm_OURO_BF16_1x1i, mm_OURO_BF16_4x1i },
 };
 
 /* Packs tokens t0 .. t0+nr-1 of x, elements k0 .. k0+kv-1, into xp (nr, kpad),
@@ -410,9 +435,10 @@ static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int
 static inline int tile_count(int n) { return (n + MM_NR - 1) / MM_NR; }
 static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / nt); }
 
-/* Rows r0 .. r1-1 of the product, on the calling thread. */
+/* Rows r0 .. r1-1 of the product, on the calling thread; inv: in the order
+ * that does not depend on n (see "Order of the sums"). */
 static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
-                           int n, int d_in, int d_out, int r0, int r1)
+                           int n, int d_in, int d_out, int r0, int r1, bool inv)
 {
     _Alignas(64) float xp[MM_XBUF];
     int n_tiles = tile_count(n);
@@ -420,6 +446,8 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
     int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
     if (kb > 2048 && n > 1)
         kb = 2048;
+    if (inv)
+        kb = MM_KB_INV;
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
@@ -433,6 +461,10 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
                 mm_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
                 int r = b0;
                 mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
+                if (inv && nr == 1) {
+                    k4 = mm_kernels_1i[dt][1];
+                    k1 = mm_kernels_1i[dt][0];
+                }
                 for (; r + MM_MR <= b1; r += MM_MR)
                     k4((const char *)w + (size_t)r * ldw + (size_t)k0 * esz, ldw, xp, kpad, kv,
                        y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
@@ -598,9 +630,11 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
 }
 
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision; q8: qx holds x quantized by ouro_q8_prepare. */
+ * for its dtype and precision; q8: qx holds x quantized by ouro_q8_prepare.
+ * inv: the AVX-512 path in its invariant order (the q8, AVX2 and portable
+ * paths sum in one order whatever n). */
 static void mm_rows(float *y, const float *x, const void *qx, const void *w, ouro_dtype dt, int n,
-                    int d_in, int d_out, int r0, int r1, bool bf16)
+                    int d_in, int d_out, int r0, int r1, bool bf16, bool inv)
 {
     if (dt == OURO_Q8) {
         ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
@@ -612,7 +646,7 @@ static void mm_rows(float *y, const float *x, const void *qx, const void *w, our
         return;
     }
     if (ouro_simd() == OURO_SIMD_AVX512) {
-        mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
+        mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1, inv);
         return;
     }
 #endif
@@ -681,7 +715,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
             fill_nan(outs[i].y, (size_t)n * outs[i].d_out);
         return;
     }
-    bool bf16 = prec == OURO_PRECISION_BF16;
+    bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
     int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
     #pragma omp parallel num_threads(nt)
     {
@@ -700,7 +734,8 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
             if (r1 > outs[i].d_out)
                 r1 = outs[i].d_out;
             if (r0 < r1)
-                mm_rows(outs[i].y, x, qx, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16);
+                mm_rows(outs[i].y, x, qx, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16,
+                        inv);
         }
     }
     free(owned);
@@ -715,7 +750,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         fill_nan(h, (size_t)n * d_out);
         return;
     }
-    bool bf16 = prec == OURO_PRECISION_BF16;
+    bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
     {
@@ -728,8 +763,8 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         int r0, r1;
         mm_share(d_out, id, cnt, &r0, &r1);
         if (r0 < r1) {
-            mm_rows(h, x, qx, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
-            mm_rows(tmp, x, qx, w_up, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(h, x, qx, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
+            mm_rows(tmp, x, qx, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
             for (int i = 0; i < n; i++) {
                 float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
                 for (int j = r0; j < r1; j++) {
