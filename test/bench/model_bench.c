@@ -35,7 +35,7 @@
  *               [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
  *               [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32] [--batch-steps N]
  *               [--adaptive DIR,DIR,...] [--threshold Q] [--skip-load] [--skip-kernels]
- *               [--skip-kv] [--budget SECONDS]
+ *               [--skip-kv] [--skip-adaptive] [--budget SECONDS]
  * With --budget, a prefill length or batch size whose time, estimated from the figure measured
  * before it, would overrun the budget is skipped with a note saying so.
  */
@@ -255,7 +255,7 @@ typedef struct bench {
     double peak;        /* the compute peak of this model's path (one of the three) */
     const char *peak_name;
     int runs;           /* separate runs per figure (median and range are printed) */
-    int skip_kv;
+    int skip_kv, skip_adaptive;   /* --skip-kv, --skip-adaptive: leave those sections out */
     int prefill[MAX_LIST], n_prefill;
     int batch[MAX_LIST], n_batch;
     int decode, batch_steps;
@@ -846,7 +846,8 @@ static void usage(void)
             "                   [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
             "                   [--runs N] [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
             "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
-            "                   [--skip-load] [--skip-kernels] [--skip-kv] [--budget SECONDS]\n");
+            "                   [--skip-load] [--skip-kernels] [--skip-kv] [--skip-adaptive]\n"
+            "                   [--budget SECONDS]\n");
 }
 
 int main(int argc, char **argv)
@@ -864,6 +865,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--skip-load")) { b.skip_load = 1; continue; }
         if (!strcmp(a, "--skip-kernels")) { b.skip_kernels = 1; continue; }
         if (!strcmp(a, "--skip-kv")) { b.skip_kv = 1; continue; }
+        if (!strcmp(a, "--skip-adaptive")) { b.skip_adaptive = 1; continue; }
         if (!v) { usage(); return 2; }
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
@@ -957,7 +959,8 @@ int main(int argc, char **argv)
            mib(g_anon_peak - b.kv_peak));
     fflush(stdout);
 
-    bench_adaptive(&b, m, &c);
+    if (!b.skip_adaptive)
+        bench_adaptive(&b, m, &c);
     ouro_model_free(m);
     if (!b.skip_kernels)
         bench_kernels(&b);
