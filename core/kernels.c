@@ -401,11 +401,18 @@ static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int
 static inline int tile_count(int n) { return (n + MM_NR - 1) / MM_NR; }
 static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / nt); }
 
-/* Rows r0 .. r1-1 of the product, on the calling thread. */
+/* Rows r0 .. r1-1 of the product, on the calling thread.
+ *
+ * The d_in block kb and the token tiles depend on n alone, so every caller
+ * and every split of the rows sums each output in the same order.  With
+ * several token tiles, x's block of every token is packed once into a buffer
+ * of this call (n * kb floats) and each row block runs every tile over it;
+ * where that buffer cannot be had, each tile is packed on the stack before
+ * its pass over a row block (the same sums, more packing). */
 static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
                            int n, int d_in, int d_out, int r0, int r1)
 {
-    _Alignas(64) float xp[MM_XBUF];
+    _Alignas(64) float xs[MM_XBUF];
     int n_tiles = tile_count(n);
     int nr_max = (n + n_tiles - 1) / n_tiles;
     int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
@@ -414,14 +421,20 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
+    float *xall = n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * sizeof(float)) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
+        if (xall)
+            mm_pack(xall, kpad, x, (size_t)d_in, 0, n, k0, kv, dt);   /* token t at t * kpad */
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
                 int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
-                mm_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
+                const float *xp = xall ? xall + (size_t)t0 * kpad : xs;
+                if (!xall)
+                    mm_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
                 int r = b0;
                 mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
                 for (; r + MM_MR <= b1; r += MM_MR)
@@ -433,6 +446,7 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
             }
         }
     }
+    free(xall);
 }
 
 /* ------------------------------------------------------------------------
@@ -541,11 +555,12 @@ BF16DP_TARGET static void mmb_pack(uint16_t *xp, int kpad, const float *x, size_
     }
 }
 
-/* Rows r0 .. r1-1 of the bf16 product, on the calling thread. */
+/* Rows r0 .. r1-1 of the bf16 product, on the calling thread; x is packed as
+ * in mm_avx512_rows. */
 BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
                                    int n, int d_in, int d_out, int r0, int r1)
 {
-    _Alignas(64) uint16_t xp[2 * MM_XBUF];
+    _Alignas(64) uint16_t xs[2 * MM_XBUF];
     int n_tiles = tile_count(n);
     int nr_max = (n + n_tiles - 1) / n_tiles;
     int kb = 2 * MM_XBUF / nr_max / 32 * 32;
@@ -553,14 +568,20 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
         kb = 2048;
     size_t ldw = (size_t)d_in * 2;
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
+    uint16_t *xall = n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * 2 + 64) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
+        if (xall)
+            mmb_pack(xall, kpad, x, (size_t)d_in, 0, n, k0, kv);
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
                 int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
-                mmb_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv);
+                const uint16_t *xp = xall ? xall + (size_t)t0 * kpad : xs;
+                if (!xall)
+                    mmb_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv);
                 int r = b0;
                 mmb_kernel_fn k4 = mmb_kernels[1][nr - 1], k1 = mmb_kernels[0][nr - 1];
                 for (; r + MM_MR <= b1; r += MM_MR)
@@ -572,6 +593,7 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
             }
         }
     }
+    free(xall);
 }
 
 /* ------------------------------------------------------------------------
