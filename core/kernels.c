@@ -401,33 +401,43 @@ static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int
 static inline int tile_count(int n) { return (n + MM_NR - 1) / MM_NR; }
 static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / nt); }
 
+/* The d_in block of the AVX-512 products for n tokens: the widest token tile
+ * times the block fills xbuf elements (a multiple of 32; at most 2048 for
+ * several tokens).  It depends on n alone, like the token tiles, so every
+ * caller and every split of the rows sums each output in the same order. */
+static int mm_kb(int n, int xbuf)
+{
+    int n_tiles = tile_count(n);
+    int nr_max = (n + n_tiles - 1) / n_tiles;
+    int kb = xbuf / nr_max / 32 * 32;
+    return kb > 2048 && n > 1 ? 2048 : kb;
+}
+
 /* Rows r0 .. r1-1 of the product, on the calling thread.
  *
- * The d_in block kb and the token tiles depend on n alone, so every caller
- * and every split of the rows sums each output in the same order.  With
- * several token tiles, x's block of every token is packed once into a buffer
- * of this call (n * kb floats) and each row block runs every tile over it;
- * where that buffer cannot be had, each tile is packed on the stack before
- * its pass over a row block (the same sums, more packing). */
-static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
+ * xpre, when not NULL, is x packed whole by mm_pack_all: the block at k0 of
+ * token t at xpre + n * k0 + t * kpad.  Otherwise, with several token tiles,
+ * x's block of every token is packed once per block into a buffer of this
+ * call and each row block runs every tile over it; where that buffer cannot
+ * be had, each tile is packed on the stack before its pass over a row block
+ * (the same sums, more packing). */
+static void mm_avx512_rows(float *y, const float *x, const float *xpre, const void *w, ouro_dtype dt,
                            int n, int d_in, int d_out, int r0, int r1)
 {
     _Alignas(64) float xs[MM_XBUF];
     int n_tiles = tile_count(n);
-    int nr_max = (n + n_tiles - 1) / n_tiles;
-    int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
-    if (kb > 2048 && n > 1)
-        kb = 2048;
+    int kb = mm_kb(n, MM_XBUF);
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
     int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
-    float *xall = n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * sizeof(float)) : NULL;
+    float *own = !xpre && n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * sizeof(float)) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
-        if (xall)
-            mm_pack(xall, kpad, x, (size_t)d_in, 0, n, k0, kv, dt);   /* token t at t * kpad */
+        const float *xall = xpre ? xpre + (size_t)n * k0 : own;
+        if (own)
+            mm_pack(own, kpad, x, (size_t)d_in, 0, n, k0, kv, dt);   /* token t at t * kpad */
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
@@ -446,7 +456,7 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
             }
         }
     }
-    free(xall);
+    free(own);
 }
 
 /* ------------------------------------------------------------------------
@@ -555,26 +565,24 @@ BF16DP_TARGET static void mmb_pack(uint16_t *xp, int kpad, const float *x, size_
     }
 }
 
-/* Rows r0 .. r1-1 of the bf16 product, on the calling thread; x is packed as
- * in mm_avx512_rows. */
-BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
+/* Rows r0 .. r1-1 of the bf16 product, on the calling thread; x is packed
+ * (or xpre given) as in mm_avx512_rows, as bf16. */
+BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpre, const void *w,
                                    int n, int d_in, int d_out, int r0, int r1)
 {
     _Alignas(64) uint16_t xs[2 * MM_XBUF];
     int n_tiles = tile_count(n);
-    int nr_max = (n + n_tiles - 1) / n_tiles;
-    int kb = 2 * MM_XBUF / nr_max / 32 * 32;
-    if (kb > 2048 && n > 1)
-        kb = 2048;
+    int kb = mm_kb(n, 2 * MM_XBUF);
     size_t ldw = (size_t)d_in * 2;
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
     int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
-    uint16_t *xall = n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * 2 + 64) : NULL;
+    uint16_t *own = !xpre && n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * 2 + 64) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
-        if (xall)
-            mmb_pack(xall, kpad, x, (size_t)d_in, 0, n, k0, kv);
+        const uint16_t *xall = xpre ? xpre + (size_t)n * k0 : own;
+        if (own)
+            mmb_pack(own, kpad, x, (size_t)d_in, 0, n, k0, kv);
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
@@ -593,7 +601,7 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
             }
         }
     }
-    free(xall);
+    free(own);
 }
 
 /* ------------------------------------------------------------------------
@@ -608,21 +616,34 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
     return pick_dot(dt)(p, x, d_in);
 }
 
+/* x prepared once per product for every thread: quantized for q8 weights
+ * (ouro_q8_prepare), packed for the AVX-512 kernels (mm_pack_all), or neither
+ * (the AVX2 and portable dot products read x as it is). */
+typedef struct mm_prep {
+    const void *qx;     /* quantized x, or NULL */
+    void *px;           /* packed x (float, or uint16_t when bf16), or NULL; owned */
+    ouro_dtype pdt;     /* the dtype px is packed for */
+    bool bf16;          /* px is bf16 for the vdpbf16ps kernels */
+    bool self_pack;     /* a product with no px packs x itself: rows in large shares */
+    int kb;             /* d_in block of px */
+} mm_prep;
+
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision; q8: qx holds x quantized by ouro_q8_prepare. */
-static void mm_rows(float *y, const float *x, const void *qx, const void *w, ouro_dtype dt, int n,
+ * for its dtype and precision. */
+static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, ouro_dtype dt, int n,
                     int d_in, int d_out, int r0, int r1, bool bf16)
 {
     if (dt == OURO_Q8) {
-        ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
+        ouro_q8_rows(y, pp->qx, w, n, d_in, d_out, r0, r1);
         return;
     }
+    bool mine = pp->px && dt == pp->pdt;   /* px packed for this dtype */
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
-        mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
+        mmb_rows(y, x, mine && pp->bf16 ? pp->px : NULL, w, n, d_in, d_out, r0, r1);
         return;
     }
     if (ouro_simd() == OURO_SIMD_AVX512) {
-        mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1);
+        mm_avx512_rows(y, x, mine && !pp->bf16 ? pp->px : NULL, w, dt, n, d_in, d_out, r0, r1);
         return;
     }
     dot_fn dot = pick_dot(dt);
@@ -650,6 +671,55 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void
     return buf;
 }
 
+/* Sets up pp for products of x (n, d_in) with weights of dtypes dts[0..count):
+ * allocates the packed x of the AVX-512 kernels when their non-q8 weights
+ * share one dtype (filled by mm_prep_fill inside the parallel region).  With
+ * no packed x, products whose kernels pack x themselves keep large shares. */
+static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, int d_in, bool bf16)
+{
+    memset(pp, 0, sizeof *pp);
+    int pdt = -1;
+    for (int i = 0; i < count; i++) {
+        if (dts[i] == OURO_Q8 || pdt == -2)
+            continue;
+        pdt = pdt == -1 || pdt == (int)dts[i] ? (int)dts[i] : -2;   /* -2: several dtypes */
+    }
+    if (pdt == -1)
+        return;                          /* q8 alone: nothing to pack */
+    bool self = ouro_simd() == OURO_SIMD_AVX512 || (bf16 && ouro_cpu_bf16dp());
+    pp->self_pack = self;
+    if (pdt == -2 || !self)
+        return;
+    pp->pdt = (ouro_dtype)pdt;
+    pp->bf16 = bf16 && pdt == OURO_BF16 && ouro_cpu_bf16dp();
+    if (!pp->bf16 && ouro_simd() != OURO_SIMD_AVX512)
+        return;                          /* bf16 kernels for another dtype's sake: not this one */
+    pp->kb = mm_kb(n, pp->bf16 ? 2 * MM_XBUF : MM_XBUF);
+    size_t el = pp->bf16 ? 2 : 4, d_pad = ((size_t)d_in + 31) / 32 * 32;
+    pp->px = aligned_alloc(64, ((size_t)n * d_pad * el + 63) / 64 * 64);
+    if (pp->px)
+        pp->self_pack = false;
+}
+
+/* Packs x into pp->px, block by block, the tokens split among the team
+ * (ends with the team's barrier); inside a parallel region. */
+static void mm_prep_fill(const mm_prep *pp, const float *x, int n, int d_in)
+{
+    if (!pp->px)
+        return;
+    #pragma omp for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int k0 = 0; k0 < d_in; k0 += pp->kb) {
+            int kv = d_in - k0 < pp->kb ? d_in - k0 : pp->kb;
+            int kpad = (kv + 31) / 32 * 32;
+            size_t at = (size_t)n * k0 + (size_t)t * kpad;
+            if (pp->bf16)
+                mmb_pack((uint16_t *)pp->px + at, kpad, x, (size_t)d_in, t, 1, k0, kv);
+            else
+                mm_pack((float *)pp->px + at, kpad, x, (size_t)d_in, t, 1, k0, kv, pp->pdt);
+        }
+}
+
 static void fill_nan(float *y, size_t count)
 {
     for (size_t i = 0; i < count; i++)
@@ -675,14 +745,47 @@ static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
+/* Rows a thread takes at a time when x is prepared for all of them: a
+ * multiple of 16 (q8 row groups) and of MM_RB.  Threads take the next chunk
+ * when they finish one, so a thread the system deschedules (other work on
+ * the machine) holds back one chunk, not half the product. */
+#define MM_CHUNK 64
+
+/* Runs the statements given last over the rows [lo, hi) of [0, rows), on
+ * the calling thread of the team: in chunks of MM_CHUNK taken in turn, or (self_pack) in one
+ * contiguous share per thread.  Inside a parallel region. */
+#define MM_FOR_ROWS(rows, self_pack, lo, hi, ...) do { \
+        if (self_pack) { \
+            int id_ = 0, cnt_ = 1; \
+            MM_TEAM(id_, cnt_); \
+            int lo, hi; \
+            mm_share((rows), id_, cnt_, &lo, &hi); \
+            if (lo < hi) { __VA_ARGS__ } \
+        } else { \
+            int nc_ = ((rows) + MM_CHUNK - 1) / MM_CHUNK; \
+            _Pragma("omp for schedule(dynamic, 1) nowait") \
+            for (int c_ = 0; c_ < nc_; c_++) { \
+                int lo = c_ * MM_CHUNK, hi = lo + MM_CHUNK < (rows) ? lo + MM_CHUNK : (rows); \
+                __VA_ARGS__ \
+            } \
+        } \
+    } while (0)
+#ifdef _OPENMP
+#define MM_TEAM(id, cnt) do { (id) = omp_get_thread_num(); (cnt) = omp_get_num_threads(); } while (0)
+#else
+#define MM_TEAM(id, cnt) do { (id) = 0; (cnt) = 1; } while (0)
+#endif
+
 void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
                        int threads, ouro_precision prec, ouro_mm_ws *ws)
 {
     int rows = 0;
     bool q8 = false;
+    ouro_dtype dts[8] = {0};
     for (int i = 0; i < count; i++) {
         rows += outs[i].d_out;
         q8 = q8 || outs[i].dt == OURO_Q8;
+        dts[i < 8 ? i : 7] = outs[i].dt;
     }
     void *owned = NULL, *qx = NULL;
     if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
@@ -691,27 +794,31 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
         return;
     }
     bool bf16 = prec == OURO_PRECISION_BF16;
+    mm_prep pp;
+    mm_prep_init(&pp, dts, count < 8 ? count : 8, n, d_in, bf16);
+    if (count > 8)
+        pp.self_pack = true;   /* never in the forward pass (at most 3 outputs) */
+    pp.qx = qx;
     int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
     #pragma omp parallel num_threads(nt)
     {
         ouro_worker_signals();
-        int id = 0, cnt = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-        cnt = omp_get_num_threads();
-#endif
-        int g0, g1, base = 0;
-        mm_share(rows, id, cnt, &g0, &g1);
-        for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
-            int r0 = g0 - base, r1 = g1 - base;
-            if (r0 < 0)
-                r0 = 0;
-            if (r1 > outs[i].d_out)
-                r1 = outs[i].d_out;
-            if (r0 < r1)
-                mm_rows(outs[i].y, x, qx, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16);
-        }
+        mm_prep_fill(&pp, x, n, d_in);
+        MM_FOR_ROWS(rows, pp.self_pack, g0, g1, {
+            int base = 0;
+            for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
+                int r0 = g0 - base, r1 = g1 - base;
+                if (r0 < 0)
+                    r0 = 0;
+                if (r1 > outs[i].d_out)
+                    r1 = outs[i].d_out;
+                if (r0 < r1)
+                    mm_rows(outs[i].y, x, &pp, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1,
+                            bf16);
+            }
+        });
     }
+    free(pp.px);
     free(owned);
 }
 
@@ -725,20 +832,17 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         return;
     }
     bool bf16 = prec == OURO_PRECISION_BF16;
+    mm_prep pp;
+    mm_prep_init(&pp, &dt, 1, n, d_in, bf16);
+    pp.qx = qx;
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
     {
         ouro_worker_signals();
-        int id = 0, cnt = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-        cnt = omp_get_num_threads();
-#endif
-        int r0, r1;
-        mm_share(d_out, id, cnt, &r0, &r1);
-        if (r0 < r1) {
-            mm_rows(h, x, qx, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
-            mm_rows(tmp, x, qx, w_up, dt, n, d_in, d_out, r0, r1, bf16);
+        mm_prep_fill(&pp, x, n, d_in);
+        MM_FOR_ROWS(d_out, pp.self_pack, r0, r1, {
+            mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16);
             for (int i = 0; i < n; i++) {
                 float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
                 for (int j = r0; j < r1; j++) {
@@ -746,8 +850,9 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
                     hr[j] = g / (1.0f + expf(-g)) * ur[j];
                 }
             }
-        }
+        });
     }
+    free(pp.px);
     free(owned);
 }
 
