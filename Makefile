@@ -9,6 +9,11 @@
 #                     run (PGHOST, PGPORT, PGUSER: a superuser; see test/installcheck.sh)
 #   make test         the whole test suite; ends with "N passed, N failed"
 #   make asan         the core tests built and run under AddressSanitizer
+#   make test-aarch64 the core and the C tests (golden ones included) cross-built for
+#                     aarch64 in build-aarch64/ (no x86 intrinsics: the portable path)
+#                     and run under qemu-user; needs gcc-aarch64-linux-gnu, qemu-user,
+#                     libcjson-dev:arm64, libutf8proc-dev:arm64 and libgomp1:arm64 (see
+#                     README "Other processors: aarch64"); not part of `make test`
 #   make asan-ext     the SQLite extension built with ASan and UBSan, over its suites
 #                     (libasan preloaded into Python); slow, not part of `make test`.
 #                     OURO_ASAN_PG=1 (as root) adds the PostgreSQL suites pg, pg_safety and
@@ -17,7 +22,7 @@
 #                     the SQLite demo on the trained demonstration model models/ouro-demo
 #                     (or $OURO_MODEL)
 #   make model        retrains models/ouro-demo from scratch (Debian's python3-torch, one
-#                     CPU thread, about 70 minutes; see README "The demonstration model")
+#                     CPU thread, about 75 minutes; see README "The demonstration model")
 #   make model-eval   the held-out evaluation table of models/ouro-demo (bf16 and q8)
 #   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
@@ -51,7 +56,7 @@ UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
 .PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench bench-compare deps clean \
-        model model-eval model-check
+        model model-eval model-check test-aarch64
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
 
@@ -117,6 +122,14 @@ asan-ext: asan-build
 	    LIBS_CORE="$(LIBS_CORE) -fsanitize=address,undefined,float-cast-overflow" build-asan/ouro.so
 	@bash test/asan_ext.sh
 
+# The core and the C tests for aarch64 (Debian's cross compiler; the arm64 cjson and
+# utf8proc libraries), run under qemu-user with Debian's arm64 libraries (test/run.sh).
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+
+test-aarch64:
+	$(MAKE) B=build-aarch64 CC=$(AARCH64_CC) build-aarch64/libouro.a unit
+	@bash test/run.sh --aarch64
+
 demo: deps
 	$(MAKE) all
 	@bash models/demo.sh
@@ -127,7 +140,7 @@ demo: deps
 PYTHON_TORCH ?= /usr/bin/python3
 
 model:
-	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --stop-after 3750 --steps2 300 $(MODEL_ARGS)
+	OMP_NUM_THREADS=1 $(PYTHON_TORCH) models/train.py all --out models/ouro-demo --seed 1 --steps1 5500 --steps2 300 $(MODEL_ARGS)
 
 model-eval: tool sqlite
 	$(PYTHON_TORCH) models/eval.py --model models/ouro-demo --n 10 --q8
@@ -147,5 +160,5 @@ deps:
 	bash .ci/deps.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-aarch64
 	-$(if $(HAVE_PG),$(MAKE) -C pg_ext PG_CONFIG=$(PG_CONFIG) clean)

@@ -100,16 +100,12 @@ const char *ouro_dtype_name(ouro_dtype dt)
  * The processor
  * ------------------------------------------------------------------------ */
 
-#if defined(__x86_64__) || defined(__i386__)
-#define HAVE_X86_CPU_CHECKS 1
-#endif
-
 int ouro_simd(void)
 {
     static volatile int level;   /* 0 = not yet known; every thread computes the same */
     if (!level) {
         int l = OURO_SIMD_GENERIC;
-#ifdef HAVE_X86_CPU_CHECKS
+#ifdef OURO_X86_SIMD
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
             l = OURO_SIMD_AVX512;
@@ -143,7 +139,7 @@ bool ouro_cpu_bf16dp(void)
     static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
     if (!have) {
         int h = 1;
-#ifdef HAVE_X86_CPU_CHECKS
+#ifdef OURO_X86_SIMD
         __builtin_cpu_init();
         if (ouro_simd() == OURO_SIMD_AVX512 && __builtin_cpu_supports("avx512bf16"))
             h = 2;
@@ -158,7 +154,7 @@ bool ouro_cpu_vnni(void)
     static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
     if (!have) {
         int h = 1;
-#ifdef HAVE_X86_CPU_CHECKS
+#ifdef OURO_X86_SIMD
         __builtin_cpu_init();
         if (ouro_simd() == OURO_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")
             && __builtin_cpu_supports("avx512vl"))

@@ -30,6 +30,13 @@ const char *ouro_dtype_name(ouro_dtype dt);
  * The processor
  * ------------------------------------------------------------------------ */
 
+/* The x86-64 SIMD paths (AVX2, AVX-512 and their intrinsics) are compiled
+ * only where the compiler targets x86-64; elsewhere (aarch64...) the core
+ * is the portable C path alone and ouro_simd() says generic. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define OURO_X86_SIMD 1
+#endif
+
 /* SIMD path chosen at run time from what the processor reports, lowered
  * (never raised) by the environment variable OURO_SIMD=generic|avx2|avx512,
  * read once.  Not x86-64: always generic.  ouro_simd_level() names it:

@@ -118,7 +118,10 @@ static uint8_t *quantize_matrix(const ouro_tensor *t, int threads)
     return q;
 }
 
-static ouro_status write_model(const ouro_model *m, const char *path, int threads, ouro_error *err)
+/* Writes the q8 checkpoint of m to path; progress (may be NULL) gets the
+ * bytes of tensors written after each tensor. */
+static ouro_status write_model(const ouro_model *m, const char *path, int threads,
+                               ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
 {
     const ouro_config *c = &m->cfg;
     size_t n_t = (size_t)c->num_layers * OURO_LAYER_TENSORS + 5;
@@ -228,6 +231,10 @@ static ouro_status write_model(const ouro_model *m, const char *path, int thread
             st = write_all(fd, ts[i].t->data, ts[i].bytes, path, err);
         }
         pos = ts[i].offset + ts[i].bytes;
+        if (st == OURO_OK && progress) {
+            ouro_progress p = { .done = (int64_t)pos, .total = (int64_t)off, .tokens = 0 };
+            progress(progress_ctx, &p);
+        }
     }
     if (st == OURO_OK && fsync(fd) != 0)
         st = ouro_err(err, OURO_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
@@ -241,6 +248,12 @@ done:
 }
 
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err)
+{
+    return ouro_convert_q8_progress(src_dir, dst_dir, threads, NULL, NULL, err);
+}
+
+ouro_status ouro_convert_q8_progress(const char *src_dir, const char *dst_dir, int threads,
+                                     ouro_progress_fn progress, void *progress_ctx, ouro_error *err)
 {
     if (!src_dir || !dst_dir)
         return ouro_err(err, OURO_ERR_ARG, "source and destination folders are required");
@@ -272,7 +285,7 @@ ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int thread
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dst_real);
     snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dst_real);
-    st = write_model(m, tmp, threads, err);
+    st = write_model(m, tmp, threads, progress, progress_ctx, err);
     ouro_model_free(m);
     if (st == OURO_OK && rename(tmp, path) != 0)
         st = ouro_err(err, OURO_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));

@@ -317,6 +317,7 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
     ouro_forward_options fo = { .exit = gp.exit, .depth = gp.depth };
     char *text = NULL;
+    ouro_progress prog = { .done = 0, .total = n_req, .tokens = 0 };
     st = OURO_OK;
 
     /* stop strings: a window of raw bytes per sequence, allocated once; a stop
@@ -366,8 +367,12 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
                                  .exit_step = s->gen_step + j };
             st = prefill(s, j, prompts[r], prompt_lens[r], &fo, &out, gp.cancel, gp.cancel_ctx, err);
             g->active = g->cap > 0;
-            if (!g->active)
+            if (!g->active) {
                 results[r].seconds = now_s() - t0;
+                prog.done++;
+            }
+            if (st == OURO_OK && gp.progress)
+                gp.progress(gp.progress_ctx, &prog);
             if (st == OURO_OK && gp.cancel && gp.cancel(gp.cancel_ctx))
                 st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted after prefill");
         }
@@ -389,6 +394,7 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
                     res->ids[res->n_ids] = id;
                     res->exit_steps[res->n_ids] = step;
                     res->n_ids++;
+                    prog.tokens++;
                     if (gp.n_stop > 0 && (stop_full_decode
                                           || stop_in_tail(g, win, tok, id, gp.stop, gp.n_stop))) {
                         st = ouro_tokenizer_decode(tok, res->ids, (size_t)res->n_ids, false,
@@ -398,6 +404,7 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
                         const char *hit = find_stop(text, gp.stop, gp.n_stop);
                         if (hit) {
                             res->n_ids--;              /* the token that stopped is dropped */
+                            prog.tokens--;
                             res->text_len = (size_t)(hit - text);
                             text[res->text_len] = 0;
                             res->text = text;
@@ -417,12 +424,15 @@ static ouro_status generate(ouro_session *s, int n_req, const int32_t *const *pr
                 }
                 if (!g->active) {
                     res->seconds = now_s() - t0;
+                    prog.done++;
                     continue;
                 }
                 s->gen_tok[na] = id;
                 s->gen_seq[na] = j;
                 na++;
             }
+            if (st == OURO_OK && gp.progress)
+                gp.progress(gp.progress_ctx, &prog);
             if (st != OURO_OK || na == 0)
                 break;
             if (gp.cancel && gp.cancel(gp.cancel_ctx)) {
@@ -883,10 +893,17 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
         return ouro_err(err, OURO_ERR_ARG, "ouro_classify: NULL argument or no inputs");
     ouro_cancel_fn fn = s->cancel;
     void *ctx = s->cancel_ctx;
+    ouro_precision prec = s->precision;
+    /* exact products in the order that does not depend on the batch: an input
+     * gets the same scores alone or among others (the prefix they share is
+     * computed apart, and the inputs' tokens go through in varying numbers) */
+    if (prec == OURO_PRECISION_EXACT)
+        s->precision = OURO_PRECISION_INVARIANT;
     ouro_session_set_cancel(s, cancel, cancel_ctx);
     ouro_status st = classify_batch(s, n_inputs, inputs, labels, n_labels, instruction, exit,
                                     probs, logprobs, cancel, cancel_ctx, err);
     ouro_session_set_cancel(s, fn, ctx);
+    s->precision = prec;
     return st;
 }
 

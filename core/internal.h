@@ -34,12 +34,6 @@
 ouro_status ouro_err(ouro_error *err, ouro_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Reads the whole regular file `path` (at most max_bytes; `what` names it in
- * the message otherwise) into *data (malloc'd, NUL-terminated, *len bytes).
- * *missing (when not NULL) says whether the file does not exist. */
-ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
-                           size_t *len, bool *missing, ouro_error *err);
-
 /* Worker threads and signals.  A host's signal handlers (PostgreSQL's
  * SIGINT, SIGALRM, SIGTERM...) must run on the host's thread, never on one of
  * the core's OpenMP workers.  A new thread inherits the signal mask of the
@@ -93,6 +87,13 @@ void ouro_matmul(float *y, const float *x, const void *w, ouro_dtype dt,
  * exact path.  Q8 weights always take quantized activations (quant.c). */
 void ouro_matmul_prec(float *y, const float *x, const void *w, ouro_dtype dt,
                       int n, int d_in, int d_out, int threads, ouro_precision prec, ouro_mm_ws *ws);
+
+/* A precision of the core's own (no session is created with it): the exact
+ * products, each output element summed in one order whatever the number of
+ * tokens in the call (kernels.c, "Order of the sums").  Classification runs
+ * its forward calls with it, so that an input's scores do not depend on the
+ * inputs batched with it.  Slower than exact only on AVX-512 at one token. */
+#define OURO_PRECISION_INVARIANT ((ouro_precision)0x100)
 
 /* One output of ouro_matmul_multi: y (n, d_out) = x . W^T, W (d_out, d_in). */
 typedef struct ouro_mm_out {

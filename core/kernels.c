@@ -5,7 +5,8 @@
  * batch of rows x, with W stored as the checkpoint stores it (F32, F16 or
  * BF16, row-major (d_out, d_in)) and converted to f32 on the fly; sums are
  * accumulated in f32.  The SIMD path (AVX-512 F+BW, AVX2+FMA+F16C, or
- * portable C) is chosen at run time from what the processor reports; the
+ * portable C) is chosen at run time from what the processor reports (the
+ * x86-64 paths are compiled on x86-64 only: OURO_X86_SIMD in base.h); the
  * environment variable OURO_SIMD=generic|avx2|avx512 lowers it (for tests and
  * for comparing paths).  On AVX-512 the product is register-tiled and
  * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
@@ -16,8 +17,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <immintrin.h>
 #include "internal.h"
+#ifdef OURO_X86_SIMD
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -88,6 +91,7 @@ static float dot_bf16_c(const void *wv, const float *x, int n)
     return s;
 }
 
+#ifdef OURO_X86_SIMD   /* the x86-64 paths, to the run-time dispatch */
 /* ------------------------------------------------------------------------
  * Dot products: AVX2 + FMA + F16C
  * ------------------------------------------------------------------------ */
@@ -213,6 +217,8 @@ AVX512_TARGET static float dot_bf16_avx512(const void *wv, const float *x, int n
     return s;
 }
 
+#endif /* OURO_X86_SIMD */
+
 /* ------------------------------------------------------------------------
  * Run-time dispatch
  * ------------------------------------------------------------------------ */
@@ -222,12 +228,15 @@ static dot_fn pick_dot(ouro_dtype dt)
     static const dot_fn table[3][3] = {
         /* F32            F16             BF16 */
         { dot_f32_c,      dot_f16_c,      dot_bf16_c },
+#ifdef OURO_X86_SIMD
         { dot_f32_avx2,   dot_f16_avx2,   dot_bf16_avx2 },
         { dot_f32_avx512, dot_f16_avx512, dot_bf16_avx512 },
+#endif
     };
-    return table[ouro_simd() - 1][dt];
+    return table[ouro_simd() - 1][dt];   /* generic (row 0) where there are no x86 paths */
 }
 
+#ifdef OURO_X86_SIMD
 /* ------------------------------------------------------------------------
  * AVX-512 blocked product
  *
@@ -250,8 +259,21 @@ static dot_fn pick_dot(ouro_dtype dt)
  * natural order.  The d_in tail (d_in % 32) uses masked loads, and the packed
  * x is zero-padded to a multiple of 32.
  *
- * Threads split the rows of W into contiguous ranges, so at n = 1 each thread
- * streams its part of the matrix from start to end.
+ * Threads take the rows of W in chunks of MM_CHUNK (x packed once for all of
+ * them, see "Products"), so at n = 1 each chunk is streamed from start to end.
+ *
+ * Order of the sums.  The product above is fastest when the order depends on
+ * the tokens of the call: the d_in block KB grows as fewer tokens share a
+ * tile (up to all of d_in at n = 1), and a single token keeps two chains of
+ * accumulators (even and odd 16-element pieces) that are added at the end.
+ * So a token's sums, and every activation after them, change in the last
+ * bits with the number of tokens processed together.  OURO_PRECISION_INVARIANT
+ * (classification) fixes both: KB is MM_KB_INV whatever the tiles, and one
+ * token takes the same single chain as a token of a tile; each output element
+ * is then summed in one order whatever the row count or the token's place in
+ * the call.  The tiles, the row blocks and the threads never change the
+ * order (each (row, token) sum is computed whole by one kernel call per KB
+ * block, blocks added in order).  Decode keeps the faster order.
  * ------------------------------------------------------------------------ */
 
 #define AVX512_MM_TARGET __attribute__((target("avx512f,avx512bw")))
@@ -262,6 +284,7 @@ static dot_fn pick_dot(ouro_dtype dt)
 #ifndef MM_PF
 #define MM_PF 1024       /* software prefetch distance at decode, bytes */
 #endif
+#define MM_KB_INV (MM_XBUF / MM_NR / 32 * 32)   /* d_in block of the invariant order (1344) */
 
 /* Half h (elements 16h .. 16h+15 of the 32 at p) of a weight piece as f32;
  * rem < 32: only the first rem elements are read, the rest are 0. */
@@ -289,9 +312,11 @@ __m512 w_half(ouro_dtype dt, const char *p, int h, int rem)
 
 /* Accumulates mr rows x nr tokens over kv elements (w: row 0 at element 0 of
  * the block, rows ldw bytes apart; xp: nr packed tokens, kpad floats apart),
- * then stores (or adds, when add) the sums to y[t * ldy + r]. */
+ * then stores (or adds, when add) the sums to y[t * ldy + r].  split (nr = 1
+ * only): two chains per row, the decode order; otherwise one chain per
+ * (row, token), the same order for every nr. */
 AVX512_MM_TARGET static inline __attribute__((always_inline))
-void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const float *xp,
+void mm_kernel(ouro_dtype dt, int mr, int nr, int split, const char *w, size_t ldw, const float *xp,
                int kpad, int kv, float *y, size_t ldy, int add)
 {
     __m512 acc[MM_MR][MM_NR];
@@ -312,7 +337,7 @@ void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const f
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
                 __m512 wv = w_half(dt, w + r * ldw + k * esz, h, 32);
-                if (nr == 1) {   /* decode: the two halves in separate chains */
+                if (split) {   /* decode: the two halves in separate chains */
                     if (h == 0 && MM_PF)
                         _mm_prefetch(w + r * ldw + k * esz + MM_PF, _MM_HINT_T0);
                     acc[r][h] = _mm512_fmadd_ps(wv, xv[0], acc[r][h]);
@@ -344,7 +369,7 @@ void mm_kernel(ouro_dtype dt, int mr, int nr, const char *w, size_t ldw, const f
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
         for (int t = 0; t < nr; t++) {
-            float s = _mm512_reduce_add_ps(nr == 1 ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
+            float s = _mm512_reduce_add_ps(split ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
             float *o = y + (size_t)t * ldy + r;
             *o = add ? *o + s : s;
         }
@@ -356,12 +381,17 @@ typedef void (*mm_kernel_fn)(const char *w, size_t ldw, const float *xp, int kpa
 #define MM_K(DT, MR, NR) \
     AVX512_MM_TARGET static void mm_##DT##_##MR##x##NR(const char *w, size_t ldw, const float *xp, \
         int kpad, int kv, float *y, size_t ldy, int add) \
-    { mm_kernel(DT, MR, NR, w, ldw, xp, kpad, kv, y, ldy, add); }
+    { mm_kernel(DT, MR, NR, NR == 1, w, ldw, xp, kpad, kv, y, ldy, add); }
+/* one token in the order of a tile's tokens (OURO_PRECISION_INVARIANT) */
+#define MM_KI(DT, MR) \
+    AVX512_MM_TARGET static void mm_##DT##_##MR##x1i(const char *w, size_t ldw, const float *xp, \
+        int kpad, int kv, float *y, size_t ldy, int add) \
+    { mm_kernel(DT, MR, 1, 0, w, ldw, xp, kpad, kv, y, ldy, add); }
 #define MM_K_DT(DT) \
     MM_K(DT, 1, 1) MM_K(DT, 1, 2) MM_K(DT, 1, 3) MM_K(DT, 1, 4) \
     MM_K(DT, 1, 5) MM_K(DT, 1, 6) \
     MM_K(DT, 4, 1) MM_K(DT, 4, 2) MM_K(DT, 4, 3) MM_K(DT, 4, 4) \
-    MM_K(DT, 4, 5) MM_K(DT, 4, 6)
+    MM_K(DT, 4, 5) MM_K(DT, 4, 6) MM_KI(DT, 1) MM_KI(DT, 4)
 MM_K_DT(OURO_F32)
 MM_K_DT(OURO_F16)
 MM_K_DT(OURO_BF16)
@@ -372,6 +402,10 @@ MM_K_DT(OURO_BF16)
                        mm_##DT##_4x5, mm_##DT##_4x6 } }
 static const mm_kernel_fn mm_kernels[3][2][6] = {   /* [dtype][mr == 4][nr - 1], nr <= MM_NR */
     MM_ROW(OURO_F32), MM_ROW(OURO_F16), MM_ROW(OURO_BF16),
+};
+static const mm_kernel_fn mm_kernels_1i[3][2] = {   /* [dtype][mr == 4], one token, invariant */
+    { mm_OURO_F32_1x1i, mm_OURO_F32_4x1i }, { mm_OURO_F16_1x1i, mm_OURO_F16_4x1i },
+    { mm_OURO_BF16_1x1i, mm_OURO_BF16_4x1i },
 };
 
 /* Packs tokens t0 .. t0+nr-1 of x, elements k0 .. k0+kv-1, into xp (nr, kpad),
@@ -403,30 +437,34 @@ static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / 
 
 /* The d_in block of the AVX-512 products for n tokens: the widest token tile
  * times the block fills xbuf elements (a multiple of 32; at most 2048 for
- * several tokens).  It depends on n alone, like the token tiles, so every
- * caller and every split of the rows sums each output in the same order. */
-static int mm_kb(int n, int xbuf)
+ * several tokens); MM_KB_INV in the invariant order.  It depends on n alone,
+ * like the token tiles, so every split of the rows sums each output in the
+ * same order. */
+static int mm_kb(int n, int xbuf, bool inv)
 {
+    if (inv)
+        return MM_KB_INV;
     int n_tiles = tile_count(n);
     int nr_max = (n + n_tiles - 1) / n_tiles;
     int kb = xbuf / nr_max / 32 * 32;
     return kb > 2048 && n > 1 ? 2048 : kb;
 }
 
-/* Rows r0 .. r1-1 of the product, on the calling thread.
+/* Rows r0 .. r1-1 of the product, on the calling thread; inv: in the order
+ * that does not depend on n (see "Order of the sums").
  *
- * xpre, when not NULL, is x packed whole by mm_pack_all: the block at k0 of
+ * xpre, when not NULL, is x packed whole by mm_prep_fill: the block at k0 of
  * token t at xpre + n * k0 + t * kpad.  Otherwise, with several token tiles,
  * x's block of every token is packed once per block into a buffer of this
  * call and each row block runs every tile over it; where that buffer cannot
  * be had, each tile is packed on the stack before its pass over a row block
  * (the same sums, more packing). */
 static void mm_avx512_rows(float *y, const float *x, const float *xpre, const void *w, ouro_dtype dt,
-                           int n, int d_in, int d_out, int r0, int r1)
+                           int n, int d_in, int d_out, int r0, int r1, bool inv)
 {
     _Alignas(64) float xs[MM_XBUF];
     int n_tiles = tile_count(n);
-    int kb = mm_kb(n, MM_XBUF);
+    int kb = mm_kb(n, MM_XBUF, inv);
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
@@ -447,6 +485,10 @@ static void mm_avx512_rows(float *y, const float *x, const float *xpre, const vo
                     mm_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
                 int r = b0;
                 mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
+                if (inv && nr == 1) {
+                    k4 = mm_kernels_1i[dt][1];
+                    k1 = mm_kernels_1i[dt][0];
+                }
                 for (; r + MM_MR <= b1; r += MM_MR)
                     k4((const char *)w + (size_t)r * ldw + (size_t)k0 * esz, ldw, xp, kpad, kv,
                        y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
@@ -572,7 +614,7 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
 {
     _Alignas(64) uint16_t xs[2 * MM_XBUF];
     int n_tiles = tile_count(n);
-    int kb = mm_kb(n, 2 * MM_XBUF);
+    int kb = mm_kb(n, 2 * MM_XBUF, false);
     size_t ldw = (size_t)d_in * 2;
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
     int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
@@ -604,6 +646,8 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
     free(own);
 }
 
+#endif /* OURO_X86_SIMD */
+
 /* ------------------------------------------------------------------------
  * Products
  * ------------------------------------------------------------------------ */
@@ -629,23 +673,26 @@ typedef struct mm_prep {
 } mm_prep;
 
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision. */
+ * for its dtype and precision.  inv: the AVX-512 path in its invariant order
+ * (the q8, AVX2 and portable paths sum in one order whatever n). */
 static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, ouro_dtype dt, int n,
-                    int d_in, int d_out, int r0, int r1, bool bf16)
+                    int d_in, int d_out, int r0, int r1, bool bf16, bool inv)
 {
     if (dt == OURO_Q8) {
         ouro_q8_rows(y, pp->qx, w, n, d_in, d_out, r0, r1);
         return;
     }
+#ifdef OURO_X86_SIMD
     bool mine = pp->px && dt == pp->pdt;   /* px packed for this dtype */
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
         mmb_rows(y, x, mine && pp->bf16 ? pp->px : NULL, w, n, d_in, d_out, r0, r1);
         return;
     }
     if (ouro_simd() == OURO_SIMD_AVX512) {
-        mm_avx512_rows(y, x, mine && !pp->bf16 ? pp->px : NULL, w, dt, n, d_in, d_out, r0, r1);
+        mm_avx512_rows(y, x, mine && !pp->bf16 ? pp->px : NULL, w, dt, n, d_in, d_out, r0, r1, inv);
         return;
     }
+#endif
     dot_fn dot = pick_dot(dt);
     size_t row_bytes = (size_t)d_in * ouro_dtype_size(dt);
     for (int o = r0; o < r1; o++) {
@@ -675,9 +722,11 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void
  * allocates the packed x of the AVX-512 kernels when their non-q8 weights
  * share one dtype (filled by mm_prep_fill inside the parallel region).  With
  * no packed x, products whose kernels pack x themselves keep large shares. */
-static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, int d_in, bool bf16)
+static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, int d_in, bool bf16,
+                         bool inv)
 {
     memset(pp, 0, sizeof *pp);
+#ifdef OURO_X86_SIMD
     int pdt = -1;
     for (int i = 0; i < count; i++) {
         if (dts[i] == OURO_Q8 || pdt == -2)
@@ -694,11 +743,14 @@ static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, i
     pp->bf16 = bf16 && pdt == OURO_BF16 && ouro_cpu_bf16dp();
     if (!pp->bf16 && ouro_simd() != OURO_SIMD_AVX512)
         return;                          /* bf16 kernels for another dtype's sake: not this one */
-    pp->kb = mm_kb(n, pp->bf16 ? 2 * MM_XBUF : MM_XBUF);
+    pp->kb = mm_kb(n, pp->bf16 ? 2 * MM_XBUF : MM_XBUF, inv && !pp->bf16);
     size_t el = pp->bf16 ? 2 : 4, d_pad = ((size_t)d_in + 31) / 32 * 32;
     pp->px = aligned_alloc(64, ((size_t)n * d_pad * el + 63) / 64 * 64);
     if (pp->px)
         pp->self_pack = false;
+#else
+    (void)dts; (void)count; (void)n; (void)d_in; (void)bf16; (void)inv;
+#endif
 }
 
 /* Packs x into pp->px, block by block, the tokens split among the team
@@ -707,6 +759,7 @@ static void mm_prep_fill(const mm_prep *pp, const float *x, int n, int d_in)
 {
     if (!pp->px)
         return;
+#ifdef OURO_X86_SIMD
     #pragma omp for schedule(static)
     for (int t = 0; t < n; t++)
         for (int k0 = 0; k0 < d_in; k0 += pp->kb) {
@@ -718,6 +771,9 @@ static void mm_prep_fill(const mm_prep *pp, const float *x, int n, int d_in)
             else
                 mm_pack((float *)pp->px + at, kpad, x, (size_t)d_in, t, 1, k0, kv, pp->pdt);
         }
+#else
+    (void)x; (void)n; (void)d_in;
+#endif
 }
 
 static void fill_nan(float *y, size_t count)
@@ -793,9 +849,9 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
             fill_nan(outs[i].y, (size_t)n * outs[i].d_out);
         return;
     }
-    bool bf16 = prec == OURO_PRECISION_BF16;
+    bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
     mm_prep pp;
-    mm_prep_init(&pp, dts, count < 8 ? count : 8, n, d_in, bf16);
+    mm_prep_init(&pp, dts, count < 8 ? count : 8, n, d_in, bf16, inv);
     if (count > 8)
         pp.self_pack = true;   /* never in the forward pass (at most 3 outputs) */
     pp.qx = qx;
@@ -814,7 +870,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
                     r1 = outs[i].d_out;
                 if (r0 < r1)
                     mm_rows(outs[i].y, x, &pp, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1,
-                            bf16);
+                            bf16, inv);
             }
         });
     }
@@ -831,9 +887,9 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         fill_nan(h, (size_t)n * d_out);
         return;
     }
-    bool bf16 = prec == OURO_PRECISION_BF16;
+    bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
     mm_prep pp;
-    mm_prep_init(&pp, &dt, 1, n, d_in, bf16);
+    mm_prep_init(&pp, &dt, 1, n, d_in, bf16, inv);
     pp.qx = qx;
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
@@ -841,8 +897,8 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         ouro_worker_signals();
         mm_prep_fill(&pp, x, n, d_in);
         MM_FOR_ROWS(d_out, pp.self_pack, r0, r1, {
-            mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16);
-            mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16);
+            mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
+            mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
             for (int i = 0; i < n; i++) {
                 float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
                 for (int j = r0; j < r1; j++) {

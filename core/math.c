@@ -6,10 +6,12 @@
  * a whole vector is taken, it is accumulated in double so that the result is
  * the correctly rounded f32 value the reference's pairwise sums approach.
  */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 #include "internal.h"
+#ifdef OURO_X86_SIMD
+#include <immintrin.h>
+#endif
 
 /* ------------------------------------------------------------------------
  * RMSNorm: out = weight * x / sqrt(mean(x^2) + eps)
@@ -171,6 +173,7 @@ static void kv_axpy_f16_c(float *o, float a, const void *kv, int n)
         o[j] += a * ouro_f16_to_f32(v[j]);
 }
 
+#ifdef OURO_X86_SIMD   /* the x86-64 kernels; elsewhere the portable ones above alone */
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KV_AVX512 __attribute__((target("avx512f")))
 
@@ -283,16 +286,20 @@ KV_AVX512 static void kv_axpy_f16_avx512(float *o, float a, const void *kv, int 
         o[j] += a * ouro_f16_to_f32(v[j]);
 }
 
+#endif /* OURO_X86_SIMD */
+
 ouro_kv_kernels ouro_kv_kernels_for(bool f16)
 {
     const char *lv = ouro_simd_level();
     int l = strcmp(lv, "avx512") == 0 ? 2 : strcmp(lv, "avx2") == 0 ? 1 : 0;
     static const ouro_kv_kernels table[3][2] = {
         { { kv_dot_f32_c, kv_axpy_f32_c },           { kv_dot_f16_c, kv_axpy_f16_c } },
+#ifdef OURO_X86_SIMD
         { { kv_dot_f32_avx2, kv_axpy_f32_avx2 },     { kv_dot_f16_avx2, kv_axpy_f16_avx2 } },
         { { kv_dot_f32_avx512, kv_axpy_f32_avx512 }, { kv_dot_f16_avx512, kv_axpy_f16_avx512 } },
+#endif
     };
-    return table[l][f16];
+    return table[l][f16];   /* generic (row 0) where there are no x86 kernels */
 }
 
 void ouro_kv_store(void *dst, bool f16, const float *src, float scale, int n)

@@ -73,6 +73,13 @@ void ouro_set_log(ouro_log_fn fn, void *ctx);
 /* Releases memory that an ouro function handed to the caller (malloc'd). */
 void ouro_free(void *p);
 
+/* Reads the whole regular file `path` (at most max_bytes; `what` names it in
+ * the message otherwise) into *data (malloc'd, NUL-terminated, *len bytes;
+ * ouro_free).  *missing (when not NULL) says whether the file does not
+ * exist.  The one file reader of the core and the tool. */
+ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes, char **data,
+                           size_t *len, bool *missing, ouro_error *err);
+
 /* "0.2.0" */
 const char *ouro_version(void);
 
@@ -190,6 +197,17 @@ bool ouro_model_files_changed(const ouro_model *model);
  * action installed before it. */
 ouro_status ouro_model_check(const ouro_model *model, ouro_error *err);
 
+/* Progress of a long call (a generation, a conversion), handed to a callback
+ * the host sets, on the calling thread; the core never prints.  A host that
+ * draws a progress bar limits how often it redraws. */
+typedef struct ouro_progress {
+    int64_t done;            /* units finished: requests (generation), bytes of
+                                tensors written (conversion) */
+    int64_t total;           /* units in all */
+    int64_t tokens;          /* tokens generated so far (generation; else 0) */
+} ouro_progress;
+typedef void (*ouro_progress_fn)(void *ctx, const ouro_progress *p);
+
 /* Writes the model of folder src_dir to folder dst_dir (created when missing)
  * with its matrices (embeddings, lm_head and the seven matrices of every
  * layer) in ouro's 8-bit block format, q8: a scale per 32 values of a row,
@@ -199,6 +217,11 @@ ouro_status ouro_model_check(const ouro_model *model, ouro_error *err);
  * weights quantize the activations to 8 bits too: an approximate mode (the
  * README gives its measured error).  threads: 0 = all processors. */
 ouro_status ouro_convert_q8(const char *src_dir, const char *dst_dir, int threads, ouro_error *err);
+
+/* ouro_convert_q8 that reports its progress (bytes of tensors written, after
+ * each tensor) to progress (NULL: none). */
+ouro_status ouro_convert_q8_progress(const char *src_dir, const char *dst_dir, int threads,
+                                     ouro_progress_fn progress, void *progress_ctx, ouro_error *err);
 
 /* Worker threads a call uses for a `threads` option: threads when > 0, else
  * the number of processors. */
@@ -377,6 +400,11 @@ typedef struct ouro_gen_params {
      * streaming: the text of ids up to a stop string is the final text. */
     void (*on_token)(void *ctx, int req, const int32_t *ids, int n_ids);
     void *token_ctx;
+    /* Called on the calling thread after each prompt's prefill and after every
+     * decode step: requests finished (done, of total n_req) and tokens
+     * generated so far by all requests; NULL = none. */
+    ouro_progress_fn progress;
+    void *progress_ctx;
 } ouro_gen_params;
 
 typedef struct ouro_gen_result {
@@ -422,9 +450,10 @@ ouro_status ouro_classify_n_ctx(const ouro_model *model, int n_inputs, const cha
  * when not NULL) are (n_inputs, n_labels).  The prompt tokens the inputs share
  * are computed once, and inputs run together over the session's sequences
  * (n_seq >= n_labels + 1 lets a whole input run in one wave; more sequences,
- * more inputs at once).  Gives the numbers of one ouro_classify per input up
- * to f32 rounding (the shared prefix is computed in a call of its own, and
- * the matrix products sum in blocks that depend on the number of tokens). */
+ * more inputs at once).  Gives the numbers of one ouro_classify per input,
+ * bit for bit: the shared prefix is computed in a call of its own, but
+ * classification's matrix products sum in one order whatever the number of
+ * tokens in a call (kernels.c, "Order of the sums"). */
 ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const *inputs,
                                 const char *const *labels, int n_labels, const char *instruction,
                                 const ouro_exit *exit, double *probs, double *logprobs,

@@ -63,18 +63,30 @@ typedef enum ouro_param_kind {
     OURO_PARAM_REAL,             /* number in min..max (NaN refused) */
     OURO_PARAM_ENUM,             /* one of `values` */
     OURO_PARAM_TEXT,             /* text */
-    OURO_PARAM_TEXT_LIST         /* array of distinct non-empty texts, min..max items */
+    OURO_PARAM_TEXT_LIST,        /* array of distinct non-empty texts, min..max items */
+    OURO_PARAM_BOOL              /* on / off (0 / 1) */
 } ouro_param_kind;
 
 /* Where a parameter appears. */
 enum {
     OURO_PARAM_ARG = 1,          /* an argument of SQL functions (ouro_sql_functions) */
     OURO_PARAM_SETTING = 2,      /* a setting: ouro.<name> in PostgreSQL, ouro_setting('<name>') in SQLite */
-    OURO_PARAM_PG_ONLY = 4,      /* a setting of PostgreSQL only (SQLite loads models with ouro_load) */
-    OURO_PARAM_SUPERUSER = 8,    /* PostgreSQL: only superusers may set it (a server path) */
-    OURO_PARAM_SQLITE_ONLY = 16  /* a setting of SQLite only (PostgreSQL has statement_timeout
-                                    and the superuser ceiling ouro.limit_memory) */
+    OURO_PARAM_PG_ONLY = 4,      /* a setting of PostgreSQL only (SQLite loads models with
+                                    ouro_load, and only the application sets anything) */
+    OURO_PARAM_SUPERUSER = 8,    /* PostgreSQL: only superusers may set it (PGC_SUSET); a TEXT
+                                    one is a server path, hidden from other roles as well */
+    OURO_PARAM_SQLITE_ONLY = 16, /* a setting of SQLite only (`equivalent` names what
+                                    PostgreSQL has instead, if anything) */
+    OURO_PARAM_LIMIT = 32        /* a ceiling a superuser sets over what any call of any role
+                                    may use (`bounds` names the setting it bounds, if one) */
 };
+
+/* A default that depends on the machine (ouro_param_default computes it). */
+typedef enum ouro_param_machine {
+    OURO_DEFAULT_FIXED = 0,      /* dflt */
+    OURO_DEFAULT_QUARTER_MEMORY, /* a quarter of the physical memory in MiB, at least 64 */
+    OURO_DEFAULT_PROCESSORS      /* the number of processors this process may use */
+} ouro_param_machine;
 
 typedef struct ouro_enum_value {
     const char *name;            /* as written in SQL: 'per-step' */
@@ -94,6 +106,12 @@ typedef struct ouro_param {
     const char *dflt_doc;        /* the default as documents state it: "128", "the model's total_ut_steps" */
     const char *summary;         /* one line: what it does */
     const char *detail;          /* more, or NULL */
+    ouro_param_machine machine;  /* FIXED, or how the machine decides the default */
+    const char *unit;            /* unit of an INT: "MB" (MiB), "s", "ms"; NULL = none */
+    const char *bounds;          /* LIMIT: the setting it is the ceiling of, or NULL */
+    const char *equivalent;      /* the other database's setting that does the same (a name
+                                    of this table, or PostgreSQL's own statement_timeout),
+                                    or NULL */
 } ouro_param;
 
 /* Indices of ouro_params: settings first (in the order documents list them),
@@ -111,8 +129,16 @@ typedef enum ouro_param_id {
     OURO_P_KV_TYPE,
     OURO_P_PRECISION,
     OURO_P_BATCH_SIZE,
+    OURO_P_AUTO_BATCH,
+    OURO_P_PROGRESS_NOTICE_INTERVAL,
     OURO_P_TIMEOUT_MS,
     OURO_P_MEMORY_LIMIT,
+    OURO_P_LIMIT_MEMORY,
+    OURO_P_LIMIT_THREADS,
+    OURO_P_LIMIT_BATCH_SIZE,
+    OURO_P_LIMIT_CONTEXT_LENGTH,
+    OURO_P_LIMIT_MAX_TOKENS,
+    OURO_P_LIMIT_MAX_LOOPS,
     OURO_P_TEMPERATURE,
     OURO_P_SEED,
     OURO_P_STOP,
@@ -134,6 +160,10 @@ const char *ouro_param_enum_name(const ouro_param *p, int value);
 
 /* The enum names as one phrase: "'per-step', 'last' or 'avg'" (static). */
 const char *ouro_param_enum_list(const ouro_param *p);
+
+/* The default of p on this machine: dflt, or what `machine` says, within
+ * min..max. */
+double ouro_param_default(const ouro_param *p);
 
 /* Whether v is in the parameter's range (setting: the unset value as well;
  * NaN never is). */

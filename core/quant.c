@@ -33,8 +33,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <immintrin.h>
 #include "internal.h"
+#ifdef OURO_X86_SIMD   /* the AVX2, AVX-512 and VNNI paths: x86-64 only (base.h) */
+#include <immintrin.h>
+#endif
 
 #define Q8_ROWS 16           /* rows of a group */
 #define Q8_BLOCK 32          /* columns of a block */
@@ -161,6 +163,7 @@ static void q8_act_block(int8_t *q, float *s, int32_t *c, const float *x, int le
     *c = -128 * sum;
 }
 
+#ifdef OURO_X86_SIMD
 #define AVX512_Q_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 /* The same block with AVX-512: the same operations on 16 lanes (conversion
@@ -188,6 +191,7 @@ AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c,
     *s = amax / 127.0f;
     *c = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
 }
+#endif /* OURO_X86_SIMD */
 
 /* The activation blocks of n tokens of d_in values inside ws (laid out for
  * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, then c). */
@@ -206,15 +210,19 @@ void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
     int8_t *q = (int8_t *)a.q;
     float *s = (float *)a.s;
     int32_t *c = (int32_t *)a.c;
+#ifdef OURO_X86_SIMD
     bool v512 = ouro_simd() == OURO_SIMD_AVX512;
+#endif
     for (int t = 0; t < n; t++)
         for (int b = 0; b < a.nb; b++) {
             size_t i = (size_t)t * a.nb + b;
             int len = d_in - b * Q8_BLOCK < Q8_BLOCK ? d_in - b * Q8_BLOCK : Q8_BLOCK;
             const float *xb = x + (size_t)t * d_in + (size_t)b * Q8_BLOCK;
+#ifdef OURO_X86_SIMD
             if (v512)
                 q8_act_block_avx512(q + i * Q8_BLOCK, s + i, c + i, xb, len);
             else
+#endif
                 q8_act_block(q + i * Q8_BLOCK, s + i, c + i, xb, len);
         }
 }
@@ -256,6 +264,7 @@ static void q8_group_c(float *y, const q8_act *a, int t, const uint8_t *g, int l
  * integer as the reference's.
  * ------------------------------------------------------------------------ */
 
+#ifdef OURO_X86_SIMD
 #define AVX2_Q_TARGET __attribute__((target("avx2,fma,f16c")))
 
 /* One group, tokens t0 .. t0+nr-1 (nr 1 or 2); rows lo .. hi-1 stored. */
@@ -315,6 +324,7 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 {
     q8_group_avx2(2, y, ldy, a, t0, g, lo, hi);
 }
+#endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
  * Products: AVX-512 VNNI
@@ -330,6 +340,8 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
 #define Q8_MG 4              /* most groups per microkernel */
 #define Q8_NR 6              /* most tokens per microkernel */
+
+#ifdef OURO_X86_SIMD
 
 VNNI_TARGET static inline __attribute__((always_inline))
 void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t0,
@@ -405,6 +417,7 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
     { q8k_1x1, q8k_1x2, q8k_1x3, q8k_1x4, q8k_1x5, q8k_1x6 },
     { q8k_2x1, q8k_2x2, q8k_2x3, q8k_2x4, q8k_2x5, q8k_2x6 },
 };
+#endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
  * Rows of a product
@@ -417,22 +430,26 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
 {
     size_t gb = ouro_q8_group_bytes(d_in);
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
+#ifdef OURO_X86_SIMD
     int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
     int n_tiles = (n + Q8_NR - 1) / Q8_NR;
+#endif
     int mg = n == 1 ? 4 : 2;
     for (int g = g0; g < g1; g += mg) {
         int cnt = g1 - g < mg ? g1 - g : mg;
         int lo[Q8_MG], hi[Q8_MG];
-        __mmask16 mask[Q8_MG];
         for (int m = 0; m < cnt; m++) {
             int base = (g + m) * Q8_ROWS;
             lo[m] = r0 > base ? r0 - base : 0;
             hi[m] = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
-            mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
         }
         const uint8_t *gp = w + (size_t)g * gb;
         float *yg = y + (size_t)g * Q8_ROWS;
+#ifdef OURO_X86_SIMD
         if (path == 2) {
+            __mmask16 mask[Q8_MG];   /* the rows of each group the kernels store */
+            for (int m = 0; m < cnt; m++)
+                mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
             if (n == 1 && cnt == 4) {
                 q8k_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
                 continue;
@@ -447,17 +464,22 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
             }
             continue;
         }
+#endif
         for (int m = 0; m < cnt; m++) {
             const uint8_t *gm = gp + m * gb;
             float *ym = yg + m * Q8_ROWS;
             int t = 0;
+#ifdef OURO_X86_SIMD
             if (path == 1)
                 for (; t + 2 <= n; t += 2)
                     q8_group_avx2_2(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+#endif
             for (; t < n; t++) {
+#ifdef OURO_X86_SIMD
                 if (path == 1)
                     q8_group_avx2_1(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
                 else
+#endif
                     q8_group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
             }
         }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "ouro_surface.h"
 
@@ -31,114 +32,187 @@ static const ouro_enum_value precision_values[] = {
     {"exact", OURO_PRECISION_EXACT}, {"bf16", OURO_PRECISION_BF16},
 };
 
-#define ENUM(v) v, (int)(sizeof v / sizeof v[0])
+#define ENUM(v) .values = v, .n_values = (int)(sizeof v / sizeof v[0])
 #define SET OURO_PARAM_SETTING
 #define ARG OURO_PARAM_ARG
+/* a ceiling of PostgreSQL: superuser only */
+#define CEILING (SET | OURO_PARAM_PG_ONLY | OURO_PARAM_SUPERUSER | OURO_PARAM_LIMIT)
+
+/* Ranges shared by a setting and its ceiling. */
+#define MAX_TOKENS_MAX 1048576
+#define CONTEXT_MIN 16
+#define CONTEXT_MAX 1048576
+#define BATCH_SIZE_MAX 256
+#define THREADS_MAX 1024
 
 const ouro_param ouro_params[OURO_P_COUNT] = {
     [OURO_P_MODEL_PATH] = {
-        "model_path", OURO_PARAM_TEXT, SET | OURO_PARAM_PG_ONLY | OURO_PARAM_SUPERUSER,
-        0, 0, 0, false, 0, NULL, 0, "empty",
-        "Folder of the default model (config.json, safetensors, tokenizer.json).",
-        "An absolute path on the server; empty means no default model. Only superusers may set it."},
+        .name = "model_path", .kind = OURO_PARAM_TEXT,
+        .flags = SET | OURO_PARAM_PG_ONLY | OURO_PARAM_SUPERUSER, .dflt_doc = "empty",
+        .summary = "Folder of the default model (config.json, safetensors, tokenizer.json).",
+        .detail = "An absolute path on the server; empty means no default model. Only superusers "
+                  "may set it."},
     [OURO_P_THREADS] = {
-        "threads", OURO_PARAM_INT, SET, 0, 0, 1024, false, 0, NULL, 0, "0",
-        "Worker threads of one generation (0 = the number of processors).",
-        "Parallel query workers each use this many."},
+        .name = "threads", .kind = OURO_PARAM_INT, .flags = SET,
+        .dflt = 0, .min = 0, .max = THREADS_MAX, .dflt_doc = "0",
+        .summary = "Worker threads of one generation (0 = the number of processors).",
+        .detail = "Parallel query workers each use this many."},
     [OURO_P_MAX_TOKENS] = {
-        "max_tokens", OURO_PARAM_INT, SET | ARG, 128, 1, 1048576, false, 0, NULL, 0, "128",
-        "Default number of new tokens a generation may produce.",
-        "The context limit also applies: a reply ends where the context ends."},
+        .name = "max_tokens", .kind = OURO_PARAM_INT, .flags = SET | ARG,
+        .dflt = 128, .min = 1, .max = MAX_TOKENS_MAX, .dflt_doc = "128",
+        .summary = "Default number of new tokens a generation may produce.",
+        .detail = "The context limit also applies: a reply ends where the context ends."},
     [OURO_P_MAX_LOOPS] = {
-        "max_loops", OURO_PARAM_INT, SET | ARG, 0, 1, OURO_MAX_LOOPS, true, 0, NULL, 0,
-        "the model's total_ut_steps",
-        "Default number of loop steps (0 = the model's total_ut_steps).", NULL},
+        .name = "max_loops", .kind = OURO_PARAM_INT, .flags = SET | ARG,
+        .dflt = 0, .min = 1, .max = OURO_MAX_LOOPS, .has_unset = true, .unset = 0,
+        .dflt_doc = "the model's total_ut_steps",
+        .summary = "Default number of loop steps (0 = the model's total_ut_steps)."},
     [OURO_P_EXIT_THRESHOLD] = {
-        "exit_threshold", OURO_PARAM_REAL, SET | ARG, -1, 0, 1, true, -1, NULL, 0,
-        "the model's own rule",
-        "Default early-exit threshold (-1 = the model's own rule).",
-        "A value in 0 .. 1 exits at the first loop step whose cumulative exit probability "
-        "reaches it (see depth); -1 uses the model's early_exit_threshold."},
+        .name = "exit_threshold", .kind = OURO_PARAM_REAL, .flags = SET | ARG,
+        .dflt = -1, .min = 0, .max = 1, .has_unset = true, .unset = -1,
+        .dflt_doc = "the model's own rule",
+        .summary = "Default early-exit threshold (-1 = the model's own rule).",
+        .detail = "A value in 0 .. 1 exits at the first loop step whose cumulative exit "
+                  "probability reaches it (see depth); -1 uses the model's early_exit_threshold."},
     [OURO_P_CONTEXT_LENGTH] = {
-        "context_length", OURO_PARAM_INT, SET, 4096, 16, 1048576, false, 0, NULL, 0, "4096",
-        "Most tokens one sequence may hold (prompt plus generated text).",
-        "The model's max_position_embeddings also caps it. Memory of the KV cache grows with "
-        "the tokens a call needs."},
+        .name = "context_length", .kind = OURO_PARAM_INT, .flags = SET,
+        .dflt = 4096, .min = CONTEXT_MIN, .max = CONTEXT_MAX, .dflt_doc = "4096",
+        .summary = "Most tokens one sequence may hold (prompt plus generated text).",
+        .detail = "The model's max_position_embeddings also caps it. Memory of the KV cache grows "
+                  "with the tokens a call needs."},
     [OURO_P_ON_ERROR] = {
-        "on_error", OURO_PARAM_ENUM, SET, OURO_ON_ERROR_ERROR, 0, 0, false, 0,
-        ENUM(on_error_values), "error",
-        "What a row with bad input gives: error or null.",
-        "Valid values are error (abort the statement) and null (return NULL for the row, or "
-        "for the item of a batch array, with a warning). Configuration errors and cancels "
-        "always abort."},
+        .name = "on_error", .kind = OURO_PARAM_ENUM, .flags = SET,
+        .dflt = OURO_ON_ERROR_ERROR, ENUM(on_error_values), .dflt_doc = "error",
+        .summary = "What a row with bad input gives: error or null.",
+        .detail = "Valid values are error (abort the statement) and null (return NULL for the "
+                  "row, or for the item of a batch array, with a warning). Configuration errors "
+                  "and cancels always abort."},
     [OURO_P_DEPTH] = {
-        "depth", OURO_PARAM_ENUM, SET, OURO_DEPTH_ADAPTIVE, 0, 0, false, 0,
-        ENUM(depth_values), "adaptive",
-        "How an exit threshold is used: adaptive or full depth.",
-        "Valid values are adaptive (a decoded token stops at the first loop step whose "
-        "cumulative exit probability reaches the threshold; deeper steps are not run) and full "
-        "(every step runs; the threshold only picks the step whose state gives the logits). "
-        "Without a threshold every step runs."},
+        .name = "depth", .kind = OURO_PARAM_ENUM, .flags = SET,
+        .dflt = OURO_DEPTH_ADAPTIVE, ENUM(depth_values), .dflt_doc = "adaptive",
+        .summary = "How an exit threshold is used: adaptive or full depth.",
+        .detail = "Valid values are adaptive (a decoded token stops at the first loop step whose "
+                  "cumulative exit probability reaches the threshold; deeper steps are not run) "
+                  "and full (every step runs; the threshold only picks the step whose state gives "
+                  "the logits). Without a threshold every step runs."},
     [OURO_P_KV_CACHE] = {
-        "kv_cache", OURO_PARAM_ENUM, SET, OURO_KV_PER_STEP, 0, 0, false, 0,
-        ENUM(kv_cache_values), "per-step",
-        "Decode KV cache layout: per-step, last or avg.",
-        "Valid values are per-step (one slot per loop step and layer, as upstream), last and avg "
-        "(one slot per layer while decoding: the last step's K/V or their mean over steps; a "
-        "quarter of the memory for 4 steps)."},
+        .name = "kv_cache", .kind = OURO_PARAM_ENUM, .flags = SET,
+        .dflt = OURO_KV_PER_STEP, ENUM(kv_cache_values), .dflt_doc = "per-step",
+        .summary = "Decode KV cache layout: per-step, last or avg.",
+        .detail = "Valid values are per-step (one slot per loop step and layer, as upstream), "
+                  "last and avg (one slot per layer while decoding: the last step's K/V or their "
+                  "mean over steps; a quarter of the memory for 4 steps)."},
     [OURO_P_KV_TYPE] = {
-        "kv_type", OURO_PARAM_ENUM, SET, OURO_KV_F32, 0, 0, false, 0,
-        ENUM(kv_type_values), "f32",
-        "Element type of the generation KV cache: f32 or f16.",
-        "Valid values are f32 (32-bit entries, exact; the default) and f16 (16-bit entries: half "
-        "the KV memory, approximate). Applies to the generation functions; classification and "
-        "depth always use f32."},
+        .name = "kv_type", .kind = OURO_PARAM_ENUM, .flags = SET,
+        .dflt = OURO_KV_F32, ENUM(kv_type_values), .dflt_doc = "f32",
+        .summary = "Element type of the generation KV cache: f32 or f16.",
+        .detail = "Valid values are f32 (32-bit entries, exact; the default) and f16 (16-bit "
+                  "entries: half the KV memory, approximate). Applies to the generation "
+                  "functions; classification and depth always use f32."},
     [OURO_P_PRECISION] = {
-        "precision", OURO_PARAM_ENUM, SET, OURO_PRECISION_EXACT, 0, 0, false, 0,
-        ENUM(precision_values), "exact",
-        "Precision of the generation matrix products: exact or bf16.",
-        "Valid values are exact (f32 activations; the default) and bf16 (activations rounded to "
-        "bf16: faster where the CPU has bf16 dot products, approximate). Applies to the "
-        "generation functions; classification and depth always use exact."},
+        .name = "precision", .kind = OURO_PARAM_ENUM, .flags = SET,
+        .dflt = OURO_PRECISION_EXACT, ENUM(precision_values), .dflt_doc = "exact",
+        .summary = "Precision of the generation matrix products: exact or bf16.",
+        .detail = "Valid values are exact (f32 activations; the default) and bf16 (activations "
+                  "rounded to bf16: faster where the CPU has bf16 dot products, approximate). "
+                  "Applies to the generation functions; classification and depth always use "
+                  "exact."},
     [OURO_P_BATCH_SIZE] = {
-        "batch_size", OURO_PARAM_INT, SET, 16, 1, 256, false, 0, NULL, 0, "16",
-        "Sequences the batch functions run at once.",
-        "ouro_generate_batch decodes this many prompts together (more run in waves); the "
-        "classification batches use max(batch_size, labels + 1) sequences. Each sequence holds "
-        "a KV cache for the longest prompt and its reply."},
+        .name = "batch_size", .kind = OURO_PARAM_INT, .flags = SET,
+        .dflt = 16, .min = 1, .max = BATCH_SIZE_MAX, .dflt_doc = "16",
+        .summary = "Sequences the batch functions run at once.",
+        .detail = "ouro_generate_batch decodes this many prompts together (more run in waves); "
+                  "the classification batches use max(batch_size, labels + 1) sequences. Each "
+                  "sequence holds a KV cache for the longest prompt and its reply."},
+    [OURO_P_AUTO_BATCH] = {
+        .name = "auto_batch", .kind = OURO_PARAM_BOOL, .flags = SET | OURO_PARAM_PG_ONLY,
+        .dflt = 1, .min = 0, .max = 1, .dflt_doc = "on",
+        .summary = "Runs per-row generation and classification calls in batches.",
+        .detail = "When on, a query whose select list (or UPDATE ... SET list) calls "
+                  "ouro_generate, ouro_chat, ouro_classify or ouro_classify_scores once per row "
+                  "evaluates those calls ouro.batch_size rows at a time, with the same results. "
+                  "Applies to statements planned while it is on."},
+    [OURO_P_PROGRESS_NOTICE_INTERVAL] = {
+        .name = "progress_notice_interval", .kind = OURO_PARAM_INT,
+        .flags = SET | OURO_PARAM_PG_ONLY, .dflt = 0, .min = 0, .max = 86400, .unit = "s",
+        .dflt_doc = "0",
+        .summary = "Seconds between progress NOTICEs of a long statement (0 = none).",
+        .detail = "The NOTICE gives the function, rows done, tokens generated, tokens per second "
+                  "and elapsed time."},
     [OURO_P_TIMEOUT_MS] = {
-        "timeout_ms", OURO_PARAM_INT, SET | OURO_PARAM_SQLITE_ONLY, 0, 0, 2147483647, false, 0,
-        NULL, 0, "0",
-        "Most wall time of one call in milliseconds (0 = none).",
-        "Checked between the layers of every forward call."},
+        .name = "timeout_ms", .kind = OURO_PARAM_INT, .flags = SET | OURO_PARAM_SQLITE_ONLY,
+        .dflt = 0, .min = 0, .max = 2147483647, .unit = "ms", .dflt_doc = "0",
+        .equivalent = "statement_timeout",
+        .summary = "Most wall time of one call in milliseconds (0 = none).",
+        .detail = "Checked between the layers of every forward call."},
     [OURO_P_MEMORY_LIMIT] = {
-        "memory_limit", OURO_PARAM_INT, SET | OURO_PARAM_SQLITE_ONLY, 0, 16, 1073741824, false, 0,
-        NULL, 0, "a quarter of the machine's memory",
-        "Most memory one call may allocate, in MiB: KV cache, logits and scratch together.",
-        "Checked before allocating."},
+        .name = "memory_limit", .kind = OURO_PARAM_INT, .flags = SET | OURO_PARAM_SQLITE_ONLY,
+        .min = 16, .max = 1073741824, .unit = "MB", .machine = OURO_DEFAULT_QUARTER_MEMORY,
+        .dflt_doc = "a quarter of the machine's memory", .equivalent = "limit_memory",
+        .summary = "Most memory one call may allocate, in MiB: KV cache, logits and scratch "
+                   "together.",
+        .detail = "Checked before allocating."},
+    [OURO_P_LIMIT_MEMORY] = {
+        .name = "limit_memory", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .min = 16, .max = 1073741823, .unit = "MB", .machine = OURO_DEFAULT_QUARTER_MEMORY,
+        .dflt_doc = "a quarter of the machine's memory", .equivalent = "memory_limit",
+        .summary = "Most memory one call may allocate: KV cache, logits and scratch together.",
+        .detail = "Checked before allocating; the error says how much was asked and allowed."},
+    [OURO_P_LIMIT_THREADS] = {
+        .name = "limit_threads", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .min = 1, .max = THREADS_MAX, .machine = OURO_DEFAULT_PROCESSORS,
+        .dflt_doc = "the number of processors", .bounds = "threads",
+        .summary = "Most worker threads one call may use (ceiling of ouro.threads).",
+        .detail = "ouro.threads = 0 means the smaller of the processors and this."},
+    [OURO_P_LIMIT_BATCH_SIZE] = {
+        .name = "limit_batch_size", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .dflt = BATCH_SIZE_MAX, .min = 1, .max = BATCH_SIZE_MAX, .dflt_doc = "256",
+        .bounds = "batch_size",
+        .summary = "Most sequences one call may run at once (ceiling of ouro.batch_size)."},
+    [OURO_P_LIMIT_CONTEXT_LENGTH] = {
+        .name = "limit_context_length", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .dflt = CONTEXT_MAX, .min = CONTEXT_MIN, .max = CONTEXT_MAX, .dflt_doc = "1048576",
+        .bounds = "context_length",
+        .summary = "Most tokens one sequence may hold (ceiling of ouro.context_length).",
+        .detail = "Bounds the context one call asks for as well."},
+    [OURO_P_LIMIT_MAX_TOKENS] = {
+        .name = "limit_max_tokens", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .dflt = MAX_TOKENS_MAX, .min = 1, .max = MAX_TOKENS_MAX, .dflt_doc = "1048576",
+        .bounds = "max_tokens",
+        .summary = "Most new tokens one generation may ask for (ceiling of max_tokens)."},
+    [OURO_P_LIMIT_MAX_LOOPS] = {
+        .name = "limit_max_loops", .kind = OURO_PARAM_INT, .flags = CEILING,
+        .dflt = OURO_MAX_LOOPS, .min = 1, .max = OURO_MAX_LOOPS, .dflt_doc = "16",
+        .bounds = "max_loops",
+        .summary = "Most loop steps one call may run (ceiling of max_loops).",
+        .detail = "A model's own total_ut_steps is bounded too."},
     [OURO_P_TEMPERATURE] = {
-        "temperature", OURO_PARAM_REAL, ARG, 0, 0, 100, false, 0, NULL, 0, "0",
-        "Sampling temperature; 0 is greedy and deterministic.", NULL},
+        .name = "temperature", .kind = OURO_PARAM_REAL, .flags = ARG,
+        .dflt = 0, .min = 0, .max = 100, .dflt_doc = "0",
+        .summary = "Sampling temperature; 0 is greedy and deterministic."},
     [OURO_P_SEED] = {
-        "seed", OURO_PARAM_INT, ARG, 42, -9223372036854775808.0, 9223372036854775807.0, false, 0,
-        NULL, 0, "42",
-        "Seed of the sampler: equal calls give equal results.", NULL},
+        .name = "seed", .kind = OURO_PARAM_INT, .flags = ARG,
+        .dflt = 42, .min = -9223372036854775808.0, .max = 9223372036854775807.0, .dflt_doc = "42",
+        .summary = "Seed of the sampler: equal calls give equal results."},
     [OURO_P_STOP] = {
-        "stop", OURO_PARAM_TEXT_LIST, ARG, 0, 1, 16, false, 0, NULL, 0, "none",
-        "Stop strings: generation ends before the first one that appears.", NULL},
+        .name = "stop", .kind = OURO_PARAM_TEXT_LIST, .flags = ARG,
+        .min = 1, .max = 16, .dflt_doc = "none",
+        .summary = "Stop strings: generation ends before the first one that appears."},
     [OURO_P_SYSTEM] = {
-        "system", OURO_PARAM_TEXT, ARG, 0, 0, 0, false, 0, NULL, 0, "none",
-        "System message of ouro_chat.", NULL},
+        .name = "system", .kind = OURO_PARAM_TEXT, .flags = ARG, .dflt_doc = "none",
+        .summary = "System message of ouro_chat."},
     [OURO_P_INSTRUCTION] = {
-        "instruction", OURO_PARAM_TEXT, ARG, 0, 0, 0, false, 0, NULL, 0, "a default instruction",
-        "Instruction of a classification prompt.", NULL},
+        .name = "instruction", .kind = OURO_PARAM_TEXT, .flags = ARG,
+        .dflt_doc = "a default instruction",
+        .summary = "Instruction of a classification prompt."},
     [OURO_P_LABELS] = {
-        "labels", OURO_PARAM_TEXT_LIST, ARG, 0, 1, 10000, false, 0, NULL, 0, "required",
-        "The labels a classification chooses from.", NULL},
+        .name = "labels", .kind = OURO_PARAM_TEXT_LIST, .flags = ARG,
+        .min = 1, .max = 10000, .dflt_doc = "required",
+        .summary = "The labels a classification chooses from."},
     [OURO_P_MODEL] = {
-        "model", OURO_PARAM_TEXT, ARG, 0, 0, 0, false, 0, NULL, 0, "the default model",
-        "Which model: a registered name (PostgreSQL) or a name given to ouro_load (SQLite).",
-        NULL},
+        .name = "model", .kind = OURO_PARAM_TEXT, .flags = ARG, .dflt_doc = "the default model",
+        .summary = "Which model: a registered name (PostgreSQL) or a name given to ouro_load "
+                   "(SQLite)."},
 };
 
 const ouro_param *ouro_param_find(const char *name)
@@ -190,6 +264,25 @@ const char *ouro_param_enum_list(const ouro_param *p)
         lists[id] = bufs[id];
     }
     return lists[id];
+}
+
+double ouro_param_default(const ouro_param *p)
+{
+    double v = p->dflt;
+    if (p->machine == OURO_DEFAULT_QUARTER_MEMORY) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        v = pages > 0 && page > 0 ? floor((double)pages * (double)page / (1024.0 * 1024.0) / 4)
+                                  : 1024;
+        if (v < 64)
+            v = 64;
+    } else if (p->machine == OURO_DEFAULT_PROCESSORS) {
+        v = ouro_thread_count(0);
+    }
+    if (p->machine != OURO_DEFAULT_FIXED && v > p->max)
+        v = p->max;
+    if (p->machine != OURO_DEFAULT_FIXED && v < p->min)
+        v = p->min;
+    return v;
 }
 
 bool ouro_param_in_range(const ouro_param *p, double v, bool as_setting)
@@ -280,13 +373,41 @@ int ouro_sql_function_nargs(const ouro_sql_function *f)
     return n;
 }
 
+static bool add_string_or_null(cJSON *o, const char *key, const char *v)
+{
+    return v ? cJSON_AddStringToObject(o, key, v) != NULL : cJSON_AddNullToObject(o, key) != NULL;
+}
+
+/* "default_value": the default on this machine as a setting shows it ("128",
+ * "-1", "on", "per-step", "" for text); absent for options without one. */
+static bool add_default_value(cJSON *o, const ouro_param *p)
+{
+    char buf[32];
+    double v = ouro_param_default(p);
+    switch (p->kind) {
+    case OURO_PARAM_INT:
+    case OURO_PARAM_REAL:
+        bound_str(p, v, buf, sizeof buf);
+        return cJSON_AddStringToObject(o, "default_value", buf) != NULL;
+    case OURO_PARAM_BOOL:
+        return cJSON_AddStringToObject(o, "default_value", v != 0 ? "on" : "off") != NULL;
+    case OURO_PARAM_ENUM:
+        return cJSON_AddStringToObject(o, "default_value", ouro_param_enum_name(p, (int)v)) != NULL;
+    case OURO_PARAM_TEXT:
+        return (p->flags & OURO_PARAM_SETTING) == 0 ||
+               cJSON_AddStringToObject(o, "default_value", "") != NULL;
+    default:
+        return true;
+    }
+}
+
 char *ouro_surface_json(void)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *params = root ? cJSON_AddArrayToObject(root, "params") : NULL;
     cJSON *fns = root ? cJSON_AddArrayToObject(root, "functions") : NULL;
     bool ok = params && fns && cJSON_AddNumberToObject(root, "item_base", OURO_ITEM_BASE);
-    static const char *const kinds[] = {"int", "real", "enum", "text", "text[]"};
+    static const char *const kinds[] = {"int", "real", "enum", "text", "text[]", "bool"};
     for (int i = 0; ok && i < OURO_P_COUNT; i++) {
         const ouro_param *p = &ouro_params[i];
         cJSON *o = cJSON_CreateObject();
@@ -299,8 +420,15 @@ char *ouro_surface_json(void)
              cJSON_AddBoolToObject(o, "argument", (p->flags & OURO_PARAM_ARG) != 0) &&
              cJSON_AddBoolToObject(o, "postgresql_only", (p->flags & OURO_PARAM_PG_ONLY) != 0) &&
              cJSON_AddBoolToObject(o, "sqlite_only", (p->flags & OURO_PARAM_SQLITE_ONLY) != 0) &&
+             cJSON_AddBoolToObject(o, "superuser", (p->flags & OURO_PARAM_SUPERUSER) != 0) &&
+             cJSON_AddBoolToObject(o, "limit", (p->flags & OURO_PARAM_LIMIT) != 0) &&
              cJSON_AddStringToObject(o, "default", p->dflt_doc) &&
-             cJSON_AddStringToObject(o, "summary", p->summary);
+             add_default_value(o, p) &&
+             add_string_or_null(o, "unit", p->unit) &&
+             add_string_or_null(o, "bounds", p->bounds) &&
+             add_string_or_null(o, "equivalent", p->equivalent) &&
+             cJSON_AddStringToObject(o, "summary", p->summary) &&
+             add_string_or_null(o, "detail", p->detail);
         if (ok && (p->kind == OURO_PARAM_INT || p->kind == OURO_PARAM_REAL ||
                    p->kind == OURO_PARAM_TEXT_LIST)) {
             char lo[32], hi[32];

@@ -5,7 +5,8 @@
 # runs, through the loadable extension build/ouro.so:
 #   SELECT id, ouro_chat(prompt, NULL, 4, 16) FROM questions;   -- answers, 4 loop steps
 #   the same answers with 1 and 2 loop steps (what looping adds),
-#   ouro_classify over the reviews, and ouro_depth per question.
+#   ouro_classify over the reviews, and per question ouro_depth and the depth of
+#   the tokens that produce its answer (ouro_token_depths).
 #
 # By default the model is models/ouro-demo, a small LoopLM trained from scratch
 # in this repository (models/train.py; see README "The demonstration model") on
@@ -108,12 +109,21 @@ FROM reviews WHERE id <= 4;
 SELECT id, review, ouro_classify(review, '["sports","food","technology","weather"]') AS topic
 FROM reviews WHERE id >= 5;
 
-.print '-- ouro_depth: loop steps the exit gate spends on each question, in the chat template the'
-.print '-- model was trained with (mean over the tokens of the expected exit step, 1..4)'
-SELECT id, kind, round(ouro_depth('<|im_start|>system' || char(10) || 'You are a helpful assistant.<|im_end|>'
-       || char(10) || '<|im_start|>user' || char(10) || prompt || '<|im_end|>' || char(10)
-       || '<|im_start|>assistant' || char(10) || expected || '<|im_end|>'), 3) AS depth
-FROM questions;
+.print '-- ouro_depth: loop steps the exit gate spends, in the chat template the model was trained'
+.print '-- with (expected exit step, 1..4): depth = mean over every token of the conversation (most'
+.print '-- are template text); answer_depth = mean over the tokens that produce the answer'
+WITH t AS (
+  SELECT id, kind, expected,
+         '<|im_start|>system' || char(10) || 'You are a helpful assistant.<|im_end|>' || char(10)
+         || '<|im_start|>user' || char(10) || prompt || '<|im_end|>' || char(10)
+         || '<|im_start|>assistant' || char(10) AS p
+  FROM questions)
+SELECT id, kind, round(ouro_depth(p || expected || '<|im_end|>'), 3) AS depth,
+       round((SELECT avg(d.expected_depth) FROM ouro_token_depths(p || expected || '<|im_end|>') d
+              WHERE d.pos >= (SELECT count(*) FROM ouro_token_depths(p)) - 1
+                AND d.pos < (SELECT count(*) FROM ouro_token_depths(p || expected || '<|im_end|>')) - 1),
+             3) AS answer_depth
+FROM t;
 
 .print '-- the same, token by token, for the end of the 4-digit addition (the answer is 5029);'
 .print '-- exit_step: where a token stops with exit threshold 0.5'

@@ -231,12 +231,15 @@ def make_batch(seqs):
 
 
 class Batches:
-    """Training batches; examples are drawn POOL batches at a time and grouped by
-    length, so little of each batch is padding."""
-    POOL = 8
+    """Training batches; examples are drawn `pool` batches at a time and grouped by
+    length, so little of each batch is padding.  pool = 1 (the default) keeps each
+    batch a random mix of tasks: grouping by length makes most batches one task,
+    and the loss then swings from batch to batch with the task (the first
+    committed model was trained with pool 8, and its additions stayed at 0%)."""
 
-    def __init__(self, tok, r, n, max_len):
+    def __init__(self, tok, r, n, max_len, pool=1):
         self.tok, self.r, self.n, self.max_len, self.ready = tok, r, n, max_len, []
+        self.POOL = pool
 
     def next(self):
         if not self.ready:
@@ -425,7 +428,7 @@ def run_stage1(a, lf):
     log(lf, "stage I: %d parameters, vocab %d, config %s" % (nparam, len(tok.vocab), json.dumps(
         {k: model.c[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
                                  "num_attention_heads", "total_ut_steps")})))
-    data = Batches(tok, random.Random(a.seed * 1000 + step0), a.batch, a.max_len)
+    data = Batches(tok, random.Random(a.seed * 1000 + step0), a.batch, a.max_len, a.pool)
     t0 = time.time()
     model.train()
     last = min(a.steps1, a.stop_after or a.steps1)
@@ -493,7 +496,9 @@ def main():
     ap.add_argument("--heads", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=96)
-    ap.add_argument("--steps1", type=int, default=6500)
+    ap.add_argument("--pool", type=int, default=1,
+                    help="batches drawn at once and grouped by length (1: each batch a random mix)")
+    ap.add_argument("--steps1", type=int, default=5500)
     ap.add_argument("--stop-after", type=int, default=0,
                     help="end stage I after this step of the --steps1 schedule (0: at its end)")
     ap.add_argument("--steps2", type=int, default=600)

@@ -38,7 +38,10 @@
  *
  * Calls in WHERE, join conditions or nested inside other expressions are
  * left alone and run row by row.  Parallel plans put B under the Gather, so
- * every worker batches its own rows.  The hook only runs once the library is
+ * every worker batches its own rows; there B is marked parallel-aware, only
+ * so that it gets a few bytes of the parallel query's shared memory, where
+ * the workers add their batch counters for the leader's EXPLAIN ANALYZE (as
+ * Sort and Hash hand their statistics back).  The hook only runs once the library is
  * loaded: with ouro in shared_preload_libraries (or session_preload_libraries)
  * every statement is batched; otherwise the first statement of a session
  * that loads the library is planned before it and runs row by row.
@@ -46,6 +49,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "commands/explain.h"
@@ -56,6 +60,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/planner.h"
+#include "port/atomics.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
@@ -224,7 +229,8 @@ max_node_id(Plan *plan)
  * header), the node outputs what the child output before.
  */
 static Plan *
-make_batch_node(PlannedStmt *stmt, Plan *child, BatchGrowth growth, int64 bound)
+make_batch_node(PlannedStmt *stmt, Plan *child, BatchGrowth growth, int64 bound,
+				bool under_gather)
 {
 	CustomScan *cs = makeNode(CustomScan);
 	List	   *child_tlist = NIL;
@@ -300,7 +306,8 @@ make_batch_node(PlannedStmt *stmt, Plan *child, BatchGrowth growth, int64 bound)
 	cs->scan.plan.total_cost = child->total_cost;
 	cs->scan.plan.plan_rows = child->plan_rows;
 	cs->scan.plan.plan_width = child->plan_width;
-	cs->scan.plan.parallel_aware = false;
+	/* under a Gather: shares its counters with the leader (see the file header) */
+	cs->scan.plan.parallel_aware = under_gather && child->parallel_safe;
 	cs->scan.plan.parallel_safe = child->parallel_safe;
 	cs->scan.plan.async_capable = false;
 	cs->scan.plan.plan_node_id = node_id + 1;
@@ -349,7 +356,7 @@ limit_bound(Limit *limit)
  * to the first node that computes batchable calls, and puts the node there.
  */
 static Plan *
-place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound)
+place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound, bool under_gather)
 {
 	if (plan == NULL)
 		return NULL;
@@ -359,7 +366,7 @@ place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound)
 
 		foreach(lc, plan->targetlist)
 			if (tle_kind((TargetEntry *) lfirst(lc)) >= 0)
-				return make_batch_node(stmt, plan, growth, bound);
+				return make_batch_node(stmt, plan, growth, bound, under_gather);
 		if (!IsA(plan, Gather) && !(IsA(plan, Result) && plan->lefttree != NULL))
 			return plan;
 	}
@@ -378,9 +385,11 @@ place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound)
 			if (((Agg *) plan)->aggstrategy == AGG_HASHED || ((Agg *) plan)->aggstrategy == AGG_PLAIN)
 				growth = GROWTH_FULL;
 			break;
-		case T_Result:
 		case T_Gather:
 		case T_GatherMerge:
+			under_gather = true;
+			break;
+		case T_Result:
 		case T_IncrementalSort:
 		case T_LockRows:
 		case T_ModifyTable:
@@ -390,7 +399,7 @@ place(PlannedStmt *stmt, Plan *plan, BatchGrowth growth, int64 bound)
 		default:
 			return plan;
 	}
-	plan->lefttree = place(stmt, plan->lefttree, growth, bound);
+	plan->lefttree = place(stmt, plan->lefttree, growth, bound, under_gather);
 	return plan;
 }
 
@@ -411,7 +420,7 @@ batch_planner(Query *parse, const char *query_string, int cursorOptions,
 		 stmt->commandType == CMD_INSERT))
 		stmt->planTree = place(stmt, stmt->planTree,
 							   (cursorOptions & CURSOR_OPT_FAST_PLAN) ? GROWTH_DOUBLING : GROWTH_FULL,
-							   -1);
+							   -1, false);
 	return stmt;
 }
 
@@ -430,6 +439,17 @@ typedef struct BatchCall
 	Datum	   *results;		/* (batch) in batch_cxt */
 	bool	   *nulls;
 } BatchCall;
+
+/*
+ * The counters the parallel workers of one node add to, in the parallel
+ * query's shared memory; the leader moves them into its own state before
+ * that memory goes away.
+ */
+typedef struct BatchShared
+{
+	pg_atomic_uint64 batches;
+	pg_atomic_uint32 largest;
+} BatchShared;
 
 typedef struct BatchState
 {
@@ -453,8 +473,11 @@ typedef struct BatchState
 	bool		child_done;
 	int64		rows_in;		/* rows read from the child */
 	int64		rows_out;		/* rows returned */
-	int64		n_batches;
+	int64		n_batches;		/* batches this process ran */
 	int			largest;
+	BatchShared *shared;		/* under a Gather: the workers' counters, else NULL */
+	int64		worker_batches; /* leader: the workers' batches, moved from shared */
+	int			worker_largest;
 } BatchState;
 
 static Node *
@@ -770,6 +793,15 @@ fill_batch(BatchState *st)
 	MemoryContextSwitchTo(old);
 	st->n_batches++;
 	st->largest = Max(st->largest, st->n_rows);
+	if (st->shared != NULL && IsParallelWorker())
+	{
+		uint32		cur = pg_atomic_read_u32(&st->shared->largest);
+
+		pg_atomic_fetch_add_u64(&st->shared->batches, 1);
+		while (cur < (uint32) st->n_rows &&
+			   !pg_atomic_compare_exchange_u32(&st->shared->largest, &cur, (uint32) st->n_rows))
+			;
+	}
 }
 
 static TupleTableSlot *
@@ -835,6 +867,67 @@ batch_rescan(CustomScanState *node)
 		ExecReScan(child);
 }
 
+/* ------------------------------------------------------------------------
+ * Parallel query: the workers' counters for the leader's EXPLAIN ANALYZE
+ * ------------------------------------------------------------------------ */
+
+static Size
+batch_estimate_dsm(CustomScanState *node, ParallelContext *pcxt)
+{
+	return sizeof(BatchShared);
+}
+
+static void
+batch_init_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	BatchState *st = (BatchState *) node;
+
+	st->shared = (BatchShared *) coordinate;
+	pg_atomic_init_u64(&st->shared->batches, 0);
+	pg_atomic_init_u32(&st->shared->largest, 0);
+}
+
+static void
+batch_init_worker(CustomScanState *node, shm_toc *toc, void *coordinate)
+{
+	((BatchState *) node)->shared = (BatchShared *) coordinate;
+}
+
+/*
+ * Leader: adds the workers' counters to its own and zeroes them, so that
+ * calling it again (a rescan of the Gather relaunches the workers, and the
+ * shutdown may come twice) counts nothing twice.  The workers have finished
+ * when the whole result was read; a leader that stops early (LIMIT) keeps
+ * the batches reported by then.
+ */
+static void
+batch_collect_workers(BatchState *st)
+{
+	int			largest;
+
+	if (st->shared == NULL || IsParallelWorker())
+		return;
+	st->worker_batches += (int64) pg_atomic_exchange_u64(&st->shared->batches, 0);
+	largest = (int) pg_atomic_exchange_u32(&st->shared->largest, 0);
+	st->worker_largest = Max(st->worker_largest, largest);
+}
+
+static void
+batch_reinit_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	batch_collect_workers((BatchState *) node);
+}
+
+/* The shared memory goes away after this (the Gather shuts down after its children). */
+static void
+batch_shutdown(CustomScanState *node)
+{
+	BatchState *st = (BatchState *) node;
+
+	batch_collect_workers(st);
+	st->shared = NULL;
+}
+
 static void
 batch_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 {
@@ -854,8 +947,11 @@ batch_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Batch Growth", "doubling from 1", es);
 	if (es->analyze)
 	{
-		ExplainPropertyInteger("Batches", NULL, st->n_batches, es);
-		ExplainPropertyInteger("Largest Batch", NULL, st->largest, es);
+		/* the leader's own and its parallel workers' */
+		ExplainPropertyInteger("Batches", NULL, st->n_batches + st->worker_batches, es);
+		ExplainPropertyInteger("Largest Batch", NULL, Max(st->largest, st->worker_largest), es);
+		if (st->worker_batches > 0 && es->verbose)
+			ExplainPropertyInteger("Batches in Workers", NULL, st->worker_batches, es);
 	}
 }
 
@@ -865,6 +961,11 @@ static CustomExecMethods batch_exec_methods = {
 	.ExecCustomScan = batch_exec,
 	.EndCustomScan = batch_end,
 	.ReScanCustomScan = batch_rescan,
+	.EstimateDSMCustomScan = batch_estimate_dsm,
+	.InitializeDSMCustomScan = batch_init_dsm,
+	.ReInitializeDSMCustomScan = batch_reinit_dsm,
+	.InitializeWorkerCustomScan = batch_init_worker,
+	.ShutdownCustomScan = batch_shutdown,
 	.ExplainCustomScan = batch_explain,
 };
 

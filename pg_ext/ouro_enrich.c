@@ -13,6 +13,11 @@
  *   3. the outputs are written, the failed rows recorded in
  *      ouro_enrich_errors (table, column, primary key as text, start of the
  *      input, SQLSTATE, message), and the chunk commits.
+ * ouro_enrich runs with the caller's privileges: it needs SELECT on the
+ * table and UPDATE on the output column.  ouro_enrich_errors is a view over
+ * the extension's table ouro_enrich_failures that shows and lets change the
+ * rows of exactly such tables, so a caller records its own failures and
+ * cannot read or write another role's (see the install script).
  * A cancel, a crash or a restart loses at most the chunk in progress: run
  * the same CALL again and it goes on with the rows still NULL.  Rows listed
  * as failed are skipped until their entry is deleted.  Progress is reported

@@ -80,7 +80,7 @@ int			ouro_batch_size_setting = 0;
 bool		ouro_auto_batch_setting = true;
 int			ouro_progress_notice_setting = 0;
 
-/* Ceilings (superuser settings); define_limits() sets their defaults. */
+/* Ceilings (superuser settings); _PG_init sets their defaults from the core's table. */
 int			ouro_limit_memory_mb = 0;
 int			ouro_limit_threads = 0;
 int			ouro_limit_batch_size = 0;
@@ -149,15 +149,49 @@ setting_storage(ouro_param_id id)
 			return &ouro_precision_setting;
 		case OURO_P_BATCH_SIZE:
 			return &ouro_batch_size_setting;
+		case OURO_P_AUTO_BATCH:
+			return &ouro_auto_batch_setting;
+		case OURO_P_PROGRESS_NOTICE_INTERVAL:
+			return &ouro_progress_notice_setting;
+		case OURO_P_LIMIT_MEMORY:
+			return &ouro_limit_memory_mb;
+		case OURO_P_LIMIT_THREADS:
+			return &ouro_limit_threads;
+		case OURO_P_LIMIT_BATCH_SIZE:
+			return &ouro_limit_batch_size;
+		case OURO_P_LIMIT_CONTEXT_LENGTH:
+			return &ouro_limit_context_length;
+		case OURO_P_LIMIT_MAX_TOKENS:
+			return &ouro_limit_max_tokens;
+		case OURO_P_LIMIT_MAX_LOOPS:
+			return &ouro_limit_max_loops;
 		default:
 			return NULL;
 	}
 }
 
+/* The GUC unit flag of a unit of the core's table. */
+static int
+guc_unit(const char *unit)
+{
+	if (unit == NULL)
+		return 0;
+	if (strcmp(unit, "MB") == 0)
+		return GUC_UNIT_MB;
+	if (strcmp(unit, "s") == 0)
+		return GUC_UNIT_S;
+	if (strcmp(unit, "ms") == 0)
+		return GUC_UNIT_MS;
+	elog(ERROR, "ouro: no GUC unit for \"%s\"", unit);
+	return 0;
+}
+
 /*
- * Declares one setting of the core's table as ouro.<name>: its default,
- * range or values and its descriptions come from the table; the long
- * description states the valid range.  Paths are PGC_SUSET.
+ * Declares one setting of the core's table as ouro.<name>: its default (the
+ * machine's, for the ceilings of memory and threads), range or values, unit
+ * and descriptions come from the table; the long description states who may
+ * set it and the valid range.  Ceilings and paths are PGC_SUSET; a path is
+ * also hidden from other roles.
  */
 static void
 define_setting(ouro_param_id id)
@@ -166,30 +200,43 @@ define_setting(ouro_param_id id)
 	char	   *name = psprintf("ouro.%s", p->name);
 	void	   *storage = setting_storage(id);
 	GucContext	context = (p->flags & OURO_PARAM_SUPERUSER) ? PGC_SUSET : PGC_USERSET;
+	int			flags = guc_unit(p->unit);
 	double		lo = p->has_unset && p->unset < p->min ? p->unset : p->min;
-	char	   *desc;
+	double		dflt = ouro_param_default(p);
+	StringInfoData desc;
 
 	if (storage == NULL)
 		elog(ERROR, "ouro: setting %s has no storage", name);
+	initStringInfo(&desc);
+	if (p->flags & OURO_PARAM_LIMIT)
+		appendStringInfoString(&desc, "Superuser only. ");
 	if (p->kind == OURO_PARAM_INT)
-		desc = psprintf("Valid range is %d .. %d.%s%s", (int) lo, (int) p->max,
-						p->detail ? " " : "", p->detail ? p->detail : "");
+		appendStringInfo(&desc, "Valid range is %d .. %d%s%s.", (int) lo, (int) p->max,
+						 p->unit ? " " : "", p->unit ? p->unit : "");
 	else if (p->kind == OURO_PARAM_REAL)
-		desc = psprintf("Valid range is %g .. %g.%s%s", lo, p->max,
-						p->detail ? " " : "", p->detail ? p->detail : "");
-	else
-		desc = p->detail ? pstrdup(p->detail) : NULL;
+		appendStringInfo(&desc, "Valid range is %g .. %g.", lo, p->max);
+	if (p->machine != OURO_DEFAULT_FIXED)
+		appendStringInfo(&desc, " The default is %s.", p->dflt_doc);
+	if (p->detail)
+		appendStringInfo(&desc, "%s%s", desc.len > 0 ? " " : "", p->detail);
 
 	switch (p->kind)
 	{
 		case OURO_PARAM_INT:
-			DefineCustomIntVariable(name, p->summary, desc, (int *) storage,
-									(int) p->dflt, (int) lo, (int) p->max,
-									context, 0, NULL, NULL, NULL);
+			*(int *) storage = (int) dflt;
+			DefineCustomIntVariable(name, p->summary, desc.data, (int *) storage,
+									(int) dflt, (int) lo, (int) p->max,
+									context, flags, NULL, NULL, NULL);
 			break;
 		case OURO_PARAM_REAL:
-			DefineCustomRealVariable(name, p->summary, desc, (double *) storage,
-									 p->dflt, lo, p->max, context, 0, NULL, NULL, NULL);
+			*(double *) storage = dflt;
+			DefineCustomRealVariable(name, p->summary, desc.data, (double *) storage,
+									 dflt, lo, p->max, context, flags, NULL, NULL, NULL);
+			break;
+		case OURO_PARAM_BOOL:
+			*(bool *) storage = dflt != 0;
+			DefineCustomBoolVariable(name, p->summary, desc.data, (bool *) storage,
+									 dflt != 0, context, flags, NULL, NULL, NULL);
 			break;
 		case OURO_PARAM_ENUM:
 			{
@@ -201,14 +248,15 @@ define_setting(ouro_param_id id)
 					options[k].name = p->values[k].name;
 					options[k].val = p->values[k].value;
 				}
-				DefineCustomEnumVariable(name, p->summary, desc, (int *) storage,
-										 (int) p->dflt, options, context, 0, NULL, NULL, NULL);
+				*(int *) storage = (int) dflt;
+				DefineCustomEnumVariable(name, p->summary, desc.data, (int *) storage,
+										 (int) dflt, options, context, flags, NULL, NULL, NULL);
 				break;
 			}
 		case OURO_PARAM_TEXT:
-			DefineCustomStringVariable(name, p->summary, desc, (char **) storage, "",
+			DefineCustomStringVariable(name, p->summary, desc.data, (char **) storage, "",
 									   context,
-									   (p->flags & OURO_PARAM_SUPERUSER) ? GUC_SUPERUSER_ONLY : 0,
+									   flags | ((p->flags & OURO_PARAM_SUPERUSER) ? GUC_SUPERUSER_ONLY : 0),
 									   id == OURO_P_MODEL_PATH ? check_model_path : NULL,
 									   NULL, NULL);
 			break;
@@ -218,77 +266,14 @@ define_setting(ouro_param_id id)
 }
 
 /* ------------------------------------------------------------------------
- * Ceilings: superuser-only settings that bound what any call of any role
- * may use.  The user-level settings and the function arguments are checked
- * against them (pg_ouro_check_limits and the callers); a value above a
- * ceiling is an error that names both.  Defaults come from the machine.
+ * Ceilings: superuser-only settings (ouro.limit_*, OURO_PARAM_LIMIT in the
+ * core's table) that bound what any call of any role may use.  The
+ * user-level settings and the function arguments are checked against them
+ * (pg_ouro_check_limits and the callers); a value above a ceiling is an
+ * error that names both.
  * ------------------------------------------------------------------------ */
 
 static void release_idle_memory(XactEvent event, void *arg);
-
-static void
-define_limits(void)
-{
-	long		pages = sysconf(_SC_PHYS_PAGES);
-	long		page = sysconf(_SC_PAGESIZE);
-	int			procs = ouro_thread_count(0);
-	double		phys_mb = (pages > 0 && page > 0) ? (double) pages * page / (1024.0 * 1024.0) : 4096.0;
-
-	/* a quarter of the machine's memory for one call */
-	ouro_limit_memory_mb = (int) Min(Max(phys_mb / 4, 64.0), (double) (INT_MAX / 2));
-	ouro_limit_threads = Min(procs, 1024);
-
-	DefineCustomIntVariable("ouro.limit_memory",
-							"Most memory one call may allocate: KV cache, logits and scratch together.",
-							"Superuser only.  Valid range is 16 MB .. 2 TB; the default is a quarter of "
-							"the machine's memory.  Checked before allocating.",
-							&ouro_limit_memory_mb,
-							ouro_limit_memory_mb, 16, INT_MAX / 2,
-							PGC_SUSET,
-							GUC_UNIT_MB,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("ouro.limit_threads",
-							"Most worker threads one call may use (ceiling of ouro.threads).",
-							"Superuser only.  Valid range is 1 .. 1024; the default is the number of "
-							"processors.",
-							&ouro_limit_threads,
-							ouro_limit_threads, 1, 1024,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("ouro.limit_batch_size",
-							"Most sequences one call may run at once (ceiling of ouro.batch_size).",
-							"Superuser only.  Valid range is 1 .. 256.",
-							&ouro_limit_batch_size,
-							OURO_PG_BATCH_SIZE_MAX, 1, OURO_PG_BATCH_SIZE_MAX,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("ouro.limit_context_length",
-							"Most tokens one sequence may hold (ceiling of ouro.context_length).",
-							"Superuser only.  Valid range is 16 .. 1048576.",
-							&ouro_limit_context_length,
-							OURO_PG_CONTEXT_MAX, OURO_PG_CONTEXT_MIN, OURO_PG_CONTEXT_MAX,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("ouro.limit_max_tokens",
-							"Most new tokens one generation may ask for (ceiling of max_tokens).",
-							"Superuser only.  Valid range is 1 .. 1048576.",
-							&ouro_limit_max_tokens,
-							OURO_PG_MAX_TOKENS_LIMIT, 1, OURO_PG_MAX_TOKENS_LIMIT,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("ouro.limit_max_loops",
-							"Most loop steps one call may run (ceiling of max_loops).",
-							"Superuser only.  Valid range is 1 .. 16.",
-							&ouro_limit_max_loops,
-							OURO_MAX_LOOPS, 1, OURO_MAX_LOOPS,
-							PGC_SUSET,
-							0,
-							NULL, NULL, NULL);
-}
 
 void
 pg_ouro_check_limit(const char *what, int value, const char *limit_name, int limit)
@@ -301,16 +286,25 @@ pg_ouro_check_limit(const char *what, int value, const char *limit_name, int lim
 }
 
 /*
- * The value of a user-level setting under its ceiling.  A value above the
- * ceiling is an error, except the setting's own default, which follows a
- * ceiling set lower (an administrator lowering ouro.limit_batch_size does
- * not break the calls of roles that never set ouro.batch_size).
+ * The value of the user-level setting `setting` under its ceiling `ceiling`
+ * (both of the core's table; value and limit: their values here).  A value
+ * above the ceiling is an error, except the setting's own default, which
+ * follows a ceiling set lower (an administrator lowering
+ * ouro.limit_batch_size does not break the calls of roles that never set
+ * ouro.batch_size).
  */
 static int
-under_limit(const char *name, int value, int dflt, const char *limit_name, int limit)
+under_limit(ouro_param_id setting, int value, ouro_param_id ceiling, int limit)
 {
-	if (value > limit && value == dflt)
+	char		name[64],
+				limit_name[64];
+
+	Assert(ouro_params[ceiling].bounds != NULL &&
+		   strcmp(ouro_params[ceiling].bounds, ouro_params[setting].name) == 0);
+	if (value > limit && value == (int) ouro_params[setting].dflt)
 		return limit;
+	snprintf(name, sizeof(name), "ouro.%s", ouro_params[setting].name);
+	snprintf(limit_name, sizeof(limit_name), "ouro.%s", ouro_params[ceiling].name);
 	pg_ouro_check_limit(name, value, limit_name, limit);
 	return value;
 }
@@ -318,22 +312,22 @@ under_limit(const char *name, int value, int dflt, const char *limit_name, int l
 int
 pg_ouro_batch_size(void)
 {
-	return under_limit("ouro.batch_size", ouro_batch_size_setting, OURO_PG_BATCH_SIZE_DEFAULT,
-					   "ouro.limit_batch_size", ouro_limit_batch_size);
+	return under_limit(OURO_P_BATCH_SIZE, ouro_batch_size_setting,
+					   OURO_P_LIMIT_BATCH_SIZE, ouro_limit_batch_size);
 }
 
 int
 pg_ouro_max_tokens(void)
 {
-	return under_limit("ouro.max_tokens", ouro_max_tokens_setting, OURO_PG_MAX_TOKENS_DEFAULT,
-					   "ouro.limit_max_tokens", ouro_limit_max_tokens);
+	return under_limit(OURO_P_MAX_TOKENS, ouro_max_tokens_setting,
+					   OURO_P_LIMIT_MAX_TOKENS, ouro_limit_max_tokens);
 }
 
 static int
 context_length(void)
 {
-	return under_limit("ouro.context_length", ouro_context_length_setting, OURO_PG_CONTEXT_DEFAULT,
-					   "ouro.limit_context_length", ouro_limit_context_length);
+	return under_limit(OURO_P_CONTEXT_LENGTH, ouro_context_length_setting,
+					   OURO_P_LIMIT_CONTEXT_LENGTH, ouro_limit_context_length);
 }
 
 void
@@ -361,30 +355,6 @@ _PG_init(void)
 		if ((ouro_params[i].flags & OURO_PARAM_SETTING) && !(ouro_params[i].flags & OURO_PARAM_SQLITE_ONLY))
 			define_setting((ouro_param_id) i);
 	MemoryContextSwitchTo(old);
-
-	DefineCustomBoolVariable("ouro.auto_batch",
-							 "Runs per-row generation and classification calls in batches.",
-							 "When on, a query whose select list (or UPDATE ... SET list) calls "
-							 "ouro_generate, ouro_chat, ouro_classify or ouro_classify_scores once "
-							 "per row evaluates those calls ouro.batch_size rows at a time, with "
-							 "the same results.  Applies to statements planned while it is on.",
-							 &ouro_auto_batch_setting,
-							 true,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("ouro.progress_notice_interval",
-							"Seconds between progress NOTICEs of a long statement (0 = none).",
-							"Valid range is 0 .. 86400.  The NOTICE gives the function, rows done, "
-							"tokens generated, tokens per second and elapsed time.",
-							&ouro_progress_notice_setting,
-							0, 0, 86400,
-							PGC_USERSET,
-							GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	define_limits();
 
 	MarkGUCPrefixReserved("ouro");
 

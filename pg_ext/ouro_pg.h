@@ -38,7 +38,7 @@ extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions and of
 extern bool ouro_auto_batch_setting;	/* the planner places the batching node */
 extern int	ouro_progress_notice_setting;	/* seconds between progress NOTICEs; 0 = off */
 
-/* Ceilings set by superusers (ouro.limit_*); see ouro_pg.c. */
+/* Ceilings set by superusers (ouro.limit_*, from the same table); see ouro_pg.c. */
 extern int	ouro_limit_memory_mb;
 extern int	ouro_limit_threads;
 extern int	ouro_limit_batch_size;
@@ -61,15 +61,6 @@ extern int	pg_ouro_max_tokens(void);
 
 /* msg with model folders replaced by "<model>" (palloc'd): for non-superusers. */
 extern const char *pg_ouro_hide_paths(const char *msg);
-
-/* Ranges and defaults of the settings the ceilings bound: the core's table. */
-#define OURO_PG_MAX_TOKENS_LIMIT ((int) ouro_params[OURO_P_MAX_TOKENS].max)
-#define OURO_PG_MAX_TOKENS_DEFAULT ((int) ouro_params[OURO_P_MAX_TOKENS].dflt)
-#define OURO_PG_CONTEXT_DEFAULT ((int) ouro_params[OURO_P_CONTEXT_LENGTH].dflt)
-#define OURO_PG_CONTEXT_MIN ((int) ouro_params[OURO_P_CONTEXT_LENGTH].min)
-#define OURO_PG_CONTEXT_MAX ((int) ouro_params[OURO_P_CONTEXT_LENGTH].max)
-#define OURO_PG_BATCH_SIZE_DEFAULT ((int) ouro_params[OURO_P_BATCH_SIZE].dflt)
-#define OURO_PG_BATCH_SIZE_MAX ((int) ouro_params[OURO_P_BATCH_SIZE].max)
 
 /*
  * A model loaded in this backend.  The weights are mapped read-only by the

@@ -135,7 +135,13 @@ JOIN pg_catalog.pg_stat_activity AS a
 COMMENT ON VIEW ouro_progress IS
 'Statements running now that call ouro functions: per backend (parallel workers show their leader_pid), the function, model, rows done, tokens, tokens per second, elapsed seconds and the query.';
 
-CREATE TABLE ouro_enrich_errors (
+-- Failed rows of ouro_enrich.  The rows live in ouro_enrich_failures, which no role but the
+-- extension's owner may read or write; every role reads and writes them through the view
+-- ouro_enrich_errors, which shows (and lets change) only the rows of the tables whose output
+-- column the role may fill: SELECT on the table and UPDATE on that column, the privileges
+-- ouro_enrich itself needs.  So the caller of ouro_enrich records failures for the tables it
+-- enriches, and no role reads, records, rewrites or deletes another's failures.
+CREATE TABLE ouro_enrich_failures (
     relation regclass NOT NULL,
     output_column text NOT NULL,
     row_key text NOT NULL,
@@ -145,10 +151,23 @@ CREATE TABLE ouro_enrich_errors (
     failed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (relation, output_column, row_key)
 );
+REVOKE ALL ON ouro_enrich_failures FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('ouro_enrich_failures', '');
+COMMENT ON TABLE ouro_enrich_failures IS
+'Rows ouro_enrich could not fill, for every table (no privileges for other roles: use the view ouro_enrich_errors).';
+
+CREATE VIEW ouro_enrich_errors WITH (security_barrier) AS
+SELECT f.relation, f.output_column, f.row_key, f.input, f.sqlstate, f.error, f.failed_at
+FROM ouro_enrich_failures AS f
+WHERE pg_catalog.has_table_privilege(f.relation, 'SELECT')
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+              WHERE a.attrelid = f.relation AND a.attname = f.output_column
+                AND a.attnum > 0 AND NOT a.attisdropped
+                AND pg_catalog.has_column_privilege(a.attrelid, a.attnum, 'UPDATE'))
+WITH CASCADED CHECK OPTION;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ouro_enrich_errors TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('ouro_enrich_errors', '');
-COMMENT ON TABLE ouro_enrich_errors IS
-'Rows ouro_enrich could not fill: the table, the output column, the row''s primary key as text (ROW(key)::text), the start of its input, and the SQLSTATE and message of its error. ouro_enrich skips the rows listed here; delete an entry to retry its row.';
+COMMENT ON VIEW ouro_enrich_errors IS
+'Rows ouro_enrich could not fill, of the tables whose output column you may fill (SELECT on the table, UPDATE on the column): the table, the output column, the row''s primary key as text (ROW(key)::text), the start of its input, and the SQLSTATE and message of its error. ouro_enrich skips the rows listed here; delete an entry to retry its row. Rows of other tables can be neither seen nor written.';
 
 CREATE PROCEDURE ouro_enrich(
     relation regclass,

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "ouro_sqlite.h"
 
@@ -87,12 +86,11 @@ void conn_setting_reset(conn_state *c, ouro_param_id id)
     void *v = conn_setting(c, id);
     if (!v)
         return;
-    if (id == OURO_P_MEMORY_LIMIT)
-        *(int *)v = conn_default_memory_mb();     /* the table's default depends on the machine */
-    else if (ouro_params[id].kind == OURO_PARAM_REAL)
-        *(double *)v = ouro_params[id].dflt;
+    /* the table's default; memory_limit's depends on the machine */
+    if (ouro_params[id].kind == OURO_PARAM_REAL)
+        *(double *)v = ouro_param_default(&ouro_params[id]);
     else
-        *(int *)v = (int)ouro_params[id].dflt;
+        *(int *)v = (int)ouro_param_default(&ouro_params[id]);
 }
 
 static double now_s(void)
@@ -117,13 +115,6 @@ int conn_cancel(void *ctx)
         return sqlite3_is_interrupted(c->db);
 #endif
     return 0;
-}
-
-int conn_default_memory_mb(void)
-{
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    double mb = pages > 0 && page > 0 ? (double)pages * (double)page / (1024.0 * 1024.0) / 4 : 1024;
-    return mb < 64 ? 64 : mb > (double)(1 << 30) ? 1 << 30 : (int)mb;
 }
 
 /* A new call starts: its deadline, from timeout_ms. */

@@ -1485,7 +1485,9 @@ static const char *setting_names(void)
 /* ouro_setting(name) -> the connection's value of a setting, as text.
  * ouro_setting(name, value) sets it (NULL = back to its default) and returns
  * the new value.  The settings are those of PostgreSQL's ouro.* (an "ouro."
- * prefix is accepted) but ouro.model_path: names, defaults, ranges and
+ * prefix is accepted) but PostgreSQL's own (model_path, auto_batch,
+ * progress_notice_interval and the limit_* ceilings: naming one is an error
+ * that gives SQLite's equivalent, if any): names, defaults, ranges and
  * values come from the core's table (core/ouro_surface.h), and what each
  * does is the same in both databases:
  *   threads, max_tokens, max_loops (0 = the model's), exit_threshold (-1 =
@@ -1513,12 +1515,17 @@ static void fn_setting(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     const ouro_param *p = ouro_param_find(name);
     ouro_param_id id = p ? (ouro_param_id)(p - ouro_params) : OURO_P_COUNT;
     void *v = p ? conn_setting(c, id) : NULL;
+    if (!v && p && (p->flags & OURO_PARAM_PG_ONLY)) {
+        const ouro_param *eq = ouro_param_find(p->equivalent);
+        result_errorf(ctx, "ouro: %s is a setting of PostgreSQL only%s%s%s; the settings are %s",
+                      p->name, eq ? " (here: " : "", eq ? eq->name : "", eq ? ")" : "",
+                      setting_names());
+        return;
+    }
     if (!v) {
         result_errorf(ctx, "ouro: unknown setting '%s'; the settings are %s", name, setting_names());
         return;
     }
-    if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
-        return;
     if (argc == 2 && !app_statement_only(ctx, "ouro_setting(name, value)"))
         return;
     if (argc == 2) {

@@ -143,9 +143,6 @@ int ctx_limit(const conn_state *c, const ouro_model *m);
  * available, and the call's timeout_ms deadline (set by conn_session). */
 int conn_cancel(void *ctx);
 
-/* memory_limit's default: a quarter of the machine's memory, in MiB. */
-int conn_default_memory_mb(void);
-
 /* Registers ouro_token_depths on db with `c` as its state (token_depths.c). */
 int token_depths_register(sqlite3 *db, conn_state *c);
 

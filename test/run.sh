@@ -9,10 +9,28 @@
 #                              (AddressSanitizer), the kernel and golden tests again on
 #                              the AVX2 and generic paths, then every test/suites/*.sh
 #   bash test/run.sh --asan    the C suites on build-asan/ only
+#   bash test/run.sh --aarch64 the C suites on build-aarch64/ (make test-aarch64 cross-builds
+#                              them), each under qemu-aarch64 with Debian's arm64 libraries
+#                              (libc6:arm64, libgomp1:arm64, ...; QEMU_AARCH64 names another
+#                              command).  Not the cross toolchain's own C library in
+#                              /usr/aarch64-linux-gnu: its pthread_create hangs under
+#                              Debian 12's qemu-user 7.2
 set -u
 cd "$(dirname "$0")/.."
 builds="build build-asan"
+runner=()
 [ "${1:-}" = "--asan" ] && builds=build-asan
+if [ "${1:-}" = "--aarch64" ]; then
+    builds=build-aarch64
+    # OpenMP workers wait passively: spinning threads only slow the emulation down
+    export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+    read -r -a runner <<<"${QEMU_AARCH64:-qemu-aarch64 -L /}"
+    if ! command -v "${runner[0]}" >/dev/null 2>&1; then
+        echo "not ok - ${runner[0]} is not installed (Debian: qemu-user)"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 [ -f test/asan.supp ] && export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/test/asan.supp}
 
@@ -37,19 +55,19 @@ run_suite() {   # name, command...
 
 for B in $builds; do
     for t in "$B"/test/*; do
-        [ -x "$t" ] && OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "$t"
+        [ -x "$t" ] && OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "${runner[@]}" "$t"
     done
 done
 # Every SIMD path below the best one this processor has: the kernels' tests
 # and the golden test again, forced through OURO_SIMD.
-if [ "$builds" != build-asan ]; then
+if [ "$builds" = "build build-asan" ]; then
     for level in avx2 generic; do
         for t in build/test/test_math build/test/test_quant build/test/test_golden; do
             [ -x "$t" ] && OURO_SIMD=$level run_suite "$t (OURO_SIMD=$level)" "$t"
         done
     done
 fi
-if [ "$builds" != build-asan ]; then
+if [ "$builds" = "build build-asan" ]; then
     for s in test/suites/*.sh; do
         [ -f "$s" ] && run_suite "$(basename "$s" .sh)" bash "$s"
     done

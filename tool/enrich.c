@@ -18,8 +18,8 @@
  * same command again and it goes on with the rows still NULL.  The results
  * are those of ouro_generate in the SQLite extension with the same options.
  *
- * On a terminal, stderr shows a progress bar (rows, tokens/s, ETA), redrawn
- * after every chunk; the last line of stdout sums the job up.
+ * On a terminal, stderr shows a progress bar (rows, tokens/s, ETA; progress.c),
+ * redrawn during and after every chunk; the last line of stdout sums the job up.
  */
 #include <errno.h>
 #include <limits.h>
@@ -70,36 +70,6 @@ static int cancel_check(void *ctx)
 {
     (void)ctx;
     return interrupted;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* "[#####.....]  120/400 rows  35.2 tokens/s  ETA 1m20s" on one line of stderr. */
-static void progress_draw(long done, long total, long tokens, double t0, bool final)
-{
-    double secs = now_s() - t0;
-    double rate = secs > 0 ? done / secs : 0;
-    char eta[32] = "--";
-    int width = 30, fill = total > 0 ? (int)((double)done / total * width) : 0;
-    if (rate > 0 && total > done) {
-        long left = (long)((total - done) / rate + 0.5);
-        snprintf(eta, sizeof eta, "%ldm%02lds", left / 60, left % 60);
-    } else if (total <= done) {
-        snprintf(eta, sizeof eta, "0s");
-    }
-    fputs("\r[", stderr);
-    for (int i = 0; i < width; i++)
-        fputc(i < fill ? '#' : '.', stderr);
-    fprintf(stderr, "] %ld/%ld rows  %.1f tokens/s  ETA %s \033[K", done, total,
-            secs > 0 ? tokens / secs : 0.0, eta);
-    if (final)
-        fputc('\n', stderr);
-    fflush(stderr);
 }
 
 /* ------------------------------------------------------------------------
@@ -213,11 +183,10 @@ int cmd_enrich(int argc, char **argv)
                 usage_enrich);
         return 2;
     }
-    if (strcmp(progress, "auto") && strcmp(progress, "always") && strcmp(progress, "never")) {
-        fprintf(stderr, "ouro enrich: --progress must be auto, always or never (got %s)\n", progress);
+    bool show;
+    if (!progress_parse("enrich", progress, &show))
         return 2;
-    }
-    bool show = strcmp(progress, "always") == 0 || (strcmp(progress, "auto") == 0 && isatty(2));
+    tool_progress bar;
 
     int rc = 1;
     sqlite3 *db = NULL;
@@ -231,7 +200,6 @@ int cmd_enrich(int argc, char **argv)
     char *qt = quote_ident(table), *qi = quote_ident(input), *qo = quote_ident(output);
     char *where = NULL, *sql = NULL;
     long done = 0, filled = 0, failed = 0, tokens = 0, total = 0;
-    double t0 = now_s();
 
     if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         fprintf(stderr, "ouro enrich: cannot open %s: %s\n", db_path, db ? sqlite3_errmsg(db) : "out of memory");
@@ -293,8 +261,8 @@ int cmd_enrich(int argc, char **argv)
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (show)
-        progress_draw(0, total, 0, t0, false);
+    progress_start(&bar, show, "rows", 1, total, true);
+    progress_update(&bar, 0, 0, true);
 
     for (;;) {
         int n = 0, n_run = 0, longest = 0;
@@ -362,6 +330,9 @@ int cmd_enrich(int argc, char **argv)
             gp.exit.kind = OURO_EXIT_DEFAULT;
             gp.depth = OURO_DEPTH_FULL;
             gp.cancel = cancel_check;
+            tool_gen_progress gprog = { &bar, done, tokens };   /* redrawn within the chunk */
+            gp.progress = progress_on_generate;
+            gp.progress_ctx = &gprog;
             ouro_gen_result *res = calloc((size_t)n_run, sizeof *res);
             if (!res) {
                 fputs("ouro enrich: out of memory\n", stderr);
@@ -420,11 +391,9 @@ int cmd_enrich(int argc, char **argv)
             memset(&rows[i], 0, sizeof rows[i]);
         }
         done += n;
-        if (show)
-            progress_draw(done, total, tokens, t0, false);
+        progress_update(&bar, done, tokens, true);
     }
-    if (show)
-        progress_draw(done, total, tokens, t0, true);
+    progress_end(&bar, done, tokens);
     printf("ouro enrich: %ld rows computed, %ld filled, %ld failed (listed in ouro_enrich_errors)%s\n",
            done, filled, failed, interrupted ? "; interrupted: run the command again to go on" : "");
     rc = interrupted ? 130 : 0;

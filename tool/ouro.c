@@ -103,7 +103,10 @@ static const char *usage_generate =
     "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
     "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
-    "                       \"prompt_tokens\", \"tokens_per_s\"}\n";
+    "                       \"prompt_tokens\", \"tokens_per_s\"}\n"
+    "  --progress WHEN      a progress bar on stderr (rows, tokens/s, ETA; one prompt: its\n"
+    "                       tokens): auto (default: when stderr is a terminal and the text\n"
+    "                       is not streamed there), always or never\n";
 
 static const char *usage_info =
     "usage: ouro info --model DIR\n"
@@ -112,13 +115,15 @@ static const char *usage_info =
     "dtypes and file sizes as JSON.\n";
 
 static const char *usage_convert =
-    "usage: ouro convert --model DIR --out DIR [--type q8] [--threads N]\n"
+    "usage: ouro convert --model DIR --out DIR [--type q8] [--threads N] [--progress WHEN]\n"
     "\n"
     "Writes the model of --model into the folder --out (created when missing) with its\n"
     "matrices in 8-bit blocks (q8: one f16 scale per 32 values of a row), about 53% of\n"
     "the bf16 size, and copies its config and tokenizer files.  Load the new folder like\n"
     "any model: it is mapped as it is.  Products with q8 weights round the activations\n"
-    "to 8 bits too, like llama.cpp's Q8_0: faster, approximate (see the README).\n";
+    "to 8 bits too, like llama.cpp's Q8_0: faster, approximate (see the README).\n"
+    "--progress auto|always|never: a progress bar on stderr (MB written, ETA); auto (the\n"
+    "default) draws it when stderr is a terminal.\n";
 
 /* ------------------------------------------------------------------------
  * Argument helpers
@@ -454,7 +459,9 @@ static void stream_token(void *ctx, int req, const int32_t *ids, int n)
     st->prev_len = len;
 }
 
-/* Reads all of f into a malloc'd NUL-terminated string (NULL on failure). */
+/* Reads all of the stream f (standard input: a pipe has no size to read a file
+ * by; files go through ouro_read_file) into a malloc'd NUL-terminated string
+ * (NULL on failure). */
 static char *read_all(FILE *f, size_t *len)
 {
     size_t cap = 4096, n = 0;
@@ -528,21 +535,29 @@ static int print_item(const file_item *it, const ouro_gen_result *r)
  * one JSON line each in input order.  Returns the exit status (1 when some
  * prompt could not run). */
 static int generate_file(ouro_model *m, const char *path, bool chat, const char *system,
-                         const ouro_gen_params *gp, ouro_session_options so, int batch_size)
+                         const ouro_gen_params *gp_in, ouro_session_options so, int batch_size,
+                         bool show_progress)
 {
+    ouro_gen_params gpl = *gp_in, *gp = &gpl;
     const ouro_tokenizer *tok = ouro_model_tokenizer(m);
     if (!tok) {
         fputs("ouro generate: --file needs the model's tokenizer.json\n", stderr);
         return 1;
     }
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     size_t len = 0;
-    char *data = f ? read_all(f, &len) : NULL;
-    if (f && f != stdin)
-        fclose(f);
-    if (!data) {
-        fprintf(stderr, "ouro generate: cannot read %s\n", path);
-        return 1;
+    char *data = NULL;           /* the whole file, NUL-terminated (free) */
+    if (strcmp(path, "-") == 0) {
+        if (!(data = read_all(stdin, &len))) {
+            fputs("ouro generate: cannot read standard input\n", stderr);
+            return 1;
+        }
+    } else {
+        ouro_error e;
+        if (ouro_read_file(path, "a file of prompts (1 GiB at most)", (size_t)1 << 30, &data, &len,
+                           NULL, &e) != OURO_OK) {
+            fprintf(stderr, "ouro generate: %s\n", e.message);
+            return 1;
+        }
     }
     int cap = 64, n = 0, rc = 0;
     file_item *items = calloc((size_t)cap, sizeof *items);
@@ -641,6 +656,12 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
     int *wl = malloc((size_t)batch_size * sizeof *wl), *wi = malloc((size_t)batch_size * sizeof *wi);
     ouro_gen_result *res = calloc((size_t)batch_size, sizeof *res);
     int next_print = 0;
+    tool_progress bar;
+    tool_gen_progress gprog = { &bar, 0, 0 };
+    progress_start(&bar, show_progress, "rows", 1, n, true);
+    progress_update(&bar, 0, 0, true);
+    gp->progress = progress_on_generate;
+    gp->progress_ctx = &gprog;
     for (int i = 0; rc == 0 && wp && wl && wi && res && i < n;) {
         int nw = 0;
         int first = i;
@@ -650,7 +671,9 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
                 wl[nw] = items[i].n;
                 wi[nw++] = i;
             }
+        gprog.rows = next_print;
         ouro_status st = nw > 0 ? ouro_generate(s, nw, wp, wl, gp, res, &e) : OURO_OK;
+        progress_clear(&bar);
         if (st != OURO_OK) {
             fprintf(stderr, "ouro generate: %s\n", e.message);
             rc = 1;
@@ -658,6 +681,7 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
         }
         (void)first;
         for (int k = 0; k < nw; k++) {
+            gprog.tokens += res[k].n_ids;
             for (; next_print < wi[k]; next_print++)
                 print_item(&items[next_print], NULL);
             print_item(&items[wi[k]], &res[k]);
@@ -665,9 +689,15 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
             ouro_gen_result_clear(&res[k]);
         }
         fflush(stdout);
+        progress_update(&bar, next_print, gprog.tokens, true);
     }
+    progress_clear(&bar);
     for (; rc == 0 && next_print < n; next_print++)
         print_item(&items[next_print], NULL);
+    if (rc == 0)
+        progress_end(&bar, n, gprog.tokens);
+    else
+        progress_clear(&bar);
     for (int i = 0; i < n; i++) {
         if (items[i].error)
             rc = rc ? rc : 1;
@@ -688,6 +718,7 @@ static int generate_file(ouro_model *m, const char *path, bool chat, const char 
 int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *ids_s = NULL, *prompt = NULL, *system = NULL, *file = NULL;
+    const char *progress_when = "auto";
     const char *stop[MAX_STOP];
     int n_stop = 0, stream = -1;
     long batch_size = (long)ouro_params[OURO_P_BATCH_SIZE].dflt;
@@ -717,6 +748,11 @@ int cmd_generate(int argc, char **argv)
         else if (strcmp(o, "--prompt") == 0) prompt = v;
         else if (strcmp(o, "--system") == 0) system = v;
         else if (strcmp(o, "--file") == 0) file = v;
+        else if (strcmp(o, "--progress") == 0) {
+            bool on;
+            if (!progress_parse("generate", v, &on)) return 2;
+            progress_when = v;
+        }
         else if (strcmp(o, "--batch-size") == 0) {
             if (!parse_int("generate", o, v, (long)ouro_params[OURO_P_BATCH_SIZE].min,
                            (long)ouro_params[OURO_P_BATCH_SIZE].max, &batch_size)) return 2;
@@ -831,8 +867,10 @@ int cmd_generate(int argc, char **argv)
     ouro_model *m = load_model("generate", model);
     if (!m)
         goto done;
+    bool show_progress = false;
+    progress_parse("generate", progress_when, &show_progress);
     if (file) {
-        rc = generate_file(m, file, chat, system, &gp, so, (int)batch_size);
+        rc = generate_file(m, file, chat, system, &gp, so, (int)batch_size, show_progress);
         goto done;
     }
     if (ids_s) {
@@ -896,7 +934,19 @@ int cmd_generate(int argc, char **argv)
         gp.on_token = stream_token;
         gp.token_ctx = &ss;
     }
+    /* one prompt: a bar of its tokens, unless the text is streamed to the same terminal */
+    tool_progress bar;
+    if (stream && strcmp(progress_when, "always") != 0)
+        show_progress = false;
+    progress_start(&bar, show_progress, "tokens", 1, gp.max_tokens < so.n_ctx - n ? gp.max_tokens : so.n_ctx - n,
+                   true);
+    gp.progress = progress_on_tokens;
+    gp.progress_ctx = &bar;
     ouro_status gst = ouro_generate(s, 1, prompts, lens, &gp, &res, &e);
+    if (gst == OURO_OK)
+        progress_end(&bar, res.n_ids, res.n_ids);
+    else
+        progress_clear(&bar);
     ouro_free(ss.prev);
     if (gst != OURO_OK) {
         if (ss.printed)
@@ -984,7 +1034,7 @@ static int cmd_info(int argc, char **argv)
 
 static int cmd_convert(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *type = "q8";
+    const char *model = NULL, *out = NULL, *type = "q8", *progress_when = "auto";
     long threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1001,6 +1051,7 @@ static int cmd_convert(int argc, char **argv)
         else if (strcmp(o, "--out") == 0) out = v;
         else if (strcmp(o, "--type") == 0) type = v;
         else if (strcmp(o, "--threads") == 0) { if (!parse_int("convert", o, v, 1, 1024, &threads)) return 2; }
+        else if (strcmp(o, "--progress") == 0) progress_when = v;
         else {
             fprintf(stderr, "ouro convert: unknown option %s\n%s", o, usage_convert);
             return 2;
@@ -1014,14 +1065,23 @@ static int cmd_convert(int argc, char **argv)
         fprintf(stderr, "ouro convert: unknown --type \"%s\" (q8 is the one format)\n", type);
         return 2;
     }
+    bool show_progress;
+    if (!progress_parse("convert", progress_when, &show_progress))
+        return 2;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ouro_error err;
-    ouro_status st = ouro_convert_q8(model, out, (int)threads, &err);
+    tool_progress bar;
+    progress_start(&bar, show_progress, "MB", 1e6, 0, false);
+    ouro_status st = ouro_convert_q8_progress(model, out, (int)threads, progress_on_bytes, &bar, &err);
     if (st != OURO_OK) {
+        progress_clear(&bar);
+        if (bar.drawn)
+            fputc('\n', stderr);
         fprintf(stderr, "ouro convert: %s\n", err.message);
         return 1;
     }
+    progress_end(&bar, bar.total, 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "ouro convert: wrote %s/model.safetensors (q8) in %.1f s\n", out,
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);

@@ -28,7 +28,11 @@ static void range_text(const ouro_param *p, bool as_setting, char *buf, size_t s
         if (p->min <= -9.2e18)
             snprintf(buf, size, "any integer");
         else
-            snprintf(buf, size, "%lld .. %lld", (long long)lo, (long long)p->max);
+            snprintf(buf, size, "%lld .. %lld%s%s", (long long)lo, (long long)p->max,
+                     p->unit ? " " : "", p->unit ? p->unit : "");
+        break;
+    case OURO_PARAM_BOOL:
+        snprintf(buf, size, "`on`, `off`");
         break;
     case OURO_PARAM_REAL:
         snprintf(buf, size, "%g .. %g", lo, p->max);
@@ -49,9 +53,24 @@ static void range_text(const ouro_param *p, bool as_setting, char *buf, size_t s
     }
 }
 
+/* Which database has setting p: "both", "SQLite", "PostgreSQL, superuser", with the
+ * other database's equivalent: "SQLite (PostgreSQL: `statement_timeout`)". */
+static void where_text(const ouro_param *p, char *buf, size_t size)
+{
+    const char *host = p->flags & OURO_PARAM_PG_ONLY ? "PostgreSQL"
+                       : p->flags & OURO_PARAM_SQLITE_ONLY ? "SQLite" : "both";
+    int n = snprintf(buf, size, "%s%s", host, p->flags & OURO_PARAM_SUPERUSER ? ", superuser" : "");
+    if (p->equivalent && n >= 0 && (size_t)n < size) {
+        const ouro_param *eq = ouro_param_find(p->equivalent);
+        snprintf(buf + n, size - (size_t)n, " (%s: `%s%s`)",
+                 p->flags & OURO_PARAM_PG_ONLY ? "SQLite" : "PostgreSQL",
+                 eq && (eq->flags & OURO_PARAM_PG_ONLY) ? "ouro." : "", p->equivalent);
+    }
+}
+
 static void print_markdown(void)
 {
-    char range[160];
+    char range[160], where[160];
     puts("| setting | range | default | where | meaning |");
     puts("|---|---|---|---|---|");
     for (int i = 0; i < OURO_P_COUNT; i++) {
@@ -59,9 +78,8 @@ static void print_markdown(void)
         if (!(p->flags & OURO_PARAM_SETTING))
             continue;
         range_text(p, true, range, sizeof range);
-        printf("| `%s` | %s | %s | %s | %s |\n", p->name, range, p->dflt_doc,
-               p->flags & OURO_PARAM_PG_ONLY ? "PostgreSQL" : p->flags & OURO_PARAM_SQLITE_ONLY
-               ? "SQLite" : "both", p->summary);
+        where_text(p, where, sizeof where);
+        printf("| `%s` | %s | %s | %s | %s |\n", p->name, range, p->dflt_doc, where, p->summary);
     }
     puts("");
     puts("| option | range | default | meaning |");

@@ -108,34 +108,20 @@ static ouro_tokenizer *load(const char *cmd, const char *dir)
     return tok;
 }
 
-/* Reads a whole file (malloc'd, NUL-terminated); NULL after printing an error. */
-static char *read_file(const char *cmd, const char *path, size_t *len)
+/* Most bytes of a file these commands read (text to tokenize, messages). */
+#define TOOL_MAX_FILE ((size_t)1 << 30)
+
+/* Reads a whole file with the core's reader (ouro_free; NUL-terminated);
+ * NULL after printing an error. */
+static char *read_file(const char *cmd, const char *path, const char *what, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "ouro %s: %s: %s\n", cmd, path, strerror(errno));
+    char *data = NULL;
+    ouro_error e;
+    if (ouro_read_file(path, what, TOOL_MAX_FILE, &data, len, NULL, &e) != OURO_OK) {
+        fprintf(stderr, "ouro %s: %s\n", cmd, e.message);
         return NULL;
     }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        char *b = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!b) { free(buf); buf = NULL; break; }
-        buf = b;
-        cap *= 2;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        fprintf(stderr, "ouro %s: %s: %s\n", cmd, path, buf ? "read failed" : "out of memory");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    return data;
 }
 
 /* Prints {"text": "..."} with s (len bytes of UTF-8) as a JSON string:
@@ -175,23 +161,24 @@ int cmd_tokenize(int argc, char **argv)
         return 2;
     }
     size_t len = 0;
-    char *owned = NULL;      /* the file's text, malloc'd */
+    char *owned = NULL;      /* the file's text (ouro_free) */
     const char *text = a.text;
     if (a.file) {
-        if (!(owned = read_file(argv[0], a.file, &len))) return 1;
+        if (!(owned = read_file(argv[0], a.file, "text to tokenize (1 GiB at most)", &len)))
+            return 1;
         text = owned;
     } else {
         len = strlen(text);
     }
     ouro_tokenizer *tok = load(argv[0], a.model);
-    if (!tok) { free(owned); return 1; }
+    if (!tok) { ouro_free(owned); return 1; }
     int32_t *ids = NULL;
     size_t n = 0;
     ouro_error e;
     if (ouro_tokenizer_encode(tok, text, len, &ids, &n, &e) != OURO_OK) {
         fprintf(stderr, "ouro tokenize: %s\n", e.message);
         ouro_tokenizer_free(tok);
-        free(owned);
+        ouro_free(owned);
         return 1;
     }
     putchar('[');
@@ -199,7 +186,7 @@ int cmd_tokenize(int argc, char **argv)
     puts("]");
     ouro_free(ids);
     ouro_tokenizer_free(tok);
-    free(owned);
+    ouro_free(owned);
     return ferror(stdout) ? 1 : 0;
 }
 
@@ -270,10 +257,10 @@ int cmd_chat_template(int argc, char **argv)
         return 2;
     }
     size_t len;
-    char *data = read_file(argv[0], a.messages, &len);
+    char *data = read_file(argv[0], a.messages, "a messages file (1 GiB at most)", &len);
     if (!data) return 1;
     cJSON *root = cJSON_ParseWithLength(data, len);
-    free(data);
+    ouro_free(data);
     int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
     ouro_chat_message *msgs = n >= 0 ? calloc((size_t)n + 1, sizeof *msgs) : NULL;
     int i = 0;

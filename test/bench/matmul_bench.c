@@ -15,7 +15,10 @@
  * Build (from the repository root, after `make core`):
  *   cc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -Icore test/bench/matmul_bench.c build/libouro.a \
  *      -lcjson -lutf8proc -lm -fopenmp [-DWITH_OPENBLAS -lopenblas] -o build/matmul_bench
- *   build/matmul_bench [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--precision exact|bf16] [--check]
+ *   build/matmul_bench [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--precision exact|bf16|invariant] [--check]
+ *
+ * --precision invariant times the order classification uses (sums in one order whatever n,
+ * see kernels.c "Order of the sums"), to compare with exact.
  */
 #include <math.h>
 #include <stdint.h>
@@ -236,12 +239,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--blas"))
             blas = 1;
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc && (!strcmp(argv[i + 1], "exact")
-                                                                    || !strcmp(argv[i + 1], "bf16"))) {
+                                                                    || !strcmp(argv[i + 1], "bf16")
+                                                                    || !strcmp(argv[i + 1], "invariant"))) {
             prec_name = argv[++i];
-            precision = !strcmp(prec_name, "bf16") ? OURO_PRECISION_BF16 : OURO_PRECISION_EXACT;
+            precision = !strcmp(prec_name, "bf16") ? OURO_PRECISION_BF16
+                        : !strcmp(prec_name, "invariant") ? OURO_PRECISION_INVARIANT : OURO_PRECISION_EXACT;
         }
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--blas] [--precision exact|bf16] [--check]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--n LIST] [--threads LIST] [--lm-head] [--blas] [--precision exact|bf16|invariant] [--check]\n", argv[0]);
             return 2;
         }
     }

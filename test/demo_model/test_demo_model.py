@@ -91,11 +91,40 @@ def test_heldout():
     report(right >= need, "held-out set through SQLite: %d of %d right (at least %d)" % (right, len(cases), need))
 
 
+def test_demo():
+    """`make demo` (models/demo.sh) on the committed model runs to the end and shows
+    what the README says it shows: sorting and reversing answered right, the four
+    labels right, and a larger answer depth for 4-digit than for 1-digit additions."""
+    res = subprocess.run(["bash", "models/demo.sh"], capture_output=True, text=True, timeout=600)
+    out = res.stdout
+    report(res.returncode == 0 and out.rstrip().endswith("Done."),
+           "make demo runs to the end", "rc %d, stderr: %s" % (res.returncode, res.stderr[-300:]))
+    rows = {}
+    for line in out.splitlines():      # the box tables: "│ id │ kind │ ... │"
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) >= 3 and cells[0].isdigit():
+            rows.setdefault(cells[1], []).append(cells)
+    first = {k: v[0] for k, v in rows.items()}
+    ok = all(k in first and first[k][3] == first[k][4] for k in ("sort", "reverse"))
+    report(ok, "make demo: sorting and reversing answered right", str([first.get(k) for k in ("sort", "reverse")]))
+    labels = {r[1]: r[2] for v in rows.values() for r in v if len(r) >= 3}
+    want = {"I loved this film, the acting was wonderful.": "positive",
+            "Terrible service, I will never come back.": "negative",
+            "Heavy snow closed the roads.": "weather", "We baked fresh bread this morning.": "food"}
+    report(all(labels.get(k) == v for k, v in want.items()), "make demo: labels right",
+           str({k: labels.get(k) for k in want}))
+    depth = {v[-1][1]: float(v[-1][-1]) for k, v in rows.items()
+             if k in ("add, 1 digit", "add, 4 digits", "sort") and len(v[-1]) == 4}
+    report(len(depth) == 3 and depth["add, 4 digits"] > depth["add, 1 digit"]
+           and depth["add, 4 digits"] > depth["sort"],
+           "make demo: answer depth larger for 4-digit additions than for 1-digit ones and sorting", str(depth))
+
+
 def main():
     if not (os.path.exists(TOOL) and os.path.exists(EXT)):
         report(False, "build/ouro and build/ouro.so are needed (run make)")
     else:
-        for t in (test_exactness, test_heldout):
+        for t in (test_exactness, test_heldout, test_demo):
             try:
                 t()
             except Exception as e:   # a crash is a failure, not a silent skip

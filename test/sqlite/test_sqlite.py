@@ -1031,7 +1031,7 @@ def test_classify_batch():
     def close(a, b):
         return all((x is None and y is None) or
                    (x is not None and y is not None and list(x) == list(y) and
-                    all(abs(x[k] - y[k]) < 1e-6 for k in x)) for x, y in zip(a, b)) and len(a) == len(b)
+                    all(abs(x[k] - y[k]) <= 1e-9 for k in x)) for x, y in zip(a, b)) and len(a) == len(b)
 
     for bs in (16, 1, 2):
         one(conn, "SELECT ouro_setting('batch_size', ?)", bs)
@@ -1039,8 +1039,17 @@ def test_classify_batch():
               "batch_size %d: ouro_classify_batch equals ouro_classify item by item" % bs)
         got = batch(conn, "SELECT ouro_classify_scores_batch(?, ?)", json.dumps(inputs), labels)
         check(close(got, per_scores),
-              "batch_size %d: ouro_classify_scores_batch equals ouro_classify_scores (within 1e-6)" % bs,
+              "batch_size %d: ouro_classify_scores_batch equals ouro_classify_scores (within 1e-9)" % bs,
               "got:  %r\nwant: %r" % (got, per_scores))
+    # the f32 and f16 models too: each input's scores alone and in a batch of mixed lengths
+    for name in ("tiny-gqa-f32-tied", "tiny-mqa-f16-sharded"):
+        c2 = connect(model=os.path.join(MODELS_DIR, name))
+        alone = [None if x is None else json.loads(one(c2, "SELECT ouro_classify_scores(?, ?)", x, labels))
+                 for x in inputs]
+        got = batch(c2, "SELECT ouro_classify_scores_batch(?, ?)", json.dumps(inputs), labels)
+        check(close(got, alone), "%s: scores in a batch of mixed lengths equal each input's alone (within 1e-9)"
+              % name, "got:  %r\nwant: %r" % (got, alone))
+        c2.close()
     one(conn, "SELECT ouro_setting('batch_size', NULL)")
     two = json.dumps(["yes", "no"])
     ins = inputs[:2] * 10

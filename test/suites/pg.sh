@@ -112,6 +112,23 @@ pm_pid=$(head -1 "$DATA/postmaster.pid")
 check "postmaster preloads ouro and runs one thread" \
     test "$(ls "/proc/$pm_pid/task" | wc -l)" -eq 1
 
+# The GUCs are the core's table of settings (test/surface_gucs.py): names, types, defaults on this
+# machine, ranges, values, units, who may set them, descriptions.
+if [ -x build/ouro ]; then
+    build/ouro sql-surface --json >"$TMP/surface.json"
+    psql_db postgres -c "SELECT json_agg(json_build_object('name', name, 'vartype', vartype,
+        'boot_val', boot_val, 'min_val', min_val, 'max_val', max_val, 'enumvals', enumvals,
+        'context', context, 'unit', unit, 'short_desc', short_desc))
+        FROM pg_settings WHERE name LIKE 'ouro.%' OR name = 'statement_timeout'" >"$TMP/gucs.json"
+    out=$(/usr/bin/python3 test/surface_gucs.py "$TMP/surface.json" "$TMP/gucs.json" 2>&1)
+    rc=$?
+    [ -n "$out" ] && echo "$out" | sed 's/^/# /'
+    check "the ouro.* GUCs are the core's table of settings (names, defaults, ranges, units, context)" \
+        test "$rc" -eq 0
+else
+    ok "the ouro.* GUCs are the core's table # SKIP build/ouro is not built"
+fi
+
 # --- pg_regress -------------------------------------------------------------------------------
 
 # The tests find the models through settings of the role they connect as.

@@ -144,12 +144,18 @@ SET ouro.auto_batch = on;
 CREATE TEMP TABLE s_on AS SELECT id, ouro_classify_scores(prompt, ARRAY['yes', 'no'], 'Is it a question?') AS s FROM questions;
 SET ouro.auto_batch = off;
 CREATE TEMP TABLE s_off AS SELECT id, ouro_classify_scores(prompt, ARRAY['yes', 'no'], 'Is it a question?') AS s FROM questions;
-SELECT count(*) || ':' || max(abs((a.s ->> k)::float8 - (b.s ->> k)::float8))
-FROM s_on a JOIN s_off b USING (id), jsonb_object_keys(a.s) AS k;
+-- the array form: the 48 prompts of mixed lengths in one call
+CREATE TEMP TABLE s_arr AS
+SELECT unnest(ids) AS id, unnest(ouro_classify_scores_batch(ps, ARRAY['yes', 'no'], 'Is it a question?')) AS s
+FROM (SELECT array_agg(id ORDER BY id) AS ids, array_agg(prompt ORDER BY id) AS ps FROM questions) q;
+SELECT count(*) || ':' || max(abs((a.s ->> k)::float8 - (b.s ->> k)::float8)) || ':' ||
+       max(abs((c.s ->> k)::float8 - (b.s ->> k)::float8))
+FROM s_on a JOIN s_off b USING (id) JOIN s_arr c USING (id), jsonb_object_keys(a.s) AS k;
 EOF
 )
-check "ouro_classify_scores per row: the same scores on and off (96 scores, largest difference ${scores#*:})" \
-    bash -c '[ "${1%%:*}" = 96 ] && awk -v d="${1#*:}" "BEGIN { exit !(d < 1e-6) }"' _ "$scores"
+IFS=: read -r n_scores d_node d_arr <<<"$scores"
+check "ouro_classify_scores: each row's scores alone, in the batching node and in ouro_classify_scores_batch agree to 1e-9 ($n_scores scores, largest differences $d_node and $d_arr)" \
+    bash -c '[ "$1" = 96 ] && awk -v a="$2" -v b="$3" "BEGIN { exit !(a <= 1e-9 && b <= 1e-9) }"' _ "$n_scores" "$d_node" "$d_arr"
 same_on_off "UPDATE ... SET answer = ouro_generate(...) fills the same answers" \
     "UPDATE questions SET answer = ouro_generate(prompt, max_tokens := 5, max_loops := 1 + id % 3);
      SELECT id, answer FROM questions ORDER BY id"
@@ -206,6 +212,14 @@ plan=$(q "${par[@]}" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) $pq")
 echo "$plan" | sed 's/^/# /'
 check "a parallel plan batches in its workers (OuroBatch under Gather, workers launched)" \
     bash -c 'grep -Eq "Workers Launched: [1-9]" <<<"$1" && grep -B30 "Custom Scan (OuroBatch)" <<<"$1" | grep -q Gather' _ "$plan"
+# the leader runs no batch itself (parallel_leader_participation = off): its EXPLAIN ANALYZE
+# shows the workers' batches, at least 48 rows / 4 = 12 of them, the largest of 4 rows
+plan=$(q "${par[@]}" -c "SET ouro.batch_size = 4" -c "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF) $pq")
+pb=$(sed -nE 's/^ *Batches: ([0-9]+)$/\1/p' <<<"$plan")
+pw=$(sed -nE 's/^ *Batches in Workers: ([0-9]+)$/\1/p' <<<"$plan")
+pl=$(sed -nE 's/^ *Largest Batch: ([0-9]+)$/\1/p' <<<"$plan")
+check "the leader's EXPLAIN ANALYZE counts the workers' batches (Batches: ${pb:-none}, in workers ${pw:-none}, largest ${pl:-none})" \
+    bash -c '[ "${1:-0}" -ge 12 ] && [ "$2" = "$1" ] && [ "$3" = 4 ]' _ "$pb" "$pw" "$pl"
 check "the parallel plan's results equal the serial row-by-row results" \
     test "$(q "${par[@]}" -c "$pq")" = "$(q -c "SET ouro.auto_batch = off" -c "SET max_parallel_workers_per_gather = 0" -c "$pq")"
 
@@ -348,6 +362,59 @@ check "the failed rows are listed with their errors" \
          = "(10):2200F:the prompt has no tokens|(50):2200F:the prompt has no tokens|(90):2200F:the prompt has no tokens"
 check "a second rerun has nothing left to do" \
     bash -c 'grep -q "0 rows filled, 0 failed" <<<"$1"' _ "$(q -c "CALL ouro_enrich('jobs', 'prompt', 'answer', max_tokens := 24)" 2>&1)"
+
+# --- who may read and write the failed rows ----------------------------------------------------
+
+# Two roles without any special privilege: each enriches a table it owns; neither can read,
+# record, rewrite or delete the other's failed rows, nor touch the table that holds them all.
+q >/dev/null <<'EOF'
+CREATE ROLE ouro_alice LOGIN;
+CREATE ROLE ouro_bob LOGIN;
+GRANT CREATE ON SCHEMA public TO ouro_alice, ouro_bob;
+EOF
+qa() { "${PSQL[@]}" -U ouro_alice -d ouro_b "$@"; }
+qb() { "${PSQL[@]}" -U ouro_bob -d ouro_b "$@"; }
+qa >/dev/null 2>&1 <<'EOF'
+CREATE TABLE a_jobs (id int PRIMARY KEY, prompt text, answer text);
+INSERT INTO a_jobs VALUES (1, 'Hello there'), (2, ''), (3, 'Once upon a time');
+CALL ouro_enrich('a_jobs', 'prompt', 'answer', max_tokens := 2);
+EOF
+qb >/dev/null 2>&1 <<'EOF'
+CREATE TABLE b_jobs (id int PRIMARY KEY, prompt text, answer text);
+INSERT INTO b_jobs VALUES (1, ''), (2, 'Hi');
+CALL ouro_enrich('b_jobs', 'prompt', 'answer', max_tokens := 2);
+EOF
+check "a non-superuser's ouro_enrich records its failed row and sees only its own (not the 3 of jobs)" \
+    test "$(qa -c "SELECT string_agg(relation || ' ' || row_key, ',') FROM ouro_enrich_errors")" = "a_jobs (2)"
+check "another non-superuser sees only the failures of its own table" \
+    test "$(qb -c "SELECT string_agg(relation || ' ' || row_key, ',') FROM ouro_enrich_errors")" = "b_jobs (1)"
+out=$(qb 2>&1 <<'EOF'
+\set ON_ERROR_STOP 0
+SELECT count(*) FROM ouro_enrich_failures;
+DELETE FROM ouro_enrich_errors WHERE relation = 'a_jobs'::regclass;
+UPDATE ouro_enrich_errors SET error = 'rewritten' WHERE relation = 'a_jobs'::regclass;
+INSERT INTO ouro_enrich_errors (relation, output_column, row_key, sqlstate, error)
+VALUES ('a_jobs', 'answer', '(3)', 'XX000', 'forged');
+INSERT INTO ouro_enrich_errors (relation, output_column, row_key, sqlstate, error)
+VALUES ('a_jobs', 'answer', '(2)', 'XX000', 'forged')
+ON CONFLICT (relation, output_column, row_key) DO UPDATE SET error = EXCLUDED.error;
+UPDATE ouro_enrich_errors SET relation = 'a_jobs'::regclass WHERE relation = 'b_jobs'::regclass;
+EOF
+)
+echo "$out" | sed 's/^/# bob: /'
+check "the table of all failures is closed to other roles" \
+    grep -q 'permission denied for table ouro_enrich_failures' <<<"$out"
+check "a role cannot record, rewrite or move failures into another's table (3 refusals)" \
+    test "$(grep -cE 'new row violates check option for view "ouro_enrich_errors"|conflicting row is not visible through view "ouro_enrich_errors"' <<<"$out")" = 3
+check "the other's failed row is unchanged after the attempts to delete and rewrite it" \
+    test "$(q -c "SELECT string_agg(relation || ' ' || row_key || ' ' || error, ',' ORDER BY relation::text, row_key)
+                  FROM ouro_enrich_failures WHERE relation::text IN ('a_jobs', 'b_jobs')")" \
+         = "a_jobs (2) the prompt has no tokens,b_jobs (1) the prompt has no tokens"
+qa -c "GRANT SELECT, UPDATE (answer) ON a_jobs TO ouro_bob" >/dev/null
+check "a role that may fill the table's column sees its failures" \
+    test "$(qb -c "SELECT count(*) FROM ouro_enrich_errors WHERE relation = 'a_jobs'::regclass")" = 1
+check "the owner deletes its entry to retry the row" \
+    test "$(qa -c "DELETE FROM ouro_enrich_errors WHERE row_key = '(2)' RETURNING row_key")" = "(2)"
 
 # The 0.1.0 to 0.2.0 upgrade script makes the same objects as a fresh 0.2.0 install.
 describe() {

@@ -2,7 +2,10 @@
 # test/suites/surface.sh -- one SQL surface: the core's table (printed by `ouro sql-surface`)
 # against the PostgreSQL install script (function names, argument names and order, which
 # arguments default to NULL), the SQLite registration (arities of every function) and settings
-# (names and defaults), and the README's "SQL surface" tables (the same text); then the dynamic
+# (names, defaults on this machine, ranges; PostgreSQL's own settings refused, naming SQLite's
+# equivalent), the table's own ceilings and equivalents, and the README's "SQL surface" tables
+# (the same text) and its PostgreSQL settings and ceilings tables (names, order, ranges,
+# defaults) and SQLite settings table (names); then the dynamic
 # symbol tables of build/ouro.so (sqlite3_ouro_init alone) and pg_ext/ouro.so (_PG_init,
 # Pg_magic_func, pg_finfo_* and the SQL-callable functions the install scripts name).
 # Prints TAP lines; run from anywhere (test/run.sh runs it from the repository root).
@@ -82,10 +85,8 @@ else:
 settings = [p for p in surface["params"] if p["setting"] and not p["postgresql_only"]]
 for p in settings:
     got = conn.execute("SELECT ouro_setting(?)", (p["name"],)).fetchone()[0]
-    if p["kind"] == "enum" or p["default"].lstrip("-").isdigit():
-        check(got == p["default"], "SQLite setting %s starts at the table's default %s" % (p["name"], p["default"]), got)
-    else:
-        check(got is not None, "SQLite setting %s exists (default: %s)" % (p["name"], p["default"]), got)
+    check(got == p["default_value"], "SQLite setting %s starts at the table's default %s (%s here)"
+          % (p["name"], p["default"], p["default_value"]), got)
     if p["kind"] in ("int", "real"):
         lo = p.get("unset", p["min"])
         try:
@@ -94,11 +95,39 @@ for p in settings:
         except sqlite3.Error as e:
             check("must be between %s and %s" % (lo, p["max"]) in str(e),
                   "SQLite setting %s: the table's range in the message" % p["name"], e)
-try:
-    conn.execute("SELECT ouro_setting('model_path')")
-    check(False, "model_path is no SQLite setting")
-except sqlite3.Error:
-    check(True, "model_path is no SQLite setting (models are loaded with ouro_load)")
+for p in surface["params"]:
+    if not p["postgresql_only"]:
+        continue
+    try:
+        conn.execute("SELECT ouro_setting(?)", (p["name"],))
+        check(False, "%s is no SQLite setting" % p["name"])
+    except sqlite3.Error as e:
+        want = "%s is a setting of PostgreSQL only" % p["name"]
+        if p["equivalent"]:
+            want += " (here: %s)" % p["equivalent"]
+        check(want in str(e), "%s is no SQLite setting: the error says so%s"
+              % (p["name"], " and names " + p["equivalent"] if p["equivalent"] else ""), e)
+
+# --- the table itself: ceilings and equivalents ---------------------------------------------
+by_name = {p["name"]: p for p in surface["params"]}
+for p in surface["params"]:
+    eq = p["equivalent"]
+    if eq in by_name:
+        q = by_name[eq]
+        check(q["equivalent"] == p["name"] and q["postgresql_only"] == p["sqlite_only"]
+              and q["sqlite_only"] == p["postgresql_only"] and q["unit"] == p["unit"]
+              and q["default"] == p["default"],
+              "%s and %s name each other as equivalents, one per database, same unit and default"
+              % (p["name"], eq), q)
+    if p["limit"]:
+        b = by_name.get(p["bounds"]) if p["bounds"] else None
+        ok = p["setting"] and p["superuser"] and p["postgresql_only"] and p["name"].startswith("limit_")
+        if p["bounds"]:
+            ok = ok and b is not None and b["setting"] and b["max"] == p["max"]
+            if p["default"].isdigit():
+                ok = ok and p["default"] == p["max"] == p["default_value"]
+        check(ok, "ceiling %s: a superuser setting of PostgreSQL%s" % (p["name"],
+              ", at most and by default the top of %s's range" % p["bounds"] if p["bounds"] else ""), p)
 
 # --- README --------------------------------------------------------------------------------
 readme = open("README.md").read()
@@ -107,15 +136,42 @@ md = subprocess.run([ouro, "sql-surface", "--markdown"], capture_output=True, ch
 check(m is not None and m.group(1) == md,
       "the README's SQL surface tables are `ouro sql-surface --markdown` (names, order, defaults)",
       "regenerate them with build/ouro sql-surface --markdown" if m else "no sql-surface block")
-pg_rows = dict(re.findall(r"^\| `ouro\.(\w+)` \| ([^|]*?) \|", readme, re.M))
-for p in surface["params"]:
-    if not p["setting"] or p["sqlite_only"]:
+def section(title):
+    m = re.search(r"^### %s\n(.*?)(?=^##)" % re.escape(title), readme, re.M | re.S)
+    return m.group(1) if m else ""
+pg_section = readme[readme.find("\n## PostgreSQL\n"):]
+pg_settings = re.search(r"^### Settings\n(.*?)(?=^### )", pg_section, re.M | re.S)
+pg_settings = pg_settings.group(1) if pg_settings else ""
+# | `ouro.name` | range | default | ... (settings) and | `ouro.limit_x` | default | bounds | (ceilings)
+rows = re.findall(r"^\| `ouro\.(\w+)` \| ([^|]*?) \| ([^|]*?) \|", pg_settings, re.M)
+set_rows = [r for r in rows if not by_name.get(r[0], {}).get("limit")]
+lim_rows = [r for r in rows if by_name.get(r[0], {}).get("limit")]
+want = [p["name"] for p in surface["params"] if p["setting"] and not p["sqlite_only"] and not p["limit"]]
+check([r[0] for r in set_rows] == want,
+      "the README's PostgreSQL settings table lists the table's settings, in its order",
+      "README: %s\ntable:  %s" % ([r[0] for r in set_rows], want))
+for name, rng, dflt in set_rows:
+    p = by_name.get(name)
+    if not p:
         continue
-    check(p["name"] in pg_rows, "the README's PostgreSQL settings table lists ouro.%s" % p["name"], sorted(pg_rows))
-    if p["name"] in pg_rows and p["kind"] in ("int", "real"):
-        want = "%s .. %s" % (p.get("unset", p["min"]), p["max"])
-        check(pg_rows[p["name"]].strip() == want, "README: ouro.%s ranges %s" % (p["name"], want),
-              pg_rows[p["name"]])
+    if p["kind"] in ("int", "real"):
+        want_rng = "%s .. %s%s" % (p.get("unset", p["min"]), p["max"], " " + p["unit"] if p["unit"] else "")
+        check(rng.strip() == want_rng, "README: ouro.%s ranges %s" % (name, want_rng), rng)
+    d = dflt.replace("`", "").strip()
+    check(d == p["default"] or d.split(" ")[0] == p["default_value"],
+          "README: ouro.%s defaults to %s" % (name, p["default_value"] or p["default"]), dflt)
+want = [p["name"] for p in surface["params"] if p["limit"]]
+check([r[0] for r in lim_rows] == want, "the README's ceilings table lists the table's ceilings, in its order",
+      "README: %s\ntable:  %s" % ([r[0] for r in lim_rows], want))
+for name, dflt, _ in lim_rows:
+    check(dflt.strip() == by_name[name]["default"], "README: ouro.%s defaults to %s" % (name, by_name[name]["default"]),
+          dflt)
+sq_settings = section("Settings")   # the SQLite section comes first
+named = set(re.findall(r"`(\w+)`", "\n".join(l.split("|")[1] for l in sq_settings.splitlines()
+                                             if l.startswith("| `"))))
+want = [p["name"] for p in settings]
+check(all(n in named for n in want), "the README's SQLite settings table names every SQLite setting",
+      sorted(set(want) - named))
 
 # --- dynamic symbols -----------------------------------------------------------------------
 def dynsyms(path):

@@ -94,6 +94,12 @@ rc, out, err = run("tokenize", "--model", model, "--file", path)
 rc2, out2, _ = run("tokenize", "--model", model, "--text", "a\ufffd\ufffdb")
 check(rc == 0 and out == out2, "tokenize: invalid UTF-8 bytes count as U+FFFD")
 
+# files are read by the core's reader (ouro_read_file): its errors name the file
+rc, out, err = run("tokenize", "--model", model, "--file", os.path.join(tmp, "missing.txt"))
+check(rc == 1 and "missing.txt: cannot open" in err, "tokenize: a missing --file is an error naming it", err)
+rc, out, err = run("chat-template", "--model", model, "--messages", tmp)
+check(rc == 1 and "not a regular file" in err, "chat-template: a folder as --messages is an error", err)
+
 os.unlink(path)
 os.rmdir(tmp)
 print("1..%d" % n)

@@ -2,7 +2,8 @@
 # test/suites/tool_cli.sh -- the `ouro` tool as people use command-line tools: $OURO_MODEL as
 # the default --model, --option=value, the prompt from standard input, a file of prompts (plain
 # lines and JSON lines) decoded in batches with JSON-lines output, tokens streamed as they are
-# generated (the streamed text equals the whole text), and --help on every command.
+# generated (the streamed text equals the whole text), progress bars on stderr (forced, and on a
+# terminal under `script`), and --help on every command.
 # Prints TAP lines; run from anywhere (test/run.sh runs it from the repository root).
 set -u
 cd "$(dirname "$0")/../.."
@@ -13,7 +14,7 @@ if [ ! -x "$OURO" ]; then
     exit 0
 fi
 exec /usr/bin/python3 - "$OURO" <<'PY'
-import json, os, subprocess, sys, tempfile, time
+import json, os, re, shutil, subprocess, sys, tempfile, time
 
 ouro = os.path.abspath(sys.argv[1])
 model = os.path.abspath("test/data/models/tiny-mha-bf16")
@@ -92,6 +93,44 @@ for bs in ("1", "2", "16"):
 rc, out, err = run(["generate", "--file", "-", "--max-tokens", "6"], stdin=(prompt + "\n").encode(),
                    env_model=model)
 check(rc == 0 and json.loads(out)["text"] == singles[1], "--file - reads the prompts from standard input", (out, err))
+rc, out, err = run(["generate", "--file", os.path.join(tmp, "missing.txt")], env_model=model)
+check(rc == 1 and "missing.txt: cannot open" in err, "--file: a missing file is an error naming it (the core's reader)",
+      (rc, err))
+
+# progress bars on stderr: forced, on a terminal (a pty from `script`), and never in a pipe
+bar = re.compile(r"\[#{30}\] 3/3 rows  [0-9.]+ tokens/s  ETA 0s")
+with tempfile.TemporaryDirectory() as tmp:
+    pf = os.path.join(tmp, "prompts.txt")
+    with open(pf, "w") as f:
+        f.write("The capital of France is\nHi\nOnce upon a time\n")
+    rc, plain, err = run(["generate", "--file", pf, "--max-tokens", "6", "--batch-size", "2"], env_model=model)
+    check(rc == 0 and "[" not in err and "ETA" not in err,
+          "generate --file: no progress bar when stderr is not a terminal", err)
+    rc, out, err = run(["generate", "--file", pf, "--max-tokens", "6", "--batch-size", "2", "--progress", "always"],
+                       env_model=model)
+    check(rc == 0 and out == plain and bar.search(err) and err.count("\r") >= 2,
+          "generate --file --progress always: a bar redrawn on stderr (rows, tokens/s, ETA), the same output",
+          repr(err[-300:]))
+    if shutil.which("script"):
+        outf = os.path.join(tmp, "out.jsonl")
+        cmd = "%s generate --model %s --file %s --max-tokens 6 --batch-size 2 > %s" % (ouro, model, pf, outf)
+        p = subprocess.run(["script", "-qefc", cmd, "/dev/null"], capture_output=True, timeout=300)
+        tty = p.stdout.decode("utf-8", "replace")
+        check(p.returncode == 0 and bar.search(tty) and open(outf).read() == plain,
+              "generate --file on a terminal (under script): the bar by default", repr(tty[-300:]))
+    else:
+        check(True, "generate --file on a terminal # SKIP script (bsdutils) is not installed")
+    rc, out, err = run(["generate", "--prompt", "Hello", "--max-tokens", "9", "--progress", "always"],
+                       env_model=model)
+    check(rc == 0 and re.search(r"\] 9/9 tokens  [0-9.]+ tokens/s  ETA 0s", err),
+          "generate of one prompt --progress always: a bar of its tokens", repr(err[-200:]))
+    rc, out, err = run(["convert", "--out", os.path.join(tmp, "q8"), "--progress", "always"], env_model=model)
+    check(rc == 0 and re.search(r"\[#{30}\] [0-9]+/[0-9]+ MB  ETA 0s", err),
+          "convert --progress always: a bar of the MB written", repr(err[-200:]))
+    rc, out, err = run(["convert", "--out", os.path.join(tmp, "q8b")], env_model=model)
+    check(rc == 0 and "ETA" not in err, "convert: no bar when stderr is not a terminal", err)
+    rc, out, err = run(["generate", "--prompt", "x", "--progress", "sometimes"], env_model=model)
+    check(rc == 2 and "--progress must be auto, always or never" in err, "a bad --progress is a usage error", err)
 
 # --help on every command, on stdout, status 0
 for cmd in ("generate", "logits", "info", "convert", "tokenize", "detokenize", "chat-template",

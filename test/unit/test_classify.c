@@ -4,17 +4,21 @@
  *
  *   - ouro_classify_batch over many inputs (shared prompt prefix computed once,
  *     inputs in waves, label groups) gives the probabilities of one
- *     ouro_classify per input, for sessions of 1, 2, 4 and 16 sequences, with
+ *     ouro_classify per input to 1e-9 (the products sum in an order that does
+ *     not depend on the batch), for sessions of 1, 2, 4 and 16 sequences, with
  *     labels of one and of several tokens;
  *   - the probabilities sum to 1 and agree with the label log-probabilities
  *     computed by hand from single forward calls;
  *   - bad labels are errors, and their messages count items from 1;
+ *   - ouro_generate's progress callback ends at every request done, with the
+ *     tokens generated;
  *   - ouro_classify_n_ctx gives the exact context a classification needs: a
  *     session of that n_ctx runs it, one token less is a context error.
  *
  * Run from the repository root (test/run.sh does).
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +87,22 @@ static double label_logprob_by_hand(ouro_model *m, const int32_t *p, size_t np, 
     return total;
 }
 
+/* What the progress callback of ouro_generate reported. */
+typedef struct gen_progress {
+    int calls;
+    ouro_progress last;
+    bool monotonic;          /* done and tokens never went back */
+} gen_progress;
+
+static void on_progress(void *ctx, const ouro_progress *p)
+{
+    gen_progress *g = ctx;
+    if (g->calls > 0 && (p->done < g->last.done || p->tokens < g->last.tokens))
+        g->monotonic = false;
+    g->last = *p;
+    g->calls++;
+}
+
 int main(void)
 {
     ouro_model *m = NULL;
@@ -149,12 +169,39 @@ int main(void)
             check_note("%s", e.message);
             continue;
         }
-        double worst = 0;
+        double worst = 0, worst_p = 0;
         for (int k = 0; k < N_IN; k++)
-            for (int i = 0; i < N_LAB; i++)
+            for (int i = 0; i < N_LAB; i++) {
                 worst = fmax(worst, fabs(lp[k][i] - single_lp[k][i]));
-        check(worst < 1e-4, "batched log-probabilities with %d sequences equal one-at-a-time (worst %.1e)",
-              sizes[z], worst);
+                worst_p = fmax(worst_p, fabs(probs[k][i] - single[k][i]));
+            }
+        check(worst <= 1e-9 && worst_p <= 1e-9, "batched log-probabilities and probabilities with %d "
+              "sequences equal one-at-a-time to 1e-9 (worst %.1e and %.1e)", sizes[z], worst, worst_p);
+    }
+
+    /* the progress callback of a batched generation */
+    {
+        static const int32_t p0[] = { 504, 3575, 282 }, p1[] = { 19556 }, p2[] = { 504, 19556 };
+        const int32_t *ps[3] = { p0, p1, p2 };
+        int pl[3] = { 3, 1, 2 };
+        gen_progress gpr = { 0, { 0, 0, 0 }, true };
+        ouro_gen_params gp = { .max_tokens = 5, .progress = on_progress, .progress_ctx = &gpr };
+        ouro_gen_result res[3];
+        ouro_session *sg = NULL;
+        ouro_session_options sgo = { .n_ctx = 64, .n_seq = 2, .threads = 1 };
+        ok = ouro_session_new(m, &sgo, &sg, &e) == OURO_OK
+             && ouro_generate(sg, 3, ps, pl, &gp, res, &e) == OURO_OK;
+        int64_t toks = 0;
+        for (int r = 0; ok && r < 3; r++) {
+            toks += res[r].n_ids;
+            ouro_gen_result_clear(&res[r]);
+        }
+        ouro_session_free(sg);
+        check(ok && gpr.calls >= 5 && gpr.monotonic && gpr.last.done == 3 && gpr.last.total == 3
+              && gpr.last.tokens == toks,
+              "ouro_generate's progress callback: %d calls, never going back, last %lld/%lld "
+              "requests and %lld tokens (generated %lld)", gpr.calls, (long long)gpr.last.done,
+              (long long)gpr.last.total, (long long)gpr.last.tokens, (long long)toks);
     }
 
     /* errors */

@@ -19,6 +19,8 @@
  *     reference's in at least Q8_TOP1_MIN of the cases and modes, and at
  *     least q8_greedy_min whole greedy cases identical.  (The q8 kernels
  *     themselves are held to a bit-exact reference in test_quant.c.)
+ *   - OURO_PRECISION_INVARIANT (classification): a token's outputs have the
+ *     same bits alone and among 2 .. 13 tokens, for every dtype.
  *
  * Run from the repository root (test/run.sh does).
  */
@@ -74,7 +76,7 @@ static void check_products(void)
         {2051, 21}, {5000, 9},
     };
     static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17};
-    bool bf16dp = strcmp(ouro_simd_level(), "avx512") == 0 && __builtin_cpu_supports("avx512bf16");
+    bool bf16dp = ouro_cpu_bf16dp();   /* avx512 level and AVX-512 BF16 */
     check_note("simd %s, avx512bf16 dot products %s", ouro_simd_level(), bf16dp ? "yes" : "no");
     int bad_bf16 = 0, bad_exact = 0, bad_multi = 0, bad_glu = 0, runs = 0;
     double worst = 0;
@@ -152,6 +154,50 @@ static void check_products(void)
     check(bad_exact == 0, "bf16 precision on f32/f16 weights is the exact path (%d bad)", bad_exact);
     check(bad_multi == 0, "ouro_matmul_multi equals separate products (%d bad)", bad_multi);
     check(bad_glu == 0, "ouro_matmul_glu equals silu(gate) * up (%d bad)", bad_glu);
+}
+
+/* OURO_PRECISION_INVARIANT: every token's outputs have the same bits whatever
+ * the number of tokens in the call and the token's place among them, for each
+ * dtype, row lengths on both sides of the d_in blocks, 1 and 2 threads. */
+static void check_invariant(void)
+{
+    static const int d_ins[] = { 64, 100, 1344, 1400, 2100, 4200 };
+    static const int ns[] = { 2, 3, 5, 6, 7, 8, 12, 13 };
+    int d_out = 37, nmax = 13, bad = 0, runs = 0;
+    for (size_t di = 0; di < sizeof d_ins / sizeof d_ins[0]; di++) {
+        int d_in = d_ins[di];
+        float *x = malloc((size_t)nmax * d_in * sizeof(float));
+        float *wf = malloc((size_t)d_out * d_in * sizeof(float));
+        uint16_t *wh = malloc((size_t)d_out * d_in * 2), *wb = malloc((size_t)d_out * d_in * 2);
+        float *alone = malloc((size_t)nmax * d_out * sizeof(float));
+        float *y = malloc((size_t)nmax * d_out * sizeof(float));
+        for (size_t i = 0; i < (size_t)nmax * d_in; i++)
+            x[i] = frand() * 3;
+        for (size_t i = 0; i < (size_t)d_out * d_in; i++) {
+            wf[i] = frand();
+            wh[i] = ouro_f32_to_f16(wf[i]);
+            wb[i] = ouro_f32_to_bf16(wf[i]);
+        }
+        for (int dt = OURO_F32; dt <= OURO_BF16; dt++) {
+            const void *w = dt == OURO_F32 ? (const void *)wf : dt == OURO_F16 ? (const void *)wh
+                                                                               : (const void *)wb;
+            for (int t = 0; t < nmax; t++)
+                ouro_matmul_prec(alone + (size_t)t * d_out, x + (size_t)t * d_in, w, (ouro_dtype)dt,
+                                 1, d_in, d_out, 1, OURO_PRECISION_INVARIANT, NULL);
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int th = 1; th <= 2; th++)
+                    for (int t0 = 0; t0 + ns[ni] <= nmax; t0 += nmax - ns[ni] > 0 ? nmax - ns[ni] : 1) {
+                        runs++;
+                        ouro_matmul_prec(y, x + (size_t)t0 * d_in, w, (ouro_dtype)dt, ns[ni], d_in, d_out,
+                                         th, OURO_PRECISION_INVARIANT, NULL);
+                        bad += memcmp(y, alone + (size_t)t0 * d_out,
+                                      (size_t)ns[ni] * d_out * sizeof(float)) != 0;
+                    }
+        }
+        free(x); free(wf); free(wh); free(wb); free(alone); free(y);
+    }
+    check(bad == 0, "invariant products: each token's outputs are those it gets alone, bit for bit, "
+          "for 2 .. 13 tokens in a call (%d of %d products differ)", bad, runs);
 }
 
 /* ------------------------------------------------------------------------
@@ -300,6 +346,7 @@ static void remove_tree(const char *dir)
 int main(void)
 {
     check_products();
+    check_invariant();
     const char *tdir = getenv("TMPDIR");
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/ouro-test-q8-XXXXXX", tdir && *tdir ? tdir : "/tmp");
