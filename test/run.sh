@@ -55,7 +55,15 @@ run_suite() {   # name, command...
 
 for B in $builds; do
     for t in "$B"/test/*; do
-        [ -x "$t" ] && OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "${runner[@]}" "$t"
+        [ -x "$t" ] || continue
+        # test_threads reads each thread's signal mask in /proc: under qemu-user those are
+        # the emulator's host threads (its own RCU thread blocks every signal), not the core's
+        if [ ${#runner[@]} -gt 0 ] && [ "$(basename "$t")" = test_threads ]; then
+            echo "ok - $B/test_threads # SKIP thread signal masks cannot be read under emulation"
+            passed=$((passed + 1))
+            continue
+        fi
+        OURO_TEST_BUILD=$B run_suite "$B/$(basename "$t")" "${runner[@]}" "$t"
     done
 done
 # Every SIMD path below the best one this processor has: the kernels' tests
