@@ -26,6 +26,10 @@
 #   make model-eval   the held-out evaluation table of models/ouro-demo (bf16, q8 and q4)
 #   make model-check  the training program's PyTorch forward against `ouro logits`
 #   make bench        speed figures for this machine
+#   make bench-compare LLAMA_CPP=DIR GGUF_BF16=F [GGUF_Q8_0=F] [GGUF_Q4_0=F OURO_Q4=DIR]
+#                     ouro against a llama.cpp build of the user's on GGUF files of the same
+#                     checkpoint, interleaved runs, the ratio of every column
+#                     (test/bench/compare.sh); without LLAMA_CPP it says so and does nothing
 #   make deb          Debian packages in build/deb/: postgresql-<v>-ouro, sqlite3-ouro, ouro
 #                     (debian/build.sh; needs debhelper and postgresql-server-dev-all)
 #   make deps         installs the Debian packages the build and tests need (sudo)
@@ -51,7 +55,7 @@ SQLITE_SRC:= $(wildcard sqlite_ext/*.c)
 UNIT_SRC  := $(wildcard test/unit/*.c)
 UNIT_BIN  := $(patsubst test/unit/%.c,$(B)/test/%,$(UNIT_SRC))
 
-.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench deps clean \
+.PHONY: all core tool sqlite pg install uninstall installcheck deb test unit asan asan-build asan-ext demo bench bench-compare deps clean \
         model model-eval model-check test-aarch64
 
 all: core tool sqlite $(if $(HAVE_PG),pg)
@@ -146,6 +150,11 @@ model-check: tool
 
 bench: all
 	@bash test/bench/run.sh
+
+# Builds only when there is something to compare with.
+bench-compare: $(if $(LLAMA_CPP),all)
+	@LLAMA_CPP="$(LLAMA_CPP)" GGUF_BF16="$(GGUF_BF16)" GGUF_Q8_0="$(GGUF_Q8_0)" GGUF_Q4_0="$(GGUF_Q4_0)" \
+	    OURO_Q4="$(OURO_Q4)" bash test/bench/compare.sh
 
 deps:
 	bash .ci/deps.sh

@@ -262,8 +262,8 @@ static dot_fn pick_dot(ouro_dtype dt)
  * natural order.  The d_in tail (d_in % 32) uses masked loads, and the packed
  * x is zero-padded to a multiple of 32.
  *
- * Threads split the rows of W into contiguous ranges, so at n = 1 each thread
- * streams its part of the matrix from start to end.
+ * Threads take the rows of W in chunks of MM_CHUNK (x packed once for all of
+ * them, see "Products"), so at n = 1 each chunk is streamed from start to end.
  *
  * Order of the sums.  The product above is fastest when the order depends on
  * the tokens of the call: the d_in block KB grows as fewer tokens share a
@@ -438,30 +438,54 @@ static void mm_pack(float *xp, int kpad, const float *x, size_t ldx, int t0, int
 static inline int tile_count(int n) { return (n + MM_NR - 1) / MM_NR; }
 static inline int tile_start(int n, int nt, int i) { return (int)((long)n * i / nt); }
 
-/* Rows r0 .. r1-1 of the product, on the calling thread; inv: in the order
- * that does not depend on n (see "Order of the sums"). */
-static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype dt,
-                           int n, int d_in, int d_out, int r0, int r1, bool inv)
+/* The d_in block of the AVX-512 products for n tokens: the widest token tile
+ * times the block fills xbuf elements (a multiple of 32; at most 2048 for
+ * several tokens); MM_KB_INV in the invariant order.  It depends on n alone,
+ * like the token tiles, so every split of the rows sums each output in the
+ * same order. */
+static int mm_kb(int n, int xbuf, bool inv)
 {
-    _Alignas(64) float xp[MM_XBUF];
+    if (inv)
+        return MM_KB_INV;
     int n_tiles = tile_count(n);
     int nr_max = (n + n_tiles - 1) / n_tiles;
-    int kb = MM_XBUF / nr_max / 32 * 32;          /* d_in block, a multiple of 32 */
-    if (kb > 2048 && n > 1)
-        kb = 2048;
-    if (inv)
-        kb = MM_KB_INV;
+    int kb = xbuf / nr_max / 32 * 32;
+    return kb > 2048 && n > 1 ? 2048 : kb;
+}
+
+/* Rows r0 .. r1-1 of the product, on the calling thread; inv: in the order
+ * that does not depend on n (see "Order of the sums").
+ *
+ * xpre, when not NULL, is x packed whole by mm_prep_fill: the block at k0 of
+ * token t at xpre + n * k0 + t * kpad.  Otherwise, with several token tiles,
+ * x's block of every token is packed once per block into a buffer of this
+ * call and each row block runs every tile over it; where that buffer cannot
+ * be had, each tile is packed on the stack before its pass over a row block
+ * (the same sums, more packing). */
+static void mm_avx512_rows(float *y, const float *x, const float *xpre, const void *w, ouro_dtype dt,
+                           int n, int d_in, int d_out, int r0, int r1, bool inv)
+{
+    _Alignas(64) float xs[MM_XBUF];
+    int n_tiles = tile_count(n);
+    int kb = mm_kb(n, MM_XBUF, inv);
     size_t esz = ouro_dtype_size(dt), ldw = (size_t)d_in * esz;
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
+    float *own = !xpre && n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * sizeof(float)) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
+        const float *xall = xpre ? xpre + (size_t)n * k0 : own;
+        if (own)
+            mm_pack(own, kpad, x, (size_t)d_in, 0, n, k0, kv, dt);   /* token t at t * kpad */
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
                 int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
-                mm_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
+                const float *xp = xall ? xall + (size_t)t0 * kpad : xs;
+                if (!xall)
+                    mm_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv, dt);
                 int r = b0;
                 mm_kernel_fn k4 = mm_kernels[dt][1][nr - 1], k1 = mm_kernels[dt][0][nr - 1];
                 if (inv && nr == 1) {
@@ -477,6 +501,7 @@ static void mm_avx512_rows(float *y, const float *x, const void *w, ouro_dtype d
             }
         }
     }
+    free(own);
 }
 
 /* ------------------------------------------------------------------------
@@ -585,26 +610,31 @@ BF16DP_TARGET static void mmb_pack(uint16_t *xp, int kpad, const float *x, size_
     }
 }
 
-/* Rows r0 .. r1-1 of the bf16 product, on the calling thread. */
-BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
+/* Rows r0 .. r1-1 of the bf16 product, on the calling thread; x is packed
+ * (or xpre given) as in mm_avx512_rows, as bf16. */
+BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpre, const void *w,
                                    int n, int d_in, int d_out, int r0, int r1)
 {
-    _Alignas(64) uint16_t xp[2 * MM_XBUF];
+    _Alignas(64) uint16_t xs[2 * MM_XBUF];
     int n_tiles = tile_count(n);
-    int nr_max = (n + n_tiles - 1) / n_tiles;
-    int kb = 2 * MM_XBUF / nr_max / 32 * 32;
-    if (kb > 2048 && n > 1)
-        kb = 2048;
+    int kb = mm_kb(n, 2 * MM_XBUF, false);
     size_t ldw = (size_t)d_in * 2;
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
+    int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
+    uint16_t *own = !xpre && n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * 2 + 64) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
         int kpad = (kv + 31) / 32 * 32;
+        const uint16_t *xall = xpre ? xpre + (size_t)n * k0 : own;
+        if (own)
+            mmb_pack(own, kpad, x, (size_t)d_in, 0, n, k0, kv);
         for (int b0 = r0; b0 < r1; b0 += rb) {
             int b1 = r1 - b0 < rb ? r1 : b0 + rb;
             for (int ti = 0; ti < n_tiles; ti++) {
                 int t0 = tile_start(n, n_tiles, ti), nr = tile_start(n, n_tiles, ti + 1) - t0;
-                mmb_pack(xp, kpad, x, (size_t)d_in, t0, nr, k0, kv);
+                const uint16_t *xp = xall ? xall + (size_t)t0 * kpad : xs;
+                if (!xall)
+                    mmb_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv);
                 int r = b0;
                 mmb_kernel_fn k4 = mmb_kernels[1][nr - 1], k1 = mmb_kernels[0][nr - 1];
                 for (; r + MM_MR <= b1; r += MM_MR)
@@ -616,6 +646,7 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const void *w,
             }
         }
     }
+    free(own);
 }
 
 #endif /* OURO_X86_SIMD */
@@ -634,28 +665,41 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
     return pick_dot(dt)(p, x, d_in);
 }
 
+/* x prepared once per product for every thread: quantized for q8 weights
+ * (ouro_q8_prepare), packed for the AVX-512 kernels (mm_pack_all), or neither
+ * (the AVX2 and portable dot products read x as it is). */
+typedef struct mm_prep {
+    const void *qx;     /* quantized x, or NULL */
+    void *px;           /* packed x (float, or uint16_t when bf16), or NULL; owned */
+    ouro_dtype pdt;     /* the dtype px is packed for */
+    bool bf16;          /* px is bf16 for the vdpbf16ps kernels */
+    bool self_pack;     /* a product with no px packs x itself: rows in large shares */
+    int kb;             /* d_in block of px */
+} mm_prep;
+
 /* Rows r0 .. r1-1 of one product, on the calling thread, by the fastest path
- * for its dtype and precision; q8 and q4: qx holds x quantized by ouro_q8_prepare.
- * inv: the AVX-512 path in its invariant order (the q8, q4, AVX2 and portable
- * paths sum in one order whatever n). */
-static void mm_rows(float *y, const float *x, const void *qx, const void *w, ouro_dtype dt, int n,
+ * for its dtype and precision; q8 and q4: pp->qx holds x quantized by
+ * ouro_q8_prepare.  inv: the AVX-512 path in its invariant order (the q8, q4,
+ * AVX2 and portable paths sum in one order whatever n). */
+static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, ouro_dtype dt, int n,
                     int d_in, int d_out, int r0, int r1, bool bf16, bool inv)
 {
     if (dt == OURO_Q8) {
-        ouro_q8_rows(y, qx, w, n, d_in, d_out, r0, r1);
+        ouro_q8_rows(y, pp->qx, w, n, d_in, d_out, r0, r1);
         return;
     }
     if (dt == OURO_Q4) {
-        ouro_q4_rows(y, qx, w, n, d_in, d_out, r0, r1);
+        ouro_q4_rows(y, pp->qx, w, n, d_in, d_out, r0, r1);
         return;
     }
 #ifdef OURO_X86_SIMD
+    bool mine = pp->px && dt == pp->pdt;   /* px packed for this dtype */
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
-        mmb_rows(y, x, w, n, d_in, d_out, r0, r1);
+        mmb_rows(y, x, mine && pp->bf16 ? pp->px : NULL, w, n, d_in, d_out, r0, r1);
         return;
     }
     if (ouro_simd() == OURO_SIMD_AVX512) {
-        mm_avx512_rows(y, x, w, dt, n, d_in, d_out, r0, r1, inv);
+        mm_avx512_rows(y, x, mine && !pp->bf16 ? pp->px : NULL, w, dt, n, d_in, d_out, r0, r1, inv);
         return;
     }
 #endif
@@ -684,6 +728,64 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void
     return buf;
 }
 
+/* Sets up pp for products of x (n, d_in) with weights of dtypes dts[0..count):
+ * allocates the packed x of the AVX-512 kernels when their non-q8 weights
+ * share one dtype (filled by mm_prep_fill inside the parallel region).  With
+ * no packed x, products whose kernels pack x themselves keep large shares. */
+static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, int d_in, bool bf16,
+                         bool inv)
+{
+    memset(pp, 0, sizeof *pp);
+#ifdef OURO_X86_SIMD
+    int pdt = -1;
+    for (int i = 0; i < count; i++) {
+        if (dts[i] == OURO_Q8 || dts[i] == OURO_Q4 || pdt == -2)
+            continue;
+        pdt = pdt == -1 || pdt == (int)dts[i] ? (int)dts[i] : -2;   /* -2: several dtypes */
+    }
+    if (pdt == -1)
+        return;                          /* q8 / q4 alone: nothing to pack */
+    bool self = ouro_simd() == OURO_SIMD_AVX512 || (bf16 && ouro_cpu_bf16dp());
+    pp->self_pack = self;
+    if (pdt == -2 || !self)
+        return;
+    pp->pdt = (ouro_dtype)pdt;
+    pp->bf16 = bf16 && pdt == OURO_BF16 && ouro_cpu_bf16dp();
+    if (!pp->bf16 && ouro_simd() != OURO_SIMD_AVX512)
+        return;                          /* bf16 kernels for another dtype's sake: not this one */
+    pp->kb = mm_kb(n, pp->bf16 ? 2 * MM_XBUF : MM_XBUF, inv && !pp->bf16);
+    size_t el = pp->bf16 ? 2 : 4, d_pad = ((size_t)d_in + 31) / 32 * 32;
+    pp->px = aligned_alloc(64, ((size_t)n * d_pad * el + 63) / 64 * 64);
+    if (pp->px)
+        pp->self_pack = false;
+#else
+    (void)dts; (void)count; (void)n; (void)d_in; (void)bf16; (void)inv;
+#endif
+}
+
+/* Packs x into pp->px, block by block, the tokens split among the team
+ * (ends with the team's barrier); inside a parallel region. */
+static void mm_prep_fill(const mm_prep *pp, const float *x, int n, int d_in)
+{
+    if (!pp->px)
+        return;
+#ifdef OURO_X86_SIMD
+    #pragma omp for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int k0 = 0; k0 < d_in; k0 += pp->kb) {
+            int kv = d_in - k0 < pp->kb ? d_in - k0 : pp->kb;
+            int kpad = (kv + 31) / 32 * 32;
+            size_t at = (size_t)n * k0 + (size_t)t * kpad;
+            if (pp->bf16)
+                mmb_pack((uint16_t *)pp->px + at, kpad, x, (size_t)d_in, t, 1, k0, kv);
+            else
+                mm_pack((float *)pp->px + at, kpad, x, (size_t)d_in, t, 1, k0, kv, pp->pdt);
+        }
+#else
+    (void)x; (void)n; (void)d_in;
+#endif
+}
+
 static void fill_nan(float *y, size_t count)
 {
     for (size_t i = 0; i < count; i++)
@@ -709,14 +811,47 @@ static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
+/* Rows a thread takes at a time when x is prepared for all of them: a
+ * multiple of 16 (q8 row groups) and of MM_RB.  Threads take the next chunk
+ * when they finish one, so a thread the system deschedules (other work on
+ * the machine) holds back one chunk, not half the product. */
+#define MM_CHUNK 64
+
+/* Runs the statements given last over the rows [lo, hi) of [0, rows), on
+ * the calling thread of the team: in chunks of MM_CHUNK taken in turn, or (self_pack) in one
+ * contiguous share per thread.  Inside a parallel region. */
+#define MM_FOR_ROWS(rows, self_pack, lo, hi, ...) do { \
+        if (self_pack) { \
+            int id_ = 0, cnt_ = 1; \
+            MM_TEAM(id_, cnt_); \
+            int lo, hi; \
+            mm_share((rows), id_, cnt_, &lo, &hi); \
+            if (lo < hi) { __VA_ARGS__ } \
+        } else { \
+            int nc_ = ((rows) + MM_CHUNK - 1) / MM_CHUNK; \
+            _Pragma("omp for schedule(dynamic, 1) nowait") \
+            for (int c_ = 0; c_ < nc_; c_++) { \
+                int lo = c_ * MM_CHUNK, hi = lo + MM_CHUNK < (rows) ? lo + MM_CHUNK : (rows); \
+                __VA_ARGS__ \
+            } \
+        } \
+    } while (0)
+#ifdef _OPENMP
+#define MM_TEAM(id, cnt) do { (id) = omp_get_thread_num(); (cnt) = omp_get_num_threads(); } while (0)
+#else
+#define MM_TEAM(id, cnt) do { (id) = 0; (cnt) = 1; } while (0)
+#endif
+
 void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n, int d_in,
                        int threads, ouro_precision prec, ouro_mm_ws *ws)
 {
     int rows = 0;
     bool q8 = false;
+    ouro_dtype dts[8] = {0};
     for (int i = 0; i < count; i++) {
         rows += outs[i].d_out;
         q8 = q8 || outs[i].dt == OURO_Q8 || outs[i].dt == OURO_Q4;
+        dts[i < 8 ? i : 7] = outs[i].dt;
     }
     void *owned = NULL, *qx = NULL;
     if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
@@ -725,28 +860,31 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
         return;
     }
     bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
+    mm_prep pp;
+    mm_prep_init(&pp, dts, count < 8 ? count : 8, n, d_in, bf16, inv);
+    if (count > 8)
+        pp.self_pack = true;   /* never in the forward pass (at most 3 outputs) */
+    pp.qx = qx;
     int nt = mm_threads((size_t)n * d_in * rows, rows, threads);
     #pragma omp parallel num_threads(nt)
     {
         ouro_worker_signals();
-        int id = 0, cnt = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-        cnt = omp_get_num_threads();
-#endif
-        int g0, g1, base = 0;
-        mm_share(rows, id, cnt, &g0, &g1);
-        for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
-            int r0 = g0 - base, r1 = g1 - base;
-            if (r0 < 0)
-                r0 = 0;
-            if (r1 > outs[i].d_out)
-                r1 = outs[i].d_out;
-            if (r0 < r1)
-                mm_rows(outs[i].y, x, qx, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1, bf16,
-                        inv);
-        }
+        mm_prep_fill(&pp, x, n, d_in);
+        MM_FOR_ROWS(rows, pp.self_pack, g0, g1, {
+            int base = 0;
+            for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
+                int r0 = g0 - base, r1 = g1 - base;
+                if (r0 < 0)
+                    r0 = 0;
+                if (r1 > outs[i].d_out)
+                    r1 = outs[i].d_out;
+                if (r0 < r1)
+                    mm_rows(outs[i].y, x, &pp, outs[i].w, outs[i].dt, n, d_in, outs[i].d_out, r0, r1,
+                            bf16, inv);
+            }
+        });
     }
+    free(pp.px);
     free(owned);
 }
 
@@ -760,20 +898,17 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         return;
     }
     bool bf16 = prec == OURO_PRECISION_BF16, inv = prec == OURO_PRECISION_INVARIANT;
+    mm_prep pp;
+    mm_prep_init(&pp, &dt, 1, n, d_in, bf16, inv);
+    pp.qx = qx;
     int nt = mm_threads((size_t)2 * n * d_in * d_out, d_out, threads);
     #pragma omp parallel num_threads(nt)
     {
         ouro_worker_signals();
-        int id = 0, cnt = 1;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-        cnt = omp_get_num_threads();
-#endif
-        int r0, r1;
-        mm_share(d_out, id, cnt, &r0, &r1);
-        if (r0 < r1) {
-            mm_rows(h, x, qx, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
-            mm_rows(tmp, x, qx, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
+        mm_prep_fill(&pp, x, n, d_in);
+        MM_FOR_ROWS(d_out, pp.self_pack, r0, r1, {
+            mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
+            mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
             for (int i = 0; i < n; i++) {
                 float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
                 for (int j = r0; j < r1; j++) {
@@ -781,8 +916,9 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
                     hr[j] = g / (1.0f + expf(-g)) * ur[j];
                 }
             }
-        }
+        });
     }
+    free(pp.px);
     free(owned);
 }
 

@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "omp_wait.h"   /* bounded OpenMP spinning */
 #include "ouro.h"
 #include "ouro_surface.h"
 
@@ -1148,6 +1149,7 @@ static char **normalize_args(int argc, char **argv, int *argc_out)
 
 int main(int argc, char **argv)
 {
+    omp_wait_bound(argv);
     ouro_set_log(log_stderr, NULL);
     argv = normalize_args(argc, argv, &argc);
     if (!argv) {

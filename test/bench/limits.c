@@ -10,14 +10,20 @@
  *   - peak f32 GEMM: OpenBLAS cblas_sgemm on a square 2048 product and on a prefill-shaped one
  *     (256 tokens x 2048 -> 5632), 1 thread and every core.
  *   - peak in-register FMA rates: AVX-512 (or AVX2) f32 FMA and, where the CPU has AVX-512 BF16,
- *     vdpbf16ps (two bf16 products per f32 lane), with many independent accumulators.  These are
- *     what the cores can issue, an upper bound no real kernel reaches.
+ *     vdpbf16ps (two bf16 products per f32 lane), and the 8-bit dot product (AVX-512 VNNI
+ *     vpdpbusd, or AVX-VNNI on 256-bit registers: four u8 x s8 products per i32 lane, counted as
+ *     2 operations each, as the q8 kernels' GOP/s are), with many independent accumulators.
+ *     These are what the cores can issue, an upper bound no real kernel reaches; they are the
+ *     compute limits of the exact path (f32 FMA), `precision bf16` (bf16 dot) and q8 weights
+ *     (8-bit dot).
  *
  * Every figure is the best of several repetitions.  The last line, for scripts, is
- *   LIMITS bw_gbs=X bw_file_gbs=X sgemm_gflops=X fma_f32_gflops=X bf16_gflops=X
+ *   LIMITS bw_gbs=X bw_file_gbs=X sgemm_gflops=X fma_f32_gflops=X bf16_gflops=X int8_gops=X
  * (0 where not measured).  Build: see test/bench/run.sh (links OpenBLAS and OpenMP).
  *
- *   limits [--mib N] [--reps N] [--file PATH] [--quick]
+ *   limits [--mib N] [--reps N] [--file PATH] [--threads N] [--quick]
+ * --threads N measures with at most N threads (default: every core), so that the limits match a
+ * model run with N threads.
  */
 #include <fcntl.h>
 #include <immintrin.h>
@@ -302,6 +308,47 @@ static double bf16_loop(long iters)
     return (double)iters * 16 * 64;
 }
 
+/* Operations done by `iters` rounds of 16 independent vpdpbusd on 512-bit registers (64 u8 x s8
+ * products added into 16 i32 lanes: 128 operations each). */
+__attribute__((target("avx512f,avx512vnni")))
+static double vnni512_loop(long iters)
+{
+    __m512i acc[16];
+    for (int i = 0; i < 16; i++)
+        acc[i] = _mm512_set1_epi32(i);
+    __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+    for (long it = 0; it < iters; it++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], x, y);
+    __m512i s = acc[0];
+    for (int i = 1; i < 16; i++)
+        s = _mm512_add_epi32(s, acc[i]);
+    sink += (uint64_t)_mm512_reduce_add_epi32(s);
+    return (double)iters * 16 * 128;
+}
+
+/* The same with AVX-VNNI on 256-bit registers (64 operations each). */
+__attribute__((target("avx2,avxvnni")))
+static double vnni256_loop(long iters)
+{
+    __m256i acc[12];
+    for (int i = 0; i < 12; i++)
+        acc[i] = _mm256_set1_epi32(i);
+    __m256i x = _mm256_set1_epi8(3), y = _mm256_set1_epi8(-2);
+    for (long it = 0; it < iters; it++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 12; i++)
+            acc[i] = _mm256_dpbusd_avx_epi32(acc[i], x, y);
+    __m256i s = acc[0];
+    for (int i = 1; i < 12; i++)
+        s = _mm256_add_epi32(s, acc[i]);
+    int out[8];
+    _mm256_storeu_si256((__m256i *)out, s);
+    sink += (uint64_t)out[0];
+    return (double)iters * 12 * 64;
+}
+
 /* Best GFLOP/s of `loop` run on `threads` threads at once. */
 static double measure_peak(double (*loop)(long), long iters, int threads, int reps)
 {
@@ -324,15 +371,16 @@ static double measure_peak(double (*loop)(long), long iters, int threads, int re
 int main(int argc, char **argv)
 {
     size_t mib = 1024;
-    int reps = 5, quick = 0;
+    int reps = 5, quick = 0, max_threads = 0;
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--mib") && i + 1 < argc) mib = (size_t)atol(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) max_threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
-            fprintf(stderr, "usage: limits [--mib N] [--reps N] [--file PATH] [--quick]\n");
+            fprintf(stderr, "usage: limits [--mib N] [--reps N] [--file PATH] [--threads N] [--quick]\n");
             return 2;
         }
     }
@@ -345,6 +393,8 @@ int main(int argc, char **argv)
         return 2;
     }
     int n_cpu = omp_get_num_procs();
+    if (max_threads > 0 && max_threads < n_cpu)
+        n_cpu = max_threads;
     size_t bytes = mib << 20;
     __builtin_cpu_init();
 
@@ -428,7 +478,20 @@ int main(int argc, char **argv)
     } else {
         printf("peak bf16 dot product: no AVX-512 BF16 on this CPU\n");
     }
+    double i8 = 0;
+    int have_vnni512 = have512 && __builtin_cpu_supports("avx512vnni");
+    int have_vnni256 = __builtin_cpu_supports("avxvnni");
+    if (have_vnni512 || have_vnni256) {
+        double (*vloop)(long) = have_vnni512 ? vnni512_loop : vnni256_loop;
+        printf("  8-bit dot product in registers, 1 thread: %.1f GOP/s\n",
+               measure_peak(vloop, iters, 1, 3));
+        i8 = measure_peak(vloop, iters, n_cpu, 3);
+        printf("peak 8-bit dot product in registers (%s vpdpbusd, %d threads): %.1f GOP/s\n",
+               have_vnni512 ? "AVX-512 VNNI" : "AVX-VNNI", n_cpu, i8);
+    } else {
+        printf("peak 8-bit dot product: no VNNI on this CPU\n");
+    }
     printf("LIMITS bw_gbs=%.2f bw_file_gbs=%.2f sgemm_gflops=%.1f fma_f32_gflops=%.1f "
-           "bf16_gflops=%.1f\n", bw_best, bw_file, sg_best, fma, bf);
+           "bf16_gflops=%.1f int8_gops=%.1f\n", bw_best, bw_file, sg_best, fma, bf, i8);
     return 0;
 }

@@ -8,11 +8,20 @@
  *   - load time with a cold page cache (every file of the folder is evicted with
  *     posix_fadvise(DONTNEED) first; the share still resident is printed, so a failed eviction
  *     shows) and a warm one, with and without the tokenizer, and the RSS right after loading;
- *   - prefill tokens/s for each prompt length, as a share of the GEMM limit (FLOPs / time);
+ *   - prefill tokens/s for each prompt length, as a share of the compute peak that bounds it
+ *     (FLOPs / time against the f32 FMA peak on the exact path, the bf16 dot peak with
+ *     --precision bf16, the 8-bit dot peak for q8 and q4 weights; limits.c measures them);
  *   - single-sequence decode tokens/s, as a share of the bandwidth limit (weight bytes read per
  *     token / time vs. measured bandwidth);
  *   - batched decode tokens/s (one ouro_session_forward call carries one token of each of n
- *     sequences), as a share of whichever limit bounds it (weights read once per step, or FLOPs);
+ *     sequences), as a share of whichever limit bounds it (weights read once per step, or FLOPs
+ *     against the compute peak above).
+ *   Every speed is a mean, as llama-bench reports it: decode is the mean over every decoded token
+ *   of a run (after one untimed warm-up step), prefill the whole prompt's time; each is measured
+ *   in --runs separate runs and printed as the median of the runs with their range.  The fastest
+ *   step is printed beside, never instead, and so is the ratio of the slowest decode step of a
+ *   run to its median step (steady step times: target <= 1.5).  A line "FIGURE name value
+ *   min max" per figure is for scripts (test/bench/compare.sh);
  *   - KV cache bytes per token of context for each cache mode (per-step, last, avg);
  *   - adaptive depth: decode time per token and the mean number of loop steps run, for each
  *     checkpoint given with --adaptive (the generator's --gate-bias sets the gate so that random
@@ -22,9 +31,11 @@
  * Measurements are short (few tokens) because a full-size forward pass is slow; the numbers of
  * tokens are options.  Token ids are fixed pseudo-random ids, so runs are repeatable.
  *
- *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--gemm GFLOP/s] [--prefill 64,256,1024]
- *               [--decode N] [--batch 4,8,16,32] [--batch-steps N] [--adaptive DIR,DIR,...]
- *               [--threshold Q] [--skip-load] [--budget SECONDS]
+ *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--gemm GFLOP/s]
+ *               [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
+ *               [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32] [--batch-steps N]
+ *               [--adaptive DIR,DIR,...] [--threshold Q] [--skip-load] [--skip-kernels]
+ *               [--skip-kv] [--skip-adaptive] [--budget SECONDS]
  * With --budget, a prefill length or batch size whose time, estimated from the figure measured
  * before it, would overrun the budget is skipped with a note saying so.
  */
@@ -42,9 +53,12 @@
 
 #include "ouro.h"
 #include "internal.h"   /* ouro_matmul, for the kernel figures */
+#include "../../tool/omp_wait.h"   /* the tool's bounded OpenMP spinning, measured as users get it */
 
 #define MAX_LIST 16
 #define PROMPT_LEN 8    /* tokens already in a sequence before decoding is timed */
+#define MAX_RUNS 32     /* --runs at most */
+#define MAX_STEPS 256   /* timed decode steps of one run at most */
 
 /* Seconds on a monotonic clock. */
 static double now_s(void)
@@ -238,7 +252,13 @@ typedef struct bench {
     int threads;
     ouro_precision precision;   /* --precision exact|bf16 */
     double bw;          /* GB/s, the memory read limit (0: unknown) */
-    double gemm;        /* GFLOP/s, the GEMM limit (0: unknown) */
+    double gemm;        /* GFLOP/s, OpenBLAS sgemm (0: unknown), beside the kernel figures */
+    double fma, bf16dot, int8dot;   /* in-register peaks: f32 FMA, bf16 dot (GFLOP/s), 8-bit dot
+                                       (GOP/s); 0: unknown */
+    double peak;        /* the compute peak of this model's path (one of the three) */
+    const char *peak_name;
+    int runs;           /* separate runs per figure (median and range are printed) */
+    int skip_kv, skip_adaptive;   /* --skip-kv, --skip-adaptive: leave those sections out */
     int prefill[MAX_LIST], n_prefill;
     int batch[MAX_LIST], n_batch;
     int decode, batch_steps;
@@ -261,6 +281,41 @@ static void print_share(double achieved, double limit, const char *what)
 {
     if (limit > 0)
         printf("  (%.0f%% of %s)", 100.0 * achieved / limit, what);
+}
+
+/* Median, smallest and largest of n values (sorts v). */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct spread { double med, lo, hi; } spread;
+
+static spread spread_of(double *v, int n)
+{
+    spread r = {0, 0, 0};
+    if (n < 1)
+        return r;
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    r.med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    r.lo = v[0];
+    r.hi = v[n - 1];
+    return r;
+}
+
+/* "X (range A-B over N runs)" for a spread of rates. */
+static void print_spread(spread s, int runs, const char *unit)
+{
+    printf("%8.2f %s", s.med, unit);
+    if (runs > 1)
+        printf(" (median of %d runs, range %.2f-%.2f)", runs, s.lo, s.hi);
+}
+
+/* The machine-readable line of one figure. */
+static void print_figure(const char *name, spread s)
+{
+    printf("FIGURE %s %.4f %.4f %.4f\n", name, s.med, s.lo, s.hi);
 }
 
 /* Best time of reps - 1 calls of ouro_matmul (the first call warms up). */
@@ -292,8 +347,12 @@ static void kernel_figures(const bench *b, const void *w, ouro_dtype dt, size_t 
         double best = time_matmul(y, x, w, dt, ns[k], d_in, d_out, b->threads, 3);
         double gf = 2.0 * ns[k] * d_in * d_out / best / 1e9;
         printf("  %d x %d -> %d (prefill-shaped)        %7.1f %s", ns[k], d_in, d_out, gf, ops);
-        if (dt != OURO_Q8 && dt != OURO_Q4)
-            print_share(gf, b->gemm, "sgemm peak");
+        if (dt != OURO_Q8 && dt != OURO_Q4) {
+            print_share(gf, b->fma, "f32 FMA peak");
+            print_share(gf, b->gemm, "sgemm");
+        } else {
+            print_share(gf, b->int8dot, "8-bit dot peak");
+        }
         printf("\n");
     }
 }
@@ -440,74 +499,84 @@ static ouro_session *new_session(const bench *b, const ouro_model *m, int n_ctx,
     return s;
 }
 
-/* Prefill tokens/s for each prompt length. */
+/* Prefill tokens/s for each prompt length: b->runs runs, each in a fresh session. */
 static void bench_prefill(bench *b, const ouro_model *m, const cost *c)
 {
     const ouro_config *cfg = ouro_model_config(m);
-    printf("\n== prefill (one prompt, full depth, logits of the last token) ==\n");
+    printf("\n== prefill (one prompt, full depth, logits of the last token; %d run%s each) ==\n",
+           b->runs, b->runs > 1 ? "s" : "");
     double rate = 0;   /* FLOP/s of the last length measured, to estimate the next one */
     for (int i = 0; i < b->n_prefill; i++) {
         int P = b->prefill[i];
-        double need = c->head_flops;
+        double flops = c->head_flops;
         for (int p = 0; p < P; p++)
-            need += token_flops(c, p, c->steps);
-        if (rate > 0 && need / rate > budget_left(b)) {
+            flops += token_flops(c, p, c->steps);
+        if (rate > 0 && b->runs * flops / rate > budget_left(b)) {
             printf("  %4d tokens: skipped: about %.0f s at the rate measured above, over the %.0f s"
                    " left of the bench's budget (model_bench --budget, OURO_BENCH_BUDGET)\n",
-                   P, need / rate, budget_left(b));
+                   P, b->runs * flops / rate, budget_left(b));
             continue;
         }
-        ouro_error err;
-        ouro_session *s = new_session(b, m, P + 1, 1, P, OURO_KV_PER_STEP, &err);
-        int32_t *ids = malloc(sizeof(int32_t) * (size_t)P), *seq = calloc((size_t)P, sizeof(int32_t));
-        float *logits = malloc(sizeof(float) * (size_t)cfg->vocab_size);
-        if (!s || !ids || !seq || !logits) {
-            printf("  %4d tokens: %s\n", P, s ? "out of memory" : err.message);
+        double tps[MAX_RUNS], gfs[MAX_RUNS];
+        int ok = 0;
+        for (int r = 0; r < b->runs; r++) {
+            ouro_error err;
+            ouro_session *s = new_session(b, m, P + 1, 1, P, OURO_KV_PER_STEP, &err);
+            int32_t *ids = malloc(sizeof(int32_t) * (size_t)P), *seq = calloc((size_t)P, sizeof(int32_t));
+            float *logits = malloc(sizeof(float) * (size_t)cfg->vocab_size);
+            ouro_status st = OURO_ERR_NOMEM;
+            if (s && ids && seq && logits) {
+                if ((double)ouro_session_kv_bytes(s) > b->kv_peak)
+                    b->kv_peak = (double)ouro_session_kv_bytes(s);
+                fake_ids(ids, P, cfg->vocab_size, (uint32_t)P);
+                ouro_batch bt = {P, ids, seq, NULL};
+                ouro_outputs out = {logits, NULL, NULL};
+                double t0 = now_s();
+                st = ouro_session_forward(s, &bt, NULL, &out, &err);
+                double dt = now_s() - t0;
+                rss_sample();
+                if (st == OURO_OK) {
+                    tps[ok] = P / dt;
+                    gfs[ok++] = flops / dt / 1e9;
+                    rate = flops / dt;
+                }
+            }
+            if (st != OURO_OK)
+                printf("  %4d tokens: %s\n", P, !s ? err.message : st == OURO_ERR_NOMEM
+                       ? "out of memory" : err.message);
             ouro_session_free(s);
             free(ids); free(seq); free(logits);
+            if (st != OURO_OK)
+                break;
+        }
+        if (ok == 0)
             continue;
-        }
-        if ((double)ouro_session_kv_bytes(s) > b->kv_peak)
-            b->kv_peak = (double)ouro_session_kv_bytes(s);
-        fake_ids(ids, P, cfg->vocab_size, (uint32_t)P);
-        ouro_batch bt = {P, ids, seq, NULL};
-        ouro_outputs out = {logits, NULL, NULL};
-        double t0 = now_s();
-        ouro_status st = ouro_session_forward(s, &bt, NULL, &out, &err);
-        double dt = now_s() - t0;
-        rss_sample();
-        if (st != OURO_OK) {
-            printf("  %4d tokens: %s\n", P, err.message);
-        } else {
-            double flops = c->head_flops;
-            for (int p = 0; p < P; p++)
-                flops += token_flops(c, p, c->steps);
-            rate = flops / dt;
-            printf("  %4d tokens: %8.2f tok/s  %7.2f s  %7.1f GFLOP/s", P, P / dt, dt, flops / dt / 1e9);
-            print_share(flops / dt / 1e9, b->gemm, "GEMM limit");
-            printf("\n");
-        }
+        spread t = spread_of(tps, ok), g = spread_of(gfs, ok);
+        printf("  %4d tokens: ", P);
+        print_spread(t, ok, "tok/s");
+        printf("  %7.1f GFLOP/s", g.med);
+        print_share(g.med, b->peak, b->peak_name);
+        printf("\n");
+        char name[64];
+        snprintf(name, sizeof name, "prefill_%d", P);
+        print_figure(name, t);
         fflush(stdout);
-        ouro_session_free(s);
-        free(ids); free(seq); free(logits);
     }
 }
 
-/* Decodes `steps` tokens in each of n sequences (after a shared PROMPT_LEN-token prompt and one
- * untimed step); returns the seconds of the fastest step (*median: of the median one; *mean: the
- * mean over the steps; each[]: every step's seconds, in order), or < 0
- * after printing why (-2: not supported).  The fastest step is the figure because other work on
- * a shared machine stalls OpenMP barriers and only ever adds time.  exit_steps (n * steps),
- * when not NULL, receives the step that gave each token's logits. */
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+/* Step times of one decode run, in seconds. */
+typedef struct run_stats {
+    double mean;      /* mean over every timed step: the figure */
+    double fastest, median, slowest;
+} run_stats;
 
-static double decode_run(bench *b, const ouro_model *m, int n, int steps,
-                         const ouro_forward_options *fo, int32_t *exit_steps, const char *label,
-                         double *median, double *mean, double *each)
+/* Decodes `steps` tokens in each of n sequences (after a shared PROMPT_LEN-token prompt and one
+ * untimed warm-up step); fills *rs from the step times (each[]: every step's seconds, in order,
+ * when not NULL) and returns 0, or < 0 after printing why (-2: not supported).  exit_steps
+ * (n * steps), when not NULL, receives the step that gave each token's logits. */
+static int decode_run(bench *b, const ouro_model *m, int n, int steps,
+                      const ouro_forward_options *fo, int32_t *exit_steps, const char *label,
+                      run_stats *rs, double *each)
 {
     const ouro_config *cfg = ouro_model_config(m);
     int V = cfg->vocab_size;
@@ -518,7 +587,7 @@ static double decode_run(bench *b, const ouro_model *m, int n, int steps,
     int32_t *seq = calloc((size_t)(n > PROMPT_LEN ? n : PROMPT_LEN), sizeof(int32_t));
     int32_t *ex = malloc(sizeof(int32_t) * (size_t)n);
     float *logits = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    double result = -1;
+    int result = -1;
     if (!s || !tok || !seq || !ex || !logits) {
         printf("  %s: %s\n", label, s ? "out of memory" : err.message);
         goto done;
@@ -543,9 +612,11 @@ static double decode_run(bench *b, const ouro_model *m, int n, int steps,
         tok[q] = (first + 97 * q) % V;   /* sequences diverge from here */
         seq[q] = q;
     }
-    double times[256];   /* seconds of each timed step */
-    if (steps > 256)
-        steps = 256;
+    double times[MAX_STEPS];   /* seconds of each timed step */
+    if (steps > MAX_STEPS)
+        steps = MAX_STEPS;
+    if (steps < 1)
+        steps = 1;
     for (int it = 0; it <= steps; it++) {
         double t0 = now_s();    /* the first step (it == 0) warms up and is not counted */
         ouro_batch bd = {n, tok, seq, NULL};
@@ -567,15 +638,14 @@ static double decode_run(bench *b, const ouro_model *m, int n, int steps,
     }
     if (each)
         memcpy(each, times, sizeof(double) * (size_t)steps);
-    if (mean) {
-        *mean = 0;
-        for (int i = 0; i < steps; i++)
-            *mean += times[i] / steps;
-    }
-    qsort(times, (size_t)steps, sizeof times[0], cmp_double);
-    result = times[0];
-    if (median)
-        *median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+    rs->mean = 0;
+    for (int i = 0; i < steps; i++)
+        rs->mean += times[i] / steps;
+    spread sp = spread_of(times, steps);
+    rs->fastest = sp.lo;
+    rs->median = sp.med;
+    rs->slowest = sp.hi;
+    result = 0;
     rss_sample();
 done:
     ouro_session_free(s);
@@ -583,26 +653,52 @@ done:
     return result;
 }
 
+/* b->runs decode runs of n sequences; tok/s of each run's mean step in rate[], and over all runs
+ * the fastest step, the largest slowest/median ratio of a run; returns the runs that succeeded. */
+static int decode_runs(bench *b, const ouro_model *m, int n, int steps, const char *label,
+                       double *rate, double *fastest, double *steady)
+{
+    *fastest = 1e30;
+    *steady = 0;
+    int ok = 0;
+    for (int r = 0; r < b->runs; r++) {
+        run_stats rs;
+        if (decode_run(b, m, n, steps, NULL, NULL, label, &rs, NULL) < 0)
+            break;
+        rate[ok++] = n / rs.mean;
+        if (rs.fastest < *fastest)
+            *fastest = rs.fastest;
+        if (rs.slowest / rs.median > *steady)
+            *steady = rs.slowest / rs.median;
+    }
+    return ok;
+}
+
 /* Single-sequence and batched decode. */
 static void bench_decode(bench *b, const ouro_model *m, const cost *c)
 {
-    printf("\n== decode (full depth, %d loop steps; after a %d-token prompt) ==\n", c->steps,
-           PROMPT_LEN);
-    double med = 0;
-    double dt = decode_run(b, m, 1, b->decode, NULL, NULL, "1 sequence", &med, NULL, NULL);
-    if (dt > 0) {
-        double bytes = step_bytes(c, c->steps);
-        printf("  1 sequence:   %8.2f tok/s  (best of %d tokens %.0f ms, median %.0f ms; %.2f GB of"
-               " weights per token = %.1f GB/s)", 1 / dt, b->decode, dt * 1e3, med * 1e3,
-               bytes / 1e9, bytes / dt / 1e9);
-        print_share(bytes / dt / 1e9, b->bw, "memory bandwidth");
-        printf("\n");
+    printf("\n== decode (full depth, %d loop steps; after a %d-token prompt; mean over every decoded"
+           " token, %d run%s each) ==\n", c->steps, PROMPT_LEN, b->runs, b->runs > 1 ? "s" : "");
+    double rate[MAX_RUNS], fastest, steady;
+    double bytes = step_bytes(c, c->steps);
+    int ok = decode_runs(b, m, 1, b->decode, "1 sequence", rate, &fastest, &steady);
+    double tok_s = 0;   /* seconds per token of the last figure, for estimates */
+    if (ok > 0) {
+        spread t = spread_of(rate, ok);
+        printf("  1 sequence:   ");
+        print_spread(t, ok, "tok/s");
+        printf(", %d tokens a run  %.1f GB/s of weights", b->decode, bytes * t.med / 1e9);
+        print_share(bytes * t.med / 1e9, b->bw, "memory bandwidth");
+        printf("\n                fastest step %.0f ms (%.2f tok/s); slowest/median step %.2f"
+               " (worst run; target <= 1.5)\n", fastest * 1e3, 1 / fastest, steady);
+        print_figure("decode_1", t);
+        printf("FIGURE steady_1 %.4f %.4f %.4f\n", steady, steady, steady);
+        tok_s = 1 / t.med;
     }
     fflush(stdout);
-    double tok_s = dt > 0 ? dt : 0;   /* seconds per token of the last run, for estimates */
     for (int i = 0; i < b->n_batch; i++) {
         int n = b->batch[i];
-        double est = tok_s * (n * (b->batch_steps + 1) + PROMPT_LEN);
+        double est = b->runs * tok_s * (n * (b->batch_steps + 1) + PROMPT_LEN);
         if (tok_s > 0 && est > budget_left(b)) {
             printf("  %2d sequences: skipped: about %.0f s at the rate measured above, over the %.0f s"
                    " left of the bench's budget\n", n, est, budget_left(b));
@@ -610,20 +706,24 @@ static void bench_decode(bench *b, const ouro_model *m, const cost *c)
         }
         char label[64];
         snprintf(label, sizeof label, "%d sequences", n);
-        dt = decode_run(b, m, n, b->batch_steps, NULL, NULL, label, &med, NULL, NULL);
-        if (dt <= 0)
+        ok = decode_runs(b, m, n, b->batch_steps, label, rate, &fastest, &steady);
+        if (ok == 0)
             continue;
-        tok_s = dt / n;
-        double bytes = step_bytes(c, c->steps);
+        spread t = spread_of(rate, ok);
+        tok_s = 1 / t.med;
         double flops = n * (token_flops(c, PROMPT_LEN + 1 + b->batch_steps / 2.0, c->steps) + c->head_flops);
+        double dt = n / t.med;   /* seconds per step */
         double t_bw = b->bw > 0 ? bytes / (b->bw * 1e9) : 0;
-        double t_fl = b->gemm > 0 ? flops / (b->gemm * 1e9) : 0;
-        printf("  %2d sequences: %7.2f tok/s total  (best of %d steps %.0f ms, median %.0f ms;"
-               " %.1f GFLOP/s)", n, n / dt, b->batch_steps, dt * 1e3, med * 1e3, flops / dt / 1e9);
+        double t_fl = b->peak > 0 ? flops / (b->peak * 1e9) : 0;
+        printf("  %2d sequences: ", n);
+        print_spread(t, ok, "tok/s total");
+        printf("  %.1f GFLOP/s", flops / dt / 1e9);
         if (t_bw > 0 || t_fl > 0)
-            printf("  (%.0f%% of the %s limit)", 100.0 * (t_bw > t_fl ? t_bw : t_fl) / dt,
-                   t_bw > t_fl ? "bandwidth" : "GEMM");
-        printf("\n");
+            printf("  (%.0f%% of the %s)", 100.0 * (t_bw > t_fl ? t_bw : t_fl) / dt,
+                   t_bw > t_fl ? "bandwidth limit" : b->peak_name);
+        printf("; fastest step %.0f ms, slowest/median %.2f\n", fastest * 1e3, steady);
+        snprintf(label, sizeof label, "decode_%d", n);
+        print_figure(label, t);
         fflush(stdout);
     }
 }
@@ -698,8 +798,10 @@ static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
         free(ex);
         return;
     }
-    double t_full = decode_run(b, base, 1, b->decode, &full, ex, "full depth", NULL, &mean, each);
-    if (t_full > 0) {
+    run_stats rs;
+    double t_full = 0;
+    if (decode_run(b, base, 1, b->decode, &full, ex, "full depth", &rs, each) == 0) {
+        mean = rs.mean;
         for (int i = 0; i < nd; i++)
             per_step[i] = each[i] / c->steps;
         qsort(per_step, (size_t)nd, sizeof(double), cmp_double);
@@ -722,16 +824,16 @@ static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
         double bias = read_gate_bias(dir);
         char label[4200];
         snprintf(label, sizeof label, "gate bias %.2f", bias);
-        double dt = decode_run(b, m, 1, b->decode, &adapt, ex, label, NULL, &mean, each);
-        if (dt == -2) {   /* unsupported: say what depth the gate asks for, then stop */
-            double dtf = decode_run(b, m, 1, first ? 1 : b->decode, &full, ex, label, NULL, NULL, NULL);
-            if (dtf > 0)
+        int got = decode_run(b, m, 1, b->decode, &adapt, ex, label, &rs, each);
+        mean = rs.mean;
+        if (got == -2) {   /* unsupported: say what depth the gate asks for, then stop */
+            if (decode_run(b, m, 1, first ? 1 : b->decode, &full, ex, label, &rs, NULL) == 0)
                 printf("  gate bias %6.2f: the gate would stop at step %.2f on average\n", bias,
                        mean_steps(ex, first ? 1 : b->decode));
             ouro_model_free(m);
             continue;
         }
-        if (dt > 0) {
+        if (got == 0) {
             double depth = mean_steps(ex, b->decode);
             for (int i = 0; i < nd; i++)
                 per_step[i] = each[i] / (ex[i] > 0 ? ex[i] : 1);
@@ -760,25 +862,31 @@ static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: model_bench --model DIR [--threads N] [--bw GB/s] [--gemm GFLOP/s]\n"
-            "                   [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
+            "usage: model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s]\n"
+            "                   [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
+            "                   [--runs N] [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
             "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
-            "                   [--skip-load] [--skip-kernels] [--budget SECONDS]\n");
+            "                   [--skip-load] [--skip-kernels] [--skip-kv] [--skip-adaptive]\n"
+            "                   [--budget SECONDS]\n");
 }
 
 int main(int argc, char **argv)
 {
+    omp_wait_bound(argv);
     bench b = {0};
     b.t_start = now_s();
     b.decode = 8;
     b.batch_steps = 4;
     b.threshold = 0.5f;
+    b.runs = 3;
     b.n_prefill = parse_list("64,256,1024", b.prefill);
     b.n_batch = parse_list("4,8,16,32", b.batch);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--skip-load")) { b.skip_load = 1; continue; }
         if (!strcmp(a, "--skip-kernels")) { b.skip_kernels = 1; continue; }
+        if (!strcmp(a, "--skip-kv")) { b.skip_kv = 1; continue; }
+        if (!strcmp(a, "--skip-adaptive")) { b.skip_adaptive = 1; continue; }
         if (!v) { usage(); return 2; }
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
@@ -790,6 +898,10 @@ int main(int argc, char **argv)
         }
         else if (!strcmp(a, "--bw")) b.bw = atof(v);
         else if (!strcmp(a, "--gemm")) b.gemm = atof(v);
+        else if (!strcmp(a, "--fma")) b.fma = atof(v);
+        else if (!strcmp(a, "--bf16dot")) b.bf16dot = atof(v);
+        else if (!strcmp(a, "--int8dot")) b.int8dot = atof(v);
+        else if (!strcmp(a, "--runs")) b.runs = atoi(v);
         else if (!strcmp(a, "--prefill")) b.n_prefill = *v ? parse_list(v, b.prefill) : 0;
         else if (!strcmp(a, "--batch")) b.n_batch = *v ? parse_list(v, b.batch) : 0;
         else if (!strcmp(a, "--decode")) b.decode = atoi(v);
@@ -799,7 +911,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--budget")) b.budget = atof(v);
         else { usage(); return 2; }
     }
-    if (!b.model_dir || b.decode < 1 || b.batch_steps < 1 || !(b.threshold >= 0 && b.threshold <= 1)) {
+    if (!b.model_dir || b.decode < 1 || b.batch_steps < 1 || b.runs < 1 || b.runs > MAX_RUNS || !(b.threshold >= 0 && b.threshold <= 1)) {
         usage();
         return 2;
     }
@@ -813,8 +925,9 @@ int main(int argc, char **argv)
     printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
                                                                    : "exact (f32 activations), "
                                                                      "or 8-bit for q8 and q4 weights");
-    printf("model %s, %d threads; limits: memory read %.1f GB/s, GEMM %.1f GFLOP/s; load average %.2f\n",
-           b.model_dir, b.threads, b.bw, b.gemm, load_avg());
+    printf("model %s, %d threads; limits: memory read %.1f GB/s, f32 FMA %.1f GFLOP/s, bf16 dot"
+           " %.1f GFLOP/s, 8-bit dot %.1f GOP/s, sgemm %.1f GFLOP/s; load average %.2f\n",
+           b.model_dir, b.threads, b.bw, b.fma, b.bf16dot, b.int8dot, b.gemm, load_avg());
     fflush(stdout);
 
     if (!b.skip_load)
@@ -829,6 +942,18 @@ int main(int argc, char **argv)
     const ouro_config *cfg = ouro_model_config(m);
     cost c;
     cost_init(&c, cfg, cfg->total_ut_steps);
+    /* the compute peak of the path this model runs (kernels.c: bf16 activations need bf16
+     * weights and AVX-512 BF16; q8 and q4 weights always take 8-bit activations) */
+    if (cfg->dtype == OURO_Q8 || cfg->dtype == OURO_Q4) {
+        b.peak = b.int8dot;
+        b.peak_name = "8-bit dot peak";
+    } else if (b.precision == OURO_PRECISION_BF16 && cfg->dtype == OURO_BF16 && ouro_cpu_bf16dp()) {
+        b.peak = b.bf16dot;
+        b.peak_name = "bf16 dot peak";
+    } else {
+        b.peak = b.fma;
+        b.peak_name = "f32 FMA peak";
+    }
     double total, resident;
     dir_pages(b.model_dir, 0, &total, &resident);
     c.file_bytes = total;
@@ -841,7 +966,8 @@ int main(int argc, char **argv)
            c.layers_bytes / 1e9, c.head_bytes / 1e9, total / 1e9);
     fflush(stdout);
 
-    bench_kv(&b, m);
+    if (!b.skip_kv)
+        bench_kv(&b, m);
     bench_decode(&b, m, &c);
     bench_prefill(&b, m, &c);
 
@@ -855,7 +981,8 @@ int main(int argc, char **argv)
            mib(g_anon_peak - b.kv_peak));
     fflush(stdout);
 
-    bench_adaptive(&b, m, &c);
+    if (!b.skip_adaptive)
+        bench_adaptive(&b, m, &c);
     ouro_model_free(m);
     if (!b.skip_kernels)
         bench_kernels(&b);

@@ -6,15 +6,18 @@
 # 2. writes the full-size synthetic Ouro-1.4B checkpoint into models/synthetic/ (ignored by git)
 #    if it is absent, plus two copies with lower exit-gate biases, whose random gates stop
 #    decoded tokens later (for the adaptive-depth figures; the depth reached is measured);
-# 3. prints the machine's limits (test/bench/limits.c), then the model figures
-#    (test/bench/model_bench.c), each as a share of the limit that bounds it;
+# 3. prints the machine's limits (test/bench/limits.c, with the same number of threads), then the
+#    model figures (test/bench/model_bench.c), each a mean with its spread over OURO_BENCH_RUNS runs
+#    and a share of the limit that bounds it (memory bandwidth for single-sequence decode; the
+#    f32 FMA, bf16 dot or 8-bit dot peak for prefill and batched decode, by path);
 # 4. times llama.cpp's llama-bench and PyTorch on the same model when they are on PATH / importable
 #    (never built or installed here).
 #
 # Environment:
 #   OURO_BENCH_THREADS   threads (default: every core)
 #   OURO_BENCH_BUDGET    seconds the model figures may take; longer ones are skipped (default 780)
-#   OURO_BENCH_QUICK=1   a smoke run: short prompts, 2 tokens, batches 4 and 8
+#   OURO_BENCH_RUNS      runs per figure, printed as their median and range (default 3)
+#   OURO_BENCH_QUICK=1   a smoke run: short prompts, 2 tokens, batches 4 and 8, 1 run
 #   OURO_BENCH_GGUF      a GGUF of the same model for llama-bench (else models/synthetic/*.gguf)
 #
 # The q8 figures run on models/synthetic/ouro-1.4b-q8, which `ouro convert` writes from the
@@ -31,6 +34,10 @@ MODEL=$SYN/ouro-1.4b
 THRESHOLD=0.5
 THREADS=${OURO_BENCH_THREADS:-$(nproc)}
 BUDGET=${OURO_BENCH_BUDGET:-780}
+RUNS=${OURO_BENCH_RUNS:-3}
+if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
+    RUNS=${OURO_BENCH_RUNS:-1}
+fi
 CFLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -Icore"
 LIBS="-lcjson -lutf8proc -lm -fopenmp"
 
@@ -61,15 +68,20 @@ echo
 
 # --- machine limits --------------------------------------------------------
 echo "== machine limits =="
-"$B/limits" --file "$MODEL/model.safetensors" | tee "$B/limits.txt"
+"$B/limits" --threads "$THREADS" --file "$MODEL/model.safetensors" | tee "$B/limits.txt"
 LIMITS_OUT=$(grep '^LIMITS ' "$B/limits.txt" || true)
 BW=$(echo "$LIMITS_OUT" | sed -n 's/.*bw_gbs=\([0-9.]*\).*/\1/p')
 GEMM=$(echo "$LIMITS_OUT" | sed -n 's/.*sgemm_gflops=\([0-9.]*\).*/\1/p')
+FMA=$(echo "$LIMITS_OUT" | sed -n 's/.*fma_f32_gflops=\([0-9.]*\).*/\1/p')
+BF16DOT=$(echo "$LIMITS_OUT" | sed -n 's/.*bf16_gflops=\([0-9.]*\).*/\1/p')
+INT8DOT=$(echo "$LIMITS_OUT" | sed -n 's/.*int8_gops=\([0-9.]*\).*/\1/p')
+PEAKS=(--bw "${BW:-0}" --gemm "${GEMM:-0}" --fma "${FMA:-0}" --bf16dot "${BF16DOT:-0}"
+       --int8dot "${INT8DOT:-0}" --runs "$RUNS")
 echo
 
 # --- model figures ---------------------------------------------------------
 echo "== ouro on $MODEL =="
-ARGS=(--model "$MODEL" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}"
+ARGS=(--model "$MODEL" --threads "$THREADS" "${PEAKS[@]}"
       --threshold $THRESHOLD --budget "$BUDGET"
       --adaptive "$MODEL,$SYN/ouro-1.4b-bias0.50,$SYN/ouro-1.4b-bias-0.50")
 if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
@@ -87,8 +99,8 @@ if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
 else
     BARGS=(--prefill 64,256 --decode 8 --batch 8,16 --batch-steps 2)
 fi
-"$B/model_bench" --model "$MODEL" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
-    --budget "$BUDGET" --skip-load --skip-kernels --precision bf16 "${BARGS[@]}"
+"$B/model_bench" --model "$MODEL" --threads "$THREADS" "${PEAKS[@]}" \
+    --budget "$BUDGET" --skip-load --skip-kernels --skip-kv --precision bf16 "${BARGS[@]}"
 echo
 
 # --- q8 weights (ouro convert), approximate like llama.cpp's Q8_0 ----------
@@ -102,8 +114,8 @@ if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
 else
     QARGS=(--prefill 64,256,1024 --decode 8 --batch 4,8,16,32 --batch-steps 2)
 fi
-"$B/model_bench" --model "$Q8" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
-    --budget "$BUDGET" --skip-kernels "${QARGS[@]}"
+"$B/model_bench" --model "$Q8" --threads "$THREADS" "${PEAKS[@]}" \
+    --budget "$BUDGET" --skip-kernels --skip-kv "${QARGS[@]}"
 echo
 
 # --- q4 weights (ouro convert --type q4), approximate like llama.cpp's Q4_0 --
