@@ -124,7 +124,7 @@ echo "== ouro on $Q4: q4 weights from ouro convert --type q4 (4-bit weights, 8-b
 if [ ! -f "$Q4/model.safetensors" ] || [ "$MODEL/model.safetensors" -nt "$Q4/model.safetensors" ]; then
     build/ouro convert --model "$MODEL" --out "$Q4" --type q4 --threads "$THREADS"
 fi
-"$B/model_bench" --model "$Q4" --threads "$THREADS" --bw "${BW:-0}" --gemm "${GEMM:-0}" \
+"$B/model_bench" --model "$Q4" --threads "$THREADS" "${PEAKS[@]}" \
     --budget "$BUDGET" --skip-kernels "${QARGS[@]}"
 echo
 
