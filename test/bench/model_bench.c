@@ -887,7 +887,11 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--skip-kernels")) { b.skip_kernels = 1; continue; }
         if (!strcmp(a, "--skip-kv")) { b.skip_kv = 1; continue; }
         if (!strcmp(a, "--skip-adaptive")) { b.skip_adaptive = 1; continue; }
-        if (!v) { usage(); return 2; }
+        if (!v || !strncmp(v, "--", 2)) {   /* "--bw --fma 400" would read --fma as 0 */
+            fprintf(stderr, "model_bench: %s needs a value\n", a);
+            usage();
+            return 2;
+        }
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
         else if (!strcmp(a, "--threads")) b.threads = atoi(v);
