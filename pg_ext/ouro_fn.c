@@ -556,13 +556,13 @@ pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
 										 "Pass a non-empty prompt.");
 			else
 				(void) pg_ouro_row_error(ERRCODE_ZERO_LENGTH_CHARACTER_STRING,
-										 psprintf("prompt %d of the batch has no tokens", i + OURO_ITEM_BASE),
+										 psprintf("item %d of prompts: the prompt has no tokens", i + OURO_ITEM_BASE),
 										 NULL, "Pass non-empty prompts, or NULL for no result.");
 			continue;
 		}
 		if (len >= limit)
 		{
-			(void) too_long(row != NULL ? "the prompt" : psprintf("prompt %d of the batch", i + OURO_ITEM_BASE),
+			(void) too_long(row != NULL ? "the prompt" : psprintf("item %d of prompts: the prompt", i + OURO_ITEM_BASE),
 							len, limit, ref->entry->model);
 			continue;
 		}
@@ -880,7 +880,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 					row->input_len = strlen(run[k]);
 				}
 				(void) too_long(row != NULL ? "the classification prompt" :
-								psprintf("the classification prompt of input %d of the batch",
+								psprintf("item %d of inputs: the classification prompt",
 										 run_item[k] + OURO_ITEM_BASE),
 								needs[k], limit, ref->entry->model);
 				if (row != NULL)
@@ -947,7 +947,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 			}
 			if (st == OURO_ERR_CONTEXT)
 				(void) too_long(row != NULL ? "the classification prompt" :
-								psprintf("the classification prompt of input %d of the batch",
+								psprintf("item %d of inputs: the classification prompt",
 										 run_item[k] + OURO_ITEM_BASE),
 								need, limit, ref->entry->model);
 			else if (st != OURO_OK)
