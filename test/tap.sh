@@ -1,4 +1,5 @@
-# test/tap.sh -- what every test/suites/*.sh script shares: TAP lines and the PostgreSQL lock.
+# test/tap.sh -- what every test/suites/*.sh script shares: TAP lines, the PostgreSQL lock and
+# the extension's install.
 #
 # Sourced from the repository root after setting SUITE (the name each line carries):
 #   SUITE=pg; . test/tap.sh
@@ -25,4 +26,21 @@ pg_suite_lock() {
     flock 9
     echo "# waited $(( $(date +%s) - t )) s for /tmp/ouro-pg-suite.lock"
     suite_start=$(date +%s)
+}
+
+# pg_install_ext [TARGET...]: builds the make targets (default: core) and installs the
+# extension into that server (as root, under pg_suite_lock); ok, or not_ok with the build's
+# last lines and the suite ends.  OURO_PG_INSTALL: another install command (make asan-ext
+# installs an ASan build and sets it to true).
+pg_install_ext() {
+    local log; log=$(mktemp)
+    if { make -s "${@:-core}" && ${OURO_PG_INSTALL:-make -s -C pg_ext install}; } >"$log" 2>&1; then
+        rm -f "$log"
+        ok "make -C pg_ext install"
+    else
+        tail -20 "$log"
+        rm -f "$log"
+        not_ok "make -C pg_ext install"
+        finish
+    fi
 }

@@ -53,15 +53,7 @@ fi
 pg_suite_lock
 
 if [ "$(id -u)" -eq 0 ]; then
-    if make -s core >/tmp/ouro-citus-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-citus-build.$$ 2>&1; then
-        ok "make -C pg_ext install"
-    else
-        tail -20 /tmp/ouro-citus-build.$$
-        not_ok "make -C pg_ext install"
-        rm -f /tmp/ouro-citus-build.$$
-        finish
-    fi
-    rm -f /tmp/ouro-citus-build.$$
+    pg_install_ext
     RUNAS=(runuser -u postgres --)
     OWNER=postgres
 else

@@ -34,16 +34,7 @@ fi
 PG_REGRESS=$(dirname "$($PG_CONFIG --pgxs)")/../test/regress/pg_regress
 
 if [ "$(id -u)" -eq 0 ]; then
-    # OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
-    if make -s core >/tmp/ouro-pg-build.$$ 2>&1 && ${OURO_PG_INSTALL:-make -s -C pg_ext install} >>/tmp/ouro-pg-build.$$ 2>&1; then
-        ok "make -C pg_ext install"
-    else
-        tail -20 /tmp/ouro-pg-build.$$
-        not_ok "make -C pg_ext install"
-        rm -f /tmp/ouro-pg-build.$$
-        finish
-    fi
-    rm -f /tmp/ouro-pg-build.$$
+    pg_install_ext
     RUNAS=(runuser -u postgres --)
     OWNER=postgres
 else

@@ -34,14 +34,7 @@ if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ] || ! command -v "$PG_CONFIG" >/de
     finish
 fi
 if [ "$(id -u)" -eq 0 ]; then
-    # OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
-    if ! { make -s core && ${OURO_PG_INSTALL:-make -s -C pg_ext install}; } >/tmp/ouro-pg-batch-build.$$ 2>&1; then
-        tail -20 /tmp/ouro-pg-batch-build.$$
-        not_ok "make -C pg_ext install"
-        rm -f /tmp/ouro-pg-batch-build.$$
-        finish
-    fi
-    rm -f /tmp/ouro-pg-batch-build.$$
+    pg_install_ext
     RUNAS=(runuser -u postgres --)
     OWNER=postgres
 else

@@ -32,15 +32,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v pg_createcluster >/dev/null 2>&1; then
 fi
 PGVER=$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 
-if make -s core tool >/tmp/ouro-qs-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-qs-build.$$ 2>&1; then
-    ok "make -C pg_ext install"
-else
-    tail -20 /tmp/ouro-qs-build.$$
-    not_ok "make -C pg_ext install"
-    rm -f /tmp/ouro-qs-build.$$
-    finish
-fi
-rm -f /tmp/ouro-qs-build.$$
+pg_install_ext core tool
 
 # The README's fenced block that follows the line `<!-- quickstart:NAME ... -->`.
 readme_block() {

@@ -38,14 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "ok 1 - pg_safety # SKIP needs root (installs the extension, runs the server as postgres)"
     exit 0
 fi
-# OURO_PG_INSTALL: another install command (make asan-ext installs an ASan build)
-if ! { make -s core && ${OURO_PG_INSTALL:-make -s -C pg_ext install}; } >/tmp/ouro-pg-safety-build.$$ 2>&1; then
-    tail -20 /tmp/ouro-pg-safety-build.$$
-    not_ok "make -C pg_ext install"
-    rm -f /tmp/ouro-pg-safety-build.$$
-    finish
-fi
-rm -f /tmp/ouro-pg-safety-build.$$
+pg_install_ext
 
 TMP=$(mktemp -d /tmp/ouro-pg-safety.XXXXXX)
 chmod 755 "$TMP"

@@ -27,15 +27,7 @@ if [ "$(id -u)" -ne 0 ] || [ ! -x "$PGBIN/initdb" ]; then
     ok "extension upgrades # SKIP needs root and the PostgreSQL server (initdb)"
     finish
 fi
-if make -s core >/tmp/ouro-up-build.$$ 2>&1 && make -s -C pg_ext install >>/tmp/ouro-up-build.$$ 2>&1; then
-    ok "make -C pg_ext install"
-else
-    tail -20 /tmp/ouro-up-build.$$
-    not_ok "make -C pg_ext install"
-    rm -f /tmp/ouro-up-build.$$
-    finish
-fi
-rm -f /tmp/ouro-up-build.$$
+pg_install_ext
 
 current=$(sed -nE "s/^default_version *= *'([^']+)'.*/\1/p" pg_ext/ouro.control)
 olds=$(ls sql/ | sed -nE 's/^ouro--([0-9][^-]*)\.sql$/\1/p' | grep -vx "$current" | sort -V)

@@ -21,16 +21,8 @@ exec /usr/bin/python3 - "$OURO" <<'PY'
 import json, os, re, sqlite3, subprocess, sys
 
 ouro = sys.argv[1]
-n = failed = 0
-
-def check(ok, name, note=None):
-    global n, failed
-    n += 1
-    failed += not ok
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, name))
-    if not ok and note is not None:
-        for line in str(note).splitlines()[:10]:
-            print("# " + line)
+sys.path.insert(0, "test")
+from tap import check, finish  # noqa: E402
 
 surface = json.loads(subprocess.run([ouro, "sql-surface", "--json"], capture_output=True,
                                     check=True).stdout)
@@ -193,6 +185,5 @@ if os.path.exists("pg_ext/ouro.so"):
           sorted(callable_ - set(pg)))
 else:
     check(True, "pg_ext/ouro.so # SKIP not built")
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+finish()
 PY

@@ -17,18 +17,8 @@ import json, os, subprocess, sys, tempfile
 ouro = sys.argv[1]
 model = "test/data/ouro-1.4b-config"
 data = "test/data/tokenizer"
-n = 0
-failed = 0
-
-def check(ok, name, note=None):
-    global n, failed
-    n += 1
-    if not ok:
-        failed += 1
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, name))
-    if not ok and note:
-        for line in str(note).splitlines()[:6]:
-            print("# " + line)
+sys.path.insert(0, "test")
+from tap import check, finish  # noqa: E402
 
 def run(*args):
     p = subprocess.run([ouro] + list(args), capture_output=True)
@@ -102,6 +92,5 @@ check(rc == 1 and "not a regular file" in err, "chat-template: a folder as --mes
 
 os.unlink(path)
 os.rmdir(tmp)
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+finish()
 EOF

@@ -18,16 +18,8 @@ import json, os, re, shutil, subprocess, sys, tempfile, time
 
 ouro = os.path.abspath(sys.argv[1])
 model = os.path.abspath("test/data/models/tiny-mha-bf16")
-n = failed = 0
-
-def check(ok, name, note=None):
-    global n, failed
-    n += 1
-    failed += not ok
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, name))
-    if not ok and note is not None:
-        for line in str(note).splitlines()[:8]:
-            print("# " + line)
+sys.path.insert(0, "test")
+from tap import check, finish  # noqa: E402
 
 def run(args, stdin=None, env_model=None):
     env = dict(os.environ)
@@ -137,6 +129,5 @@ for cmd in ("generate", "logits", "info", "convert", "tokenize", "detokenize", "
             "sql-surface", "build-info", "version"):
     rc, out, err = run([cmd, "--help"], env_model=model)
     check(rc == 0 and out.startswith("usage: ouro " + cmd), "ouro %s --help" % cmd, (rc, out, err))
-print("1..%d" % n)
-sys.exit(1 if failed else 0)
+finish()
 PY
