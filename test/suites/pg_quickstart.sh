@@ -74,7 +74,9 @@ mkdir -m 700 "$TMP/private"
 cp -r test/data/models/tiny-mha-bf16 "$TMP/private/model"
 
 # psql as the postgres user on the cluster's socket (peer authentication, as on Debian).
-pg() { runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -d postgres "$@" 2>&1; }
+# psql runs as postgres from /: the checkout may sit in a folder only root can enter (mktemp -d),
+# and psql's "could not change directory" would end up in the output the checks compare.
+pg() { (cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -d postgres "$@" 2>&1); }
 
 for mode in plain preload; do
     opts=(-p "$PORT" -s "$SOCK" -d "$TMP/data-$mode" -l "$TMP/server-$mode.log" --start-conf=manual -q)
