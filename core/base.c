@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base.h"
+#if defined(OURO_X86_SIMD) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -159,6 +163,26 @@ bool ouro_cpu_vnni(void)
         __builtin_cpu_init();
         if (ouro_simd() == OURO_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")
             && __builtin_cpu_supports("avx512vl"))
+            h = 2;
+#endif
+        have = h;
+    }
+    return have == 2;
+}
+
+bool ouro_cpu_amx(void)
+{
+    static volatile int have;   /* 0 = not yet known, 1 = no, 2 = yes */
+    if (!have) {
+        int h = 1;
+#if defined(OURO_X86_SIMD) && defined(__linux__)
+        __builtin_cpu_init();
+        const char *env = getenv("OURO_SIMD");
+        if (ouro_simd() == OURO_SIMD_AVX512 && (!env || !strcmp(env, "amx"))
+            && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16")
+            && __builtin_cpu_supports("amx-int8")
+            && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                       18 /* XFEATURE_XTILEDATA */) == 0)
             h = 2;
 #endif
         have = h;

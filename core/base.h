@@ -38,9 +38,10 @@ const char *ouro_dtype_name(ouro_dtype dt);
 #endif
 
 /* SIMD path chosen at run time from what the processor reports, lowered
- * (never raised) by the environment variable OURO_SIMD=generic|avx2|avx512,
- * read once.  Not x86-64: always generic.  ouro_simd_level() names it:
- * "avx512", "avx2", "generic". */
+ * (never raised) by the environment variable OURO_SIMD=generic|avx2|avx512
+ * (amx, the default where there are tiles: see ouro_cpu_amx), read once.
+ * Not x86-64: always generic.  ouro_simd_level() names it: "avx512", "avx2",
+ * "generic". */
 enum { OURO_SIMD_GENERIC = 1, OURO_SIMD_AVX2, OURO_SIMD_AVX512 };
 int ouro_simd(void);
 const char *ouro_simd_level(void);
@@ -49,6 +50,16 @@ const char *ouro_simd_level(void);
  * the processor has them and the SIMD level is avx512. */
 bool ouro_cpu_bf16dp(void);
 bool ouro_cpu_vnni(void);
+
+/* AMX tiles with their BF16 and INT8 products (Intel Sapphire Rapids and
+ * later), usable by this process: the processor has them, the SIMD level is
+ * avx512 and not set by OURO_SIMD (OURO_SIMD=avx512 keeps the AVX-512 paths
+ * alone, for tests and comparisons), and Linux granted the process the tile
+ * data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here; refused, for
+ * one, where a signal stack of the process is too small for it).  Every
+ * thread that uses the tiles loads its own tile configuration and releases
+ * it when done. */
+bool ouro_cpu_amx(void);
 
 /* Number of processors (0 threads = this many). */
 int ouro_default_threads(void);
