@@ -649,6 +649,271 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
     free(own);
 }
 
+
+/* ------------------------------------------------------------------------
+ * AMX tile product for BF16 weights
+ *
+ * Where the processor has AMX tiles (ouro_cpu_amx), bf16 weights are
+ * multiplied by TDPBF16PS, which computes C (16 x 16 f32) += A (16 x 32 bf16)
+ * . B (32 x 16 bf16), every product of two bf16 exact in f32 and every sum
+ * in f32.  The weights stay as they are stored (row-major (d_out, d_in),
+ * mapped in place): an A tile is 16 weight rows by 32 elements of d_in,
+ * loaded straight from the rows (stride: one row).  So the tiles compute
+ * y^T: C[m][t] is the output of weight row m for token t.  B holds x of 16
+ * tokens in the pair layout of the instruction (B row r: for each of the 16
+ * tokens, elements 2r and 2r + 1), packed once per product for every thread
+ * (mm_prep_fill): per token tile of 16 tokens (zero-padded past n), per step
+ * of 32 elements of d_in (zero-padded past d_in), one 1 KiB block per piece.
+ *
+ * Exact precision splits each f32 activation into three bf16 pieces,
+ * hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid) (each rounded
+ * to nearest even; x - hi and x - hi - mid are exact in f32, and the three
+ * pieces hold x's 24 significant bits, so hi + mid + lo = x), and runs the
+ * three B tiles against the same A tile into the same C tile: each
+ * w * piece is exact and the sums are f32, as on the f32 FMA path.  Only
+ * activations below about 1e-36 lose low bits (the instruction reads
+ * subnormal bf16 as zero).  bf16 precision takes hi alone.
+ *
+ * Blocking: 8 tile registers hold C for 2 row tiles x 2 token tiles, the 2
+ * A tiles and 2 B tiles (the pieces go through them in turn).  Within a
+ * share of rows, rows are walked in blocks of AMX_RB; for a block, each
+ * pair of token tiles passes over every row pair, so the block's weights
+ * stay in L2 while x of the token pair is reused by each row pair.  Each C
+ * is kept in its tile over the whole of d_in, in one order: step by step,
+ * piece by piece.  The last step of a d_in that is not a multiple of 32
+ * reads its A tile from a zero-padded copy; a row tile of fewer than 16 rows
+ * (d_out % 16, or the edge of a share) reads all of its A tiles from a
+ * zero-padded copy of its rows.  So every output element is summed in the
+ * same order whatever n, the token's place, the row's place or the thread:
+ * the tile path is invariant by construction (OURO_PRECISION_INVARIANT
+ * takes it for every n).
+ * ------------------------------------------------------------------------ */
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512bf16")))
+#define AMX_RB 64          /* weight rows per cache block */
+#define AMX_BLOCK 1024     /* bytes of one packed B tile: 16 rows of 16 tokens x 2 bf16 */
+
+/* Number of 16-token tiles and of 32-element steps of x packed for n tokens. */
+static inline int amx_tiles(int n) { return (n + 15) / 16; }
+static inline int amx_steps(int d_in) { return (d_in + 31) / 32; }
+
+/* Tokens from which the tile product is used, per precision (measured: see
+ * the README, "Matrix products"); the invariant order takes it for every n. */
+#define AMX_MIN_N_EXACT 1
+#define AMX_MIN_N_BF16 1
+
+/* Whether products of n tokens with bf16 weights take the tile product. */
+static bool amx_wanted(int n, bool bf16, bool inv)
+{
+    if (!ouro_cpu_amx())
+        return false;
+    return inv || n >= (bf16 ? AMX_MIN_N_BF16 : AMX_MIN_N_EXACT);
+}
+
+/* Packs step s (elements 32s .. 32s+31) of tokens 16tt .. 16tt+15 of x
+ * (n, d_in) into dst: `pieces` B tiles of AMX_BLOCK bytes (1: bf16(x);
+ * 3: hi, mid, lo), zeros past n and past d_in. */
+AMX_TARGET static void amx_pack(uint32_t *dst, const float *x, int n, int d_in, int tt, int s,
+                                int pieces)
+{
+    int k0 = 32 * s, r0 = d_in - k0, r1 = d_in - k0 - 16;
+    __mmask16 m0 = r0 >= 16 ? 0xffff : r0 <= 0 ? 0 : (__mmask16)((1u << r0) - 1);
+    __mmask16 m1 = r1 >= 16 ? 0xffff : r1 <= 0 ? 0 : (__mmask16)((1u << r1) - 1);
+    for (int t = 0; t < 16; t++) {
+        int tok = 16 * tt + t;
+        __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+        if (tok < n) {
+            const float *src = x + (size_t)tok * d_in + k0;
+            lo = _mm512_maskz_loadu_ps(m0, src);
+            hi = _mm512_maskz_loadu_ps(m1, src + 16);
+        }
+        for (int p = 0; p < pieces; p++) {
+            __m512i b = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);   /* elements 0..31, in order */
+            _Alignas(64) uint32_t pair[16];                      /* pair r: elements 2r, 2r + 1 */
+            _mm512_store_si512(pair, b);
+            for (int r = 0; r < 16; r++)
+                dst[p * 256 + r * 16 + t] = pair[r];
+            if (p + 1 < pieces) {   /* what the piece left: exact in f32 */
+                __m512 blo = _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm512_castsi512_si256(b)), 16));
+                __m512 bhi = _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(b, 1)), 16));
+                lo = _mm512_sub_ps(lo, blo);
+                hi = _mm512_sub_ps(hi, bhi);
+            }
+        }
+    }
+}
+
+/* The tile configuration: palette 1, the 8 tiles 16 rows x 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_config;
+
+/* C tiles 0 (row tile 0, token tile 0), 1 (0, 1), 2 (1, 0), 3 (1, 1) +=
+ * A (tiles 4, 5: row tiles 0, 1) . B (tiles 6, 7 in turn) over `steps` steps
+ * of 32 elements.  a: row tile 0 at step 0, lda bytes between rows (row tile
+ * 1 16 rows further); tail, when not NULL: the A tiles of one more step,
+ * 64 bytes between rows.  b0, b1: packed x of the two token tiles at step 0.
+ * rt2 / tt2: whether row tile 1 / token tile 1 take part.  The C tiles are
+ * zeroed first and left in the tiles. */
+AMX_TARGET static inline __attribute__((always_inline))
+void amx_kernel(int rt2, int tt2, int pieces, const char *a, size_t lda, const char *tail,
+                const char *b0, const char *b1, int steps)
+{
+    size_t bs = (size_t)pieces * AMX_BLOCK;   /* bytes of packed x per step */
+    _tile_zero(0);
+    if (tt2)
+        _tile_zero(1);
+    if (rt2)
+        _tile_zero(2);
+    if (rt2 && tt2)
+        _tile_zero(3);
+    int all = steps + (tail != NULL);
+    for (int s = 0; s < all; s++) {
+        const char *ap = s < steps ? a + 64 * (size_t)s : tail;
+        size_t as = s < steps ? lda : 64;
+        const char *bp = b0 + s * bs, *bq = b1 + s * bs;
+        _tile_loadd(4, ap, as);
+        if (rt2)
+            _tile_loadd(5, ap + 16 * as, as);
+        _tile_loadd(6, bp, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (rt2)
+            _tile_dpbf16ps(2, 5, 6);
+        if (pieces == 3) {
+            _tile_loadd(7, bp + AMX_BLOCK, 64);
+            _tile_dpbf16ps(0, 4, 7);
+            if (rt2)
+                _tile_dpbf16ps(2, 5, 7);
+            _tile_loadd(6, bp + 2 * AMX_BLOCK, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (rt2)
+                _tile_dpbf16ps(2, 5, 6);
+        }
+        if (tt2) {
+            _tile_loadd(7, bq, 64);
+            _tile_dpbf16ps(1, 4, 7);
+            if (rt2)
+                _tile_dpbf16ps(3, 5, 7);
+            if (pieces == 3) {
+                _tile_loadd(6, bq + AMX_BLOCK, 64);
+                _tile_dpbf16ps(1, 4, 6);
+                if (rt2)
+                    _tile_dpbf16ps(3, 5, 6);
+                _tile_loadd(7, bq + 2 * AMX_BLOCK, 64);
+                _tile_dpbf16ps(1, 4, 7);
+                if (rt2)
+                    _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+    }
+}
+
+typedef void (*amx_kernel_fn)(const char *a, size_t lda, const char *tail, const char *b0,
+                              const char *b1, int steps);
+
+#define AMX_K(RT2, TT2, P) \
+    AMX_TARGET static void amx_##RT2##TT2##_##P(const char *a, size_t lda, const char *tail, \
+        const char *b0, const char *b1, int steps) \
+    { amx_kernel(RT2, TT2, P, a, lda, tail, b0, b1, steps); }
+AMX_K(0, 0, 1) AMX_K(0, 1, 1) AMX_K(1, 0, 1) AMX_K(1, 1, 1)
+AMX_K(0, 0, 3) AMX_K(0, 1, 3) AMX_K(1, 0, 3) AMX_K(1, 1, 3)
+static const amx_kernel_fn amx_kernels[2][2][2] = {   /* [pieces == 3][rt2][tt2] */
+    { { amx_00_1, amx_01_1 }, { amx_10_1, amx_11_1 } },
+    { { amx_00_3, amx_01_3 }, { amx_10_3, amx_11_3 } },
+};
+
+/* Writes the C tiles of amx_kernel to y: rows r .. r+rows-1 (rows <= 32:
+ * tiles 0/1 then 2/3), tokens t0 .. t0+nt-1 (nt <= 32: tiles 0/2 then 1/3). */
+AMX_TARGET static void amx_store(float *y, size_t d_out, int r, int rows, int t0, int nt)
+{
+    _Alignas(64) float c[4][16][16];
+    _tile_stored(0, c[0], 64);
+    if (nt > 16)
+        _tile_stored(1, c[1], 64);
+    if (rows > 16)
+        _tile_stored(2, c[2], 64);
+    if (rows > 16 && nt > 16)
+        _tile_stored(3, c[3], 64);
+    for (int t = 0; t < nt; t++) {
+        float *o = y + (size_t)(t0 + t) * d_out + r;
+        for (int m = 0; m < rows; m++)
+            o[m] = c[(m >= 16) * 2 + (t >= 16)][m & 15][t & 15];
+    }
+}
+
+/* Copies rows r .. r+rows-1 (rows <= 32), elements k0 .. d_in-1, of w into
+ * dst (rows of dk elements, zero-padded to dk and to 32 rows); k0 and dk
+ * are multiples of 32. */
+static void amx_copy_rows(uint16_t *dst, const uint16_t *w, int d_in, int r, int rows, int k0, int dk)
+{
+    for (int m = 0; m < 32; m++) {
+        uint16_t *o = dst + (size_t)m * dk;
+        int kv = m < rows ? d_in - k0 : 0;
+        if (kv > 0)
+            memcpy(o, w + (size_t)(r + m) * d_in + k0, (size_t)kv * 2);
+        memset(o + (kv > 0 ? kv : 0), 0, (size_t)(dk - (kv > 0 ? kv : 0)) * 2);
+    }
+}
+
+/* Rows r0 .. r1-1 of the product of bf16 weights w (d_out, d_in) with x
+ * packed by amx_pack in px (token tile tt, step s at px + (tt * steps + s)
+ * * pieces * AMX_BLOCK), on the calling thread.  Returns false, having
+ * written nothing, where the copy of a short row tile cannot be had. */
+AMX_TARGET static bool amx_rows(float *y, const char *px, const uint16_t *w, int n, int d_in,
+                                int d_out, int r0, int r1, int pieces)
+{
+    int ntt = amx_tiles(n), steps = d_in / 32, all = amx_steps(d_in);
+    size_t lda = (size_t)d_in * 2, tts = (size_t)all * pieces * AMX_BLOCK;
+    int rfull = r0 + (r1 - r0) / 16 * 16;
+    uint16_t *part = NULL;   /* the zero-padded rows of a short row tile (rows rfull .. r1-1) */
+    if (rfull < r1 && !(part = aligned_alloc(64, (size_t)32 * all * 64)))
+        return false;
+    if (part)
+        amx_copy_rows(part, w, d_in, rfull, r1 - rfull, 0, 32 * all);
+    amx_config cfg = { .palette = 1 };
+    for (int i = 0; i < 8; i++) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    _Alignas(64) uint16_t tail[32 * 32];   /* the last, short step of a row pair */
+    const amx_kernel_fn *kf = amx_kernels[pieces == 3][0];
+    for (int b0 = r0; b0 < r1; b0 += AMX_RB) {
+        int b1 = r1 - b0 < AMX_RB ? r1 : b0 + AMX_RB;
+        for (int tt = 0; tt < ntt; tt += 2) {
+            int tt2 = tt + 1 < ntt;
+            const char *bp = px + (size_t)tt * tts, *bq = tt2 ? bp + tts : bp;
+            int nt = n - 16 * tt < 32 ? n - 16 * tt : 32;
+            for (int r = b0; r < b1;) {
+                if (r >= rfull) {   /* the short row tile, from its copy */
+                    kf[tt2]((const char *)part, (size_t)all * 64, NULL, bp, bq, all);
+                    amx_store(y, (size_t)d_out, r, r1 - r, 16 * tt, nt);
+                    break;
+                }
+                int rows = (b1 < rfull ? b1 : rfull) - r;   /* 16 or more, a multiple of 16 */
+                if (rows > 32)
+                    rows = 32;
+                const char *tp = NULL;
+                if (steps < all) {
+                    amx_copy_rows(tail, w, d_in, r, rows, 32 * steps, 32);
+                    tp = (const char *)tail;
+                }
+                amx_kernels[pieces == 3][rows > 16][tt2]((const char *)(w + (size_t)r * d_in), lda, tp,
+                                                         bp, bq, steps);
+                amx_store(y, (size_t)d_out, r, rows, 16 * tt, nt);
+                r += rows;
+            }
+        }
+    }
+    _tile_release();
+    free(part);
+    return true;
+}
+
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
@@ -673,6 +938,7 @@ typedef struct mm_prep {
     void *px;           /* packed x (float, or uint16_t when bf16), or NULL; owned */
     ouro_dtype pdt;     /* the dtype px is packed for */
     bool bf16;          /* px is bf16 for the vdpbf16ps kernels */
+    int amx;            /* px is packed for the tile product, with this many pieces (1 or 3); or 0 */
     bool self_pack;     /* a product with no px packs x itself: rows in large shares */
     int kb;             /* d_in block of px */
 } mm_prep;
@@ -693,7 +959,10 @@ static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, 
         return;
     }
 #ifdef OURO_X86_SIMD
-    bool mine = pp->px && dt == pp->pdt;   /* px packed for this dtype */
+    if (pp->amx && pp->px && dt == OURO_BF16
+        && amx_rows(y, pp->px, w, n, d_in, d_out, r0, r1, pp->amx))
+        return;
+    bool mine = pp->px && dt == pp->pdt && !pp->amx;   /* px packed for this dtype's kernels */
     if (bf16 && dt == OURO_BF16 && ouro_cpu_bf16dp()) {
         mmb_rows(y, x, mine && pp->bf16 ? pp->px : NULL, w, n, d_in, d_out, r0, r1);
         return;
@@ -747,6 +1016,16 @@ static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, i
         return;                          /* q8 / q4 alone: nothing to pack */
     bool self = ouro_simd() == OURO_SIMD_AVX512 || (bf16 && ouro_cpu_bf16dp());
     pp->self_pack = self;
+    if (pdt == OURO_BF16 && amx_wanted(n, bf16, inv)) {
+        int pieces = bf16 ? 1 : 3;
+        size_t bytes = (size_t)amx_tiles(n) * amx_steps(d_in) * pieces * AMX_BLOCK;
+        if ((pp->px = aligned_alloc(64, bytes))) {
+            pp->pdt = OURO_BF16;
+            pp->amx = pieces;
+            pp->self_pack = false;
+            return;
+        }
+    }
     if (pdt == -2 || !self)
         return;
     pp->pdt = (ouro_dtype)pdt;
@@ -770,6 +1049,14 @@ static void mm_prep_fill(const mm_prep *pp, const float *x, int n, int d_in)
     if (!pp->px)
         return;
 #ifdef OURO_X86_SIMD
+    if (pp->amx) {
+        int all = amx_steps(d_in), units = amx_tiles(n) * all;
+        #pragma omp for schedule(static)
+        for (int i = 0; i < units; i++)
+            amx_pack((uint32_t *)((char *)pp->px + (size_t)i * pp->amx * AMX_BLOCK), x, n, d_in,
+                     i / all, i % all, pp->amx);
+        return;
+    }
     #pragma omp for schedule(static)
     for (int t = 0; t < n; t++)
         for (int k0 = 0; k0 < d_in; k0 += pp->kb) {
