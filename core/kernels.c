@@ -699,7 +699,7 @@ static inline int amx_steps(int d_in) { return (d_in + 31) / 32; }
 
 /* Tokens from which the tile product is used, per precision (measured: see
  * the README, "Matrix products"); the invariant order takes it for every n. */
-#define AMX_MIN_N_EXACT 1
+#define AMX_MIN_N_EXACT 2
 #define AMX_MIN_N_BF16 1
 
 /* Whether products of n tokens with bf16 weights take the tile product. */

@@ -83,8 +83,9 @@ ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes,
 /* "0.2.0" */
 const char *ouro_version(void);
 
-/* JSON object describing the build: {"version", "simd", "openmp", "blas",
- * "threads"}.  Static storage; valid for the life of the process. */
+/* JSON object describing the build: {"version", "simd", "amx" (whether the
+ * bf16 products use AMX tiles), "openmp", "blas", "threads"}.  Static
+ * storage; valid for the life of the process. */
 const char *ouro_build_info(void);
 
 /* ------------------------------------------------------------------------

@@ -196,9 +196,9 @@ static pthread_once_t build_info_once = PTHREAD_ONCE_INIT;
 static void build_info_init(void)
 {
     snprintf(build_info, sizeof build_info,
-             "{\"version\": \"%s\", \"simd\": \"%s\", \"openmp\": %s, \"blas\": \"none\", "
-             "\"threads\": %d}",
-             OURO_VERSION, ouro_simd_level(),
+             "{\"version\": \"%s\", \"simd\": \"%s\", \"amx\": %s, \"openmp\": %s, "
+             "\"blas\": \"none\", \"threads\": %d}",
+             OURO_VERSION, ouro_simd_level(), ouro_cpu_amx() ? "true" : "false",
 #ifdef _OPENMP
              "true",
 #else

@@ -7,7 +7,8 @@
 #
 #   bash test/run.sh           the C suites on build/ and, when built, on build-asan/
 #                              (AddressSanitizer), the kernel and golden tests again on
-#                              the AVX2 and generic paths, then every test/suites/*.sh
+#                              the AVX2 and generic paths (and AVX-512 where the processor
+#                              has AMX tiles), then every test/suites/*.sh
 #   bash test/run.sh --asan    the C suites on build-asan/ only
 #   bash test/run.sh --aarch64 the C suites on build-aarch64/ (make test-aarch64 cross-builds
 #                              them), each under qemu-aarch64 with Debian's arm64 libraries
@@ -67,10 +68,16 @@ for B in $builds; do
     done
 done
 # Every SIMD path below the best one this processor has: the kernels' tests
-# and the golden test again, forced through OURO_SIMD.
+# and the golden test again, forced through OURO_SIMD.  Where the processor
+# has AMX tiles (the default path for bf16 weights), the AVX-512 path too.
 if [ "$builds" = "build build-asan" ]; then
-    for level in avx2 generic; do
-        for t in build/test/test_math build/test/test_quant build/test/test_quant4 build/test/test_golden; do
+    levels="avx2 generic"
+    grep -qw amx_bf16 /proc/cpuinfo 2>/dev/null && levels="avx512 $levels"
+    for level in $levels; do
+        tests="build/test/test_math build/test/test_quant build/test/test_quant4 build/test/test_golden"
+        # the invariant order and bf16 precision of the AVX-512 products (test_kernels)
+        [ "$level" = avx512 ] && tests="$tests build/test/test_kernels"
+        for t in $tests; do
             [ -x "$t" ] && OURO_SIMD=$level run_suite "$t (OURO_SIMD=$level)" "$t"
         done
     done

@@ -72,8 +72,8 @@ def test_version():
         want = [l.split('"')[1] for l in f if l.startswith("#define OURO_VERSION ")][0]
     equal(one(conn, "SELECT ouro_version()"), want, "ouro_version() is OURO_VERSION of core/ouro.h")
     info = json.loads(one(conn, "SELECT ouro_build_info()"))
-    check(all(k in info for k in ("version", "simd", "openmp", "blas", "threads", "sqlite")),
-          "ouro_build_info() is JSON with version, simd, openmp, blas, threads, sqlite", info)
+    check(all(k in info for k in ("version", "simd", "amx", "openmp", "blas", "threads", "sqlite")),
+          "ouro_build_info() is JSON with version, simd, amx, openmp, blas, threads, sqlite", info)
     equal(info["sqlite"]["runtime"], sqlite3.sqlite_version, "ouro_build_info() names the SQLite runtime")
     equal(info["sqlite"]["interruptible"], sqlite3.sqlite_version_info >= (3, 41, 0),
           "ouro_build_info() says whether generations see sqlite3_interrupt")
