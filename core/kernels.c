@@ -838,10 +838,16 @@ AMX_TARGET static void amx_store(float *y, size_t d_out, int r, int rows, int t0
         _tile_stored(2, c[2], 64);
     if (rows > 16 && nt > 16)
         _tile_stored(3, c[3], 64);
+    /* column t of a C tile is 16 rows of token t: gathered, 64 bytes apart */
+    const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
+                                                             3, 2, 1, 0), _mm512_set1_epi32(16));
+    __mmask16 m0 = rows >= 16 ? 0xffff : (__mmask16)((1u << rows) - 1);
+    __mmask16 m1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     for (int t = 0; t < nt; t++) {
         float *o = y + (size_t)(t0 + t) * d_out + r;
-        for (int m = 0; m < rows; m++)
-            o[m] = c[(m >= 16) * 2 + (t >= 16)][m & 15][t & 15];
+        _mm512_mask_storeu_ps(o, m0, _mm512_i32gather_ps(col, &c[t >= 16][0][t & 15], 4));
+        if (m1)
+            _mm512_mask_storeu_ps(o + 16, m1, _mm512_i32gather_ps(col, &c[2 + (t >= 16)][0][t & 15], 4));
     }
 }
 
