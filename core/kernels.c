@@ -10,8 +10,17 @@
  * environment variable OURO_SIMD=generic|avx2|avx512 lowers it (for tests and
  * for comparing paths).  On AVX-512 the product is register-tiled and
  * cache-blocked (see "AVX-512 blocked product"); the AVX2 and portable paths
- * are one dot product per (row, token).  test/bench/matmul_bench.c times it
- * and, with --check, compares every path with a double-precision reference.
+ * are one dot product per (row, token).  Where the processor has AMX tiles
+ * (ouro_cpu_amx: Sapphire Rapids and later, OURO_SIMD unset or "amx"), bf16
+ * weights go to the tile product instead (see "AMX tile product for BF16
+ * weights"): for exact precision x is split into three bf16 pieces whose
+ * sum is x, so every product is exact and every sum f32, as on the FMA
+ * paths (measured against double on the shapes of test_amx.c: at most 0.1
+ * of the f32 summation bound (d_in + 1) 2^-24 sum|w x|); exact products of
+ * one token stay on AVX-512 (as fast: memory-bound), bf16 precision and
+ * the invariant order take the tiles for every n.  test/bench/matmul_bench.c
+ * times the products and, with --check, compares every path with a
+ * double-precision reference.
  * Q8 and Q4 weights (written by `ouro convert`) are handed to core/quant.c
  * and core/quant4.c.
  */
