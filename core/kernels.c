@@ -707,7 +707,7 @@ static inline int amx_tiles(int n) { return (n + 15) / 16; }
 static inline int amx_steps(int d_in) { return (d_in + 31) / 32; }
 
 /* Tokens from which the tile product is used, per precision (measured: see
- * the README, "Matrix products"); the invariant order takes it for every n. */
+ * the README, "AMX tiles for bf16 weights"); the invariant order takes it for every n. */
 #define AMX_MIN_N_EXACT 2
 #define AMX_MIN_N_BF16 1
 
