@@ -699,7 +699,8 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
  * ------------------------------------------------------------------------ */
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512bf16")))
-#define AMX_RB 64          /* weight rows per cache block */
+#define AMX_RB 256         /* weight rows per cache block: a thread's share at a time */
+#define AMX_XL2 (512 << 10) /* bytes of packed x of one d_in block for all tokens (kept in L2) */
 #define AMX_BLOCK 1024     /* bytes of one packed B tile: 16 rows of 16 tokens x 2 bf16 */
 
 /* Number of 16-token tiles and of 32-element steps of x packed for n tokens. */
@@ -763,23 +764,35 @@ typedef struct {
 
 /* C tiles 0 (row tile 0, token tile 0), 1 (0, 1), 2 (1, 0), 3 (1, 1) +=
  * A (tiles 4, 5: row tiles 0, 1) . B (tiles 6, 7 in turn) over `steps` steps
- * of 32 elements.  a: row tile 0 at step 0, lda bytes between rows (row tile
- * 1 16 rows further); tail, when not NULL: the A tiles of one more step,
- * 64 bytes between rows.  b0, b1: packed x of the two token tiles at step 0.
- * rt2 / tt2: whether row tile 1 / token tile 1 take part.  The C tiles are
- * zeroed first and left in the tiles. */
+ * of 32 elements.  a: row tile 0 at the first step, lda bytes between rows
+ * (row tile 1 16 rows further); tail, when not NULL: the A tiles of one more
+ * step, 64 bytes between rows.  b0, b1: packed x of the two token tiles at
+ * the first step.  rt2 / tt2: whether row tile 1 / token tile 1 take part.
+ * The C tiles start from cin (4 tiles of 16 x 16 f32, in order), or from 0
+ * where cin is NULL, and are left in the tiles, and stored to cout where it
+ * is not NULL. */
 AMX_TARGET static inline __attribute__((always_inline))
 void amx_kernel(int rt2, int tt2, int pieces, const char *a, size_t lda, const char *tail,
-                const char *b0, const char *b1, int steps)
+                const char *b0, const char *b1, int steps, const float *cin, float *cout)
 {
     size_t bs = (size_t)pieces * AMX_BLOCK;   /* bytes of packed x per step */
-    _tile_zero(0);
-    if (tt2)
-        _tile_zero(1);
-    if (rt2)
-        _tile_zero(2);
-    if (rt2 && tt2)
-        _tile_zero(3);
+    if (cin) {
+        _tile_loadd(0, cin, 64);
+        if (tt2)
+            _tile_loadd(1, cin + 256, 64);
+        if (rt2)
+            _tile_loadd(2, cin + 512, 64);
+        if (rt2 && tt2)
+            _tile_loadd(3, cin + 768, 64);
+    } else {
+        _tile_zero(0);
+        if (tt2)
+            _tile_zero(1);
+        if (rt2)
+            _tile_zero(2);
+        if (rt2 && tt2)
+            _tile_zero(3);
+    }
     int all = steps + (tail != NULL);
     for (int s = 0; s < all; s++) {
         const char *ap = s < steps ? a + 64 * (size_t)s : tail;
@@ -819,15 +832,24 @@ void amx_kernel(int rt2, int tt2, int pieces, const char *a, size_t lda, const c
             }
         }
     }
+    if (cout) {
+        _tile_stored(0, cout, 64);
+        if (tt2)
+            _tile_stored(1, cout + 256, 64);
+        if (rt2)
+            _tile_stored(2, cout + 512, 64);
+        if (rt2 && tt2)
+            _tile_stored(3, cout + 768, 64);
+    }
 }
 
 typedef void (*amx_kernel_fn)(const char *a, size_t lda, const char *tail, const char *b0,
-                              const char *b1, int steps);
+                              const char *b1, int steps, const float *cin, float *cout);
 
 #define AMX_K(RT2, TT2, P) \
     AMX_TARGET static void amx_##RT2##TT2##_##P(const char *a, size_t lda, const char *tail, \
-        const char *b0, const char *b1, int steps) \
-    { amx_kernel(RT2, TT2, P, a, lda, tail, b0, b1, steps); }
+        const char *b0, const char *b1, int steps, const float *cin, float *cout) \
+    { amx_kernel(RT2, TT2, P, a, lda, tail, b0, b1, steps, cin, cout); }
 AMX_K(0, 0, 1) AMX_K(0, 1, 1) AMX_K(1, 0, 1) AMX_K(1, 1, 1)
 AMX_K(0, 0, 3) AMX_K(0, 1, 3) AMX_K(1, 0, 3) AMX_K(1, 1, 3)
 static const amx_kernel_fn amx_kernels[2][2][2] = {   /* [pieces == 3][rt2][tt2] */
@@ -835,18 +857,11 @@ static const amx_kernel_fn amx_kernels[2][2][2] = {   /* [pieces == 3][rt2][tt2]
     { { amx_00_3, amx_01_3 }, { amx_10_3, amx_11_3 } },
 };
 
-/* Writes the C tiles of amx_kernel to y: rows r .. r+rows-1 (rows <= 32:
- * tiles 0/1 then 2/3), tokens t0 .. t0+nt-1 (nt <= 32: tiles 0/2 then 1/3). */
-AMX_TARGET static void amx_store(float *y, size_t d_out, int r, int rows, int t0, int nt)
+/* Writes C tiles stored by amx_kernel (c: 4 tiles of 16 x 16 f32) to y:
+ * rows r .. r+rows-1 (rows <= 32: tiles 0/1 then 2/3), tokens t0 .. t0+nt-1
+ * (nt <= 32: tiles 0/2 then 1/3). */
+AMX_TARGET static void amx_store(float *y, size_t d_out, const float *c, int r, int rows, int t0, int nt)
 {
-    _Alignas(64) float c[4][16][16];
-    _tile_stored(0, c[0], 64);
-    if (nt > 16)
-        _tile_stored(1, c[1], 64);
-    if (rows > 16)
-        _tile_stored(2, c[2], 64);
-    if (rows > 16 && nt > 16)
-        _tile_stored(3, c[3], 64);
     /* column t of a C tile is 16 rows of token t: gathered, 64 bytes apart */
     const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
                                                              3, 2, 1, 0), _mm512_set1_epi32(16));
@@ -854,9 +869,10 @@ AMX_TARGET static void amx_store(float *y, size_t d_out, int r, int rows, int t0
     __mmask16 m1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : (__mmask16)((1u << (rows - 16)) - 1);
     for (int t = 0; t < nt; t++) {
         float *o = y + (size_t)(t0 + t) * d_out + r;
-        _mm512_mask_storeu_ps(o, m0, _mm512_i32gather_ps(col, &c[t >= 16][0][t & 15], 4));
+        const float *ct = c + (t >= 16) * 256 + (t & 15);
+        _mm512_mask_storeu_ps(o, m0, _mm512_i32gather_ps(col, ct, 4));
         if (m1)
-            _mm512_mask_storeu_ps(o + 16, m1, _mm512_i32gather_ps(col, &c[2 + (t >= 16)][0][t & 15], 4));
+            _mm512_mask_storeu_ps(o + 16, m1, _mm512_i32gather_ps(col, ct + 512, 4));
     }
 }
 
@@ -877,16 +893,34 @@ static void amx_copy_rows(uint16_t *dst, const uint16_t *w, int d_in, int r, int
 /* Rows r0 .. r1-1 of the product of bf16 weights w (d_out, d_in) with x
  * packed by amx_pack in px (token tile tt, step s at px + (tt * steps + s)
  * * pieces * AMX_BLOCK), on the calling thread.  Returns false, having
- * written nothing, where the copy of a short row tile cannot be had. */
+ * written nothing, where the memory it needs cannot be had.
+ *
+ * Order of the loops: row blocks of AMX_RB rows (a thread's chunk); d_in
+ * blocks of kbs steps, as many as keep the packed x of every token in
+ * AMX_XL2 bytes (one block when there are at most two token tiles: each
+ * weight is then used once); row pairs; token tile pairs.  So the packed x
+ * of a d_in block stays in L2 while every row pair of the chunk passes over
+ * it (x is read from memory once per chunk, not once per row pair), and a
+ * row pair's weights of the block stay in L1 or L2 while every token tile
+ * pair passes over them.  Between d_in blocks each pair's C tiles wait in cs
+ * (stored and loaded whole, so the sums are those of one pass). */
 AMX_TARGET static bool amx_rows(float *y, const char *px, const uint16_t *w, int n, int d_in,
                                 int d_out, int r0, int r1, int pieces)
 {
-    int ntt = amx_tiles(n), steps = d_in / 32, all = amx_steps(d_in);
+    int ntt = amx_tiles(n), ntp = (ntt + 1) / 2, steps = d_in / 32, all = amx_steps(d_in);
     size_t lda = (size_t)d_in * 2, tts = (size_t)all * pieces * AMX_BLOCK;
     int rfull = r0 + (r1 - r0) / 16 * 16;
+    int kbs = ntt <= 2 ? all : AMX_XL2 / (ntt * pieces * AMX_BLOCK);
+    kbs = kbs < 4 ? 4 : kbs > all ? all : kbs;
     uint16_t *part = NULL;   /* the zero-padded rows of a short row tile (rows rfull .. r1-1) */
+    float *cs = NULL;        /* C of every (row pair, token pair) of a row block, 4 KiB each */
     if (rfull < r1 && !(part = aligned_alloc(64, (size_t)32 * all * 64)))
         return false;
+    /* a block holds at most AMX_RB / 16 row tiles: as many row pairs at worst */
+    if (kbs < all && !(cs = aligned_alloc(64, (size_t)(AMX_RB / 16) * ntp * 4096))) {
+        free(part);
+        return false;
+    }
     if (part)
         amx_copy_rows(part, w, d_in, rfull, r1 - rfull, 0, 32 * all);
     amx_config cfg = { .palette = 1 };
@@ -896,36 +930,51 @@ AMX_TARGET static bool amx_rows(float *y, const char *px, const uint16_t *w, int
     }
     _tile_loadconfig(&cfg);
     _Alignas(64) uint16_t tail[32 * 32];   /* the last, short step of a row pair */
-    const amx_kernel_fn *kf = amx_kernels[pieces == 3][0];
+    _Alignas(64) float c[1024];             /* C of the last d_in block, on its way to y */
     for (int b0 = r0; b0 < r1; b0 += AMX_RB) {
         int b1 = r1 - b0 < AMX_RB ? r1 : b0 + AMX_RB;
-        for (int tt = 0; tt < ntt; tt += 2) {
-            int tt2 = tt + 1 < ntt;
-            const char *bp = px + (size_t)tt * tts, *bq = tt2 ? bp + tts : bp;
-            int nt = n - 16 * tt < 32 ? n - 16 * tt : 32;
-            for (int r = b0; r < b1;) {
+        for (int k0 = 0; k0 < all; k0 += kbs) {
+            int ks = all - k0 < kbs ? all - k0 : kbs;
+            bool last = k0 + ks == all;
+            for (int r = b0, rp = 0; r < b1; rp++) {
+                int rows;
+                const char *a, *tp = NULL;
+                size_t as;
+                int full = ks;   /* steps read straight from a */
                 if (r >= rfull) {   /* the short row tile, from its copy */
-                    kf[tt2]((const char *)part, (size_t)all * 64, NULL, bp, bq, all);
-                    amx_store(y, (size_t)d_out, r, r1 - r, 16 * tt, nt);
-                    break;
+                    rows = r1 - r;
+                    a = (const char *)(part + (size_t)32 * k0);
+                    as = (size_t)all * 64;
+                } else {
+                    rows = (b1 < rfull ? b1 : rfull) - r;   /* 16 or more, a multiple of 16 */
+                    if (rows > 32)
+                        rows = 32;
+                    a = (const char *)(w + (size_t)r * d_in + (size_t)32 * k0);
+                    as = lda;
+                    if (last && steps < all) {
+                        amx_copy_rows(tail, w, d_in, r, rows, 32 * steps, 32);
+                        tp = (const char *)tail;
+                        full = ks - 1;
+                    }
                 }
-                int rows = (b1 < rfull ? b1 : rfull) - r;   /* 16 or more, a multiple of 16 */
-                if (rows > 32)
-                    rows = 32;
-                const char *tp = NULL;
-                if (steps < all) {
-                    amx_copy_rows(tail, w, d_in, r, rows, 32 * steps, 32);
-                    tp = (const char *)tail;
+                const amx_kernel_fn *kf = amx_kernels[pieces == 3][rows > 16];
+                for (int tt = 0; tt < ntt; tt += 2) {
+                    int tt2 = tt + 1 < ntt;
+                    const char *bp = px + (size_t)tt * tts + (size_t)k0 * pieces * AMX_BLOCK;
+                    float *cp = cs ? cs + ((size_t)rp * ntp + tt / 2) * 1024 : NULL;
+                    kf[tt2](a, as, tp, bp, tt2 ? bp + tts : bp, full, k0 > 0 ? cp : NULL,
+                            last ? c : cp);
+                    if (last)
+                        amx_store(y, (size_t)d_out, c, r, rows, 16 * tt,
+                                  n - 16 * tt < 32 ? n - 16 * tt : 32);
                 }
-                amx_kernels[pieces == 3][rows > 16][tt2]((const char *)(w + (size_t)r * d_in), lda, tp,
-                                                         bp, bq, steps);
-                amx_store(y, (size_t)d_out, r, rows, 16 * tt, nt);
                 r += rows;
             }
         }
     }
     _tile_release();
     free(part);
+    free(cs);
     return true;
 }
 
@@ -945,6 +994,13 @@ float ouro_dot_row(const void *w, ouro_dtype dt, size_t row, const float *x, int
     return pick_dot(dt)(p, x, d_in);
 }
 
+/* Rows a thread takes at a time when x is prepared for all of them: a
+ * multiple of 16 (q8 row groups) and of MM_RB (AMX_RB for the tile product
+ * of more than 32 tokens, see mm_prep_init).  Threads take the next chunk
+ * when they finish one, so a thread the system deschedules (other work on
+ * the machine) holds back one chunk, not half the product. */
+#define MM_CHUNK 64
+
 /* x prepared once per product for every thread: quantized for q8 weights
  * (ouro_q8_prepare), packed for the AVX-512 kernels (mm_pack_all), or neither
  * (the AVX2 and portable dot products read x as it is). */
@@ -954,6 +1010,7 @@ typedef struct mm_prep {
     ouro_dtype pdt;     /* the dtype px is packed for */
     bool bf16;          /* px is bf16 for the vdpbf16ps kernels */
     int amx;            /* px is packed for the tile product, with this many pieces (1 or 3); or 0 */
+    int chunk;          /* rows a thread takes at a time (MM_FOR_ROWS) */
     bool self_pack;     /* a product with no px packs x itself: rows in large shares */
     int kb;             /* d_in block of px */
 } mm_prep;
@@ -1020,6 +1077,7 @@ static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, i
                          bool inv)
 {
     memset(pp, 0, sizeof *pp);
+    pp->chunk = MM_CHUNK;
 #ifdef OURO_X86_SIMD
     int pdt = -1;
     for (int i = 0; i < count; i++) {
@@ -1037,6 +1095,8 @@ static void mm_prep_init(mm_prep *pp, const ouro_dtype *dts, int count, int n, i
         if ((pp->px = aligned_alloc(64, bytes))) {
             pp->pdt = OURO_BF16;
             pp->amx = pieces;
+            if (amx_tiles(n) > 2)   /* x is reused: by as many rows as the L2 blocking allows */
+                pp->chunk = AMX_RB;
             pp->self_pack = false;
             return;
         }
@@ -1113,16 +1173,10 @@ static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
-/* Rows a thread takes at a time when x is prepared for all of them: a
- * multiple of 16 (q8 row groups) and of MM_RB.  Threads take the next chunk
- * when they finish one, so a thread the system deschedules (other work on
- * the machine) holds back one chunk, not half the product. */
-#define MM_CHUNK 64
-
 /* Runs the statements given last over the rows [lo, hi) of [0, rows), on
- * the calling thread of the team: in chunks of MM_CHUNK taken in turn, or (self_pack) in one
+ * the calling thread of the team: in chunks of `chunk` rows taken in turn, or (self_pack) in one
  * contiguous share per thread.  Inside a parallel region. */
-#define MM_FOR_ROWS(rows, self_pack, lo, hi, ...) do { \
+#define MM_FOR_ROWS(rows, self_pack, chunk, lo, hi, ...) do { \
         if (self_pack) { \
             int id_ = 0, cnt_ = 1; \
             MM_TEAM(id_, cnt_); \
@@ -1130,10 +1184,10 @@ static void mm_share(int rows, int id, int cnt, int *r0, int *r1)
             mm_share((rows), id_, cnt_, &lo, &hi); \
             if (lo < hi) { __VA_ARGS__ } \
         } else { \
-            int nc_ = ((rows) + MM_CHUNK - 1) / MM_CHUNK; \
+            int ch_ = (chunk), nc_ = ((rows) + ch_ - 1) / ch_; \
             _Pragma("omp for schedule(dynamic, 1) nowait") \
             for (int c_ = 0; c_ < nc_; c_++) { \
-                int lo = c_ * MM_CHUNK, hi = lo + MM_CHUNK < (rows) ? lo + MM_CHUNK : (rows); \
+                int lo = c_ * ch_, hi = lo + ch_ < (rows) ? lo + ch_ : (rows); \
                 __VA_ARGS__ \
             } \
         } \
@@ -1172,7 +1226,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
     {
         ouro_worker_signals();
         mm_prep_fill(&pp, x, n, d_in);
-        MM_FOR_ROWS(rows, pp.self_pack, g0, g1, {
+        MM_FOR_ROWS(rows, pp.self_pack, pp.chunk, g0, g1, {
             int base = 0;
             for (int i = 0; i < count && base < g1; base += outs[i].d_out, i++) {
                 int r0 = g0 - base, r1 = g1 - base;
@@ -1208,7 +1262,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
     {
         ouro_worker_signals();
         mm_prep_fill(&pp, x, n, d_in);
-        MM_FOR_ROWS(d_out, pp.self_pack, r0, r1, {
+        MM_FOR_ROWS(d_out, pp.self_pack, pp.chunk, r0, r1, {
             mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
             mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
             for (int i = 0; i < n; i++) {
