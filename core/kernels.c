@@ -658,7 +658,6 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
     free(own);
 }
 
-
 /* ------------------------------------------------------------------------
  * AMX tile product for BF16 weights
  *
@@ -684,12 +683,14 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
  * subnormal bf16 as zero).  bf16 precision takes hi alone.
  *
  * Blocking: 8 tile registers hold C for 2 row tiles x 2 token tiles, the 2
- * A tiles and 2 B tiles (the pieces go through them in turn).  Within a
- * share of rows, rows are walked in blocks of AMX_RB; for a block, each
- * pair of token tiles passes over every row pair, so the block's weights
- * stay in L2 while x of the token pair is reused by each row pair.  Each C
- * is kept in its tile over the whole of d_in, in one order: step by step,
- * piece by piece.  The last step of a d_in that is not a multiple of 32
+ * A tiles and 2 B tiles (the pieces go through them in turn).  Up to 32
+ * tokens each weight is used once: a thread streams its 64-row chunks, a
+ * row pair over the whole of d_in at a time.  With more tokens a thread
+ * takes 256 rows at a time and walks d_in in blocks whose packed x (every
+ * token) stays in L2 while every row pair passes over it (see amx_rows).
+ * Each C is summed in one order: step by step, piece by piece (between d_in
+ * blocks it waits in memory, stored and loaded whole, which changes
+ * nothing).  The last step of a d_in that is not a multiple of 32
  * reads its A tile from a zero-padded copy; a row tile of fewer than 16 rows
  * (d_out % 16, or the edge of a share) reads all of its A tiles from a
  * zero-padded copy of its rows.  So every output element is summed in the
