@@ -403,6 +403,12 @@ void ouro_q4_rows(float *y, const void *ws, const void *wv, int n, int d_in, int
     ouro_q8_act act = ouro_q8_act_view(ws, n, d_in);
     const ouro_q8_act *a = &act;
     const uint8_t *w = wv;
+#ifdef OURO_X86_SIMD
+    if (n >= OURO_Q4_AMX_MIN && ouro_cpu_amx()) {
+        ouro_qamx_rows(y, a, w, true, n, d_out, r0, r1);
+        return;
+    }
+#endif
     size_t gb = ouro_q4_group_bytes(d_in);
     int g0 = r0 / Q4_ROWS, g1 = (r1 + Q4_ROWS - 1) / Q4_ROWS;
 #ifdef OURO_X86_SIMD
