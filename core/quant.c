@@ -133,7 +133,7 @@ size_t ouro_q8_act_bytes(int n, int d_in)
 }
 
 /* The activation blocks as the kernels read them, inside a workspace
- * (internal.h: q, s, c, nb, and xt / st for the AMX tiles). */
+ * (internal.h: q, s, c, nb, and xt, st, ct for the AMX tiles). */
 typedef ouro_q8_act q8_act;
 
 /* One block of one token: len (1..32) values of x. */
@@ -195,7 +195,7 @@ AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c,
 
 /* The activation blocks of n tokens of d_in values inside ws (laid out for
  * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, c; xt
- * 64-byte aligned, then st). */
+ * 64-byte aligned, then st, ct). */
 static q8_act q8_act_at(const void *ws, int n, int d_in)
 {
     int nb = q8_nb(d_in);
@@ -608,12 +608,36 @@ void amx_kernel(int nt, bool inplace, float *acc_io, bool first, bool last, floa
     int pk = 0, pc = 0;            /* blocks pk .. pk+pc-1 stored, not yet added */
     for (int k = 0; k < kn; k += 4) {
         int c = kn - k < 4 ? kn - k : 4, h = (k / 4) & 1;
-        if (c == 4)
-            AMX_PRODUCTS(cb[h], k, 4);
-        else
+        if (c == 4 && pc == 4 && !inplace) {   /* the vector work between the products */
+            _tile_zero(4);
+            _tile_zero(5);
+            _tile_zero(6);
+            _tile_zero(7);
+            _tile_loadd(0, xt + (size_t)k * 512, Q8_BLOCK);
+            _tile_loadd(2, wq + (size_t)k * Q8_QBYTES, 64);
+            AMX_DP(4, 0, 2);
+            _tile_loadd(1, xt + (size_t)(k + 1) * 512, Q8_BLOCK);
+            _tile_loadd(3, wq + (size_t)(k + 1) * Q8_QBYTES, 64);
+            AMX_DP(5, 1, 3);
+            AMX_SCALE(cb[!h][0], pk);
+            _tile_loadd(0, xt + (size_t)(k + 2) * 512, Q8_BLOCK);
+            _tile_loadd(2, wq + (size_t)(k + 2) * Q8_QBYTES, 64);
+            AMX_DP(6, 0, 2);
+            AMX_SCALE(cb[!h][1], pk + 1);
+            _tile_loadd(1, xt + (size_t)(k + 3) * 512, Q8_BLOCK);
+            _tile_loadd(3, wq + (size_t)(k + 3) * Q8_QBYTES, 64);
+            AMX_DP(7, 1, 3);
+            AMX_SCALE(cb[!h][2], pk + 2);
+            _tile_stored(4, cb[h][0], 64);
+            _tile_stored(5, cb[h][1], 64);
+            AMX_SCALE(cb[!h][3], pk + 3);
+            _tile_stored(6, cb[h][2], 64);
+            _tile_stored(7, cb[h][3], 64);
+        } else {
             AMX_PRODUCTS(cb[h], k, c);
-        for (int u = 0; u < pc; u++)
-            AMX_SCALE(cb[!h][u], pk + u);
+            for (int u = 0; u < pc; u++)
+                AMX_SCALE(cb[!h][u], pk + u);
+        }
         pk = k;
         pc = c;
     }
