@@ -13,12 +13,15 @@
  *     vdpbf16ps (two bf16 products per f32 lane), and the 8-bit dot product (AVX-512 VNNI
  *     vpdpbusd, or AVX-VNNI on 256-bit registers: four u8 x s8 products per i32 lane, counted as
  *     2 operations each, as the q8 kernels' GOP/s are), with many independent accumulators.
+ *     Where the CPU has AMX tiles (and Linux grants them), the bf16 (TDPBF16PS) and int8
+ *     (TDPBSUD) tile products, 4 independent accumulator tiles per thread.
  *     These are what the cores can issue, an upper bound no real kernel reaches; they are the
- *     compute limits of the exact path (f32 FMA), `precision bf16` (bf16 dot) and q8 weights
- *     (8-bit dot).
+ *     compute limits of the exact path (f32 FMA, or AMX bf16 with the activations in three bf16
+ *     pieces), `precision bf16` (bf16 dot, AMX bf16) and q8/q4 weights (8-bit dot, AMX int8).
  *
  * Every figure is the best of several repetitions.  The last line, for scripts, is
  *   LIMITS bw_gbs=X bw_file_gbs=X sgemm_gflops=X fma_f32_gflops=X bf16_gflops=X int8_gops=X
+ *          amx_bf16_gflops=X amx_int8_gops=X
  * (0 where not measured).  Build: see test/bench/run.sh (links OpenBLAS and OpenMP).
  *
  *   limits [--mib N] [--reps N] [--file PATH] [--threads N] [--quick]
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -349,6 +353,74 @@ static double vnni256_loop(long iters)
     return (double)iters * 12 * 64;
 }
 
+/* AMX tiles: a configuration of eight 16 x 64-byte tiles, and the rate of their products.
+ * Linux hands the tile state to a process that asks (arch_prctl ARCH_REQ_XCOMP_PERM); each
+ * thread loads the configuration itself. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+static int amx_allowed(void)
+{
+    return __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16")
+        && __builtin_cpu_supports("amx-int8")
+        && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+}
+
+__attribute__((target("amx-tile")))
+static void amx_begin(void)
+{
+    amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.colsb[i] = 64;
+        c.rows[i] = 16;
+    }
+    __asm__ volatile("" : : "r"(&c) : "memory");   /* GCC 12 does not see ldtilecfg read c */
+    _tile_loadconfig(&c);
+    static const uint8_t zeros[1024];
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, zeros, 64); _tile_loadd(5, zeros, 64);
+    _tile_loadd(6, zeros, 64); _tile_loadd(7, zeros, 64);
+}
+
+/* FLOPs of `iters` rounds of 4 independent TDPBF16PS (16 x 16 outputs, 32 bf16 pairs each:
+ * 16384 FLOPs). */
+__attribute__((target("amx-tile,amx-bf16")))
+static double amx_bf16_loop(long iters)
+{
+    amx_begin();
+    iters *= 4;
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_release();
+    return (double)iters * 4 * 16384;
+}
+
+/* Operations of `iters` rounds of 4 independent TDPBSUD (16 x 16 outputs, 64 s8 x u8 products
+ * each, counted as 2 operations: 32768). */
+__attribute__((target("amx-tile,amx-int8")))
+static double amx_int8_loop(long iters)
+{
+    amx_begin();
+    iters *= 4;
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbsud(0, 4, 6);
+        _tile_dpbsud(1, 4, 7);
+        _tile_dpbsud(2, 5, 6);
+        _tile_dpbsud(3, 5, 7);
+    }
+    _tile_release();
+    return (double)iters * 4 * 32768;
+}
+
 /* Best GFLOP/s of `loop` run on `threads` threads at once. */
 static double measure_peak(double (*loop)(long), long iters, int threads, int reps)
 {
@@ -491,7 +563,21 @@ int main(int argc, char **argv)
     } else {
         printf("peak 8-bit dot product: no VNNI on this CPU\n");
     }
+    double amx_bf = 0, amx_i8 = 0;
+    if (amx_allowed()) {
+        printf("  AMX bf16 tile products, 1 thread: %.1f GFLOP/s\n",
+               measure_peak(amx_bf16_loop, iters, 1, 3));
+        amx_bf = measure_peak(amx_bf16_loop, iters, n_cpu, 3);
+        printf("peak AMX bf16 tile products (TDPBF16PS, %d threads): %.1f GFLOP/s\n", n_cpu, amx_bf);
+        printf("  AMX int8 tile products, 1 thread: %.1f GOP/s\n",
+               measure_peak(amx_int8_loop, iters, 1, 3));
+        amx_i8 = measure_peak(amx_int8_loop, iters, n_cpu, 3);
+        printf("peak AMX int8 tile products (TDPBSUD, %d threads): %.1f GOP/s\n", n_cpu, amx_i8);
+    } else {
+        printf("peak AMX tile products: no AMX on this CPU (or Linux refused the tile state)\n");
+    }
     printf("LIMITS bw_gbs=%.2f bw_file_gbs=%.2f sgemm_gflops=%.1f fma_f32_gflops=%.1f "
-           "bf16_gflops=%.1f int8_gops=%.1f\n", bw_best, bw_file, sg_best, fma, bf, i8);
+           "bf16_gflops=%.1f int8_gops=%.1f amx_bf16_gflops=%.1f amx_int8_gops=%.1f\n",
+           bw_best, bw_file, sg_best, fma, bf, i8, amx_bf, amx_i8);
     return 0;
 }

@@ -10,7 +10,8 @@
  *     shows) and a warm one, with and without the tokenizer, and the RSS right after loading;
  *   - prefill tokens/s for each prompt length, as a share of the compute peak that bounds it
  *     (FLOPs / time against the f32 FMA peak on the exact path, the bf16 dot peak with
- *     --precision bf16, the 8-bit dot peak for q8 and q4 weights; limits.c measures them);
+ *     --precision bf16, the 8-bit dot peak for q8 and q4 weights; limits.c measures them; where
+ *     the products run on AMX tiles, their share of the tile peak beside it);
  *   - single-sequence decode tokens/s, as a share of the bandwidth limit (weight bytes read per
  *     token / time vs. measured bandwidth);
  *   - batched decode tokens/s (one ouro_session_forward call carries one token of each of n
@@ -33,6 +34,7 @@
  *
  *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--gemm GFLOP/s]
  *               [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
+ *               [--amxbf16 GFLOP/s] [--amxint8 GOP/s]
  *               [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32] [--batch-steps N]
  *               [--adaptive DIR,DIR,...] [--threshold Q] [--skip-load] [--skip-kernels]
  *               [--skip-kv] [--skip-adaptive] [--budget SECONDS]
@@ -255,8 +257,11 @@ typedef struct bench {
     double gemm;        /* GFLOP/s, OpenBLAS sgemm (0: unknown), beside the kernel figures */
     double fma, bf16dot, int8dot;   /* in-register peaks: f32 FMA, bf16 dot (GFLOP/s), 8-bit dot
                                        (GOP/s); 0: unknown */
+    double amx_bf16, amx_int8;      /* AMX tile peaks, bf16 (GFLOP/s) and int8 (GOP/s); 0: unknown */
     double peak;        /* the compute peak of this model's path (one of the three) */
     const char *peak_name;
+    double peak_amx;    /* where the path runs on AMX tiles: their peak for it (0: none) */
+    const char *peak_amx_name;
     int runs;           /* separate runs per figure (median and range are printed) */
     int skip_kv, skip_adaptive;   /* --skip-kv, --skip-adaptive: leave those sections out */
     int prefill[MAX_LIST], n_prefill;
@@ -556,6 +561,7 @@ static void bench_prefill(bench *b, const ouro_model *m, const cost *c)
         print_spread(t, ok, "tok/s");
         printf("  %7.1f GFLOP/s", g.med);
         print_share(g.med, b->peak, b->peak_name);
+        print_share(g.med, b->peak_amx, b->peak_amx_name);
         printf("\n");
         char name[64];
         snprintf(name, sizeof name, "prefill_%d", P);
@@ -721,6 +727,7 @@ static void bench_decode(bench *b, const ouro_model *m, const cost *c)
         if (t_bw > 0 || t_fl > 0)
             printf("  (%.0f%% of the %s)", 100.0 * (t_bw > t_fl ? t_bw : t_fl) / dt,
                    t_bw > t_fl ? "bandwidth limit" : b->peak_name);
+        print_share(flops / dt / 1e9, b->peak_amx, b->peak_amx_name);
         printf("; fastest step %.0f ms, slowest/median %.2f\n", fastest * 1e3, steady);
         snprintf(label, sizeof label, "decode_%d", n);
         print_figure(label, t);
@@ -864,6 +871,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s]\n"
             "                   [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
+            "                   [--amxbf16 GFLOP/s] [--amxint8 GOP/s]\n"
             "                   [--runs N] [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
             "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
             "                   [--skip-load] [--skip-kernels] [--skip-kv] [--skip-adaptive]\n"
@@ -905,6 +913,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--fma")) b.fma = atof(v);
         else if (!strcmp(a, "--bf16dot")) b.bf16dot = atof(v);
         else if (!strcmp(a, "--int8dot")) b.int8dot = atof(v);
+        else if (!strcmp(a, "--amxbf16")) b.amx_bf16 = atof(v);
+        else if (!strcmp(a, "--amxint8")) b.amx_int8 = atof(v);
         else if (!strcmp(a, "--runs")) b.runs = atoi(v);
         else if (!strcmp(a, "--prefill")) b.n_prefill = *v ? parse_list(v, b.prefill) : 0;
         else if (!strcmp(a, "--batch")) b.n_batch = *v ? parse_list(v, b.batch) : 0;
@@ -930,8 +940,10 @@ int main(int argc, char **argv)
                                                                    : "exact (f32 activations), "
                                                                      "or 8-bit for q8 and q4 weights");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, f32 FMA %.1f GFLOP/s, bf16 dot"
-           " %.1f GFLOP/s, 8-bit dot %.1f GOP/s, sgemm %.1f GFLOP/s; load average %.2f\n",
-           b.model_dir, b.threads, b.bw, b.fma, b.bf16dot, b.int8dot, b.gemm, load_avg());
+           " %.1f GFLOP/s, 8-bit dot %.1f GOP/s, sgemm %.1f GFLOP/s, AMX bf16 %.1f GFLOP/s, AMX"
+           " int8 %.1f GOP/s (%s); load average %.2f\n",
+           b.model_dir, b.threads, b.bw, b.fma, b.bf16dot, b.int8dot, b.gemm, b.amx_bf16,
+           b.amx_int8, ouro_cpu_amx() ? "tiles in use" : "no tiles", load_avg());
     fflush(stdout);
 
     if (!b.skip_load)
@@ -957,6 +969,20 @@ int main(int argc, char **argv)
     } else {
         b.peak = b.fma;
         b.peak_name = "f32 FMA peak";
+    }
+    /* and where the products run on AMX tiles (kernels.c, quant.c, quant4.c): their peak; the
+     * exact path multiplies each activation as three bf16 pieces, so a third of the bf16 rate */
+    if (ouro_cpu_amx()) {
+        if (cfg->dtype == OURO_Q8 || cfg->dtype == OURO_Q4) {
+            b.peak_amx = b.amx_int8;
+            b.peak_amx_name = "AMX int8 peak";
+        } else if (cfg->dtype == OURO_BF16 && b.precision == OURO_PRECISION_BF16) {
+            b.peak_amx = b.amx_bf16;
+            b.peak_amx_name = "AMX bf16 peak";
+        } else if (cfg->dtype == OURO_BF16) {
+            b.peak_amx = b.amx_bf16 / 3;
+            b.peak_amx_name = "AMX bf16 peak / 3";
+        }
     }
     double total, resident;
     dir_pages(b.model_dir, 0, &total, &resident);
