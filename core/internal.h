@@ -156,7 +156,6 @@ typedef struct ouro_q8_act {
      * tokens past n zero), tile after tile and block after block: */
     const int8_t *xt;        /* (ceil(n / 16), nb, 16, 32) x_q */
     const float *st;         /* (ceil(n / 16), nb, 16) s */
-    const int32_t *ct;       /* (ceil(n / 16), nb, 16) -128 * sum of the block's x_q */
 } ouro_q8_act;
 ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in);
 

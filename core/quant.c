@@ -129,11 +129,11 @@ size_t ouro_q8_act_bytes(int n, int d_in)
 {
     size_t nb = (size_t)q8_nb(d_in);
     return (size_t)n * nb * (Q8_BLOCK + sizeof(float) + sizeof(int32_t))
-           + q8_act_rows(n) * nb * (Q8_BLOCK + sizeof(float) + sizeof(int32_t)) + 128;
+           + q8_act_rows(n) * nb * (Q8_BLOCK + sizeof(float)) + 128;
 }
 
 /* The activation blocks as the kernels read them, inside a workspace
- * (internal.h: q, s, c, nb, and xt, st, ct for the AMX tiles). */
+ * (internal.h: q, s, c, nb, and xt, st for the AMX tiles). */
 typedef ouro_q8_act q8_act;
 
 /* One block of one token: len (1..32) values of x. */
@@ -195,7 +195,7 @@ AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c,
 
 /* The activation blocks of n tokens of d_in values inside ws (laid out for
  * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, c; xt
- * 64-byte aligned, then st, ct). */
+ * 64-byte aligned, then st). */
 static q8_act q8_act_at(const void *ws, int n, int d_in)
 {
     int nb = q8_nb(d_in);
@@ -203,8 +203,7 @@ static q8_act q8_act_at(const void *ws, int n, int d_in)
     const float *s = (const float *)(q + (size_t)n * nb * Q8_BLOCK);
     const int32_t *c = (const int32_t *)(s + (size_t)n * nb);
     const int8_t *xt = (const int8_t *)(((uintptr_t)(c + (size_t)n * nb) + 63) & ~(uintptr_t)63);
-    const float *st = (const float *)(xt + q8_act_rows(n) * nb * Q8_BLOCK);
-    return (q8_act){ q, s, c, nb, xt, st, (const int32_t *)(st + q8_act_rows(n) * nb) };
+    return (q8_act){ q, s, c, nb, xt, (const float *)(xt + q8_act_rows(n) * nb * Q8_BLOCK) };
 }
 
 void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
@@ -240,7 +239,6 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in)
     q8_act a = q8_act_at(ws, n, d_in);
     int8_t *xt = (int8_t *)a.xt;
     float *st = (float *)a.st;
-    int32_t *ct = (int32_t *)a.ct;
     for (int t0 = 0; t0 < n; t0 += 16)
         for (int b = 0; b < a.nb; b++) {
             size_t tb = (size_t)(t0 / 16) * a.nb + b;
@@ -250,11 +248,9 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in)
                     memcpy(xt + tb * 512 + u * Q8_BLOCK, a.q + ((size_t)t * a.nb + b) * Q8_BLOCK,
                            Q8_BLOCK);
                     st[tb * 16 + u] = a.s[(size_t)t * a.nb + b];
-                    ct[tb * 16 + u] = a.c[(size_t)t * a.nb + b];
                 } else {
                     memset(xt + tb * 512 + u * Q8_BLOCK, 0, Q8_BLOCK);
                     st[tb * 16 + u] = 0.0f;
-                    ct[tb * 16 + u] = 0;
                 }
             }
         }
@@ -459,15 +455,14 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
  * block of each token; ouro_q8_prepare_tiles lays them out 16 tokens by 32
  * bytes, tile after tile) with a B tile of the same block of 16 weight rows
  * (8 rows of 64 bytes: the q8 layout above, byte j * 64 + i * 4 + e = column
- * 4j + e of row i) into a C tile of 16 x 16 int32: exact integer sums of 16
- * tokens by 16 rows.  q8 weights for up to 16 tokens are read in place
- * (tdpbsud: signed x_q by unsigned w_q + 128; the token's -128 * sum x_q is
- * added to the sums afterwards, as the VNNI path starts from it).  For more
- * tokens the weights are first written as signed int8 in that layout into a
- * buffer on the stack, AMX_KB blocks of one group at a time, and the buffer
- * serves every token tile of a pass (tdpbssd, no correction): q8 each byte
- * minus 128, q4 both nibbles minus 8 (q4 always takes this way).  Either way
- * the sum is the one the other paths form.  Each block's C tile is stored to
+ * 4j + e of row i) into a C tile of 16 x 16 int32 (tdpbssd): exact integer
+ * sums of 16 tokens by 16 rows.  The weights are first written as signed
+ * int8 w_q in that layout into a buffer on the stack, AMX_KB blocks of one
+ * group at a time (q8: each byte minus 128; q4: both nibbles minus 8), and
+ * the buffer serves every token tile of a pass, so the sums are
+ * sum_k w_q * x_q, the ones the other paths form with their corrections.
+ * (Reading q8 weights in place with tdpbsud and adding -128 * sum x_q after
+ * was slower in the model at 16 tokens, 2 threads.)  Each block's C tile is stored to
  * memory and added to 16 f32 accumulators (one zmm per token, 16 rows per
  * zmm) as the other paths do: (d * s) * (float)sum, one fused multiply-add
  * per block in block order, so this path gives the same bits.  The C tiles
@@ -525,29 +520,15 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
 
 /* Adds block k's C tile (stored at cb, 16 tokens x 16 int32) to the nt
  * accumulators, with the group's f16 scales of the block and the tokens' s
- * of the block (st + k * 16); inplace: the sums are of w_q + 128 and take
- * the tokens' -128 * sum x_q (ct + k * 16) first. */
+ * of the block (st + k * 16). */
 #define AMX_SCALE(cb, k) do { \
         __m512 sw_ = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + (size_t)(k) * 16))); \
         const float *s_ = st + (size_t)(k) * 16; \
-        const int32_t *c_ = ct + (size_t)(k) * 16; \
         _Pragma("GCC unroll 16") \
         for (int t = 0; t < nt; t++) { \
-            __m512i v_ = _mm512_load_si512((cb) + t * 16); \
-            if (inplace) \
-                v_ = _mm512_add_epi32(v_, _mm512_set1_epi32(c_[t])); \
             __m512 sc_ = _mm512_mul_ps(sw_, _mm512_set1_ps(s_[t])); \
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v_), sc_, acc[t]); \
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((cb) + t * 16)), sc_, acc[t]); \
         } \
-    } while (0)
-
-/* C tile c += A tile a times B tile b: x_q signed by weights unsigned
- * (w_q + 128 in place) or signed (unpacked). */
-#define AMX_DP(c, a, b) do { \
-        if (inplace) \
-            _tile_dpbsud(c, a, b); \
-        else \
-            _tile_dpbssd(c, a, b); \
     } while (0)
 
 /* The tile products of blocks k .. k+c-1 (c 1..4) of 16 tokens by one group,
@@ -562,21 +543,21 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
             _tile_zero(7); \
         _tile_loadd(0, xt + (size_t)(k) * 512, Q8_BLOCK); \
         _tile_loadd(2, wq + (size_t)(k) * Q8_QBYTES, 64); \
-        AMX_DP(4, 0, 2); \
+        _tile_dpbssd(4, 0, 2); \
         if ((c) > 1) { \
             _tile_loadd(1, xt + (size_t)((k) + 1) * 512, Q8_BLOCK); \
             _tile_loadd(3, wq + (size_t)((k) + 1) * Q8_QBYTES, 64); \
-            AMX_DP(5, 1, 3); \
+            _tile_dpbssd(5, 1, 3); \
         } \
         if ((c) > 2) { \
             _tile_loadd(0, xt + (size_t)((k) + 2) * 512, Q8_BLOCK); \
             _tile_loadd(2, wq + (size_t)((k) + 2) * Q8_QBYTES, 64); \
-            AMX_DP(6, 0, 2); \
+            _tile_dpbssd(6, 0, 2); \
         } \
         if ((c) > 3) { \
             _tile_loadd(1, xt + (size_t)((k) + 3) * 512, Q8_BLOCK); \
             _tile_loadd(3, wq + (size_t)((k) + 3) * Q8_QBYTES, 64); \
-            AMX_DP(7, 1, 3); \
+            _tile_dpbssd(7, 1, 3); \
         } \
         _tile_stored(4, (cb)[0], 64); \
         if ((c) > 1) \
@@ -587,18 +568,16 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
             _tile_stored(7, (cb)[3], 64); \
     } while (0)
 
-/* nt (1..16) tokens by one group over kn blocks: wq the blocks' weights
- * (inplace: the q8 quants as stored; else signed, unpacked), scales, and
- * xt, st, ct at the first of them (the tiles' x_q, s and -128 * sum x_q,
+/* nt (1..16) tokens by one group over kn blocks: wq the blocks' signed
+ * weights, scales, and xt, st at the first of them (the tiles' x_q and s,
  * ouro_q8_act).  acc_io holds the nt accumulators between calls: read unless
  * first; written unless last, when the rows in mask are stored to y (nt rows
  * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
  * of the 4 before are added: a load right after a tile store of the same
  * bytes would wait for that store to complete. */
 AMX_TARGET static inline __attribute__((always_inline))
-void amx_kernel(int nt, bool inplace, float *acc_io, bool first, bool last, float *y, size_t ldy,
-                __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt,
-                const float *st, const int32_t *ct, int kn)
+void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
+                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn)
 {
     __m512 acc[16];
     #pragma GCC unroll 16
@@ -608,25 +587,25 @@ void amx_kernel(int nt, bool inplace, float *acc_io, bool first, bool last, floa
     int pk = 0, pc = 0;            /* blocks pk .. pk+pc-1 stored, not yet added */
     for (int k = 0; k < kn; k += 4) {
         int c = kn - k < 4 ? kn - k : 4, h = (k / 4) & 1;
-        if (c == 4 && pc == 4 && !inplace) {   /* the vector work between the products */
+        if (c == 4 && pc == 4) {   /* the vector work between the products */
             _tile_zero(4);
             _tile_zero(5);
             _tile_zero(6);
             _tile_zero(7);
             _tile_loadd(0, xt + (size_t)k * 512, Q8_BLOCK);
             _tile_loadd(2, wq + (size_t)k * Q8_QBYTES, 64);
-            AMX_DP(4, 0, 2);
+            _tile_dpbssd(4, 0, 2);
             _tile_loadd(1, xt + (size_t)(k + 1) * 512, Q8_BLOCK);
             _tile_loadd(3, wq + (size_t)(k + 1) * Q8_QBYTES, 64);
-            AMX_DP(5, 1, 3);
+            _tile_dpbssd(5, 1, 3);
             AMX_SCALE(cb[!h][0], pk);
             _tile_loadd(0, xt + (size_t)(k + 2) * 512, Q8_BLOCK);
             _tile_loadd(2, wq + (size_t)(k + 2) * Q8_QBYTES, 64);
-            AMX_DP(6, 0, 2);
+            _tile_dpbssd(6, 0, 2);
             AMX_SCALE(cb[!h][1], pk + 1);
             _tile_loadd(1, xt + (size_t)(k + 3) * 512, Q8_BLOCK);
             _tile_loadd(3, wq + (size_t)(k + 3) * Q8_QBYTES, 64);
-            AMX_DP(7, 1, 3);
+            _tile_dpbssd(7, 1, 3);
             AMX_SCALE(cb[!h][2], pk + 2);
             _tile_stored(4, cb[h][0], 64);
             _tile_stored(5, cb[h][1], 64);
@@ -654,22 +633,19 @@ void amx_kernel(int nt, bool inplace, float *acc_io, bool first, bool last, floa
 
 typedef void (*amx_kernel_fn)(float *acc_io, bool first, bool last, float *y, size_t ldy,
                               __mmask16 mask, const int8_t *wq, const uint16_t *scales,
-                              const int8_t *xt, const float *st, const int32_t *ct, int kn);
+                              const int8_t *xt, const float *st, int kn);
 
-#define AMXK(NT, IP) \
-    AMX_TARGET static void amxk_##NT##_##IP(float *acc_io, bool first, bool last, float *y, \
-        size_t ldy, __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
-        const float *st, const int32_t *ct, int kn) \
-    { amx_kernel(NT, IP, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, ct, kn); }
-#define AMXK2(NT) AMXK(NT, 0) AMXK(NT, 1)
-AMXK2(1) AMXK2(2) AMXK2(3) AMXK2(4) AMXK2(5) AMXK2(6) AMXK2(7) AMXK2(8)
-AMXK2(9) AMXK2(10) AMXK2(11) AMXK2(12) AMXK2(13) AMXK2(14) AMXK2(15) AMXK2(16)
+#define AMXK(NT) \
+    AMX_TARGET static void amxk_##NT(float *acc_io, bool first, bool last, float *y, size_t ldy, \
+        __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
+        const float *st, int kn) \
+    { amx_kernel(NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn); }
+AMXK(1) AMXK(2) AMXK(3) AMXK(4) AMXK(5) AMXK(6) AMXK(7) AMXK(8)
+AMXK(9) AMXK(10) AMXK(11) AMXK(12) AMXK(13) AMXK(14) AMXK(15) AMXK(16)
 
-static const amx_kernel_fn amx_kernels[2][16] = {   /* [inplace][nt - 1] */
-    { amxk_1_0, amxk_2_0, amxk_3_0, amxk_4_0, amxk_5_0, amxk_6_0, amxk_7_0, amxk_8_0,
-      amxk_9_0, amxk_10_0, amxk_11_0, amxk_12_0, amxk_13_0, amxk_14_0, amxk_15_0, amxk_16_0 },
-    { amxk_1_1, amxk_2_1, amxk_3_1, amxk_4_1, amxk_5_1, amxk_6_1, amxk_7_1, amxk_8_1,
-      amxk_9_1, amxk_10_1, amxk_11_1, amxk_12_1, amxk_13_1, amxk_14_1, amxk_15_1, amxk_16_1 },
+static const amx_kernel_fn amx_kernels[16] = {   /* [nt - 1] */
+    amxk_1, amxk_2, amxk_3, amxk_4, amxk_5, amxk_6, amxk_7, amxk_8,
+    amxk_9, amxk_10, amxk_11, amxk_12, amxk_13, amxk_14, amxk_15, amxk_16,
 };
 
 AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, bool q4, int n,
@@ -679,9 +655,6 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
     size_t qb = q4 ? Q8_QBYTES / 2 : Q8_QBYTES;
     size_t gb = (size_t)nb * qb + ((size_t)nb * Q8_ROWS * 2 + 63) / 64 * 64;
     const uint8_t *w = wv;
-    /* q8 weights for one token tile are read in place (nothing to share an
-     * unpacked copy with); else unpacked for all the token tiles of a pass */
-    bool inplace = !q4 && n <= 16;
     _Alignas(64) int8_t wq[AMX_KB * Q8_QBYTES];      /* unpacked blocks of one group */
     _Alignas(64) float accs[AMX_TT][16 * 16];         /* accumulators of each token tile */
     amx_cfg cfg;
@@ -703,20 +676,17 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
             const uint16_t *scales = (const uint16_t *)(gp + (size_t)nb * qb);
             for (int k0 = 0; k0 < nb; k0 += AMX_KB) {
                 int kn = nb - k0 < AMX_KB ? nb - k0 : AMX_KB;
-                const int8_t *src = wq;
-                if (inplace)
-                    src = (const int8_t *)gp + (size_t)k0 * Q8_QBYTES;
-                else if (q4)
+                if (q4)
                     amx_unpack_q4(wq, gp, k0, kn);
                 else
                     amx_unpack_q8(wq, gp, k0, kn);
                 for (int t0 = p0; t0 < p1; t0 += 16) {
                     int nt = p1 - t0 < 16 ? p1 - t0 : 16;
                     size_t tb = (size_t)(t0 / 16) * nb + k0;
-                    amx_kernels[inplace][nt - 1](accs[(t0 - p0) / 16], k0 == 0, k0 + kn == nb,
-                                                 y + (size_t)t0 * d_out + base, (size_t)d_out, mask,
-                                                 src, scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512,
-                                                 a->st + tb * 16, a->ct + tb * 16, kn);
+                    amx_kernels[nt - 1](accs[(t0 - p0) / 16], k0 == 0, k0 + kn == nb,
+                                        y + (size_t)t0 * d_out + base, (size_t)d_out, mask, wq,
+                                        scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512,
+                                        a->st + tb * 16, kn);
                 }
             }
         }
