@@ -167,9 +167,10 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in);
  * when q4) with AMX int8 tiles (quant.c), the same bits as the other paths;
  * only where ouro_cpu_amx(), on the activations of ouro_q8_prepare_tiles.
  * q8 and q4 products take this path from OURO_Q8_AMX_MIN / OURO_Q4_AMX_MIN
- * tokens on: below, the VNNI kernels were as fast or faster (one thread,
- * 5632 x 2048 weights, Sapphire Rapids). */
-#define OURO_Q8_AMX_MIN 16
+ * tokens on: below, the VNNI kernels were as fast or faster (Ouro-1.4B
+ * shapes, 2 threads, Sapphire Rapids; q8 at 16 tokens 8% slower in the
+ * model, q4 at 24 slower in the product alone). */
+#define OURO_Q8_AMX_MIN 32
 #define OURO_Q4_AMX_MIN 32
 void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
                     int r0, int r1);
