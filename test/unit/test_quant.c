@@ -271,7 +271,8 @@ static void check_nonfinite(void)
 
 /* The AMX tile path (quant.c) called directly, at every n from 1 to 40 and
  * 64 and 100, for all rows and for row ranges that cut groups: the same bits
- * as the reference in the range, nothing written outside it.  Skipped where
+ * as the reference in the range (NaN for the two tokens with NaN or infinity
+ * in x), nothing written outside it.  Skipped where
  * this process has no tiles (another processor, or OURO_SIMD set). */
 static void check_amx(void)
 {
@@ -293,6 +294,8 @@ static void check_amx(void)
             w[i] = frand() * 0.05f;
         for (size_t i = 0; i < (size_t)NMAX * d_in; i++)
             x[i] = frand() * (1.0f + (float)(i % 7));
+        x[(size_t)1 * d_in + d_in / 2] = NAN;          /* tokens 1 and 37: NaN for them alone */
+        x[(size_t)37 * d_in] = INFINITY;
         uint8_t *q = make_q8(w, d_out, d_in);
         ref_product(yr, x, q, NMAX, d_in, d_out);   /* token by token: its first n rows serve any n */
         for (int n = 1; n <= NMAX; n = n < 40 ? n + 1 : n < 64 ? 64 : n < NMAX ? NMAX : NMAX + 1) {
