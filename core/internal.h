@@ -151,8 +151,29 @@ typedef struct ouro_q8_act {
     const float *s;          /* (n, nb) scales */
     const int32_t *c;        /* (n, nb) -128 * sum of the block's x_q */
     int nb;                  /* blocks of 32 per token */
+    /* for the AMX tiles (ouro_q8_prepare_tiles, called by ouro_q8_prepare
+     * where those will be used), the same again in tiles of 16 tokens (the
+     * tokens past n zero), tile after tile and block after block: */
+    const int8_t *xt;        /* (ceil(n / 16), nb, 16, 32) x_q */
+    const float *st;         /* (ceil(n / 16), nb, 16) s */
 } ouro_q8_act;
 ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in);
+
+/* Fills xt and st of ws from its x_q and s: ouro_q8_prepare does it where
+ * the AMX path will read them; tests call it to run that path at any n. */
+void ouro_q8_prepare_tiles(void *ws, int n, int d_in);
+
+/* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w (q4 weights
+ * when q4) with AMX int8 tiles (quant.c), the same bits as the other paths;
+ * only where ouro_cpu_amx(), on the activations of ouro_q8_prepare_tiles.
+ * q8 and q4 products take this path from OURO_Q8_AMX_MIN / OURO_Q4_AMX_MIN
+ * tokens on: below, the VNNI kernels were as fast or faster (Ouro-1.4B
+ * shapes, 2 threads, Sapphire Rapids; q8 at 16 tokens 8% slower in the
+ * model, q4 at 24 slower in the product alone). */
+#define OURO_Q8_AMX_MIN 32
+#define OURO_Q4_AMX_MIN 32
+void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
+                    int r0, int r1);
 
 /* ------------------------------------------------------------------------
  * q4 weights (quant4.c; the format is described there).  Data is 64-byte

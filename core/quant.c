@@ -26,7 +26,7 @@
  *   y[t][r] = sum over blocks b, in order, of
  *             (d[r][b] * s[t][b]) * (sum_k (w_q + 128) * x_q  -  128 * sum_k x_q)
  * with the integer sums exact and each block's term added with one fused
- * multiply-add in f32.  Every path (AVX-512 VNNI, AVX2, portable C) computes
+ * multiply-add in f32.  Every path (AMX tiles, AVX-512 VNNI, AVX2, portable C) computes
  * exactly these operations in this order, so all give the same bits; tests
  * compare them for equality.
  */
@@ -122,19 +122,19 @@ float ouro_q8_dot_row(const void *w, size_t row, const float *x, int64_t cols)
  * Activations
  * ------------------------------------------------------------------------ */
 
+/* n rounded up to 16: the tokens of whole AMX tiles. */
+static inline size_t q8_act_rows(int n) { return ((size_t)n + 15) / 16 * 16; }
+
 size_t ouro_q8_act_bytes(int n, int d_in)
 {
     size_t nb = (size_t)q8_nb(d_in);
-    return (size_t)n * nb * (Q8_BLOCK + sizeof(float) + sizeof(int32_t)) + 64;
+    return (size_t)n * nb * (Q8_BLOCK + sizeof(float) + sizeof(int32_t))
+           + q8_act_rows(n) * nb * (Q8_BLOCK + sizeof(float)) + 128;
 }
 
-/* The activation blocks as the kernels read them, inside a workspace. */
-typedef struct q8_act {
-    const int8_t *q;         /* (n, nb * 32) x_q, zero-padded */
-    const float *s;          /* (n, nb) scales */
-    const int32_t *c;        /* (n, nb) -128 * sum of the block's x_q */
-    int nb;
-} q8_act;
+/* The activation blocks as the kernels read them, inside a workspace
+ * (internal.h: q, s, c, nb, and xt, st for the AMX tiles). */
+typedef ouro_q8_act q8_act;
 
 /* One block of one token: len (1..32) values of x. */
 static void q8_act_block(int8_t *q, float *s, int32_t *c, const float *x, int len)
@@ -194,13 +194,16 @@ AVX512_Q_TARGET static void q8_act_block_avx512(int8_t *q, float *s, int32_t *c,
 #endif /* OURO_X86_SIMD */
 
 /* The activation blocks of n tokens of d_in values inside ws (laid out for
- * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, then c). */
+ * ouro_q8_act_bytes(n, d_in) bytes: x_q 64-byte aligned, then s, c; xt
+ * 64-byte aligned, then st). */
 static q8_act q8_act_at(const void *ws, int n, int d_in)
 {
     int nb = q8_nb(d_in);
     const int8_t *q = (const int8_t *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
     const float *s = (const float *)(q + (size_t)n * nb * Q8_BLOCK);
-    return (q8_act){ q, s, (const int32_t *)(s + (size_t)n * nb), nb };
+    const int32_t *c = (const int32_t *)(s + (size_t)n * nb);
+    const int8_t *xt = (const int8_t *)(((uintptr_t)(c + (size_t)n * nb) + 63) & ~(uintptr_t)63);
+    return (q8_act){ q, s, c, nb, xt, (const float *)(xt + q8_act_rows(n) * nb * Q8_BLOCK) };
 }
 
 void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
@@ -224,6 +227,32 @@ void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
             else
 #endif
                 q8_act_block(q + i * Q8_BLOCK, s + i, c + i, xb, len);
+        }
+#ifdef OURO_X86_SIMD
+    if (n >= (OURO_Q8_AMX_MIN < OURO_Q4_AMX_MIN ? OURO_Q8_AMX_MIN : OURO_Q4_AMX_MIN) && ouro_cpu_amx())
+        ouro_q8_prepare_tiles(ws, n, d_in);
+#endif
+}
+
+void ouro_q8_prepare_tiles(void *ws, int n, int d_in)
+{
+    q8_act a = q8_act_at(ws, n, d_in);
+    int8_t *xt = (int8_t *)a.xt;
+    float *st = (float *)a.st;
+    for (int t0 = 0; t0 < n; t0 += 16)
+        for (int b = 0; b < a.nb; b++) {
+            size_t tb = (size_t)(t0 / 16) * a.nb + b;
+            for (int u = 0; u < 16; u++) {
+                int t = t0 + u;
+                if (t < n) {
+                    memcpy(xt + tb * 512 + u * Q8_BLOCK, a.q + ((size_t)t * a.nb + b) * Q8_BLOCK,
+                           Q8_BLOCK);
+                    st[tb * 16 + u] = a.s[(size_t)t * a.nb + b];
+                } else {
+                    memset(xt + tb * 512 + u * Q8_BLOCK, 0, Q8_BLOCK);
+                    st[tb * 16 + u] = 0.0f;
+                }
+            }
         }
 }
 
@@ -420,6 +449,261 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
+ * Products: AMX int8 tiles (q8 and q4)
+ *
+ * One tile product multiplies an A tile of 16 tokens by 32 int8 x_q (one
+ * block of each token; ouro_q8_prepare_tiles lays them out 16 tokens by 32
+ * bytes, tile after tile) with a B tile of the same block of 16 weight rows
+ * (8 rows of 64 bytes: the q8 layout above, byte j * 64 + i * 4 + e = column
+ * 4j + e of row i) into a C tile of 16 x 16 int32 (tdpbssd): exact integer
+ * sums of 16 tokens by 16 rows.  The weights are first written as signed
+ * int8 w_q in that layout into a buffer on the stack, AMX_KB blocks of one
+ * group at a time (q8: each byte minus 128; q4: both nibbles minus 8), and
+ * the buffer serves every token tile of a pass, so the sums are
+ * sum_k w_q * x_q, the ones the other paths form with their corrections.
+ * (Reading q8 weights in place with tdpbsud and adding -128 * sum x_q after
+ * was slower in the model at 16 tokens, 2 threads.)  Each block's C tile is stored to
+ * memory and added to 16 f32 accumulators (one zmm per token, 16 rows per
+ * zmm) as the other paths do: (d * s) * (float)sum, one fused multiply-add
+ * per block in block order, so this path gives the same bits.  The C tiles
+ * of four blocks are stored while the vector work adds those of the four
+ * before.  Tokens come 16 at a time; the A tile of the last 16 holds zeros
+ * past n, whose sums are never used.  Each call loads its tile configuration
+ * and releases it at the end.  The vector work (a load, conversion, multiply
+ * and fused multiply-add per 16 sums) bounds it, not the tile products.
+ * ------------------------------------------------------------------------ */
+
+#ifdef OURO_X86_SIMD
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vbmi,f16c")))
+#define AMX_KB 32            /* blocks of one group unpacked at a time (16 KB) */
+#define AMX_TT 16            /* token tiles (of 16) per pass over the weights */
+
+/* The tile configuration: tmm0, tmm1 A (16 x 32 bytes), tmm2, tmm3 B
+ * (8 x 64 bytes), tmm4 .. tmm7 C (16 x 16 int32). */
+typedef struct amx_cfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* Blocks b0 .. b0+kn-1 of a q8 group g as signed int8 (each byte - 128). */
+AMX_TARGET static void amx_unpack_q8(int8_t *dst, const uint8_t *g, int b0, int kn)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const uint8_t *src = g + (size_t)b0 * Q8_QBYTES;
+    for (int i = 0; i < kn * Q8_QBYTES / 64; i++)
+        _mm512_store_si512(dst + i * 64, _mm512_xor_si512(_mm512_load_si512(src + i * 64), bias));
+}
+
+/* Blocks b0 .. b0+kn-1 of a q4 group g (256 bytes a block, see quant4.c) as
+ * signed int8 in q8's layout: the low nibbles of quad j (columns 4j + e) are
+ * the quad j, the high nibbles (columns 16 + 4j + e) the quad 4 + j; each
+ * value u - 8 through a table indexed by the low 6 bits of a byte. */
+AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int kn)
+{
+    _Alignas(64) static const int8_t lut[64] = {
+        -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7,
+        -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7,
+        -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7,
+        -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7,
+    };
+    const __m512i t = _mm512_load_si512(lut);
+    const uint8_t *src = g + (size_t)b0 * (Q8_QBYTES / 2);
+    for (int b = 0; b < kn; b++)
+        for (int j = 0; j < 4; j++) {
+            __m512i v = _mm512_load_si512(src + (size_t)b * 256 + j * 64);
+            _mm512_store_si512(dst + (size_t)b * Q8_QBYTES + j * 64, _mm512_permutexvar_epi8(v, t));
+            _mm512_store_si512(dst + (size_t)b * Q8_QBYTES + 256 + j * 64,
+                               _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), t));
+        }
+}
+
+/* Adds block k's C tile (stored at cb, 16 tokens x 16 int32) to the nt
+ * accumulators, with the group's f16 scales of the block and the tokens' s
+ * of the block (st + k * 16). */
+#define AMX_SCALE(cb, k) do { \
+        __m512 sw_ = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + (size_t)(k) * 16))); \
+        const float *s_ = st + (size_t)(k) * 16; \
+        _Pragma("GCC unroll 16") \
+        for (int t = 0; t < nt; t++) { \
+            __m512 sc_ = _mm512_mul_ps(sw_, _mm512_set1_ps(s_[t])); \
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((cb) + t * 16)), sc_, acc[t]); \
+        } \
+    } while (0)
+
+/* The tile products of blocks k .. k+c-1 (c 1..4) of 16 tokens by one group,
+ * their C tiles stored to cb[0 .. c-1]. */
+#define AMX_PRODUCTS(cb, k, c) do { \
+        _tile_zero(4); \
+        if ((c) > 1) \
+            _tile_zero(5); \
+        if ((c) > 2) \
+            _tile_zero(6); \
+        if ((c) > 3) \
+            _tile_zero(7); \
+        _tile_loadd(0, xt + (size_t)(k) * 512, Q8_BLOCK); \
+        _tile_loadd(2, wq + (size_t)(k) * Q8_QBYTES, 64); \
+        _tile_dpbssd(4, 0, 2); \
+        if ((c) > 1) { \
+            _tile_loadd(1, xt + (size_t)((k) + 1) * 512, Q8_BLOCK); \
+            _tile_loadd(3, wq + (size_t)((k) + 1) * Q8_QBYTES, 64); \
+            _tile_dpbssd(5, 1, 3); \
+        } \
+        if ((c) > 2) { \
+            _tile_loadd(0, xt + (size_t)((k) + 2) * 512, Q8_BLOCK); \
+            _tile_loadd(2, wq + (size_t)((k) + 2) * Q8_QBYTES, 64); \
+            _tile_dpbssd(6, 0, 2); \
+        } \
+        if ((c) > 3) { \
+            _tile_loadd(1, xt + (size_t)((k) + 3) * 512, Q8_BLOCK); \
+            _tile_loadd(3, wq + (size_t)((k) + 3) * Q8_QBYTES, 64); \
+            _tile_dpbssd(7, 1, 3); \
+        } \
+        _tile_stored(4, (cb)[0], 64); \
+        if ((c) > 1) \
+            _tile_stored(5, (cb)[1], 64); \
+        if ((c) > 2) \
+            _tile_stored(6, (cb)[2], 64); \
+        if ((c) > 3) \
+            _tile_stored(7, (cb)[3], 64); \
+    } while (0)
+
+/* nt (1..16) tokens by one group over kn blocks: wq the blocks' signed
+ * weights, scales, and xt, st at the first of them (the tiles' x_q and s,
+ * ouro_q8_act).  acc_io holds the nt accumulators between calls: read unless
+ * first; written unless last, when the rows in mask are stored to y (nt rows
+ * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
+ * of the 4 before are added: a load right after a tile store of the same
+ * bytes would wait for that store to complete. */
+AMX_TARGET static inline __attribute__((always_inline))
+void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
+                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn)
+{
+    __m512 acc[16];
+    #pragma GCC unroll 16
+    for (int t = 0; t < nt; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_io + t * 16);
+    _Alignas(64) int32_t cb[2][4][256];
+    int pk = 0, pc = 0;            /* blocks pk .. pk+pc-1 stored, not yet added */
+    for (int k = 0; k < kn; k += 4) {
+        int c = kn - k < 4 ? kn - k : 4, h = (k / 4) & 1;
+        if (c == 4 && pc == 4) {   /* the vector work between the products */
+            _tile_zero(4);
+            _tile_zero(5);
+            _tile_zero(6);
+            _tile_zero(7);
+            _tile_loadd(0, xt + (size_t)k * 512, Q8_BLOCK);
+            _tile_loadd(2, wq + (size_t)k * Q8_QBYTES, 64);
+            _tile_dpbssd(4, 0, 2);
+            _tile_loadd(1, xt + (size_t)(k + 1) * 512, Q8_BLOCK);
+            _tile_loadd(3, wq + (size_t)(k + 1) * Q8_QBYTES, 64);
+            _tile_dpbssd(5, 1, 3);
+            AMX_SCALE(cb[!h][0], pk);
+            _tile_loadd(0, xt + (size_t)(k + 2) * 512, Q8_BLOCK);
+            _tile_loadd(2, wq + (size_t)(k + 2) * Q8_QBYTES, 64);
+            _tile_dpbssd(6, 0, 2);
+            AMX_SCALE(cb[!h][1], pk + 1);
+            _tile_loadd(1, xt + (size_t)(k + 3) * 512, Q8_BLOCK);
+            _tile_loadd(3, wq + (size_t)(k + 3) * Q8_QBYTES, 64);
+            _tile_dpbssd(7, 1, 3);
+            AMX_SCALE(cb[!h][2], pk + 2);
+            _tile_stored(4, cb[h][0], 64);
+            _tile_stored(5, cb[h][1], 64);
+            AMX_SCALE(cb[!h][3], pk + 3);
+            _tile_stored(6, cb[h][2], 64);
+            _tile_stored(7, cb[h][3], 64);
+        } else {
+            AMX_PRODUCTS(cb[h], k, c);
+            for (int u = 0; u < pc; u++)
+                AMX_SCALE(cb[!h][u], pk + u);
+        }
+        pk = k;
+        pc = c;
+    }
+    for (int u = 0; u < pc; u++)
+        AMX_SCALE(cb[((pk / 4) & 1)][u], pk + u);
+    #pragma GCC unroll 16
+    for (int t = 0; t < nt; t++) {
+        if (last)
+            _mm512_mask_storeu_ps(y + (size_t)t * ldy, mask, acc[t]);
+        else
+            _mm512_store_ps(acc_io + t * 16, acc[t]);
+    }
+}
+
+typedef void (*amx_kernel_fn)(float *acc_io, bool first, bool last, float *y, size_t ldy,
+                              __mmask16 mask, const int8_t *wq, const uint16_t *scales,
+                              const int8_t *xt, const float *st, int kn);
+
+#define AMXK(NT) \
+    AMX_TARGET static void amxk_##NT(float *acc_io, bool first, bool last, float *y, size_t ldy, \
+        __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
+        const float *st, int kn) \
+    { amx_kernel(NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn); }
+AMXK(1) AMXK(2) AMXK(3) AMXK(4) AMXK(5) AMXK(6) AMXK(7) AMXK(8)
+AMXK(9) AMXK(10) AMXK(11) AMXK(12) AMXK(13) AMXK(14) AMXK(15) AMXK(16)
+
+static const amx_kernel_fn amx_kernels[16] = {   /* [nt - 1] */
+    amxk_1, amxk_2, amxk_3, amxk_4, amxk_5, amxk_6, amxk_7, amxk_8,
+    amxk_9, amxk_10, amxk_11, amxk_12, amxk_13, amxk_14, amxk_15, amxk_16,
+};
+
+AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, bool q4, int n,
+                               int d_out, int r0, int r1)
+{
+    int nb = a->nb;
+    size_t qb = q4 ? Q8_QBYTES / 2 : Q8_QBYTES;
+    size_t gb = (size_t)nb * qb + ((size_t)nb * Q8_ROWS * 2 + 63) / 64 * 64;
+    const uint8_t *w = wv;
+    _Alignas(64) int8_t wq[AMX_KB * Q8_QBYTES];      /* unpacked blocks of one group */
+    _Alignas(64) float accs[AMX_TT][16 * 16];         /* accumulators of each token tile */
+    amx_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.rows[i] = i == 2 || i == 3 ? 8 : 16;
+        cfg.colsb[i] = i < 2 ? 32 : 64;
+    }
+    _tile_loadconfig(&cfg);
+    int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
+    for (int p0 = 0; p0 < n; p0 += AMX_TT * 16) {
+        int p1 = n - p0 < AMX_TT * 16 ? n : p0 + AMX_TT * 16;
+        for (int g = g0; g < g1; g++) {
+            int base = g * Q8_ROWS;
+            int lo = r0 > base ? r0 - base : 0, hi = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
+            __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+            const uint8_t *gp = w + (size_t)g * gb;
+            const uint16_t *scales = (const uint16_t *)(gp + (size_t)nb * qb);
+            for (int k0 = 0; k0 < nb; k0 += AMX_KB) {
+                int kn = nb - k0 < AMX_KB ? nb - k0 : AMX_KB;
+                if (q4)
+                    amx_unpack_q4(wq, gp, k0, kn);
+                else
+                    amx_unpack_q8(wq, gp, k0, kn);
+                for (int t0 = p0; t0 < p1; t0 += 16) {
+                    int nt = p1 - t0 < 16 ? p1 - t0 : 16;
+                    size_t tb = (size_t)(t0 / 16) * nb + k0;
+                    amx_kernels[nt - 1](accs[(t0 - p0) / 16], k0 == 0, k0 + kn == nb,
+                                        y + (size_t)t0 * d_out + base, (size_t)d_out, mask, wq,
+                                        scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512,
+                                        a->st + tb * 16, kn);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+#else
+void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
+                    int r0, int r1)
+{
+    for (int t = 0; t < n; t++)   /* never called: no tiles off x86-64 */
+        for (int r = r0; r < r1; r++)
+            y[(size_t)t * d_out + r] = NAN;
+}
+#endif /* OURO_X86_SIMD */
+
+/* ------------------------------------------------------------------------
  * Rows of a product
  * ------------------------------------------------------------------------ */
 
@@ -428,6 +712,12 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
 static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in, int d_out,
                     int r0, int r1)
 {
+#ifdef OURO_X86_SIMD
+    if (n >= OURO_Q8_AMX_MIN && ouro_cpu_amx()) {
+        ouro_qamx_rows(y, a, w, false, n, d_out, r0, r1);
+        return;
+    }
+#endif
     size_t gb = ouro_q8_group_bytes(d_in);
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
 #ifdef OURO_X86_SIMD
@@ -494,6 +784,5 @@ void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int 
 
 ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in)
 {
-    q8_act a = q8_act_at(ws, n, d_in);
-    return (ouro_q8_act){ a.q, a.s, a.c, a.nb };
+    return q8_act_at(ws, n, d_in);
 }

@@ -35,9 +35,12 @@
  *   y[t][r] = sum over blocks b, in order, of
  *             (d[r][b] * s[t][b]) * (sum_k u * x_q  -  8 * sum_k x_q)
  * with the integer sums exact and each block's term added with one fused
- * multiply-add in f32.  Every path (AVX-512 VNNI, AVX2, portable C) computes
- * exactly these operations in this order, so all give the same bits; tests
- * compare them for equality.
+ * multiply-add in f32.  Every path (AMX tiles, AVX-512 VNNI, AVX2, portable C)
+ * computes exactly these operations in this order, so all give the same bits;
+ * tests compare them for equality.  The AMX path (quant.c, "Products: AMX
+ * int8 tiles", from OURO_Q4_AMX_MIN tokens on) unpacks a group's blocks to
+ * signed int8 w_q = u - 8 in q8's layout once for all the token tiles, so
+ * its integer sums sum_k w_q * x_q equal the ones above.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -403,6 +406,12 @@ void ouro_q4_rows(float *y, const void *ws, const void *wv, int n, int d_in, int
     ouro_q8_act act = ouro_q8_act_view(ws, n, d_in);
     const ouro_q8_act *a = &act;
     const uint8_t *w = wv;
+#ifdef OURO_X86_SIMD
+    if (n >= OURO_Q4_AMX_MIN && ouro_cpu_amx()) {
+        ouro_qamx_rows(y, a, w, true, n, d_out, r0, r1);
+        return;
+    }
+#endif
     size_t gb = ouro_q4_group_bytes(d_in);
     int g0 = r0 / Q4_ROWS, g1 = (r1 + Q4_ROWS - 1) / Q4_ROWS;
 #ifdef OURO_X86_SIMD
