@@ -13,7 +13,9 @@
  *   - the invariant order within that bound too, and each token's outputs
  *     the same bits alone and in every call of 2 .. 40 tokens, at any place;
  *   - several outputs at once (ouro_matmul_multi, whose row shares cut
- *     across outputs) and the gated form give the bits of separate products.
+ *     across outputs) and the gated form give the bits of separate products;
+ *   - a NaN or an infinity in one token's x reaches that token's outputs
+ *     alone.
  *
  * Where ouro_cpu_amx() is false (no tiles, OURO_SIMD set, or Linux refused
  * them) every check is skipped with a message: the other paths have their
@@ -194,6 +196,42 @@ static void check_multi(void)
           "(%d of %d differ)", bad_glu, runs);
 }
 
+/* A NaN or an infinity in one token's x makes that token's outputs NaN or
+ * infinite and leaves every other token's outputs as they were, bit for bit
+ * (each output column of a tile sums its own token alone). */
+static void check_nonfinite(void)
+{
+    int d_in = 70, d_out = 48, n = 40, bad = 0, runs = 0;
+    uint16_t *w = malloc((size_t)d_out * d_in * 2);
+    float *x = malloc((size_t)n * d_in * sizeof(float));
+    float *y0 = malloc((size_t)n * d_out * sizeof(float)), *y = malloc((size_t)n * d_out * sizeof(float));
+    for (int i = 0; i < d_out * d_in; i++)
+        w[i] = ouro_f32_to_bf16(frand());
+    for (int i = 0; i < n * d_in; i++)
+        x[i] = frand() * 3;
+    for (int p = 0; p < 3; p++) {
+        ouro_precision prec = p == 0 ? OURO_PRECISION_EXACT : p == 1 ? OURO_PRECISION_BF16
+                                                                      : OURO_PRECISION_INVARIANT;
+        ouro_matmul_prec(y0, x, w, OURO_BF16, n, d_in, d_out, 2, prec, NULL);
+        for (int v = 0; v < 2; v++) {
+            int t = 17 + v * 5;   /* a token of the second tile */
+            float keep = x[(size_t)t * d_in + 3];
+            x[(size_t)t * d_in + 3] = v ? INFINITY : NAN;
+            ouro_matmul_prec(y, x, w, OURO_BF16, n, d_in, d_out, 2, prec, NULL);
+            x[(size_t)t * d_in + 3] = keep;
+            runs++;
+            for (int i = 0; i < n; i++)
+                for (int o = 0; o < d_out; o++) {
+                    float a = y[(size_t)i * d_out + o], b = y0[(size_t)i * d_out + o];
+                    bad += i == t ? isfinite(a) : memcmp(&a, &b, sizeof a) != 0;
+                }
+        }
+    }
+    check(bad == 0, "AMX: a NaN or an infinity in one token's x reaches that token's outputs alone "
+          "(%d of %d calls wrong)", bad, runs);
+    free(w); free(x); free(y0); free(y);
+}
+
 int main(void)
 {
     if (!ouro_cpu_amx()) {
@@ -205,5 +243,6 @@ int main(void)
     check_note("AMX tiles in use; build %s", ouro_build_info());
     check_shapes();
     check_multi();
+    check_nonfinite();
     return check_done();
 }
