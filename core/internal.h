@@ -25,6 +25,9 @@
 #include <sys/types.h>
 #include "ouro.h"
 #include "base.h"
+#ifdef OURO_X86_SIMD
+#include <immintrin.h>   /* the AMX tile configuration below */
+#endif
 #include "ouro_surface.h"
 
 /* ------------------------------------------------------------------------
@@ -136,6 +139,25 @@ void ouro_q8_quantize_group(uint8_t *dst, const float *rows, int n_rows, int64_t
 /* Row `row` of q8 matrix w dequantized into out (cols); its dot product with x. */
 void ouro_q8_row_to_f32(float *out, const void *w, size_t row, int64_t cols);
 float ouro_q8_dot_row(const void *w, size_t row, const float *x, int64_t cols);
+
+#ifdef OURO_X86_SIMD
+/* An AMX tile configuration (palette 1): tile i has rows[i] rows of
+ * colsb[i] bytes.  ouro_amx_load loads it on the calling thread; every
+ * thread that uses the tiles loads one and calls _tile_release() when done. */
+typedef struct ouro_amx_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} ouro_amx_config;
+
+__attribute__((target("amx-tile"))) static inline void ouro_amx_load(const ouro_amx_config *cfg)
+{
+    /* GCC 12 does not count ldtilecfg as a read of *cfg, and may drop the
+     * stores that filled it (seen in a test program): a compiler barrier */
+    __asm__ volatile("" : : "r"(cfg) : "memory");
+    _tile_loadconfig(cfg);
+}
+#endif
 
 /* Quantized activations: ouro_q8_prepare fills ws (ouro_q8_act_bytes(n, d_in)
  * bytes) from x (n, d_in); ouro_q8_rows then computes rows r0 .. r1-1 of

@@ -756,13 +756,6 @@ AMX_TARGET static void amx_pack(uint32_t *dst, const float *x, int n, int d_in, 
     }
 }
 
-/* The tile configuration: palette 1, the 8 tiles 16 rows x 64 bytes. */
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_config;
-
 /* C tiles 0 (row tile 0, token tile 0), 1 (0, 1), 2 (1, 0), 3 (1, 1) +=
  * A (tiles 4, 5: row tiles 0, 1) . B (tiles 6, 7 in turn) over `steps` steps
  * of 32 elements.  a: row tile 0 at the first step, lda bytes between rows
@@ -924,12 +917,12 @@ AMX_TARGET static bool amx_rows(float *y, const char *px, const uint16_t *w, int
     }
     if (part)
         amx_copy_rows(part, w, d_in, rfull, r1 - rfull, 0, 32 * all);
-    amx_config cfg = { .palette = 1 };
+    ouro_amx_config cfg = { .palette = 1 };   /* the 8 tiles 16 rows x 64 bytes */
     for (int i = 0; i < 8; i++) {
         cfg.colsb[i] = 64;
         cfg.rows[i] = 16;
     }
-    _tile_loadconfig(&cfg);
+    ouro_amx_load(&cfg);
     _Alignas(64) uint16_t tail[32 * 32];   /* the last, short step of a row pair */
     _Alignas(64) float c[1024];             /* C of the last d_in block, on its way to y */
     for (int b0 = r0; b0 < r1; b0 += AMX_RB) {

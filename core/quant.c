@@ -478,14 +478,6 @@ static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 o
 #define AMX_KB 32            /* blocks of one group unpacked at a time (16 KB) */
 #define AMX_TT 16            /* token tiles (of 16) per pass over the weights */
 
-/* The tile configuration: tmm0, tmm1 A (16 x 32 bytes), tmm2, tmm3 B
- * (8 x 64 bytes), tmm4 .. tmm7 C (16 x 16 int32). */
-typedef struct amx_cfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_cfg;
-
 /* Blocks b0 .. b0+kn-1 of a q8 group g as signed int8 (each byte - 128). */
 AMX_TARGET static void amx_unpack_q8(int8_t *dst, const uint8_t *g, int b0, int kn)
 {
@@ -657,14 +649,13 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
     const uint8_t *w = wv;
     _Alignas(64) int8_t wq[AMX_KB * Q8_QBYTES];      /* unpacked blocks of one group */
     _Alignas(64) float accs[AMX_TT][16 * 16];         /* accumulators of each token tile */
-    amx_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
+    /* tmm0, tmm1 A (16 x 32 bytes), tmm2, tmm3 B (8 x 64 bytes), tmm4 .. tmm7 C (16 x 16 int32) */
+    ouro_amx_config cfg = { .palette = 1 };
     for (int i = 0; i < 8; i++) {
         cfg.rows[i] = i == 2 || i == 3 ? 8 : 16;
         cfg.colsb[i] = i < 2 ? 32 : 64;
     }
-    _tile_loadconfig(&cfg);
+    ouro_amx_load(&cfg);
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
     for (int p0 = 0; p0 < n; p0 += AMX_TT * 16) {
         int p1 = n - p0 < AMX_TT * 16 ? n : p0 + AMX_TT * 16;
