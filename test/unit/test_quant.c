@@ -269,71 +269,7 @@ static void check_nonfinite(void)
     free(x);
 }
 
-/* The AMX tile path (quant.c) called directly, at every n from 1 to 40 and
- * 64 and 100, for all rows and for row ranges that cut groups: the same bits
- * as the reference in the range (NaN for the two tokens with NaN or infinity
- * in x), nothing written outside it.  Skipped where
- * this process has no tiles (another processor, or OURO_SIMD set). */
-static void check_amx(void)
-{
-    if (!ouro_cpu_amx()) {
-        check(1, "q8 AMX tile products equal the reference # SKIP no AMX tiles here (SIMD level %s%s)",
-              ouro_simd_level(), getenv("OURO_SIMD") ? ", OURO_SIMD set" : "");
-        return;
-    }
-    enum { NMAX = 100 };
-    int runs = 0, bad = 0, bad_out = 0;
-    const float fill = 12345.0f;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int d_in = shapes[s][0], d_out = shapes[s][1];
-        float *w = malloc((size_t)d_out * d_in * sizeof(float));
-        float *x = malloc((size_t)NMAX * d_in * sizeof(float));
-        float *y = malloc((size_t)NMAX * d_out * sizeof(float));
-        float *yr = malloc((size_t)NMAX * d_out * sizeof(float));
-        for (size_t i = 0; i < (size_t)d_out * d_in; i++)
-            w[i] = frand() * 0.05f;
-        for (size_t i = 0; i < (size_t)NMAX * d_in; i++)
-            x[i] = frand() * (1.0f + (float)(i % 7));
-        x[(size_t)1 * d_in + d_in / 2] = NAN;          /* tokens 1 and 37: NaN for them alone */
-        x[(size_t)37 * d_in] = INFINITY;
-        uint8_t *q = make_q8(w, d_out, d_in);
-        ref_product(yr, x, q, NMAX, d_in, d_out);   /* token by token: its first n rows serve any n */
-        for (int n = 1; n <= NMAX; n = n < 40 ? n + 1 : n < 64 ? 64 : n < NMAX ? NMAX : NMAX + 1) {
-            size_t need = ouro_q8_act_bytes(n, d_in);
-            void *ws = malloc(need);
-            ouro_q8_prepare(ws, x, n, d_in);
-            ouro_q8_prepare_tiles(ws, n, d_in);
-            ouro_q8_act a = ouro_q8_act_view(ws, n, d_in);
-            int ranges[3][2] = { { 0, d_out }, { 3, d_out - 2 }, { 17, 40 } };
-            for (int ri = 0; ri < 3; ri++) {
-                int r0 = ranges[ri][0], r1 = ranges[ri][1];
-                if (r1 > d_out || r0 >= r1)
-                    continue;
-                runs++;
-                for (size_t i = 0; i < (size_t)n * d_out; i++)
-                    y[i] = fill;
-                ouro_qamx_rows(y, &a, q, false, n, d_out, r0, r1);
-                bool same = true, outside = true;
-                for (int t = 0; t < n; t++)
-                    for (int r = 0; r < d_out; r++) {
-                        size_t i = (size_t)t * d_out + r;
-                        if (r >= r0 && r < r1)
-                            same = same && same_bits(&y[i], &yr[i], 1);
-                        else
-                            outside = outside && y[i] == fill;
-                    }
-                if (!same && bad++ < 3)
-                    check_note("q8 AMX product differs from the reference: d_in %d d_out %d n %d rows %d..%d",
-                               d_in, d_out, n, r0, r1);
-                bad_out += !outside;
-            }
-            free(ws);
-        }
-        free(q); free(w); free(x); free(y); free(yr);
-    }
-    check(bad == 0, "q8 AMX tile products equal the reference bit for bit (%d/%d runs differ)", bad, runs);
-    check(bad_out == 0, "q8 AMX tile products write only their rows (%d runs wrote others)", bad_out);
-}
+#include "qamx_check.h"
 
 int main(void)
 {
@@ -341,6 +277,6 @@ int main(void)
     check_format();
     check_products();
     check_nonfinite();
-    check_amx();
+    check_qamx("q8", false, make_q8, ref_product, shapes, sizeof shapes / sizeof shapes[0]);
     return check_done();
 }
