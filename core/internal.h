@@ -197,6 +197,33 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in);
 void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
                     int r0, int r1);
 
+/* The kernels of one block-quantized format (q8: quant.c, q4: quant4.c),
+ * for the row driver both share (ouro_qrows, quant.c).  Each kernel takes
+ * the quantized activations a, tokens from t0, and a group's bytes g, and
+ * stores rows lo .. hi-1 (or the rows in mask) of the group. */
+#define OURO_Q_NR 6   /* most tokens per VNNI microkernel */
+typedef struct ouro_qformat {
+    bool q4;                              /* the weights' format, for ouro_qamx_rows */
+    int amx_min;                          /* tokens from which the AMX tiles take the product */
+    size_t (*group_bytes)(int64_t cols);
+    void (*group_c)(float *y, const ouro_q8_act *a, int t, const uint8_t *g, int lo, int hi);
+#ifdef OURO_X86_SIMD
+    /* AVX2, 1 and 2 tokens */
+    void (*group_avx2[2])(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
+                          int lo, int hi);
+    /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups, and 4 groups of 1 token */
+    void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
+                               const uint8_t *g, size_t gstride, const __mmask16 *mask);
+    void (*vnni_4x1)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
+                     size_t gstride, const __mmask16 *mask);
+#endif
+} ouro_qformat;
+
+/* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for weights w of format f, on
+ * the activations ouro_q8_prepare wrote into ws, on the calling thread. */
+void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *w, int n, int d_in,
+                int d_out, int r0, int r1);
+
 /* ------------------------------------------------------------------------
  * q4 weights (quant4.c; the format is described there).  Data is 64-byte
  * aligned.  The products take the activations of ouro_q8_prepare.

@@ -368,7 +368,7 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
 #define Q8_MG 4              /* most groups per microkernel */
-#define Q8_NR 6              /* most tokens per microkernel */
+#define Q8_NR OURO_Q_NR      /* most tokens per microkernel */
 
 #ifdef OURO_X86_SIMD
 
@@ -431,9 +431,6 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
             _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q8_ROWS, mask[m], f[m][t]);
 }
 
-typedef void (*q8_kernel_fn)(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
-                             size_t gstride, const __mmask16 *mask);
-
 #define Q8K(MG, NR) \
     VNNI_TARGET static void q8k_##MG##x##NR(float *y, size_t ldy, const q8_act *a, int t0, \
         const uint8_t *g, size_t gstride, const __mmask16 *mask) \
@@ -441,11 +438,6 @@ typedef void (*q8_kernel_fn)(float *y, size_t ldy, const q8_act *a, int t0, cons
 Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
 Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
 Q8K(4, 1)
-
-static const q8_kernel_fn q8_kernels[2][Q8_NR] = {   /* [mg - 1][nr - 1], mg 1 or 2 */
-    { q8k_1x1, q8k_1x2, q8k_1x3, q8k_1x4, q8k_1x5, q8k_1x6 },
-    { q8k_2x1, q8k_2x2, q8k_2x3, q8k_2x4, q8k_2x5, q8k_2x6 },
-};
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
@@ -698,27 +690,30 @@ void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int 
  * Rows of a product
  * ------------------------------------------------------------------------ */
 
-/* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w, on the calling
- * thread; groups that straddle r0 or r1 are computed whole and stored in part. */
-static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in, int d_out,
-                    int r0, int r1)
+/* Groups that straddle r0 or r1 are computed whole and stored in part.  The
+ * path: AMX tiles from f->amx_min tokens, else VNNI, AVX2 or portable C. */
+void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv, int n, int d_in,
+                int d_out, int r0, int r1)
 {
+    q8_act act = q8_act_at(ws, n, d_in);
+    const q8_act *a = &act;
+    const uint8_t *w = wv;
 #ifdef OURO_X86_SIMD
-    if (n >= OURO_Q8_AMX_MIN && ouro_cpu_amx()) {
-        ouro_qamx_rows(y, a, w, false, n, d_out, r0, r1);
+    if (n >= f->amx_min && ouro_cpu_amx()) {
+        ouro_qamx_rows(y, a, w, f->q4, n, d_out, r0, r1);
         return;
     }
 #endif
-    size_t gb = ouro_q8_group_bytes(d_in);
+    size_t gb = f->group_bytes(d_in);
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
 #ifdef OURO_X86_SIMD
     int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
-    int n_tiles = (n + Q8_NR - 1) / Q8_NR;
+    int n_tiles = (n + OURO_Q_NR - 1) / OURO_Q_NR;
 #endif
     int mg = n == 1 ? 4 : 2;
     for (int g = g0; g < g1; g += mg) {
         int cnt = g1 - g < mg ? g1 - g : mg;
-        int lo[Q8_MG], hi[Q8_MG];
+        int lo[4], hi[4];
         for (int m = 0; m < cnt; m++) {
             int base = (g + m) * Q8_ROWS;
             lo[m] = r0 > base ? r0 - base : 0;
@@ -728,19 +723,19 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
         float *yg = y + (size_t)g * Q8_ROWS;
 #ifdef OURO_X86_SIMD
         if (path == 2) {
-            __mmask16 mask[Q8_MG];   /* the rows of each group the kernels store */
+            __mmask16 mask[4];   /* the rows of each group the kernels store */
             for (int m = 0; m < cnt; m++)
                 mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
             if (n == 1 && cnt == 4) {
-                q8k_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
+                f->vnni_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
                 continue;
             }
             for (int ti = 0; ti < n_tiles; ti++) {
                 int t0 = (int)((long)n * ti / n_tiles), t1 = (int)((long)n * (ti + 1) / n_tiles);
                 for (int m0 = 0; m0 < cnt; m0 += 2) {
                     int mc = cnt - m0 < 2 ? cnt - m0 : 2;
-                    q8_kernels[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
-                                                   (size_t)d_out, a, t0, gp + m0 * gb, gb, mask + m0);
+                    f->vnni[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
+                                                 (size_t)d_out, a, t0, gp + m0 * gb, gb, mask + m0);
                 }
             }
             continue;
@@ -753,24 +748,34 @@ static void q8_rows(float *y, const q8_act *a, const uint8_t *w, int n, int d_in
 #ifdef OURO_X86_SIMD
             if (path == 1)
                 for (; t + 2 <= n; t += 2)
-                    q8_group_avx2_2(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+                    f->group_avx2[1](ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
 #endif
             for (; t < n; t++) {
 #ifdef OURO_X86_SIMD
                 if (path == 1)
-                    q8_group_avx2_1(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
+                    f->group_avx2[0](ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
                 else
 #endif
-                    q8_group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
+                    f->group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
             }
         }
     }
 }
 
+static const ouro_qformat q8_format = {
+    .q4 = false, .amx_min = OURO_Q8_AMX_MIN, .group_bytes = ouro_q8_group_bytes,
+    .group_c = q8_group_c,
+#ifdef OURO_X86_SIMD
+    .group_avx2 = { q8_group_avx2_1, q8_group_avx2_2 },
+    .vnni = { { q8k_1x1, q8k_1x2, q8k_1x3, q8k_1x4, q8k_1x5, q8k_1x6 },
+              { q8k_2x1, q8k_2x2, q8k_2x3, q8k_2x4, q8k_2x5, q8k_2x6 } },
+    .vnni_4x1 = q8k_4x1,
+#endif
+};
+
 void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1)
 {
-    q8_act a = q8_act_at(ws, n, d_in);
-    q8_rows(y, &a, w, n, d_in, d_out, r0, r1);
+    ouro_qrows(&q8_format, y, ws, w, n, d_in, d_out, r0, r1);
 }
 
 ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in)

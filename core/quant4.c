@@ -54,7 +54,7 @@
 #define Q4_BLOCK 32          /* columns of a block */
 #define Q4_QBYTES 256        /* quant bytes of one block of one group */
 #define Q4_MG 4              /* most groups per microkernel (VNNI) */
-#define Q4_NR 6              /* most tokens per microkernel (VNNI) */
+#define Q4_NR OURO_Q_NR      /* most tokens per microkernel (VNNI) */
 
 static inline int q4_nb(int64_t cols) { return (int)((cols + Q4_BLOCK - 1) / Q4_BLOCK); }
 
@@ -379,9 +379,6 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
             _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q4_ROWS, mask[m], f[m][t]);
 }
 
-typedef void (*q4_kernel_fn)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
-                             size_t gstride, const __mmask16 *mask);
-
 #define Q4K(MG, NR) \
     VNNI_TARGET static void q4k_##MG##x##NR(float *y, size_t ldy, const ouro_q8_act *a, int t0, \
         const uint8_t *g, size_t gstride, const __mmask16 *mask) \
@@ -389,83 +386,26 @@ typedef void (*q4_kernel_fn)(float *y, size_t ldy, const ouro_q8_act *a, int t0,
 Q4K(1, 1) Q4K(1, 2) Q4K(1, 3) Q4K(1, 4) Q4K(1, 5) Q4K(1, 6)
 Q4K(2, 1) Q4K(2, 2) Q4K(2, 3) Q4K(2, 4) Q4K(2, 5) Q4K(2, 6)
 Q4K(4, 1)
-
-static const q4_kernel_fn q4_kernels[2][Q4_NR] = {   /* [mg - 1][nr - 1], mg 1 or 2 */
-    { q4k_1x1, q4k_1x2, q4k_1x3, q4k_1x4, q4k_1x5, q4k_1x6 },
-    { q4k_2x1, q4k_2x2, q4k_2x3, q4k_2x4, q4k_2x5, q4k_2x6 },
-};
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
  * Rows of a product
  * ------------------------------------------------------------------------ */
 
+static const ouro_qformat q4_format = {
+    .q4 = true, .amx_min = OURO_Q4_AMX_MIN, .group_bytes = ouro_q4_group_bytes,
+    .group_c = q4_group_c,
+#ifdef OURO_X86_SIMD
+    .group_avx2 = { q4_group_avx2_1, q4_group_avx2_2 },
+    .vnni = { { q4k_1x1, q4k_1x2, q4k_1x3, q4k_1x4, q4k_1x5, q4k_1x6 },
+              { q4k_2x1, q4k_2x2, q4k_2x3, q4k_2x4, q4k_2x5, q4k_2x6 } },
+    .vnni_4x1 = q4k_4x1,
+#endif
+};
+
+/* The row driver is q8's (ouro_qrows, quant.c), with this format's kernels. */
 void ouro_q4_rows(float *y, const void *ws, const void *wv, int n, int d_in, int d_out,
                   int r0, int r1)
 {
-    ouro_q8_act act = ouro_q8_act_view(ws, n, d_in);
-    const ouro_q8_act *a = &act;
-    const uint8_t *w = wv;
-#ifdef OURO_X86_SIMD
-    if (n >= OURO_Q4_AMX_MIN && ouro_cpu_amx()) {
-        ouro_qamx_rows(y, a, w, true, n, d_out, r0, r1);
-        return;
-    }
-#endif
-    size_t gb = ouro_q4_group_bytes(d_in);
-    int g0 = r0 / Q4_ROWS, g1 = (r1 + Q4_ROWS - 1) / Q4_ROWS;
-#ifdef OURO_X86_SIMD
-    int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
-    int n_tiles = (n + Q4_NR - 1) / Q4_NR;
-#endif
-    int mg = n == 1 ? 4 : 2;
-    for (int g = g0; g < g1; g += mg) {
-        int cnt = g1 - g < mg ? g1 - g : mg;
-        int lo[Q4_MG], hi[Q4_MG];
-        for (int m = 0; m < cnt; m++) {
-            int base = (g + m) * Q4_ROWS;
-            lo[m] = r0 > base ? r0 - base : 0;
-            hi[m] = r1 < base + Q4_ROWS ? r1 - base : Q4_ROWS;
-        }
-        const uint8_t *gp = w + (size_t)g * gb;
-        float *yg = y + (size_t)g * Q4_ROWS;
-#ifdef OURO_X86_SIMD
-        if (path == 2) {
-            __mmask16 mask[Q4_MG];   /* the rows of each group the kernels store */
-            for (int m = 0; m < cnt; m++)
-                mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
-            if (n == 1 && cnt == 4) {
-                q4k_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
-                continue;
-            }
-            for (int ti = 0; ti < n_tiles; ti++) {
-                int t0 = (int)((long)n * ti / n_tiles), t1 = (int)((long)n * (ti + 1) / n_tiles);
-                for (int m0 = 0; m0 < cnt; m0 += 2) {
-                    int mc = cnt - m0 < 2 ? cnt - m0 : 2;
-                    q4_kernels[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q4_ROWS,
-                                                   (size_t)d_out, a, t0, gp + m0 * gb, gb, mask + m0);
-                }
-            }
-            continue;
-        }
-#endif
-        for (int m = 0; m < cnt; m++) {
-            const uint8_t *gm = gp + m * gb;
-            float *ym = yg + m * Q4_ROWS;
-            int t = 0;
-#ifdef OURO_X86_SIMD
-            if (path == 1)
-                for (; t + 2 <= n; t += 2)
-                    q4_group_avx2_2(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
-#endif
-            for (; t < n; t++) {
-#ifdef OURO_X86_SIMD
-                if (path == 1)
-                    q4_group_avx2_1(ym + (size_t)t * d_out, (size_t)d_out, a, t, gm, lo[m], hi[m]);
-                else
-#endif
-                    q4_group_c(ym + (size_t)t * d_out, a, t, gm, lo[m], hi[m]);
-            }
-        }
-    }
+    ouro_qrows(&q4_format, y, ws, wv, n, d_in, d_out, r0, r1);
 }
