@@ -1,22 +1,72 @@
 /*
- * qamx_check.h -- the AMX int8 tile path of q8 and q4 products
- * (ouro_qamx_rows, core/quant.c) against a reference, for test_quant.c and
- * test_quant4.c.  The including file defines frand() and same_bits() first,
- * and gives the format's writer and reference product.
+ * quant_check.h -- what test_quant.c (q8) and test_quant4.c (q4) share: the
+ * random numbers, the reference product written from the formats'
+ * definition (the including file defines ref_wq() and ref_d() for its
+ * format first: a weight's integer and a block's scale), bit-for-bit
+ * comparison, and the check of the AMX int8 tile path (ouro_qamx_rows,
+ * core/quant.c) against the reference.
  */
-#ifndef OURO_QAMX_CHECK_H
-#define OURO_QAMX_CHECK_H
+#ifndef OURO_QUANT_CHECK_H
+#define OURO_QUANT_CHECK_H
+
+static unsigned rng = 4242;
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* y (n, d_out) = x . W^T as the formats define it: x quantized per block of
+ * 32 (s = max|x| / 127, round to nearest), exact integer sums, each block's
+ * term added with one fused multiply-add in block order; NaN for a token
+ * with a non-finite x. */
+static void ref_product(float *y, const float *x, const uint8_t *q, int n, int d_in, int d_out)
+{
+    int nb = (d_in + 31) / 32;
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * d_in;
+        for (int r = 0; r < d_out; r++) {
+            float acc = 0.0f;
+            bool bad = false;
+            for (int b = 0; b < nb; b++) {
+                int k0 = b * 32, len = d_in - k0 < 32 ? d_in - k0 : 32;
+                float amax = 0.0f;
+                for (int k = 0; k < len; k++) {
+                    bad = bad || !isfinite(xt[k0 + k]);
+                    amax = fmaxf(amax, fabsf(xt[k0 + k]));
+                }
+                float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+                int32_t dot = 0;
+                for (int k = 0; k < len; k++) {
+                    int v = (int)nearbyintf(xt[k0 + k] * inv);
+                    v = v > 127 ? 127 : v < -127 ? -127 : v;
+                    dot += v * ref_wq(q, d_in, r, k0 + k);
+                }
+                float sc = ref_d(q, d_in, r, b) * (amax / 127.0f);
+                acc = fmaf((float)dot, sc, acc);
+            }
+            y[(size_t)t * d_out + r] = bad ? NAN : acc;
+        }
+    }
+}
+
+static bool same_bits(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)) != 0 && !(isnan(a[i]) && isnan(b[i])))
+            return false;
+    return true;
+}
 
 typedef uint8_t *(*qamx_make_fn)(const float *w, int rows, int cols);
-typedef void (*qamx_ref_fn)(float *y, const float *x, const uint8_t *q, int n, int d_in, int d_out);
 
 /* The AMX tile path (quant.c) called directly, at every n from 1 to 40 and
  * 64 and 100, for all rows and for row ranges that cut groups: the same bits
  * as the reference in the range (NaN for the two tokens with NaN or infinity
  * in x), nothing written outside it.  Skipped where
  * this process has no tiles (another processor, or OURO_SIMD set). */
-static void check_qamx(const char *fmt, bool q4, qamx_make_fn make, qamx_ref_fn ref,
-                       const int (*shape_list)[2], size_t n_shapes)
+static void check_qamx(const char *fmt, bool q4, qamx_make_fn make, const int (*shape_list)[2],
+                       size_t n_shapes)
 {
     if (!ouro_cpu_amx()) {
         check(1, "%s AMX tile products equal the reference # SKIP no AMX tiles here (SIMD level %s%s)",
@@ -39,7 +89,7 @@ static void check_qamx(const char *fmt, bool q4, qamx_make_fn make, qamx_ref_fn 
         x[(size_t)1 * d_in + d_in / 2] = NAN;          /* tokens 1 and 37: NaN for them alone */
         x[(size_t)37 * d_in] = INFINITY;
         uint8_t *q = make(w, d_out, d_in);
-        ref(yr, x, q, NMAX, d_in, d_out);   /* token by token: its first n rows serve any n */
+        ref_product(yr, x, q, NMAX, d_in, d_out);   /* token by token: its first n rows serve any n */
         for (int n = 1; n <= NMAX; n = n < 40 ? n + 1 : n < 64 ? 64 : n < NMAX ? NMAX : NMAX + 1) {
             size_t need = ouro_q8_act_bytes(n, d_in);
             void *ws = malloc(need);
