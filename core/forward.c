@@ -30,9 +30,10 @@
  * THE KV CACHE.  Per-step (the default, upstream's layout): one slot per
  * (loop step, layer), because the same layer sees a different input at every
  * step; the K/V that layer l computes at step t go to slot t * N + l.  Each
- * slot holds n_seq sequences of n_ctx positions of kv_dim = n_kv_heads *
- * head_dim floats:
- *     k_cache[((slot * n_seq + seq) * n_ctx + pos) * kv_dim + j]
+ * slot holds n_seq sequences of n_kv_heads heads of n_ctx positions of
+ * head_dim values, each head's positions one after the other (attention
+ * reads one head over every position: one contiguous stream):
+ *     k_cache[(((slot * n_seq + seq) * n_kv_heads + kh) * n_ctx + pos) * head_dim + j]
  * Storage is f32 (exactness first) and is allocated once by ouro_session_new:
  *     2 * max_loops * N * n_seq * n_ctx * kv_dim * 4 bytes.
  * A token written at step t attends to positions 0..pos of its own sequence
@@ -384,12 +385,23 @@ void ouro_session_seq_truncate(ouro_session *s, int seq, int len)
         s->seq_len[seq] = len;
 }
 
-/* Address of entry (slot, seq, pos, j) in a cache. */
-static inline void *kv_at(const ouro_session *s, void *cache, size_t slot, int seq, int pos, size_t j)
+/* Address of the head_dim entries of head kh at (slot, seq, pos) in a cache. */
+static inline void *kv_at(const ouro_session *s, void *cache, size_t slot, int seq, int kh, int pos)
 {
-    size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
+    size_t kvh = (size_t)s->model->cfg.num_kv_heads, hd = (size_t)s->model->cfg.head_dim;
     return (char *)cache
-           + (((slot * (size_t)s->n_seq + (size_t)seq) * (size_t)s->n_ctx + (size_t)pos) * kd + j) * s->kv_el;
+           + ((((slot * (size_t)s->n_seq + (size_t)seq) * kvh + (size_t)kh) * (size_t)s->n_ctx
+               + (size_t)pos) * hd) * s->kv_el;
+}
+
+/* One token's K or V (kv_dim = n_kv_heads * head_dim values, src) times
+ * scale into its entries at (slot, seq, pos). */
+static void kv_put(const ouro_session *s, void *cache, size_t slot, int seq, int pos,
+                   const float *src, float scale)
+{
+    int kvh = s->model->cfg.num_kv_heads, hd = s->model->cfg.head_dim;
+    for (int kh = 0; kh < kvh; kh++)
+        ouro_kv_store(kv_at(s, cache, slot, seq, kh, pos), s->kv_f16, src + (size_t)kh * hd, scale, hd);
 }
 
 ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error *err)
@@ -400,12 +412,13 @@ ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error 
     if (src == dst)
         return OURO_OK;
     size_t slots = s->n_slots;
-    size_t kd = (size_t)s->model->cfg.num_kv_heads * s->model->cfg.head_dim;
-    size_t n = (size_t)s->seq_len[src] * kd * s->kv_el;
-    for (size_t sl = 0; sl < slots; sl++) {
-        memcpy(kv_at(s, s->k_cache, sl, dst, 0, 0), kv_at(s, s->k_cache, sl, src, 0, 0), n);
-        memcpy(kv_at(s, s->v_cache, sl, dst, 0, 0), kv_at(s, s->v_cache, sl, src, 0, 0), n);
-    }
+    int kvh = s->model->cfg.num_kv_heads;
+    size_t n = (size_t)s->seq_len[src] * (size_t)s->model->cfg.head_dim * s->kv_el;
+    for (size_t sl = 0; sl < slots; sl++)
+        for (int kh = 0; kh < kvh; kh++) {
+            memcpy(kv_at(s, s->k_cache, sl, dst, kh, 0), kv_at(s, s->k_cache, sl, src, kh, 0), n);
+            memcpy(kv_at(s, s->v_cache, sl, dst, kh, 0), kv_at(s, s->v_cache, sl, src, kh, 0), n);
+        }
     s->seq_len[dst] = s->seq_len[src];
     return OURO_OK;
 }
@@ -422,6 +435,7 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
     int group = H / KVH;
     size_t QD = (size_t)H * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    size_t stride = (size_t)hd * s->kv_el;   /* bytes from one position to the next */
     int nt = n * H < 4 ? 1 : s->threads;
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -434,18 +448,67 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
         float *sc = s->scores;
 #endif
         const float *q = s->q + (size_t)i * QD + (size_t)h * hd;
-        int npos = s->pos[i] + 1;
-        for (int p = 0; p < npos; p++)
-            sc[p] = s->kvk.dot(q, kv_at(s, s->k_cache, slot, seq[i], p, (size_t)kh * hd), hd) * scale;
-        ouro_softmax(sc, npos);
         float *o = s->att + (size_t)i * QD + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < npos; p++)
-            s->kvk.axpy(o, sc[p], kv_at(s, s->v_cache, slot, seq[i], p, (size_t)kh * hd), hd);
+        s->kvk.attend(o, q, kv_at(s, s->k_cache, slot, seq[i], kh, 0),
+                      kv_at(s, s->v_cache, slot, seq[i], kh, 0), stride,
+                      s->pos[i] + 1, scale, sc, hd);
     }
 }
 
 static ouro_status poll(ouro_session *s, ouro_error *err);
+
+/* The element-wise work between the products runs over the chunk's rows in
+ * parallel from this many rows on (below it, on the calling thread: starting
+ * the team would cost more than the work).  Each row is computed by one
+ * thread with the same code either way, so its bits do not depend on n. */
+#define OURO_ROWS_PAR 8
+
+/* out (n, D) = RMSNorm_w(x) row by row; out may be x. */
+static void norm_rows(ouro_session *s, float *out, const float *x, const ouro_tensor *w, int n)
+{
+    int D = s->model->cfg.hidden_size;
+    float eps = s->model->cfg.rms_norm_eps;
+    #pragma omp parallel for num_threads(s->threads) schedule(static) if (n >= OURO_ROWS_PAR)
+    for (int i = 0; i < n; i++) {
+        ouro_worker_signals();
+        ouro_rmsnorm(out + (size_t)i * D, x + (size_t)i * D, w->data, w->dtype, D, eps);
+    }
+}
+
+/* The end of a block, row by row: xb = RMSNorm_post(xb); x += xb; then, when
+ * next is given, xb = RMSNorm_next(x) (the next block's input). */
+static void residual_rows(ouro_session *s, const ouro_tensor *post, const ouro_tensor *next, int n)
+{
+    int D = s->model->cfg.hidden_size;
+    float eps = s->model->cfg.rms_norm_eps;
+    #pragma omp parallel for num_threads(s->threads) schedule(static) if (n >= OURO_ROWS_PAR)
+    for (int i = 0; i < n; i++) {
+        ouro_worker_signals();
+        float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
+        ouro_rmsnorm(xb, xb, post->data, post->dtype, D, eps);
+        for (int j = 0; j < D; j++)
+            x[j] += xb[j];
+        if (next)
+            ouro_rmsnorm(xb, x, next->data, next->dtype, D, eps);
+    }
+}
+
+/* RoPE on each row's q and k, and its k, v into the cache in `slot` at the
+ * row's position of its sequence (every row writes its own entries). */
+static void rope_store_rows(ouro_session *s, size_t slot, int n, const int32_t *seq)
+{
+    const ouro_model *m = s->model;
+    const ouro_config *c = &m->cfg;
+    int QD = c->num_heads * c->head_dim, KD = c->num_kv_heads * c->head_dim;
+    #pragma omp parallel for num_threads(s->threads) schedule(static) if (n >= OURO_ROWS_PAR)
+    for (int i = 0; i < n; i++) {
+        ouro_worker_signals();
+        ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
+        ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
+        kv_put(s, s->k_cache, slot, seq[i], s->pos[i], s->k + (size_t)i * KD, 1.0f);
+        kv_put(s, s->v_cache, slot, seq[i], s->pos[i], s->v + (size_t)i * KD, 1.0f);
+    }
+}
 
 /* One decoder layer; polls (below) between its attention and MLP blocks. */
 static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t slot, int n,
@@ -455,40 +518,27 @@ static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t s
     const ouro_config *c = &m->cfg;
     int D = c->hidden_size, I = c->intermediate_size;
     int QD = c->num_heads * c->head_dim, KD = c->num_kv_heads * c->head_dim;
-    float eps = c->rms_norm_eps;
     int nt = s->threads;
 
     /* attention block: x += RMSNorm_in2(Attn(RMSNorm_in(x))) */
-    for (int i = 0; i < n; i++)
-        ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_in.data, ly->ln_in.dtype, D, eps);
+    norm_rows(s, s->xb, s->x, &ly->ln_in, n);
     ouro_mm_out qkv[3] = {
         { s->q, ly->wq.data, ly->wq.dtype, QD },                         /* (n, QD) */
         { s->k, ly->wk.data, ly->wk.dtype, KD },                         /* (n, KD) */
         { s->v, ly->wv.data, ly->wv.dtype, KD },                         /* (n, KD) */
     };
     ouro_matmul_multi(qkv, 3, s->xb, n, D, nt, s->precision, &s->mm_ws);
-    for (int i = 0; i < n; i++) {
-        ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
-        ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
-        ouro_kv_store(kv_at(s, s->k_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->k + (size_t)i * KD, 1.0f, KD);
-        ouro_kv_store(kv_at(s, s->v_cache, slot, seq[i], s->pos[i], 0), s->kv_f16, s->v + (size_t)i * KD, 1.0f, KD);
-    }
+    rope_store_rows(s, slot, n, seq);
     attention(s, slot, n, seq);                                          /* (n, QD) */
     ouro_matmul_prec(s->xb, s->att, ly->wo.data, ly->wo.dtype, n, QD, D, nt, s->precision, &s->mm_ws); /* (n, D) */
-    for (int i = 0; i < n; i++) {
-        float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
-        ouro_rmsnorm(xb, xb, ly->ln_in2.data, ly->ln_in2.dtype, D, eps);
-        for (int j = 0; j < D; j++)
-            x[j] += xb[j];
-    }
+    /* and the MLP block's input y = RMSNorm_post(x) in the same pass */
+    residual_rows(s, &ly->ln_in2, &ly->ln_post, n);
 
     ouro_status st = poll(s, err);
     if (st != OURO_OK)
         return st;
 
-    /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))), y = RMSNorm_post(x) */
-    for (int i = 0; i < n; i++)
-        ouro_rmsnorm(s->xb + (size_t)i * D, s->x + (size_t)i * D, ly->ln_post.data, ly->ln_post.dtype, D, eps);
+    /* MLP block: x += RMSNorm_post2(down(silu(gate(y)) * up(y))) */
     if (ly->w_gate.dtype == ly->w_up.dtype) {   /* hb = silu(gate) * up, one parallel region */
         ouro_matmul_glu(s->hb, s->hb2, s->xb, ly->w_gate.data, ly->w_up.data, ly->w_gate.dtype,
                         n, D, I, nt, s->precision, &s->mm_ws);                      /* (n, I) */
@@ -505,12 +555,7 @@ static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t s
     }
     ouro_matmul_prec(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt, s->precision,
                      &s->mm_ws); /* (n, D) */
-    for (int i = 0; i < n; i++) {
-        float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
-        ouro_rmsnorm(xb, xb, ly->ln_post2.data, ly->ln_post2.dtype, D, eps);
-        for (int j = 0; j < D; j++)
-            x[j] += xb[j];
-    }
+    residual_rows(s, &ly->ln_post2, NULL, n);
     return OURO_OK;
 }
 
@@ -571,20 +616,22 @@ static void finish_token(ouro_session *s, int i, int r, int t)
     int sq = s->cseq[r], p = s->pos[r];
     s->done_step[i] = t + 1;
     if (s->kv == OURO_KV_PER_STEP) {
+        size_t hb = (size_t)c->head_dim * s->kv_el;
         for (int l = 0; l < NL; l++)
-            for (int t2 = t + 1; t2 < L; t2++) {
-                memcpy(kv_at(s, s->k_cache, slot_of(s, t2, l), sq, p, 0),
-                       kv_at(s, s->k_cache, slot_of(s, t, l), sq, p, 0), KD * s->kv_el);
-                memcpy(kv_at(s, s->v_cache, slot_of(s, t2, l), sq, p, 0),
-                       kv_at(s, s->v_cache, slot_of(s, t, l), sq, p, 0), KD * s->kv_el);
-            }
+            for (int t2 = t + 1; t2 < L; t2++)
+                for (int kh = 0; kh < c->num_kv_heads; kh++) {
+                    memcpy(kv_at(s, s->k_cache, slot_of(s, t2, l), sq, kh, p),
+                           kv_at(s, s->k_cache, slot_of(s, t, l), sq, kh, p), hb);
+                    memcpy(kv_at(s, s->v_cache, slot_of(s, t2, l), sq, kh, p),
+                           kv_at(s, s->v_cache, slot_of(s, t, l), sq, kh, p), hb);
+                }
     } else if (s->kv == OURO_KV_AVG) {
         float inv = 1.0f / (float)(t + 1);
         for (int l = 0; l < NL; l++) {
             const float *ka = s->k_acc + ((size_t)i * NL + l) * KD;
             const float *va = s->v_acc + ((size_t)i * NL + l) * KD;
-            ouro_kv_store(kv_at(s, s->k_cache, (size_t)l, sq, p, 0), s->kv_f16, ka, inv, (int)KD);
-            ouro_kv_store(kv_at(s, s->v_cache, (size_t)l, sq, p, 0), s->kv_f16, va, inv, (int)KD);
+            kv_put(s, s->k_cache, (size_t)l, sq, p, ka, inv);
+            kv_put(s, s->v_cache, (size_t)l, sq, p, va, inv);
         }
     }
     /* the last cache already holds the K/V of the token's final step */
@@ -662,10 +709,7 @@ static ouro_status forward_chunk(ouro_session *s, const int32_t *token, const in
                     }
                 }
         }
-        for (int r = 0; r < na; r++) {
-            float *x = s->x + (size_t)r * D;
-            ouro_rmsnorm(x, x, m->norm.data, m->norm.dtype, D, c->rms_norm_eps);
-        }
+        norm_rows(s, s->x, s->x, &m->norm, na);
         int stopped = 0;
         for (int w = 0; w < nw; w++) {
             int i = s->widx[w], r = s->row_of[i];

@@ -289,6 +289,12 @@ int ouro_exit_qstep(const float *pdf, int L, float q);
 typedef struct ouro_kv_kernels {
     float (*dot)(const float *q, const void *k, int n);        /* q . k */
     void (*axpy)(float *o, float a, const void *v, int n);      /* o += a * v */
+    /* One query head q (n) over npos cache rows k_p, v_p (n each, stride
+     * bytes apart from k, v): sc (npos, scratch) = softmax(q . k_p * scale),
+     * o (n) = sum_p sc[p] * v_p; the same bits as dot, softmax and axpy on a
+     * zeroed o in position order. */
+    void (*attend)(float *o, const float *q, const void *k, const void *v, size_t stride,
+                   int npos, float scale, float *sc, int n);
 } ouro_kv_kernels;
 
 /* The fastest kernels this processor runs for the cache's element type. */

@@ -19,20 +19,35 @@
 
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps)
 {
-    double ss = 0.0;
-    for (int i = 0; i < d; i++)
+    /* eight independent double sums (each product x^2 is exact in double),
+     * added in a fixed tree: the same bits on every processor, and no chain
+     * of d dependent additions */
+    double a[8] = {0};
+    int i = 0;
+    for (; i + 8 <= d; i += 8)
+        for (int u = 0; u < 8; u++)
+            a[u] += (double)x[i + u] * x[i + u];
+    double ss = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < d; i++)
         ss += (double)x[i] * x[i];
     float var = (float)(ss / d);
     float r = 1.0f / sqrtf(var + eps);
-    for (int i = 0; i < d; i++) {
-        float w;
-        if (dt == OURO_F32)
-            w = ((const float *)weight)[i];
-        else if (dt == OURO_F16)
-            w = ouro_f16_to_f32(((const uint16_t *)weight)[i]);
-        else
-            w = ouro_bf16_to_f32(((const uint16_t *)weight)[i]);
-        out[i] = w * (x[i] * r);
+    if (dt == OURO_F32) {
+        const float *w = weight;
+        for (i = 0; i < d; i++)
+            out[i] = w[i] * (x[i] * r);
+    } else if (dt == OURO_F16) {
+        const uint16_t *w = weight;
+        for (i = 0; i < d; i++)
+            out[i] = ouro_f16_to_f32(w[i]) * (x[i] * r);
+    } else {
+        const uint16_t *w = weight;
+        for (i = 0; i < d; i++) {
+            uint32_t u = (uint32_t)w[i] << 16;   /* bf16 is the top half of an f32 */
+            float wf;
+            memcpy(&wf, &u, sizeof wf);
+            out[i] = wf * (x[i] * r);
+        }
     }
 }
 
@@ -173,6 +188,35 @@ static void kv_axpy_f16_c(float *o, float a, const void *kv, int n)
         o[j] += a * ouro_f16_to_f32(v[j]);
 }
 
+/* One query head over npos cache rows: sc[p] = dot(q, k_p) * scale, the
+ * softmax of sc, o = sum_p sc[p] * v_p (accumulated in position order from
+ * zero), through a level's dot and axpy: the reference every fused kernel
+ * below reproduces bit for bit. */
+static void kv_attend_loop(float (*dot)(const float *, const void *, int),
+                           void (*axpy)(float *, float, const void *, int), float *o,
+                           const float *q, const char *k, const char *v, size_t stride, int npos,
+                           float scale, float *sc, int hd)
+{
+    for (int p = 0; p < npos; p++)
+        sc[p] = dot(q, k + (size_t)p * stride, hd) * scale;
+    ouro_softmax(sc, npos);
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < npos; p++)
+        axpy(o, sc[p], v + (size_t)p * stride, hd);
+}
+
+static void kv_attend_f32_c(float *o, const float *q, const void *k, const void *v, size_t stride,
+                            int npos, float scale, float *sc, int hd)
+{
+    kv_attend_loop(kv_dot_f32_c, kv_axpy_f32_c, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
+static void kv_attend_f16_c(float *o, const float *q, const void *k, const void *v, size_t stride,
+                            int npos, float scale, float *sc, int hd)
+{
+    kv_attend_loop(kv_dot_f16_c, kv_axpy_f16_c, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
 #ifdef OURO_X86_SIMD   /* the x86-64 kernels; elsewhere the portable ones above alone */
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KV_AVX512 __attribute__((target("avx512f")))
@@ -286,6 +330,112 @@ KV_AVX512 static void kv_axpy_f16_avx512(float *o, float a, const void *kv, int 
         o[j] += a * ouro_f16_to_f32(v[j]);
 }
 
+KV_AVX2 static void kv_attend_f32_avx2(float *o, const float *q, const void *k, const void *v,
+                                       size_t stride, int npos, float scale, float *sc, int hd)
+{
+    kv_attend_loop(kv_dot_f32_avx2, kv_axpy_f32_avx2, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
+KV_AVX2 static void kv_attend_f16_avx2(float *o, const float *q, const void *k, const void *v,
+                                       size_t stride, int npos, float scale, float *sc, int hd)
+{
+    kv_attend_loop(kv_dot_f16_avx2, kv_axpy_f16_avx2, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
+/* The AVX-512 attention of one query head, fused, for head_dim a multiple of
+ * 16 (up to 512): the scores of four positions at a time (four independent
+ * accumulators, each the same chain of fused multiply-adds and the same
+ * reduction as kv_dot_*_avx512), and o held in registers, up to 8 vectors at
+ * a time, while every position's a * v is added (the same fused multiply-add
+ * per element, in position order, as kv_axpy_*_avx512 on a zeroed o).  The
+ * bits equal those of kv_attend_loop with the AVX-512 dot and axpy. */
+#define KV_LOAD_F32(p) _mm512_loadu_ps((const float *)(p))
+#define KV_LOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+
+#define KV_ATTEND_AVX512(NAME, LOAD, EL) \
+KV_AVX512 static inline __attribute__((always_inline)) \
+void NAME##_cols(float *o, const char *v, size_t stride, int npos, const float *sc, int c0, int nv) \
+{ \
+    __m512 acc[8]; \
+    _Pragma("GCC unroll 8") \
+    for (int u = 0; u < nv; u++) \
+        acc[u] = _mm512_setzero_ps(); \
+    for (int p = 0; p < npos; p++) { \
+        __m512 a = _mm512_set1_ps(sc[p]); \
+        const char *vp = v + (size_t)p * stride + (size_t)c0 * (EL); \
+        _Pragma("GCC unroll 8") \
+        for (int u = 0; u < nv; u++) \
+            acc[u] = _mm512_fmadd_ps(a, LOAD(vp + (size_t)u * 16 * (EL)), acc[u]); \
+    } \
+    _Pragma("GCC unroll 8") \
+    for (int u = 0; u < nv; u++) \
+        _mm512_storeu_ps(o + c0 + u * 16, acc[u]); \
+} \
+KV_AVX512 static void NAME(float *o, const float *q, const void *kv_k, const void *kv_v, \
+                           size_t stride, int npos, float scale, float *sc, int hd) \
+{ \
+    const char *k = kv_k, *v = kv_v; \
+    int nv = hd / 16; \
+    int p = 0; \
+    for (; p + 4 <= npos; p += 4) { \
+        const char *k0 = k + (size_t)p * stride; \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0; \
+        for (int j = 0; j < nv; j++) { \
+            __m512 qj = _mm512_loadu_ps(q + j * 16); \
+            size_t off = (size_t)j * 16 * (EL); \
+            a0 = _mm512_fmadd_ps(qj, LOAD(k0 + off), a0); \
+            a1 = _mm512_fmadd_ps(qj, LOAD(k0 + stride + off), a1); \
+            a2 = _mm512_fmadd_ps(qj, LOAD(k0 + 2 * stride + off), a2); \
+            a3 = _mm512_fmadd_ps(qj, LOAD(k0 + 3 * stride + off), a3); \
+        } \
+        sc[p] = _mm512_reduce_add_ps(a0) * scale; \
+        sc[p + 1] = _mm512_reduce_add_ps(a1) * scale; \
+        sc[p + 2] = _mm512_reduce_add_ps(a2) * scale; \
+        sc[p + 3] = _mm512_reduce_add_ps(a3) * scale; \
+    } \
+    for (; p < npos; p++) { \
+        const char *kp = k + (size_t)p * stride; \
+        __m512 a0 = _mm512_setzero_ps(); \
+        for (int j = 0; j < nv; j++) \
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * 16), LOAD(kp + (size_t)j * 16 * (EL)), a0); \
+        sc[p] = _mm512_reduce_add_ps(a0) * scale; \
+    } \
+    ouro_softmax(sc, npos); \
+    int c = 0; \
+    for (; c + 128 <= hd; c += 128) \
+        NAME##_cols(o, v, stride, npos, sc, c, 8); \
+    if (c + 64 <= hd) { \
+        NAME##_cols(o, v, stride, npos, sc, c, 4); \
+        c += 64; \
+    } \
+    if (c + 32 <= hd) { \
+        NAME##_cols(o, v, stride, npos, sc, c, 2); \
+        c += 32; \
+    } \
+    if (c < hd) \
+        NAME##_cols(o, v, stride, npos, sc, c, 1); \
+}
+KV_ATTEND_AVX512(kv_attend_f32_fused, KV_LOAD_F32, 4)
+KV_ATTEND_AVX512(kv_attend_f16_fused, KV_LOAD_F16, 2)
+
+KV_AVX512 static void kv_attend_f32_avx512(float *o, const float *q, const void *k, const void *v,
+                                         size_t stride, int npos, float scale, float *sc, int hd)
+{
+    if (hd % 16 == 0 && hd <= 512)
+        kv_attend_f32_fused(o, q, k, v, stride, npos, scale, sc, hd);
+    else
+        kv_attend_loop(kv_dot_f32_avx512, kv_axpy_f32_avx512, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
+KV_AVX512 static void kv_attend_f16_avx512(float *o, const float *q, const void *k, const void *v,
+                                         size_t stride, int npos, float scale, float *sc, int hd)
+{
+    if (hd % 16 == 0 && hd <= 512)
+        kv_attend_f16_fused(o, q, k, v, stride, npos, scale, sc, hd);
+    else
+        kv_attend_loop(kv_dot_f16_avx512, kv_axpy_f16_avx512, o, q, k, v, stride, npos, scale, sc, hd);
+}
+
 #endif /* OURO_X86_SIMD */
 
 ouro_kv_kernels ouro_kv_kernels_for(bool f16)
@@ -293,10 +443,13 @@ ouro_kv_kernels ouro_kv_kernels_for(bool f16)
     const char *lv = ouro_simd_level();
     int l = strcmp(lv, "avx512") == 0 ? 2 : strcmp(lv, "avx2") == 0 ? 1 : 0;
     static const ouro_kv_kernels table[3][2] = {
-        { { kv_dot_f32_c, kv_axpy_f32_c },           { kv_dot_f16_c, kv_axpy_f16_c } },
+        { { kv_dot_f32_c, kv_axpy_f32_c, kv_attend_f32_c },
+          { kv_dot_f16_c, kv_axpy_f16_c, kv_attend_f16_c } },
 #ifdef OURO_X86_SIMD
-        { { kv_dot_f32_avx2, kv_axpy_f32_avx2 },     { kv_dot_f16_avx2, kv_axpy_f16_avx2 } },
-        { { kv_dot_f32_avx512, kv_axpy_f32_avx512 }, { kv_dot_f16_avx512, kv_axpy_f16_avx512 } },
+        { { kv_dot_f32_avx2, kv_axpy_f32_avx2, kv_attend_f32_avx2 },
+          { kv_dot_f16_avx2, kv_axpy_f16_avx2, kv_attend_f16_avx2 } },
+        { { kv_dot_f32_avx512, kv_axpy_f32_avx512, kv_attend_f32_avx512 },
+          { kv_dot_f16_avx512, kv_axpy_f16_avx512, kv_attend_f16_avx512 } },
 #endif
     };
     return table[l][f16];   /* generic (row 0) where there are no x86 kernels */

@@ -724,6 +724,52 @@ static void test_kv_kernels(void)
     }
 }
 
+/* The fused attention of one head gives the bits of the level's dot, softmax
+ * and axpy in position order, for head sizes on and off the fused path. */
+static void test_kv_attend(void)
+{
+    static const int hds[] = { 16, 48, 64, 128, 200, 256 };
+    enum { MAXP = 37, MAXH = 256, KVH = 3 };
+    for (int f16 = 0; f16 < 2; f16++) {
+        ouro_kv_kernels k = ouro_kv_kernels_for(f16);
+        size_t el = f16 ? 2 : 4;
+        int same = 1, cases = 0;
+        static unsigned char kc[MAXP * KVH * MAXH * 4], vc[MAXP * KVH * MAXH * 4];
+        float src[MAXH], q[MAXH], o[MAXH], ref[MAXH], sc[MAXP], sr[MAXP];
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+            int hd = hds[h];
+            size_t stride = (size_t)KVH * hd * el;
+            for (int p = 0; p < MAXP; p++)
+                for (int kh = 0; kh < KVH; kh++) {
+                    for (int j = 0; j < hd; j++)
+                        src[j] = (float)(((p * 131 + kh * 17 + j * 29) % 61) - 30) / 9.0f;
+                    ouro_kv_store(kc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+                    for (int j = 0; j < hd; j++)
+                        src[j] = (float)(((p * 71 + kh * 13 + j * 43) % 53) - 26) / 7.0f;
+                    ouro_kv_store(vc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+                }
+            for (int j = 0; j < hd; j++)
+                q[j] = (float)(((j * 37) % 23) - 11) / 13.0f;
+            float scale = 1.0f / sqrtf((float)hd);
+            for (int npos = 1; npos <= MAXP; npos += 3) {
+                const unsigned char *kb = kc + (size_t)hd * el, *vb = vc + (size_t)hd * el;  /* head 1 */
+                for (int p = 0; p < npos; p++)
+                    sr[p] = k.dot(q, kb + p * stride, hd) * scale;
+                ouro_softmax(sr, npos);
+                memset(ref, 0, sizeof ref);
+                for (int p = 0; p < npos; p++)
+                    k.axpy(ref, sr[p], vb + p * stride, hd);
+                k.attend(o, q, kb, vb, stride, npos, scale, sc, hd);
+                same &= memcmp(o, ref, (size_t)hd * sizeof(float)) == 0
+                        && memcmp(sc, sr, (size_t)npos * sizeof(float)) == 0;
+                cases++;
+            }
+        }
+        check(same, "kv attend (%s, %s): the bits of dot, softmax and axpy (%d cases)",
+              f16 ? "f16" : "f32", ouro_simd_level(), cases);
+    }
+}
+
 int main(void)
 {
     test_exit_pdf();
@@ -736,5 +782,6 @@ int main(void)
     test_matmul();
     test_matmul_exact();
     test_kv_kernels();
+    test_kv_attend();
     return check_done();
 }
