@@ -449,7 +449,7 @@ Q8K(4, 1)
  * (8 rows of 64 bytes: the q8 layout above, byte j * 64 + i * 4 + e = column
  * 4j + e of row i) into a C tile of 16 x 16 int32 (tdpbssd): exact integer
  * sums of 16 tokens by 16 rows.  The weights are first written as signed
- * int8 w_q in that layout into a buffer on the stack, AMX_KB blocks of one
+ * int8 w_q in that layout into a buffer on the stack, 16 or 64 blocks of one
  * group at a time (q8: each byte minus 128; q4: both nibbles minus 8), and
  * the buffer serves every token tile of a pass, so the sums are
  * sum_k w_q * x_q, the ones the other paths form with their corrections.
@@ -467,7 +467,9 @@ Q8K(4, 1)
 
 #ifdef OURO_X86_SIMD
 #define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vbmi,f16c")))
-#define AMX_KB 32            /* blocks of one group unpacked at a time (16 KB) */
+#define AMX_KB 64            /* blocks of one group unpacked at a time, at most (32 KB) */
+#define AMX_KB_FEW 16        /* the same for passes of at most AMX_FEW token tiles */
+#define AMX_FEW 4
 #define AMX_TT 16            /* token tiles (of 16) per pass over the weights */
 
 /* Blocks b0 .. b0+kn-1 of a q8 group g as signed int8 (each byte - 128). */
@@ -640,6 +642,12 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
     size_t gb = (size_t)nb * qb + ((size_t)nb * Q8_ROWS * 2 + 63) / 64 * 64;
     const uint8_t *w = wv;
     _Alignas(64) int8_t wq[AMX_KB * Q8_QBYTES];      /* unpacked blocks of one group */
+    /* Blocks unpacked at a time: few token tiles read the x_q of every tile of
+     * a pass again for each group, so 16 blocks keep those (4 tiles, 32 KB)
+     * and the weights (8 KB) in L1; more tiles stream them from L2 anyway,
+     * and 64 blocks (a group of 2048 inputs whole) halve the calls and their
+     * accumulator loads and stores. */
+    int kb = (n + 15) / 16 <= AMX_FEW ? AMX_KB_FEW : AMX_KB;
     _Alignas(64) float accs[AMX_TT][16 * 16];         /* accumulators of each token tile */
     /* tmm0, tmm1 A (16 x 32 bytes), tmm2, tmm3 B (8 x 64 bytes), tmm4 .. tmm7 C (16 x 16 int32) */
     ouro_amx_config cfg = { .palette = 1 };
@@ -657,8 +665,8 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
             __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
             const uint8_t *gp = w + (size_t)g * gb;
             const uint16_t *scales = (const uint16_t *)(gp + (size_t)nb * qb);
-            for (int k0 = 0; k0 < nb; k0 += AMX_KB) {
-                int kn = nb - k0 < AMX_KB ? nb - k0 : AMX_KB;
+            for (int k0 = 0; k0 < nb; k0 += kb) {
+                int kn = nb - k0 < kb ? nb - k0 : kb;
                 if (q4)
                     amx_unpack_q4(wq, gp, k0, kn);
                 else
