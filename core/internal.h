@@ -295,6 +295,12 @@ typedef struct ouro_kv_kernels {
      * zeroed o in position order. */
     void (*attend)(float *o, const float *q, const void *k, const void *v, size_t stride,
                    int npos, float scale, float *sc, int n);
+    /* attend for two queries qa, qb of one head over the same rows, the
+     * first over na, the second over nb >= na positions (sca, scb: their
+     * scratch); each result has the bits attend gives it alone. */
+    void (*attend2)(float *oa, float *ob, const float *qa, const float *qb, const void *k,
+                    const void *v, size_t stride, int na, int nb, float scale, float *sca,
+                    float *scb, int n);
 } ouro_kv_kernels;
 
 /* The fastest kernels this processor runs for the cache's element type. */
@@ -416,7 +422,7 @@ struct ouro_session {
     float *att;                  /* (B, n_heads * head_dim) attention output */
     float *hb;                   /* (B, intermediate) */
     float *hb2;                  /* (B, intermediate) */
-    float *scores;               /* (threads, n_ctx) attention scores */
+    float *scores;               /* (threads, 2, n_ctx) attention scores */
     float *hsteps;               /* (max_loops, B, hidden) normed state of wanted tokens per step */
     float *gates;                /* (B, max_loops) gate logits, then exit pdf, of wanted tokens */
     float *hsel;                 /* (B, hidden) selected state for lm_head */

@@ -217,6 +217,19 @@ static void kv_attend_f16_c(float *o, const float *q, const void *k, const void 
     kv_attend_loop(kv_dot_f16_c, kv_axpy_f16_c, o, q, k, v, stride, npos, scale, sc, hd);
 }
 
+/* Two query heads over the same cache rows, the first over na positions,
+ * the second over nb >= na: each as attend alone. */
+#define KV_ATTEND2_OF(NAME, ATTEND) \
+static void NAME(float *oa, float *ob, const float *qa, const float *qb, const void *k, \
+                 const void *v, size_t stride, int na, int nb, float scale, float *sca, \
+                 float *scb, int hd) \
+{ \
+    ATTEND(oa, qa, k, v, stride, na, scale, sca, hd); \
+    ATTEND(ob, qb, k, v, stride, nb, scale, scb, hd); \
+}
+KV_ATTEND2_OF(kv_attend2_f32_c, kv_attend_f32_c)
+KV_ATTEND2_OF(kv_attend2_f16_c, kv_attend_f16_c)
+
 #ifdef OURO_X86_SIMD   /* the x86-64 kernels; elsewhere the portable ones above alone */
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KV_AVX512 __attribute__((target("avx512f")))
@@ -418,6 +431,100 @@ KV_AVX512 static void NAME(float *o, const float *q, const void *kv_k, const voi
 KV_ATTEND_AVX512(kv_attend_f32_fused, KV_LOAD_F32, 4)
 KV_ATTEND_AVX512(kv_attend_f16_fused, KV_LOAD_F16, 2)
 
+/* Two query heads of one sequence over the same cache rows (na <= nb
+ * positions), fused: each key and value row is loaded once for both, and each
+ * query's operations are those of the one-query kernel above, in the same
+ * order, so each gets the bits it gets alone. */
+#define KV_ATTEND2_AVX512(NAME, ONE, LOAD, EL) \
+KV_AVX512 static inline __attribute__((always_inline)) \
+void NAME##_cols(float *oa, float *ob, const char *v, size_t stride, int na, int nb, \
+                 const float *sa, const float *sb, int c0, int nv) \
+{ \
+    __m512 acc_a[8], acc_b[8]; \
+    _Pragma("GCC unroll 8") \
+    for (int u = 0; u < nv; u++) \
+        acc_a[u] = acc_b[u] = _mm512_setzero_ps(); \
+    int p = 0; \
+    for (; p < na; p++) { \
+        __m512 a = _mm512_set1_ps(sa[p]), b = _mm512_set1_ps(sb[p]); \
+        const char *vp = v + (size_t)p * stride + (size_t)c0 * (EL); \
+        _Pragma("GCC unroll 8") \
+        for (int u = 0; u < nv; u++) { \
+            __m512 x = LOAD(vp + (size_t)u * 16 * (EL)); \
+            acc_a[u] = _mm512_fmadd_ps(a, x, acc_a[u]); \
+            acc_b[u] = _mm512_fmadd_ps(b, x, acc_b[u]); \
+        } \
+    } \
+    for (; p < nb; p++) { \
+        __m512 b = _mm512_set1_ps(sb[p]); \
+        const char *vp = v + (size_t)p * stride + (size_t)c0 * (EL); \
+        _Pragma("GCC unroll 8") \
+        for (int u = 0; u < nv; u++) \
+            acc_b[u] = _mm512_fmadd_ps(b, LOAD(vp + (size_t)u * 16 * (EL)), acc_b[u]); \
+    } \
+    _Pragma("GCC unroll 8") \
+    for (int u = 0; u < nv; u++) { \
+        _mm512_storeu_ps(oa + c0 + u * 16, acc_a[u]); \
+        _mm512_storeu_ps(ob + c0 + u * 16, acc_b[u]); \
+    } \
+} \
+KV_AVX512 static void NAME(float *oa, float *ob, const float *qa, const float *qb, \
+                           const void *kv_k, const void *kv_v, size_t stride, int na, int nb, \
+                           float scale, float *sca, float *scb, int hd) \
+{ \
+    const char *k = kv_k, *v = kv_v; \
+    int nv = hd / 16; \
+    int p = 0; \
+    for (; p + 2 <= na; p += 2) { \
+        const char *k0 = k + (size_t)p * stride; \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0; \
+        for (int j = 0; j < nv; j++) { \
+            __m512 qaj = _mm512_loadu_ps(qa + j * 16), qbj = _mm512_loadu_ps(qb + j * 16); \
+            size_t off = (size_t)j * 16 * (EL); \
+            __m512 x0 = LOAD(k0 + off), x1 = LOAD(k0 + stride + off); \
+            a0 = _mm512_fmadd_ps(qaj, x0, a0); \
+            b0 = _mm512_fmadd_ps(qbj, x0, b0); \
+            a1 = _mm512_fmadd_ps(qaj, x1, a1); \
+            b1 = _mm512_fmadd_ps(qbj, x1, b1); \
+        } \
+        sca[p] = _mm512_reduce_add_ps(a0) * scale; \
+        scb[p] = _mm512_reduce_add_ps(b0) * scale; \
+        sca[p + 1] = _mm512_reduce_add_ps(a1) * scale; \
+        scb[p + 1] = _mm512_reduce_add_ps(b1) * scale; \
+    } \
+    for (; p < nb; p++) { \
+        const char *kp = k + (size_t)p * stride; \
+        bool both = p < na; \
+        __m512 a0 = _mm512_setzero_ps(), b0 = a0; \
+        for (int j = 0; j < nv; j++) { \
+            __m512 x0 = LOAD(kp + (size_t)j * 16 * (EL)); \
+            if (both) \
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(qa + j * 16), x0, a0); \
+            b0 = _mm512_fmadd_ps(_mm512_loadu_ps(qb + j * 16), x0, b0); \
+        } \
+        if (both) \
+            sca[p] = _mm512_reduce_add_ps(a0) * scale; \
+        scb[p] = _mm512_reduce_add_ps(b0) * scale; \
+    } \
+    ouro_softmax(sca, na); \
+    ouro_softmax(scb, nb); \
+    int c = 0; \
+    for (; c + 128 <= hd; c += 128) \
+        NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 8); \
+    if (c + 64 <= hd) { \
+        NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 4); \
+        c += 64; \
+    } \
+    if (c + 32 <= hd) { \
+        NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 2); \
+        c += 32; \
+    } \
+    if (c < hd) \
+        NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 1); \
+}
+KV_ATTEND2_AVX512(kv_attend2_f32_fused, kv_attend_f32_fused, KV_LOAD_F32, 4)
+KV_ATTEND2_AVX512(kv_attend2_f16_fused, kv_attend_f16_fused, KV_LOAD_F16, 2)
+
 KV_AVX512 static void kv_attend_f32_avx512(float *o, const float *q, const void *k, const void *v,
                                          size_t stride, int npos, float scale, float *sc, int hd)
 {
@@ -436,6 +543,33 @@ KV_AVX512 static void kv_attend_f16_avx512(float *o, const float *q, const void 
         kv_attend_loop(kv_dot_f16_avx512, kv_axpy_f16_avx512, o, q, k, v, stride, npos, scale, sc, hd);
 }
 
+KV_ATTEND2_OF(kv_attend2_f32_avx2, kv_attend_f32_avx2)
+KV_ATTEND2_OF(kv_attend2_f16_avx2, kv_attend_f16_avx2)
+
+KV_AVX512 static void kv_attend2_f32_avx512(float *oa, float *ob, const float *qa, const float *qb,
+                                          const void *k, const void *v, size_t stride, int na,
+                                          int nb, float scale, float *sca, float *scb, int hd)
+{
+    if (hd % 16 == 0 && hd <= 512)
+        kv_attend2_f32_fused(oa, ob, qa, qb, k, v, stride, na, nb, scale, sca, scb, hd);
+    else {
+        kv_attend_f32_avx512(oa, qa, k, v, stride, na, scale, sca, hd);
+        kv_attend_f32_avx512(ob, qb, k, v, stride, nb, scale, scb, hd);
+    }
+}
+
+KV_AVX512 static void kv_attend2_f16_avx512(float *oa, float *ob, const float *qa, const float *qb,
+                                          const void *k, const void *v, size_t stride, int na,
+                                          int nb, float scale, float *sca, float *scb, int hd)
+{
+    if (hd % 16 == 0 && hd <= 512)
+        kv_attend2_f16_fused(oa, ob, qa, qb, k, v, stride, na, nb, scale, sca, scb, hd);
+    else {
+        kv_attend_f16_avx512(oa, qa, k, v, stride, na, scale, sca, hd);
+        kv_attend_f16_avx512(ob, qb, k, v, stride, nb, scale, scb, hd);
+    }
+}
+
 #endif /* OURO_X86_SIMD */
 
 ouro_kv_kernels ouro_kv_kernels_for(bool f16)
@@ -443,13 +577,13 @@ ouro_kv_kernels ouro_kv_kernels_for(bool f16)
     const char *lv = ouro_simd_level();
     int l = strcmp(lv, "avx512") == 0 ? 2 : strcmp(lv, "avx2") == 0 ? 1 : 0;
     static const ouro_kv_kernels table[3][2] = {
-        { { kv_dot_f32_c, kv_axpy_f32_c, kv_attend_f32_c },
-          { kv_dot_f16_c, kv_axpy_f16_c, kv_attend_f16_c } },
+        { { kv_dot_f32_c, kv_axpy_f32_c, kv_attend_f32_c, kv_attend2_f32_c },
+          { kv_dot_f16_c, kv_axpy_f16_c, kv_attend_f16_c, kv_attend2_f16_c } },
 #ifdef OURO_X86_SIMD
-        { { kv_dot_f32_avx2, kv_axpy_f32_avx2, kv_attend_f32_avx2 },
-          { kv_dot_f16_avx2, kv_axpy_f16_avx2, kv_attend_f16_avx2 } },
-        { { kv_dot_f32_avx512, kv_axpy_f32_avx512, kv_attend_f32_avx512 },
-          { kv_dot_f16_avx512, kv_axpy_f16_avx512, kv_attend_f16_avx512 } },
+        { { kv_dot_f32_avx2, kv_axpy_f32_avx2, kv_attend_f32_avx2, kv_attend2_f32_avx2 },
+          { kv_dot_f16_avx2, kv_axpy_f16_avx2, kv_attend_f16_avx2, kv_attend2_f16_avx2 } },
+        { { kv_dot_f32_avx512, kv_axpy_f32_avx512, kv_attend_f32_avx512, kv_attend2_f32_avx512 },
+          { kv_dot_f16_avx512, kv_axpy_f16_avx512, kv_attend_f16_avx512, kv_attend2_f16_avx512 } },
 #endif
     };
     return table[l][f16];   /* generic (row 0) where there are no x86 kernels */

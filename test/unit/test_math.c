@@ -733,7 +733,7 @@ static void test_kv_attend(void)
     for (int f16 = 0; f16 < 2; f16++) {
         ouro_kv_kernels k = ouro_kv_kernels_for(f16);
         size_t el = f16 ? 2 : 4;
-        int same = 1, cases = 0;
+        int same = 1, cases = 0, same2 = 1, cases2 = 0;
         static unsigned char kc[MAXP * KVH * MAXH * 4], vc[MAXP * KVH * MAXH * 4];
         float src[MAXH], q[MAXH], o[MAXH], ref[MAXH], sc[MAXP], sr[MAXP];
         for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
@@ -763,10 +763,26 @@ static void test_kv_attend(void)
                 same &= memcmp(o, ref, (size_t)hd * sizeof(float)) == 0
                         && memcmp(sc, sr, (size_t)npos * sizeof(float)) == 0;
                 cases++;
+                /* two queries at once: q over na <= npos positions, q2 over npos */
+                for (int na = npos > 2 ? npos - 2 : 1; na <= npos; na++) {
+                    float q2[MAXH], o2[MAXH], oa[MAXH], ob[MAXH], s2[MAXP], sa[MAXP], sb[MAXP];
+                    for (int j = 0; j < hd; j++)
+                        q2[j] = (float)(((j * 19) % 31) - 15) / 11.0f;
+                    k.attend(o, q, kb, vb, stride, na, scale, sc, hd);
+                    k.attend(o2, q2, kb, vb, stride, npos, scale, s2, hd);
+                    k.attend2(oa, ob, q, q2, kb, vb, stride, na, npos, scale, sa, sb, hd);
+                    same2 &= memcmp(oa, o, (size_t)hd * sizeof(float)) == 0
+                             && memcmp(ob, o2, (size_t)hd * sizeof(float)) == 0
+                             && memcmp(sa, sc, (size_t)na * sizeof(float)) == 0
+                             && memcmp(sb, s2, (size_t)npos * sizeof(float)) == 0;
+                    cases2++;
+                }
             }
         }
         check(same, "kv attend (%s, %s): the bits of dot, softmax and axpy (%d cases)",
               f16 ? "f16" : "f32", ouro_simd_level(), cases);
+        check(same2, "kv attend2 (%s, %s): each query gets the bits of attend alone (%d cases)",
+              f16 ? "f16" : "f32", ouro_simd_level(), cases2);
     }
 }
 
