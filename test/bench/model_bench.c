@@ -697,6 +697,12 @@ static void bench_decode(bench *b, const ouro_model *m, const cost *c)
         print_share(bytes * t.med / 1e9, b->bw, "memory bandwidth");
         printf("\n                fastest step %.0f ms (%.2f tok/s); slowest/median step %.2f"
                " (worst run; target <= 1.5)\n", fastest * 1e3, 1 / fastest, steady);
+        size_t mapped, huge;   /* which case was measured: 2 MB or 4 KB pages of the weights */
+        if (ouro_model_huge_bytes(m, &mapped, &huge))
+            printf("                weights mapped with 2 MB pages: %.0f%% (%.2f of %.2f GB; the rest"
+                   " 4 KB pages)\n", mapped ? 100.0 * huge / mapped : 0, huge / 1e9, mapped / 1e9);
+        else
+            printf("                weights mapped with 2 MB pages: unknown (no /proc/self/smaps)\n");
         print_figure("decode_1", t);
         printf("FIGURE steady_1 %.4f %.4f %.4f\n", steady, steady, steady);
         tok_s = 1 / t.med;
