@@ -135,8 +135,8 @@ demo: deps
 	@bash models/demo.sh
 
 # The demonstration model: training and checks need /usr/bin/python3 with Debian's
-# python3-torch and python3-numpy (not in .ci/deps.sh: the tests use committed
-# reference outputs instead).  MODEL_ARGS passes options to models/train.py.
+# python3-torch (not in .ci/deps.sh: the tests use committed reference outputs instead)
+# and python3-numpy.  MODEL_ARGS passes options to models/train.py.
 PYTHON_TORCH ?= /usr/bin/python3
 
 model:

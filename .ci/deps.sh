@@ -10,6 +10,7 @@ pkgs=(
     libopenblas-dev                 # BLAS for large matrix products
     libsqlite3-dev sqlite3          # the SQLite extension API and shell
     python3                         # Debian's Python: its sqlite3 module loads extensions
+    python3-numpy                   # models/gguf_standin.py (llama.cpp stand-in) and its test
     postgresql postgresql-server-dev-all   # server, PGXS headers, pg_regress, pg_createcluster
     debhelper dpkg-dev lintian      # make deb: the Debian packages, and their check
 )
