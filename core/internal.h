@@ -363,6 +363,13 @@ typedef struct ouro_mapped_file {
     int64_t mtime_ns;
 } ouro_mapped_file;
 
+/* Of the model's mapped weight files: *mapped their bytes, *huge the bytes the
+ * process maps with 2 MB pages now (FilePmdMapped of /proc/self/smaps).  Pages
+ * are mapped as they are first read, so only after a forward call is the
+ * figure meaningful.  Returns false when /proc/self/smaps cannot be read (no
+ * procfs, not Linux): the page size is unknown then. */
+bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge);
+
 struct ouro_model {
     ouro_config cfg;
     bool exit_threshold_null;    /* early_exit_threshold was null: default = last step */

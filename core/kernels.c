@@ -552,8 +552,10 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
                 const char *p = w + r * ldw + (size_t)k * 2;
-                if (MM_PF)
+                if (MM_PF) {   /* both 64-byte lines of the step */
                     _mm_prefetch(p + MM_PF, _MM_HINT_T0);
+                    _mm_prefetch(p + MM_PF + 64, _MM_HINT_T0);
+                }
                 acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
                 acc[r][1] = dpbf16(acc[r][1], _mm512_loadu_si512(p + 64), x1);
             }
@@ -764,7 +766,9 @@ AMX_TARGET static void amx_pack(uint32_t *dst, const float *x, int n, int d_in, 
  * the first step.  rt2 / tt2: whether row tile 1 / token tile 1 take part.
  * The C tiles start from cin (4 tiles of 16 x 16 f32, in order), or from 0
  * where cin is NULL, and are left in the tiles, and stored to cout where it
- * is not NULL. */
+ * is not NULL.  (Prefetching the 16 or 32 row streams of A ahead, as the
+ * AVX-512 kernels do, made single-token products slower: measured in the
+ * README, "Huge pages and prefetch".) */
 AMX_TARGET static inline __attribute__((always_inline))
 void amx_kernel(int rt2, int tt2, int pieces, const char *a, size_t lda, const char *tail,
                 const char *b0, const char *b1, int steps, const float *cin, float *cout)

@@ -143,6 +143,10 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
             close(fd);
             return ouro_err(err, OURO_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
         }
+        /* 2 MB pages where the kernel gives them (see ouro_model_huge_bytes): asked for
+         * before anything touches the mapping, as the first faults decide the page size;
+         * a kernel or filesystem without them keeps 4 KB pages, so failure is ignored */
+        (void)madvise(p, f->size, MADV_HUGEPAGE);
         f->map = p;
         f->guard = ouro_guard_register(p, f->size);
         m->mapped_bytes += f->size;
@@ -929,6 +933,34 @@ ouro_status ouro_model_check(const ouro_model *m, ouro_error *err)
                             "overwritten while in use; the call was stopped and the model must "
                             "be loaded again", m->files[i].path);
     return OURO_OK;
+}
+
+bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
+{
+    *mapped = *huge = 0;
+    FILE *fp = fopen("/proc/self/smaps", "re");
+    if (!fp)
+        return false;
+    /* each mapping of the process: a header line "start-end perms ...", then
+     * "Name: value kB" lines; a model file is one mapping, or several where
+     * the kernel split it (they are counted while inside the file's range) */
+    char line[512];
+    bool ours = false;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        size_t kb;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* no field line reads as this */
+            ours = false;
+            for (int i = 0; i < m->n_files && !ours; i++) {
+                uintptr_t s = (uintptr_t)m->files[i].map;
+                ours = s && lo >= s && hi <= s + m->files[i].size + 4095;
+            }
+        } else if (ours && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
+            *huge += kb << 10;
+    }
+    fclose(fp);
+    *mapped = m->mapped_bytes;
+    return true;
 }
 
 char *ouro_model_info_json(const ouro_model *m)

@@ -55,6 +55,9 @@
 #define Q4_QBYTES 256        /* quant bytes of one block of one group */
 #define Q4_MG 4              /* most groups per microkernel (VNNI) */
 #define Q4_NR OURO_Q_NR      /* most tokens per microkernel (VNNI) */
+#ifndef Q4_PF
+#define Q4_PF 1024           /* software prefetch distance in each group's quants (VNNI), bytes */
+#endif
 
 static inline int q4_nb(int64_t cols) { return (int)((cols + Q4_BLOCK - 1) / Q4_BLOCK); }
 
@@ -306,7 +309,8 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
  * quants is split into its low and high nibbles and each feeds nr vpdpbusd
  * (one per token, 4 bytes of x_q broadcast); the block sums start at
  * -8 * sum(x_q) and end as one fused multiply-add per group and token.  Rows
- * outside the caller's range are masked off at the store.
+ * outside the caller's range are masked off at the store.  Each group's
+ * quants are prefetched Q4_PF bytes ahead, inside the group, as for q8.
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
@@ -337,11 +341,14 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
                 ia[m][t] = c0;
         }
         const uint8_t *qb = g + (size_t)b * Q4_QBYTES;
+        bool pf = Q4_PF > 0 && b + Q4_PF / Q4_QBYTES < nb;   /* the line ahead is a quant */
         #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             __m512i wl[Q4_MG], wh[Q4_MG];
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++) {
+                if (pf)
+                    _mm_prefetch((const char *)qb + m * gstride + j * 64 + Q4_PF, _MM_HINT_T0);
                 __m512i v = _mm512_load_si512(qb + m * gstride + j * 64);
                 wl[m] = _mm512_and_si512(v, low);
                 wh[m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);

@@ -32,8 +32,8 @@
  * Measurements are short (few tokens) because a full-size forward pass is slow; the numbers of
  * tokens are options.  Token ids are fixed pseudo-random ids, so runs are repeatable.
  *
- *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--gemm GFLOP/s]
- *               [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
+ *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--bw-file GB/s]
+ *               [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
  *               [--amxbf16 GFLOP/s] [--amxint8 GOP/s]
  *               [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32] [--batch-steps N]
  *               [--adaptive DIR,DIR,...] [--threshold Q] [--skip-load] [--skip-kernels]
@@ -254,6 +254,7 @@ typedef struct bench {
     int threads;
     ouro_precision precision;   /* --precision exact|bf16 */
     double bw;          /* GB/s, the memory read limit (0: unknown) */
+    double bw_file;     /* GB/s, reading a mapped file (limits' second figure; 0: unknown) */
     double gemm;        /* GFLOP/s, OpenBLAS sgemm (0: unknown), beside the kernel figures */
     double fma, bf16dot, int8dot;   /* in-register peaks: f32 FMA, bf16 dot (GFLOP/s), 8-bit dot
                                        (GOP/s); 0: unknown */
@@ -695,8 +696,15 @@ static void bench_decode(bench *b, const ouro_model *m, const cost *c)
         print_spread(t, ok, "tok/s");
         printf(", %d tokens a run  %.1f GB/s of weights", b->decode, bytes * t.med / 1e9);
         print_share(bytes * t.med / 1e9, b->bw, "memory bandwidth");
+        print_share(bytes * t.med / 1e9, b->bw_file, "mapped-file read");
         printf("\n                fastest step %.0f ms (%.2f tok/s); slowest/median step %.2f"
                " (worst run; target <= 1.5)\n", fastest * 1e3, 1 / fastest, steady);
+        size_t mapped, huge;   /* which case was measured: 2 MB or 4 KB pages of the weights */
+        if (ouro_model_huge_bytes(m, &mapped, &huge))
+            printf("                weights mapped with 2 MB pages: %.0f%% (%.2f of %.2f GB; the rest"
+                   " 4 KB pages)\n", mapped ? 100.0 * huge / mapped : 0, huge / 1e9, mapped / 1e9);
+        else
+            printf("                weights mapped with 2 MB pages: unknown (no /proc/self/smaps)\n");
         print_figure("decode_1", t);
         printf("FIGURE steady_1 %.4f %.4f %.4f\n", steady, steady, steady);
         tok_s = 1 / t.med;
@@ -870,7 +878,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s]\n"
-            "                   [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
+            "                   [--bw-file GB/s] [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
             "                   [--amxbf16 GFLOP/s] [--amxint8 GOP/s]\n"
             "                   [--runs N] [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
             "                   [--batch-steps N] [--adaptive DIR,DIR,...] [--threshold Q]\n"
@@ -909,6 +917,7 @@ int main(int argc, char **argv)
             else { fprintf(stderr, "model_bench: --precision must be exact or bf16\n"); return 2; }
         }
         else if (!strcmp(a, "--bw")) b.bw = atof(v);
+        else if (!strcmp(a, "--bw-file")) b.bw_file = atof(v);
         else if (!strcmp(a, "--gemm")) b.gemm = atof(v);
         else if (!strcmp(a, "--fma")) b.fma = atof(v);
         else if (!strcmp(a, "--bf16dot")) b.bf16dot = atof(v);

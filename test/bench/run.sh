@@ -71,13 +71,14 @@ echo "== machine limits =="
 "$B/limits" --threads "$THREADS" --file "$MODEL/model.safetensors" | tee "$B/limits.txt"
 LIMITS_OUT=$(grep '^LIMITS ' "$B/limits.txt" || true)
 BW=$(echo "$LIMITS_OUT" | sed -n 's/.*bw_gbs=\([0-9.]*\).*/\1/p')
+BWFILE=$(echo "$LIMITS_OUT" | sed -n 's/.*bw_file_gbs=\([0-9.]*\).*/\1/p')
 GEMM=$(echo "$LIMITS_OUT" | sed -n 's/.*sgemm_gflops=\([0-9.]*\).*/\1/p')
 FMA=$(echo "$LIMITS_OUT" | sed -n 's/.*fma_f32_gflops=\([0-9.]*\).*/\1/p')
 BF16DOT=$(echo "$LIMITS_OUT" | sed -n 's/.* bf16_gflops=\([0-9.]*\).*/\1/p')
 INT8DOT=$(echo "$LIMITS_OUT" | sed -n 's/.* int8_gops=\([0-9.]*\).*/\1/p')
 AMXBF16=$(echo "$LIMITS_OUT" | sed -n 's/.*amx_bf16_gflops=\([0-9.]*\).*/\1/p')
 AMXINT8=$(echo "$LIMITS_OUT" | sed -n 's/.*amx_int8_gops=\([0-9.]*\).*/\1/p')
-PEAKS=(--bw "${BW:-0}" --gemm "${GEMM:-0}" --fma "${FMA:-0}" --bf16dot "${BF16DOT:-0}"
+PEAKS=(--bw "${BW:-0}" --bw-file "${BWFILE:-0}" --gemm "${GEMM:-0}" --fma "${FMA:-0}" --bf16dot "${BF16DOT:-0}"
        --int8dot "${INT8DOT:-0}" --amxbf16 "${AMXBF16:-0}" --amxint8 "${AMXINT8:-0}" --runs "$RUNS")
 echo
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -1675,6 +1676,124 @@ static void check_q4(void)
     expect_ok("q4: the same file written again by the test's own writer", d);
 }
 
+/* ------------------------------------------------------------------------
+ * 2 MB pages: the weight mapping asks for them before its first fault
+ * ------------------------------------------------------------------------ */
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* FilePmdMapped bytes of this process's mappings inside [p, p + n). */
+static size_t pmd_bytes_in(const void *p, size_t n)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    bool in = false;
+    size_t sum = 0, kb;
+    unsigned long lo, hi;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            in = lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
+        else if (in && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
+            sum += kb << 10;
+    }
+    fclose(f);
+    return sum;
+}
+
+/* Writes path afresh, then drops its page cache so the next read fills it
+ * through whatever mapping reads it first. */
+static bool write_uncached(const char *path, const void *buf, size_t n)
+{
+    if (!write_all(path, buf, n))
+        return false;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return false;
+    bool ok = fdatasync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Reads one byte of every 4 KB page of [p, p + n). */
+static unsigned touch_pages(const void *p, size_t n)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < n; i += 4096)
+        sum += ((const volatile uint8_t *)p)[i];
+    return sum;
+}
+
+/* Whether this kernel and filesystem map a file with 2 MB pages after
+ * madvise(MADV_HUGEPAGE) on a fresh mapping (a probe file of its own). */
+static bool kernel_maps_files_huge(void)
+{
+    size_t n = 2 * HUGE_PAGE;
+    uint8_t *b = calloc(1, n);
+    char path[PATH_MAX];
+    spath(path, "%s/huge-probe.bin", root);
+    bool ok = b && write_uncached(path, b, n);
+    free(b);
+    int fd = ok ? open(path, O_RDONLY) : -1;
+    if (fd < 0)
+        return false;
+    void *p = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return false;
+    size_t huge = 0;
+    if (madvise(p, n, MADV_HUGEPAGE) == 0) {
+        touch_pages(p, n);
+        huge = pmd_bytes_in(p, n);
+    }
+    munmap(p, n);
+    unlink(path);
+    return huge > 0;
+}
+
+/* The test model (a 12.8 MB weight file), freshly written: loaded and read,
+ * every whole 2 MB stretch of its mapping is mapped with a 2 MB page,
+ * wherever the kernel maps files so (checked first with a probe of the
+ * test's own; otherwise skipped). */
+static void check_huge_pages(void)
+{
+    const char *dir = new_case(MHA, ALL_COPIED);
+    char f[PATH_MAX];
+    spath(f, "%s/model.safetensors", dir);
+    size_t n = 0;
+    uint8_t *b = read_all(f, &n);
+    bool written = b && write_uncached(f, b, n);
+    free(b);
+    if (!check(written && n > 2 * HUGE_PAGE, "huge pages: the %zu-byte weight file written "
+               "afresh, its cache dropped", n))
+        return;
+
+    ouro_model *m = NULL;
+    ouro_error err = {0};
+    if (!check(ouro_model_load(dir, &m, &err) == OURO_OK, "huge pages: the model loads")) {
+        check_note("%s", err.message);
+        return;
+    }
+    size_t mapped = 0, huge = 0;
+    bool read = ouro_model_huge_bytes(m, &mapped, &huge);
+    check(read && mapped == n, "huge pages: ouro_model_huge_bytes reads /proc/self/smaps (%zu of "
+          "%zu bytes mapped)", mapped, n);
+    for (int i = 0; i < m->n_files; i++)
+        if (m->files[i].map)
+            touch_pages(m->files[i].map, m->files[i].size);
+    ouro_model_huge_bytes(m, &mapped, &huge);
+    size_t whole = n / HUGE_PAGE * HUGE_PAGE;   /* the 2 MB stretches inside the file */
+    if (!kernel_maps_files_huge())
+        printf("ok %d - huge pages: weights mapped with 2 MB pages # SKIP this kernel or "
+               "filesystem maps files in 4 KB pages even after madvise(MADV_HUGEPAGE) (a probe "
+               "file got none); the model got %zu bytes\n", ++check_n, huge);
+    else
+        check(huge == whole, "huge pages: the weights are mapped with 2 MB pages (%zu bytes: "
+              "each of the file's %zu whole 2 MB stretches)", huge, whole / HUGE_PAGE);
+    ouro_model_free(m);
+}
+
 int main(void)
 {
     if (!realpath(MODELS, srcdir)) {
@@ -1697,6 +1816,7 @@ int main(void)
     check_bad_config();
     check_q8();
     check_q4();
+    check_huge_pages();
 
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     struct stat st;
