@@ -1207,6 +1207,11 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
         q8 = q8 || outs[i].dt == OURO_Q8 || outs[i].dt == OURO_Q4;
         dts[i < 8 ? i : 7] = outs[i].dt;
     }
+    if (d_in <= 0) {   /* empty sums: the SIMD kernels would store nothing */
+        for (int i = 0; i < count; i++)
+            memset(outs[i].y, 0, (size_t)n * outs[i].d_out * sizeof(float));
+        return;
+    }
     void *owned = NULL, *qx = NULL;
     if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
         for (int i = 0; i < count; i++)
@@ -1246,6 +1251,10 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
                      ouro_dtype dt, int n, int d_in, int d_out, int threads, ouro_precision prec,
                      ouro_mm_ws *ws)
 {
+    if (d_in <= 0) {   /* silu(0) * 0 */
+        memset(h, 0, (size_t)n * d_out * sizeof(float));
+        return;
+    }
     void *owned = NULL, *qx = NULL;
     if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
         fill_nan(h, (size_t)n * d_out);

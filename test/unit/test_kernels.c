@@ -356,9 +356,44 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* Products with no inputs (d_in = 0): every output is the empty sum, 0, on
+ * every path (tiles, AVX-512, AVX2, portable) and precision, and the gated
+ * form gives silu(0) * 0 = 0; no weight is read. */
+static void check_empty_inner(void)
+{
+    static const ouro_dtype dts[] = { OURO_F32, OURO_F16, OURO_BF16 };
+    static const ouro_precision precs[] = { OURO_PRECISION_EXACT, OURO_PRECISION_BF16,
+                                            OURO_PRECISION_INVARIANT };
+    static const int ns[] = { 1, 3, 40 };
+    enum { D_OUT = 20, NMAX = 40 };
+    static float y[NMAX * D_OUT], tmp[NMAX * D_OUT], x[1], w[1];
+    int bad = 0, runs = 0;
+    for (size_t di = 0; di < 3; di++)
+        for (size_t pi = 0; pi < 3; pi++)
+            for (size_t ni = 0; ni < 3; ni++) {
+                int n = ns[ni];
+                for (int glu = 0; glu < 2; glu++) {
+                    for (int i = 0; i < n * D_OUT; i++)
+                        y[i] = 7.0f;
+                    if (glu)
+                        ouro_matmul_glu(y, tmp, x, w, w, dts[di], n, 0, D_OUT, 2, precs[pi], NULL);
+                    else
+                        ouro_matmul_prec(y, x, w, dts[di], n, 0, D_OUT, 2, precs[pi], NULL);
+                    runs++;
+                    for (int i = 0; i < n * D_OUT; i++)
+                        if (y[i] != 0.0f) {
+                            bad++;
+                            break;
+                        }
+                }
+            }
+    check(bad == 0, "d_in = 0: every output 0, plain and gated (%d of %d runs wrong)", bad, runs);
+}
+
 int main(void)
 {
     check_products();
+    check_empty_inner();
     check_invariant();
     const char *tdir = getenv("TMPDIR");
     char tmp[256];
