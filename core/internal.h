@@ -370,6 +370,11 @@ typedef struct ouro_mapped_file {
  * procfs, not Linux): the page size is unknown then. */
 bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge);
 
+/* *huge: the bytes of this process's mappings inside [p, p + n) that are mapped
+ * with 2 MB pages now (FilePmdMapped of /proc/self/smaps).  Returns false when
+ * that file cannot be read. */
+bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge);
+
 struct ouro_model {
     ouro_config cfg;
     bool exit_threshold_null;    /* early_exit_threshold was null: default = last step */

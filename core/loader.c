@@ -935,31 +935,41 @@ ouro_status ouro_model_check(const ouro_model *m, ouro_error *err)
     return OURO_OK;
 }
 
-bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
+bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge)
 {
-    *mapped = *huge = 0;
+    *huge = 0;
     FILE *fp = fopen("/proc/self/smaps", "re");
     if (!fp)
         return false;
     /* each mapping of the process: a header line "start-end perms ...", then
-     * "Name: value kB" lines; a model file is one mapping, or several where
-     * the kernel split it (they are counted while inside the file's range) */
+     * "Name: value kB" lines; a file may be one mapping or several where the
+     * kernel split it (they are counted while inside the range) */
     char line[512];
-    bool ours = false;
+    bool in = false;
     while (fgets(line, sizeof line, fp)) {
         unsigned long lo, hi;
         size_t kb;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* no field line reads as this */
-            ours = false;
-            for (int i = 0; i < m->n_files && !ours; i++) {
-                uintptr_t s = (uintptr_t)m->files[i].map;
-                ours = s && lo >= s && hi <= s + m->files[i].size + 4095;
-            }
-        } else if (ours && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)   /* no field line reads as this */
+            in = p && lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
+        else if (in && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
             *huge += kb << 10;
     }
     fclose(fp);
+    return true;
+}
+
+bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
+{
     *mapped = m->mapped_bytes;
+    *huge = 0;
+    for (int i = 0; i < m->n_files; i++) {
+        size_t h;
+        if (!m->files[i].map)
+            continue;
+        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].size, &h))
+            return false;
+        *huge += h;
+    }
     return true;
 }
 

@@ -24,7 +24,8 @@
  * Every figure is the best of several repetitions.  The last line, for scripts, is
  *   LIMITS bw_gbs=X bw_file_gbs=X sgemm_gflops=X fma_f32_gflops=X bf16_gflops=X int8_gops=X
  *          amx_bf16_gflops=X amx_int8_gops=X
- * (0 where not measured).  Build: see test/bench/run.sh (links OpenBLAS and OpenMP).
+ * (0 where not measured).  Build: see test/bench/run.sh (links OpenBLAS, OpenMP and
+ * build/libouro.a).
  *
  *   limits [--mib N] [--reps N] [--file PATH] [--threads N] [--quick]
  * --threads N measures with at most N threads (default: every core), so that the limits match a
@@ -44,6 +45,8 @@
 #include <unistd.h>
 
 #include <cblas.h>
+
+#include "internal.h"   /* ouro_pmd_bytes: the loader's reading of /proc/self/smaps */
 
 /* OpenBLAS extensions (declared in its cblas.h; repeated for other cblas headers). */
 extern void openblas_set_num_threads(int n);
@@ -214,27 +217,6 @@ static double bandwidth_suite(const char *what, const uint8_t *buf, size_t bytes
     printf("memory read bandwidth, %s: %.1f GB/s (best: %s, %d thread%s)\n", what, best,
            best_name, best_threads, best_threads > 1 ? "s" : "");
     return best;
-}
-
-/* Bytes of the mapping [p, p + n) mapped with 2 MiB pages (FilePmdMapped in /proc/self/smaps),
- * or -1 when that cannot be read. */
-static long file_pmd_bytes(const void *p, size_t n)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    if (!f)
-        return -1;
-    char line[512];
-    int in = 0;
-    unsigned long lo, hi;
-    long sum = 0, kb;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-            in = lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
-        else if (in && sscanf(line, "FilePmdMapped: %ld kB", &kb) == 1)
-            sum += kb << 10;
-    }
-    fclose(f);
-    return sum;
 }
 
 /* Anonymous buffer of `bytes`, filled with nonzero data; huge != 0 asks for 2 MiB pages. */
@@ -536,8 +518,8 @@ int main(int argc, char **argv)
                  * tables, which then say which page size the kernel gave */
                 madvise(m, (size_t)st.st_size, MADV_HUGEPAGE);
                 sink += read_plain(m, len);
-                long pmd = file_pmd_bytes(m, (size_t)st.st_size);
-                if (pmd < 0)
+                size_t pmd;
+                if (!ouro_pmd_bytes(m, (size_t)st.st_size, &pmd))
                     printf("mapped file: page size unknown (no /proc/self/smaps)\n");
                 else
                     printf("mapped file: %.0f%% of %zu MiB mapped with 2 MiB pages%s\n",

@@ -47,7 +47,7 @@ if [ ! -f build/libouro.a ]; then
 fi
 mkdir -p "$B"
 $CC $CFLAGS models/make_synthetic.c -lcjson -lm -o "$B/make_synthetic"
-$CC $CFLAGS test/bench/limits.c -lopenblas -lm -fopenmp -o "$B/limits"
+$CC $CFLAGS test/bench/limits.c build/libouro.a -lopenblas $LIBS -o "$B/limits"
 $CC $CFLAGS test/bench/model_bench.c build/libouro.a $LIBS -o "$B/model_bench"
 
 # --- the synthetic checkpoints ---------------------------------------------

@@ -1682,26 +1682,6 @@ static void check_q4(void)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* FilePmdMapped bytes of this process's mappings inside [p, p + n). */
-static size_t pmd_bytes_in(const void *p, size_t n)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    if (!f)
-        return 0;
-    char line[512];
-    bool in = false;
-    size_t sum = 0, kb;
-    unsigned long lo, hi;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-            in = lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
-        else if (in && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
-            sum += kb << 10;
-    }
-    fclose(f);
-    return sum;
-}
-
 /* Writes path afresh, then drops its page cache so the next read fills it
  * through whatever mapping reads it first. */
 static bool write_uncached(const char *path, const void *buf, size_t n)
@@ -1745,7 +1725,7 @@ static bool kernel_maps_files_huge(void)
     size_t huge = 0;
     if (madvise(p, n, MADV_HUGEPAGE) == 0) {
         touch_pages(p, n);
-        huge = pmd_bytes_in(p, n);
+        ouro_pmd_bytes(p, n, &huge);
     }
     munmap(p, n);
     unlink(path);
