@@ -62,7 +62,10 @@ OURO_Q4=${OURO_Q4:-}
 MODEL_BENCH=${MODEL_BENCH:-}
 if [ -z "$MODEL_BENCH" ]; then
     MODEL_BENCH=build/bench/model_bench
-    if [ ! -x "$MODEL_BENCH" ] || [ test/bench/model_bench.c -nt "$MODEL_BENCH" ]; then
+    # rebuilt when missing or older than its source or the library: a program
+    # linked against an earlier library would time the earlier code
+    if [ ! -x "$MODEL_BENCH" ] || [ test/bench/model_bench.c -nt "$MODEL_BENCH" ] ||
+       [ build/libouro.a -nt "$MODEL_BENCH" ]; then
         mkdir -p build/bench
         ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -g -fopenmp -Icore test/bench/model_bench.c \
             build/libouro.a -lcjson -lutf8proc -lm -fopenmp -o "$MODEL_BENCH"
