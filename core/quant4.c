@@ -58,6 +58,9 @@
 #ifndef Q4_PF
 #define Q4_PF 1024           /* software prefetch distance in each group's quants (VNNI), bytes */
 #endif
+#ifndef Q4_SPF
+#define Q4_SPF 256           /* the same in each group's scales (VNNI), bytes */
+#endif
 
 static inline int q4_nb(int64_t cols) { return (int)((cols + Q4_BLOCK - 1) / Q4_BLOCK); }
 
@@ -310,7 +313,10 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
  * (one per token, 4 bytes of x_q broadcast); the block sums start at
  * -8 * sum(x_q) and end as one fused multiply-add per group and token.  Rows
  * outside the caller's range are masked off at the store.  Each group's
- * quants are prefetched Q4_PF bytes ahead, inside the group, as for q8.
+ * quants are prefetched Q4_PF bytes ahead, inside the group, as for q8, and
+ * its scales Q4_SPF bytes ahead (a line every other block): the scales are a
+ * stream of their own, and left to the hardware their loads stalled the
+ * kernel (one-token decode 7.6 -> 8.7 tok/s on Ouro-1.4B shapes, 2 threads).
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
@@ -342,6 +348,11 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
         }
         const uint8_t *qb = g + (size_t)b * Q4_QBYTES;
         bool pf = Q4_PF > 0 && b + Q4_PF / Q4_QBYTES < nb;   /* the line ahead is a quant */
+        if (Q4_SPF > 0 && b % 2 == 0 && b + Q4_SPF / 32 < nb)   /* the line ahead is a scale */
+            #pragma GCC unroll 4
+            for (int m = 0; m < mg; m++)
+                _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q4_QBYTES + (size_t)b * 32
+                             + Q4_SPF, _MM_HINT_T0);
         #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             __m512i wl[Q4_MG], wh[Q4_MG];
