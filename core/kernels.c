@@ -274,6 +274,16 @@ static dot_fn pick_dot(ouro_dtype dt)
  * Threads take the rows of W in chunks of MM_CHUNK (x packed once for all of
  * them, see "Products"), so at n = 1 each chunk is streamed from start to end.
  *
+ * One-token decode.  At n = 1 the product is bound by how fast one core reads
+ * the weights, and that depends on the pattern: one stream in memory order
+ * reads faster than several interleaved ones (four rows of 4 KiB at a time,
+ * the MM_MR kernel).  So a single token takes the rows one by one with the
+ * one-row kernel, which prefetches MM_PF1 bytes ahead; past the end of a row
+ * that is the start of the next one, the next call's.  Each row's sums are
+ * those of the MM_MR kernel (the same two chains per row), so the bits do not
+ * change.  Measured on Ouro-1.4B shapes, bf16 weights, exact precision,
+ * 2 threads: 25.1 -> 27.2 GB/s over a decode step's products.
+ *
  * Order of the sums.  The product above is fastest when the order depends on
  * the tokens of the call: the d_in block KB grows as fewer tokens share a
  * tile (up to all of d_in at n = 1), and a single token keeps two chains of
@@ -295,6 +305,9 @@ static dot_fn pick_dot(ouro_dtype dt)
 #define MM_RB 64         /* rows per cache block */
 #ifndef MM_PF
 #define MM_PF 1024       /* software prefetch distance at decode, bytes */
+#endif
+#ifndef MM_PF1
+#define MM_PF1 4096      /* the same for the one-row decode kernel (one stream), bytes */
 #endif
 #define MM_KB_INV (MM_XBUF / MM_NR / 32 * 32)   /* d_in block of the invariant order (1344) */
 
@@ -350,8 +363,8 @@ void mm_kernel(ouro_dtype dt, int mr, int nr, int split, const char *w, size_t l
             for (int r = 0; r < mr; r++) {
                 __m512 wv = w_half(dt, w + r * ldw + k * esz, h, 32);
                 if (split) {   /* decode: the two halves in separate chains */
-                    if (h == 0 && MM_PF)
-                        _mm_prefetch(w + r * ldw + k * esz + MM_PF, _MM_HINT_T0);
+                    if (h == 0 && (mr == 1 ? MM_PF1 : MM_PF))
+                        _mm_prefetch(w + r * ldw + k * esz + (mr == 1 ? MM_PF1 : MM_PF), _MM_HINT_T0);
                     acc[r][h] = _mm512_fmadd_ps(wv, xv[0], acc[r][h]);
                     continue;
                 }
@@ -481,6 +494,9 @@ static void mm_avx512_rows(float *y, const float *x, const float *xpre, const vo
     /* One token tile: walk all rows per pack (the decode case). */
     int rb = n_tiles == 1 ? r1 - r0 : MM_RB;
     int kpad_max = (kb < d_in ? kb : d_in + 31) / 32 * 32;
+    /* One token (decode order): row after row, the rows one stream in memory
+     * order (see "One-token decode" above) */
+    bool one_stream = n == 1 && !inv;
     float *own = !xpre && n_tiles > 1 ? aligned_alloc(64, (size_t)n * kpad_max * sizeof(float)) : NULL;
     for (int k0 = 0; k0 < d_in; k0 += kb) {
         int kv = d_in - k0 < kb ? d_in - k0 : kb;
@@ -501,7 +517,7 @@ static void mm_avx512_rows(float *y, const float *x, const float *xpre, const vo
                     k4 = mm_kernels_1i[dt][1];
                     k1 = mm_kernels_1i[dt][0];
                 }
-                for (; r + MM_MR <= b1; r += MM_MR)
+                for (; r + MM_MR <= b1 && !one_stream; r += MM_MR)
                     k4((const char *)w + (size_t)r * ldw + (size_t)k0 * esz, ldw, xp, kpad, kv,
                        y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
                 for (; r < b1; r++)
