@@ -36,6 +36,10 @@
 
 #include <cjson/cJSON.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <stdbool.h>
 #include "check.h"
 #include "internal.h"
 #include "golden.h"
@@ -390,10 +394,99 @@ static void check_empty_inner(void)
     check(bad == 0, "d_in = 0: every output 0, plain and gated (%d of %d runs wrong)", bad, runs);
 }
 
+/* The rows of a product are shared among the threads in chunks (each thread
+ * its own share first, then the others'): whatever the number of threads, and
+ * with a team smaller than asked for (omp_set_dynamic lets the runtime give
+ * fewer), every row is computed once and gets the bits it gets on one
+ * thread, for every weight format, one token and several, plain, several
+ * outputs and gated. */
+static void check_thread_shares(void)
+{
+    static const ouro_dtype dts[] = { OURO_F32, OURO_BF16, OURO_Q8, OURO_Q4 };
+    static const int threads[] = { 2, 3, 7 };
+    enum { D_IN = 96, D_OUT = 1000, NMAX = 3 };
+    float *wf = malloc(sizeof(float) * D_IN * 1008), *x = malloc(sizeof(float) * NMAX * D_IN);
+    float *y1 = malloc(sizeof(float) * NMAX * D_OUT * 3), *y = malloc(sizeof(float) * NMAX * D_OUT * 3);
+    float *t1 = malloc(sizeof(float) * NMAX * D_OUT), *t = malloc(sizeof(float) * NMAX * D_OUT);
+    void *w = aligned_alloc(64, ouro_q8_bytes(1008, D_IN) + sizeof(float) * D_IN * 1008);
+    for (int i = 0; i < D_IN * 1008; i++)
+        wf[i] = frand();
+    for (int i = 0; i < NMAX * D_IN; i++)
+        x[i] = frand();
+    int bad = 0, runs = 0;
+    for (int dyn = 0; dyn < 2; dyn++) {
+#ifdef _OPENMP
+        omp_set_dynamic(dyn);
+#endif
+        for (size_t di = 0; di < sizeof dts / sizeof *dts; di++) {
+            ouro_dtype dt = dts[di];
+            size_t gb = dt == OURO_Q8 ? ouro_q8_group_bytes(D_IN) : ouro_q4_group_bytes(D_IN);
+            for (int g = 0; g < 1008 / 16; g++) {
+                int nr = D_OUT - g * 16 < 16 ? D_OUT - g * 16 : 16;
+                if (dt == OURO_Q8)
+                    ouro_q8_quantize_group((uint8_t *)w + g * gb, wf + (size_t)g * 16 * D_IN, nr, D_IN);
+                else if (dt == OURO_Q4)
+                    ouro_q4_quantize_group((uint8_t *)w + g * gb, wf + (size_t)g * 16 * D_IN, nr, D_IN);
+            }
+            for (int i = 0; i < D_OUT * D_IN && (dt == OURO_F32 || dt == OURO_BF16); i++) {
+                if (dt == OURO_F32)
+                    ((float *)w)[i] = wf[i];
+                else {
+                    uint32_t u;
+                    memcpy(&u, &wf[i], 4);
+                    ((uint16_t *)w)[i] = (uint16_t)(u >> 16);
+                }
+            }
+            for (int n = 1; n <= NMAX; n += 2)
+                for (int ti = -1; ti < (int)(sizeof threads / sizeof *threads); ti++) {
+                    int nt = ti < 0 ? 1 : threads[ti];
+                    float *yy = ti < 0 ? y1 : y, *tt = ti < 0 ? t1 : t;
+                    for (int i = 0; i < NMAX * D_OUT * 3; i++)
+                        yy[i] = NAN;
+                    ouro_mm_out outs[3] = {
+                        { yy, w, dt, D_OUT }, { yy + NMAX * D_OUT, w, dt, 500 },
+                        { yy + 2 * NMAX * D_OUT, w, dt, 17 },
+                    };
+                    ouro_matmul_multi(outs, 3, x, n, D_IN, nt, OURO_PRECISION_EXACT, NULL);
+                    ouro_matmul_glu(tt, yy + NMAX * D_OUT * 2 + 17 * NMAX, x, w, w, dt, n, D_IN, 400, nt,
+                                    OURO_PRECISION_EXACT, NULL);
+                    if (ti < 0)
+                        continue;
+                    runs++;
+                    bool same = true;
+                    for (int i = 0; i < n * D_OUT; i++)
+                        same = same && !isnan(y[i]) && memcmp(&y[i], &y1[i], 4) == 0;
+                    for (int i = 0; i < n * 500; i++)
+                        same = same && !isnan(y[NMAX * D_OUT + i])
+                               && memcmp(&y[NMAX * D_OUT + i], &y1[NMAX * D_OUT + i], 4) == 0;
+                    for (int i = 0; i < n * 17; i++)
+                        same = same && !isnan(y[2 * NMAX * D_OUT + i])
+                               && memcmp(&y[2 * NMAX * D_OUT + i], &y1[2 * NMAX * D_OUT + i], 4) == 0;
+                    for (int i = 0; i < n * 400; i++)
+                        same = same && !isnan(t[i]) && memcmp(&t[i], &t1[i], 4) == 0;
+                    bad += !same;
+                }
+        }
+    }
+#ifdef _OPENMP
+    omp_set_dynamic(0);
+#endif
+    check(bad == 0, "products on 2, 3 and 7 threads (teams as asked and as the runtime gives) equal "
+          "those on one thread, every row written (%d of %d runs differ)", bad, runs);
+    free(wf);
+    free(x);
+    free(y1);
+    free(y);
+    free(t1);
+    free(t);
+    free(w);
+}
+
 int main(void)
 {
     check_products();
     check_empty_inner();
+    check_thread_shares();
     check_invariant();
     const char *tdir = getenv("TMPDIR");
     char tmp[256];
