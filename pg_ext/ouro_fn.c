@@ -1086,6 +1086,108 @@ depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bo
 	return true;
 }
 
+double
+pg_ouro_depth_args_read(FunctionCallInfo fcinfo)
+{
+	return arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
+}
+
+/*
+ * Sequences a batch of depth inputs of up to need tokens runs at once: up to
+ * ouro.batch_size, fewer when the per-step f32 cache of that many would pass
+ * ouro.limit_memory_mb (one input alone is the row-by-row call's session).
+ */
+static int
+depth_seqs(const ouro_model *model, int need, int n_run)
+{
+	int			n_seq = Min(pg_ouro_batch_size(), n_run);
+	ouro_session_options o;
+
+	memset(&o, 0, sizeof(o));
+	o.kv = OURO_KV_PER_STEP;
+	o.kv_type = OURO_KV_F32;
+	o.precision = OURO_PRECISION_EXACT;
+	for (; n_seq > 1; n_seq /= 2)
+	{
+		o.n_seq = n_seq;
+		o.n_ctx = ouro_session_ctx_for(need, n_seq, pg_ouro_context_limit(model));
+		if (ouro_session_bytes_for(model, &o) <= (size_t) ouro_limit_memory_mb * 1024 * 1024)
+			break;
+	}
+	return Max(n_seq, 1);
+}
+
+void
+pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n, const char *const *inputs,
+				   const int *lens, OuroRowRef *row, const int64 *positions, const char *fn,
+				   Datum *out, bool *out_null)
+{
+	int			limit = pg_ouro_context_limit(ref->entry->model),
+				n_run = 0,
+				need = 1,
+				n_rows = 0;
+	int32	  **ids = palloc(sizeof(int32 *) * Max(n, 1));
+	int		   *n_ids = palloc(sizeof(int) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
+	size_t		total = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int32	   *t;
+		int			nt;
+
+		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
+		out_null[i] = true;
+		if (inputs[i] == NULL)
+			continue;
+		n_rows++;
+		row->position = positions[i];
+		row->input = inputs[i];
+		row->input_len = lens[i];
+		/* as row by row: a text that cannot be encoded or is too long is a row error */
+		if (!encode_text(ref, inputs[i], lens[i], &t, &nt) || nt == 0)
+			continue;
+		if (nt > limit)
+		{
+			(void) too_long("the input", nt, limit, ref->entry->model);
+			continue;
+		}
+		ids[n_run] = t;
+		n_ids[n_run] = nt;
+		run_item[n_run++] = i;
+		need = Max(need, nt);
+		total += nt;
+	}
+	row->position = 0;
+	if (n_run > 0)
+	{
+		ouro_session *s = pg_ouro_session(ref, need, depth_seqs(ref->entry->model, need, n_run),
+										  0, false);
+		double	   *expected = palloc(sizeof(double) * total);
+		int32	   *step = palloc(sizeof(int32) * total);
+		ouro_error	err;
+
+		pg_ouro_stats.batches++;
+		if (ouro_depth_batch(s, n_run, (const int32_t *const *) ids, n_ids, (float) threshold, NULL,
+							 expected, step, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not compute the depth", ref);
+		else
+			for (int k = 0, at = 0; k < n_run; at += n_ids[k], k++)
+			{
+				double		sum = 0;
+
+				for (int j = at; j < at + n_ids[k]; j++)
+					sum += threshold >= 0 ? (double) step[j] : expected[j];
+				out[run_item[k]] = Float8GetDatum(sum / n_ids[k]);
+				out_null[run_item[k]] = false;
+			}
+	}
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, 0, 0);
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_depth);
 
 /*
@@ -1109,7 +1211,7 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	input = PG_GETARG_TEXT_PP(0);
 	row_begin(fcinfo, "ouro_depth", VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &row, &cb);
-	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
+	threshold = pg_ouro_depth_args_read(fcinfo);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	ok = depth_run(fcinfo, &ref, threshold, false, &d) && d.n > 0;
 	pg_ouro_progress("ouro_depth", ref.label, 1, 0, 0);
