@@ -1142,15 +1142,20 @@ pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n, const char 
 		if (inputs[i] == NULL)
 			continue;
 		n_rows++;
-		row->position = positions[i];
-		row->input = inputs[i];
-		row->input_len = lens[i];
+		if (row != NULL)
+		{
+			row->position = positions[i];
+			row->input = inputs[i];
+			row->input_len = lens[i];
+		}
 		/* as row by row: a text that cannot be encoded or is too long is a row error */
 		if (!encode_text(ref, inputs[i], lens[i], &t, &nt) || nt == 0)
 			continue;
 		if (nt > limit)
 		{
-			(void) too_long("the input", nt, limit, ref->entry->model);
+			(void) too_long(row != NULL ? "the input" :
+							psprintf("item %d of inputs: the input", i + OURO_ITEM_BASE),
+							nt, limit, ref->entry->model);
 			continue;
 		}
 		ids[n_run] = t;
@@ -1159,7 +1164,8 @@ pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n, const char 
 		need = Max(need, nt);
 		total += nt;
 	}
-	row->position = 0;
+	if (row != NULL)
+		row->position = 0;
 	if (n_run > 0)
 	{
 		ouro_session *s = pg_ouro_session(ref, need, depth_seqs(ref->entry->model, need, n_run),
@@ -1221,6 +1227,52 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 	for (int i = 0; i < d.n; i++)
 		sum += threshold >= 0 ? (double) d.step[i] : d.expected[i];
 	PG_RETURN_FLOAT8(sum / d.n);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_depth_batch);
+
+/*
+ * ouro_depth_batch(inputs text[], exit_threshold, model) -> float8[]: item i
+ * is ouro_depth(inputs[i], ...), NULL for a NULL item or one without tokens;
+ * the inputs run together as sequences of one forward pass (ouro.batch_size
+ * at a time).  An input too long for the context is a row error for that
+ * item alone.
+ */
+Datum
+pg_ouro_depth_batch(PG_FUNCTION_ARGS)
+{
+	double		threshold;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound;
+	const char **inputs;
+	int		   *lens;
+	Datum	   *out;
+	bool	   *out_null;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	threshold = pg_ouro_depth_args_read(fcinfo);
+	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		return batch_result(NULL, NULL, 0, lbound, FLOAT8OID);
+	pg_ouro_model_resolve(fcinfo, 2, &ref);
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	inputs = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
+
+		inputs[i] = t ? VARDATA_ANY(t) : NULL;
+		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
+	}
+	pg_ouro_depth_rows(&ref, threshold, n, inputs, lens, NULL, NULL, "ouro_depth_batch", out,
+					   out_null);
+	return batch_result(out, out_null, n, lbound, FLOAT8OID);
 }
 
 PG_FUNCTION_INFO_V1(pg_ouro_token_depths);

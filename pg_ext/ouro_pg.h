@@ -242,8 +242,8 @@ extern double pg_ouro_depth_args_read(FunctionCallInfo fcinfo);
  * ouro_depth of n inputs (inputs[i], lens[i] bytes; NULL: a NULL item) with
  * one threshold and model, computed together (ouro_depth_batch), each the
  * float8 one ouro_depth call gives it; an input without tokens gives NULL, a
- * bad or too long one is a row error naming its row.  Arguments as for
- * pg_ouro_generate_rows (row must not be NULL).
+ * bad or too long one is a row error naming its row (or, row NULL, its item).
+ * Arguments as for pg_ouro_generate_rows.
  */
 extern void pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n,
 							   const char *const *inputs, const int *lens, OuroRowRef *row,
