@@ -332,6 +332,18 @@ pg_ouro_chat_prompt(const OuroModelRef *ref, const char *message, const char *sy
  * counts the calls of this expression in the statement (kept in fn_extra),
  * so for a call in a select list it is the row's number.
  */
+/* Points the row context (when there is one: positions is NULL where it is
+ * not) at item i of a batch, the row that reports next. */
+static void
+row_at(OuroRowRef *row, const int64 *positions, int i, const char *input, int len)
+{
+	if (row == NULL)
+		return;
+	row->position = positions[i];
+	row->input = input;
+	row->input_len = len;
+}
+
 static void
 row_begin(FunctionCallInfo fcinfo, const char *fn, const char *input, int len,
 		  OuroRowRef *row, ErrorContextCallback *cb)
@@ -540,12 +552,7 @@ pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
 		if (prompts[i] == NULL)
 			continue;
 		n_rows++;
-		if (row != NULL)
-		{
-			row->position = positions[i];
-			row->input = prompts[i];
-			row->input_len = lens[i];
-		}
+		row_at(row, positions, i, prompts[i], lens[i]);
 		if (!encode_text(ref, prompts[i], lens[i], &ids[i], &len))
 			continue;
 		if (len == 0)
@@ -841,12 +848,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 		if (inputs[i] == NULL)
 			continue;
 		n_rows++;
-		if (row != NULL)
-		{
-			row->position = positions[i];
-			row->input = inputs[i];
-			row->input_len = strlen(inputs[i]);
-		}
+		row_at(row, positions, i, inputs[i], strlen(inputs[i]));
 		run[n_run] = inputs[i];
 		run_item[n_run++] = i;
 	}
@@ -873,12 +875,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 		{
 			if (needs[k] > limit)
 			{
-				if (row != NULL)
-				{
-					row->position = positions[run_item[k]];
-					row->input = run[k];
-					row->input_len = strlen(run[k]);
-				}
+				row_at(row, positions, run_item[k], run[k], strlen(run[k]));
 				(void) too_long(row != NULL ? "the classification prompt" :
 								psprintf("item %d of inputs: the classification prompt",
 										 run_item[k] + OURO_ITEM_BASE),
@@ -939,12 +936,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
 									 pg_ouro_cancel_check, NULL, &err);
 			run_ok[k] = st == OURO_OK;
-			if (row != NULL)
-			{
-				row->position = positions[run_item[k]];
-				row->input = run[k];
-				row->input_len = strlen(run[k]);
-			}
+			row_at(row, positions, run_item[k], run[k], strlen(run[k]));
 			if (st == OURO_ERR_CONTEXT)
 				(void) too_long(row != NULL ? "the classification prompt" :
 								psprintf("item %d of inputs: the classification prompt",
@@ -1142,12 +1134,7 @@ pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n, const char 
 		if (inputs[i] == NULL)
 			continue;
 		n_rows++;
-		if (row != NULL)
-		{
-			row->position = positions[i];
-			row->input = inputs[i];
-			row->input_len = lens[i];
-		}
+		row_at(row, positions, i, inputs[i], lens[i]);
 		/* as row by row: a text that cannot be encoded or is too long is a row error */
 		if (!encode_text(ref, inputs[i], lens[i], &t, &nt) || nt == 0)
 			continue;
