@@ -798,50 +798,93 @@ done:
  * Depth profile: the exit distribution of every token of a text
  * ------------------------------------------------------------------------ */
 
-static ouro_status depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
-                         float *pdf, double *expected, int32_t *step,
+/* The exit pdf of every token of inputs 0..n_in-1 (pdf: their rows one input
+ * after another), up to s->n_seq inputs at a time, each in a sequence of its
+ * own, their tokens in forward calls of up to max_batch tokens. */
+static ouro_status depth_pdfs(ouro_session *s, int n_in, const int32_t *const *ids,
+                              const int *n_ids, float *pdf, ouro_cancel_fn cancel,
+                              void *cancel_ctx, ouro_error *err)
+{
+    int L = s->max_loops, B = s->max_batch;
+    int32_t *tok = malloc((size_t)B * sizeof *tok), *seq = malloc((size_t)B * sizeof *seq);
+    uint8_t *want = malloc((size_t)B);
+    if (!tok || !seq || !want) {
+        free(tok);
+        free(seq);
+        free(want);
+        return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    }
+    memset(want, 1, (size_t)B);
+    ouro_status st = OURO_OK;
+    ouro_forward_options fo = { .depth = OURO_DEPTH_FULL };
+    size_t row = 0;   /* the pdf row of the next token */
+    for (int w0 = 0; w0 < n_in && st == OURO_OK; w0 += s->n_seq) {
+        int wn = n_in - w0 < s->n_seq ? n_in - w0 : s->n_seq;
+        for (int q = 0; q < wn; q++)
+            ouro_session_seq_reset(s, q);
+        /* the wave's tokens in input order, B at a time (an input may span calls) */
+        int k = 0, i = 0;
+        while (k < wn && st == OURO_OK) {
+            int cn = 0;
+            for (; k < wn && cn < B; k++, i = 0) {
+                int take = n_ids[w0 + k] - i < B - cn ? n_ids[w0 + k] - i : B - cn;
+                memcpy(tok + cn, ids[w0 + k] + i, (size_t)take * sizeof *tok);
+                for (int j = 0; j < take; j++)
+                    seq[cn + j] = k;
+                cn += take;
+                i += take;
+                if (i < n_ids[w0 + k])
+                    break;   /* the rest of this input in the next call */
+            }
+            ouro_batch b = { .n = cn, .token = tok, .seq = seq, .want = want };
+            ouro_outputs o = { .exit_pdf = pdf + row * L };
+            if ((st = ouro_session_forward(s, &b, &fo, &o, err)) != OURO_OK)
+                break;
+            row += (size_t)cn;
+            if (cancel && (k < wn || w0 + wn < n_in) && cancel(cancel_ctx))
+                st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted");
+        }
+        for (int q = 0; q < wn; q++)
+            ouro_session_seq_reset(s, q);
+    }
+    free(tok);
+    free(seq);
+    free(want);
+    return st;
+}
+
+static ouro_status depth(ouro_session *s, int n_in, const int32_t *const *ids, const int *n_ids,
+                         float threshold, float *pdf, double *expected, int32_t *step,
                          ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
 {
-    if (!s || !ids || n_ids < 1)
+    if (!s || n_in < 1 || !ids || !n_ids)
         return ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens");
-    if (n_ids > s->n_ctx)
-        return ouro_err(err, OURO_ERR_CONTEXT, "%d tokens do not fit the session's context of %d",
-                        n_ids, s->n_ctx);
+    size_t total = 0;
+    for (int k = 0; k < n_in; k++) {
+        if (!ids[k] || n_ids[k] < 1)
+            return n_in == 1 ? ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens")
+                             : ouro_err(err, OURO_ERR_ARG, "ouro_depth: input %d has no tokens",
+                                        k + OURO_ITEM_BASE);
+        if (n_ids[k] > s->n_ctx)
+            return n_in == 1 ? ouro_err(err, OURO_ERR_CONTEXT,
+                                        "%d tokens do not fit the session's context of %d",
+                                        n_ids[k], s->n_ctx)
+                             : ouro_err(err, OURO_ERR_CONTEXT, "input %d: %d tokens do not fit the "
+                                        "session's context of %d", k + OURO_ITEM_BASE, n_ids[k],
+                                        s->n_ctx);
+        total += (size_t)n_ids[k];
+    }
     if (!(threshold <= 1.0f) || isnan(threshold))
         return ouro_err(err, OURO_ERR_ARG, "threshold %g is above 1", (double)threshold);
     const ouro_model *m = s->model;
     int L = s->max_loops;
-    float *buf = pdf;
-    uint8_t *want = malloc((size_t)(n_ids < s->max_batch ? n_ids : s->max_batch));
+    float *buf = pdf ? pdf : malloc(total * L * sizeof(float));
     if (!buf)
-        buf = malloc((size_t)n_ids * L * sizeof(float));
-    if (!buf || !want) {
-        free(want);
-        if (buf != pdf)
-            free(buf);
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
-    }
-    memset(want, 1, (size_t)(n_ids < s->max_batch ? n_ids : s->max_batch));
-    ouro_session_seq_reset(s, 0);
-    ouro_status st = OURO_OK;
-    ouro_forward_options fo = { .depth = OURO_DEPTH_FULL };
-    for (int c0 = 0; c0 < n_ids; c0 += s->max_batch) {
-        int cn = n_ids - c0 < s->max_batch ? n_ids - c0 : s->max_batch;
-        for (int i = 0; i < cn; i++)
-            s->gen_seq_fill[i] = 0;
-        ouro_batch b = { .n = cn, .token = ids + c0, .seq = s->gen_seq_fill, .want = want };
-        ouro_outputs o = { .exit_pdf = buf + (size_t)c0 * L };
-        if ((st = ouro_session_forward(s, &b, &fo, &o, err)) != OURO_OK)
-            break;
-        if (cancel && c0 + cn < n_ids && cancel(cancel_ctx)) {
-            st = ouro_err(err, OURO_ERR_INTERRUPTED, "interrupted");
-            break;
-        }
-    }
-    ouro_session_seq_reset(s, 0);
+    ouro_status st = depth_pdfs(s, n_in, ids, n_ids, buf, cancel, cancel_ctx, err);
     if (st == OURO_OK) {
-        for (int i = 0; i < n_ids; i++) {
-            const float *p = buf + (size_t)i * L;
+        for (size_t i = 0; i < total; i++) {
+            const float *p = buf + i * L;
             if (expected) {
                 double e = 0.0;
                 for (int t = 0; t < L; t++)
@@ -858,7 +901,6 @@ static ouro_status depth(ouro_session *s, const int32_t *ids, int n_ids, float t
             }
         }
     }
-    free(want);
     if (buf != pdf)
         free(buf);
     return st;
@@ -907,16 +949,32 @@ ouro_status ouro_classify_batch(ouro_session *s, int n_inputs, const char *const
     return st;
 }
 
-ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
-                       float *pdf, double *expected, int32_t *step,
-                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+ouro_status ouro_depth_batch(ouro_session *s, int n_inputs, const int32_t *const *ids,
+                             const int *n_ids, float threshold, float *pdf, double *expected,
+                             int32_t *step, ouro_cancel_fn cancel, void *cancel_ctx,
+                             ouro_error *err)
 {
     if (!s)
         return ouro_err(err, OURO_ERR_ARG, "ouro_depth: no tokens");
     ouro_cancel_fn fn = s->cancel;
     void *ctx = s->cancel_ctx;
+    ouro_precision prec = s->precision;
+    /* exact products in the order that does not depend on the batch: an input
+     * gets the same depths alone or among others */
+    if (prec == OURO_PRECISION_EXACT)
+        s->precision = OURO_PRECISION_INVARIANT;
     ouro_session_set_cancel(s, cancel, cancel_ctx);
-    ouro_status st = depth(s, ids, n_ids, threshold, pdf, expected, step, cancel, cancel_ctx, err);
+    ouro_status st = depth(s, n_inputs, ids, n_ids, threshold, pdf, expected, step, cancel,
+                           cancel_ctx, err);
     ouro_session_set_cancel(s, fn, ctx);
+    s->precision = prec;
     return st;
+}
+
+ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float threshold,
+                       float *pdf, double *expected, int32_t *step,
+                       ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err)
+{
+    return ouro_depth_batch(s, 1, &ids, &n_ids, threshold, pdf, expected, step, cancel,
+                            cancel_ctx, err);
 }

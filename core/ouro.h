@@ -477,6 +477,18 @@ ouro_status ouro_depth(ouro_session *s, const int32_t *ids, int n_ids, float thr
                        float *pdf, double *expected, int32_t *step,
                        ouro_cancel_fn cancel, void *cancel_ctx, ouro_error *err);
 
+/* ouro_depth for n_inputs inputs (ids[k], n_ids[k] tokens, each at least 1 and
+ * at most the session's n_ctx): the outputs hold every input's rows one input
+ * after another (pdf (sum n_ids, max_loops), expected and step (sum n_ids)).
+ * The session's sequences take an input each, so up to n_seq inputs run
+ * together, their tokens in forward calls of up to max_batch tokens.  Each
+ * input gets the numbers of one ouro_depth, bit for bit: both sum the matrix
+ * products in an order that does not depend on the tokens in a call. */
+ouro_status ouro_depth_batch(ouro_session *s, int n_inputs, const int32_t *const *ids,
+                             const int *n_ids, float threshold, float *pdf, double *expected,
+                             int32_t *step, ouro_cancel_fn cancel, void *cancel_ctx,
+                             ouro_error *err);
+
 #ifdef __cplusplus
 }
 #endif

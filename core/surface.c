@@ -346,6 +346,8 @@ const ouro_sql_function ouro_sql_functions[] = {
      "ouro_classify_scores for every item of an array"},
     {"ouro_depth", OURO_FN_BOTH, 1, {"input", "exit_threshold", "model"},
      "the mean loop steps the exit gate spends on input"},
+    {"ouro_depth_batch", OURO_FN_BOTH, 1, {"inputs", "exit_threshold", "model"},
+     "ouro_depth for every item of an array, computed together"},
     {"ouro_token_depths", OURO_FN_BOTH, 1, {"input", "exit_threshold", "model"},
      "the exit gate token by token"},
     {"ouro_tokenize", OURO_FN_BOTH, 1, {"input", "model"}, "the model's token ids"},

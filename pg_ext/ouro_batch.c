@@ -10,7 +10,8 @@
  *   planning   after the standard planner, the hook walks down the plan's
  *              spine (through Limit, Sort, LockRows, Gather, ModifyTable...)
  *              to the first node whose target list calls ouro_generate,
- *              ouro_chat, ouro_classify or ouro_classify_scores at top level.
+ *              ouro_chat, ouro_classify, ouro_classify_scores or ouro_depth
+ *              at top level.
  *              That node N keeps computing everything else, but instead of
  *              each call it outputs the call's arguments as extra (junk)
  *              columns; an OuroBatch node B is put over N:
@@ -19,9 +20,10 @@
  *
  *   execution  B pulls a batch of rows from N, reads each call's arguments,
  *              groups the rows whose options are equal (same max_tokens,
- *              model, labels...), runs each group as one batched decode or
- *              classification through the same code as ouro_generate_batch
- *              and ouro_classify_batch, then returns the rows in their order.
+ *              model, labels...), runs each group as one batched decode,
+ *              classification or depth profile (through the same code as
+ *              ouro_generate_batch and ouro_classify_batch; ouro_depth_batch
+ *              of the core), then returns the rows in their order.
  *
  * Results are those of row-by-row evaluation: the batched decode gives each
  * prompt the text it gets alone (same seed per sequence, same context room),
@@ -78,7 +80,8 @@ typedef enum BatchKind
 	BATCH_GENERATE,
 	BATCH_CHAT,
 	BATCH_CLASSIFY,
-	BATCH_SCORES
+	BATCH_SCORES,
+	BATCH_DEPTH
 } BatchKind;
 
 #define BATCH_MAX_ARGS 9
@@ -95,6 +98,7 @@ static const struct
 	[BATCH_CHAT] = {"pg_ouro_chat", "ouro_chat", 9, 2, 8},
 	[BATCH_CLASSIFY] = {"pg_ouro_classify", "ouro_classify", 5, 1, 4},
 	[BATCH_SCORES] = {"pg_ouro_classify_scores", "ouro_classify_scores", 5, 1, 4},
+	[BATCH_DEPTH] = {"pg_ouro_depth", "ouro_depth", 3, 1, 2},
 };
 
 /* How batch sizes grow (custom_private). */
@@ -620,13 +624,15 @@ run_call(BatchState *st, BatchCall *c, int n)
 	const char *fn = batch_kinds[c->kind].fn;
 	int			model_arg = batch_kinds[c->kind].model_arg;
 	bool		generation = c->kind == BATCH_GENERATE || c->kind == BATCH_CHAT;
+	bool		depth = c->kind == BATCH_DEPTH;
 	LOCAL_FCINFO(fcinfo, BATCH_MAX_ARGS);
 	OuroRowRef	row = {fn, 0, NULL, 0};
 	ErrorContextCallback cb;
 	int		   *group = palloc(sizeof(int) * n);	/* representative row, -1 = NULL input */
 	char	  **model = palloc0(sizeof(char *) * n);
 	OuroGenArgs *ga = generation ? palloc0(sizeof(OuroGenArgs) * n) : NULL;
-	ClassArgs  *ca = generation ? NULL : palloc0(sizeof(ClassArgs) * n);
+	ClassArgs  *ca = generation || depth ? NULL : palloc0(sizeof(ClassArgs) * n);
+	double	   *threshold = depth ? palloc(sizeof(double) * n) : NULL;
 	const char **inputs = palloc(sizeof(char *) * n);
 	int		   *lens = palloc(sizeof(int) * n);
 	int64	   *positions = palloc(sizeof(int64) * n);
@@ -656,7 +662,7 @@ run_call(BatchState *st, BatchCall *c, int n)
 		c->nulls[r] = true;
 		group[r] = -1;
 		/* NULL input (or NULL labels) gives NULL before any option is read */
-		if (fcinfo->args[0].isnull || (!generation && fcinfo->args[1].isnull))
+		if (fcinfo->args[0].isnull || (!generation && !depth && fcinfo->args[1].isnull))
 			continue;
 		row.position = st->positions[r];
 		{
@@ -667,6 +673,8 @@ run_call(BatchState *st, BatchCall *c, int n)
 		}
 		if (generation)
 			pg_ouro_gen_args_read(fcinfo, batch_kinds[c->kind].opt_first, &ga[r]);
+		else if (depth)
+			threshold[r] = pg_ouro_depth_args_read(fcinfo);
 		else
 			pg_ouro_classify_args_read(fcinfo, &ca[r].labels, &ca[r].n_labels,
 									   &ca[r].instruction, &ca[r].max_loops);
@@ -674,7 +682,8 @@ run_call(BatchState *st, BatchCall *c, int n)
 		group[r] = r;
 		for (int q = 0; q < r; q++)
 			if (group[q] == q && same_text(model[q], model[r]) &&
-				(generation ? same_gen_args(&ga[q], &ga[r]) : same_class_args(&ca[q], &ca[r])))
+				(generation ? same_gen_args(&ga[q], &ga[r]) :
+				 depth ? threshold[q] == threshold[r] : same_class_args(&ca[q], &ca[r])))
 			{
 				group[r] = q;
 				break;
@@ -714,7 +723,7 @@ run_call(BatchState *st, BatchCall *c, int n)
 				lens[k] = inputs[k] ? strlen(inputs[k]) : 0;
 				row.position = 0;
 			}
-			else if (generation)
+			else if (generation || depth)
 			{
 				inputs[k] = VARDATA_ANY(t);
 				lens[k] = VARSIZE_ANY_EXHDR(t);
@@ -725,6 +734,9 @@ run_call(BatchState *st, BatchCall *c, int n)
 		if (generation)
 			pg_ouro_generate_rows(&ref, &ga[g], m, inputs, lens, &row, positions, 1, fn,
 								  out, out_null);
+		else if (depth)
+			pg_ouro_depth_rows(&ref, threshold[g], m, inputs, lens, &row, positions, fn, out,
+							   out_null);
 		else
 			pg_ouro_classify_rows(&ref, ca[g].labels, ca[g].n_labels, ca[g].instruction,
 								  ca[g].max_loops, m, inputs, &row, positions, 1,

@@ -22,13 +22,23 @@
  * the same CALL again and it goes on with the rows still NULL.  Rows listed
  * as failed are skipped until their entry is deleted.  Progress is reported
  * like any statement's (ouro_progress, ouro.progress_notice_interval).
+ *
+ * On a Citus distributed table the job runs on the workers: the same CALL,
+ * with the shard's name for the table, on every shard through Citus's
+ * run_command_on_shards (the shards in parallel, each on the worker that
+ * holds it, committing its own chunks and recording its failed rows in that
+ * worker's ouro_enrich_errors under the shard's name).  The coordinator only
+ * counts the rows before and after and reports; a failed shard raises an
+ * error naming it and its node, after the other shards kept their rows.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -36,6 +46,7 @@
 #include "utils/elog.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "ouro_pg.h"
 
@@ -108,6 +119,179 @@ primary_key(Oid relid)
 	return TextDatumGetCString(d);
 }
 
+/* The named arguments after output_column, in order (fcinfo positions 3..10). */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			enrich_options[] = {
+	{"max_loops", INT4OID}, {"max_tokens", INT4OID}, {"temperature", FLOAT8OID},
+	{"exit_threshold", FLOAT8OID}, {"seed", INT8OID}, {"stop", TEXTARRAYOID},
+	{"model", TEXTOID}, {"chunk_size", INT4OID},
+};
+
+/* Whether relid is a table of Citus's (distributed, reference or local). */
+static bool
+is_citus_table(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		found;
+
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return false;			/* no Citus in this database */
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "ouro_enrich: could not read pg_dist_partition");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/* The rows of rel (quoted) whose output is NULL and input is not. */
+static int64
+rows_to_fill(const char *rel, const char *input_col, const char *output_col)
+{
+	bool		isnull;
+
+	if (SPI_execute(psprintf("SELECT count(*) FROM %s WHERE %s IS NULL AND %s IS NOT NULL", rel,
+							 quote_identifier(output_col), quote_identifier(input_col)),
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "ouro_enrich: could not count the rows to fill");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* s with every % doubled: run_command_on_shards passes its command through
+ * format(), whose one %s is the shard's name. */
+static char *
+format_escaped(const char *s)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	for (; *s; s++)
+	{
+		if (*s == '%')
+			appendStringInfoChar(&b, '%');
+		appendStringInfoChar(&b, *s);
+	}
+	return b.data;
+}
+
+/*
+ * The job of a Citus table, run on its shards (see the file header).
+ * The arguments have been checked against the table.
+ */
+static void
+enrich_on_shards(FunctionCallInfo fcinfo, Oid relid, const char *input_col,
+				 const char *output_col)
+{
+	char	   *rel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												 get_rel_name(relid));
+	char	   *schema = get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid));
+	StringInfoData call;
+	char	   *command;
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+	int64		before,
+				after,
+				failed_rows = 0;
+	int			shards,
+				failures = 0;
+	char	   *first_failure = NULL;
+
+	/* CALL schema.ouro_enrich($s$<shard>$s$, 'input', 'output', name => value::type, ...) */
+	initStringInfo(&call);
+	appendStringInfo(&call, ", %s, %s", quote_literal_cstr(input_col), quote_literal_cstr(output_col));
+	for (int i = 0; i < (int) lengthof(enrich_options); i++)
+	{
+		Oid			out;
+		bool		varlena;
+
+		if (PG_ARGISNULL(3 + i))
+			continue;
+		getTypeOutputInfo(enrich_options[i].type, &out, &varlena);
+		appendStringInfo(&call, ", %s => %s::%s", enrich_options[i].name,
+						 quote_literal_cstr(OidOutputFunctionCall(out, PG_GETARG_DATUM(3 + i))),
+						 format_type_be(enrich_options[i].type));
+	}
+	command = psprintf("CALL %s.ouro_enrich($ouro_shard$%%s$ouro_shard$%s)",
+					   format_escaped(quote_identifier(schema)), format_escaped(call.data));
+
+	SPI_connect();
+	/* run_command_on_shards runs on one copy of each shard: copies would differ */
+	values[0] = ObjectIdGetDatum(relid);
+	if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_shard_placement "
+							  "JOIN pg_catalog.pg_dist_shard USING (shardid) "
+							  "WHERE logicalrelid = $1 GROUP BY shardid HAVING count(*) > 1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "ouro_enrich: could not read the shard placements");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("relation \"%s\" has shards with more than one copy", get_rel_name(relid)),
+				 errdetail("ouro_enrich fills one copy of each shard; the copies would differ."),
+				 errhint("Use it on hash-distributed tables with one copy of each shard.")));
+	before = rows_to_fill(rel, input_col, output_col);
+
+	values[1] = CStringGetTextDatum(command);
+	if (SPI_execute_with_args("SELECT s.shardid, s.success, s.result, p.nodename || ':' || p.nodeport "
+							  "FROM pg_catalog.run_command_on_shards($1, $2) s "
+							  "JOIN pg_catalog.pg_dist_shard_placement p USING (shardid) "
+							  "ORDER BY s.shardid", 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "ouro_enrich: could not run the job on the shards");
+	shards = (int) SPI_processed;
+	for (int i = 0; i < shards; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
+			continue;
+		if (failures++ == 0)
+		{
+			char	   *result = SPI_getvalue(tup, desc, 3);
+
+			if (result && strncmp(result, "ERROR:", 6) == 0)
+				for (result += 6; *result == ' '; result++)
+					;
+			first_failure = psprintf("shard %s on %s: %s", SPI_getvalue(tup, desc, 1),
+									 SPI_getvalue(tup, desc, 4), result ? result : "no result");
+		}
+	}
+	after = rows_to_fill(rel, input_col, output_col);
+	if (failures > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("ouro_enrich: the job failed on %d of %d shards of \"%s\"", failures, shards,
+						get_rel_name(relid)),
+				 errdetail("First failure: %s", first_failure),
+				 errhint("The other shards kept the " INT64_FORMAT " rows they filled; CALL ouro_enrich again to do the rest.",
+						 before - after)));
+
+	/* the rows the shards list as failed, in their workers' ouro_enrich_errors */
+	values[1] = CStringGetTextDatum(psprintf("SELECT count(*) FROM %s.ouro_enrich_errors "
+											 "WHERE relation = $ouro_shard$%%s$ouro_shard$::regclass "
+											 "AND output_column = %s",
+											 format_escaped(quote_identifier(schema)),
+											 format_escaped(quote_literal_cstr(output_col))));
+	if (SPI_execute_with_args("SELECT sum(result::bigint) FROM pg_catalog.run_command_on_shards($1, $2) "
+							  "WHERE success", 2, types, values, NULL, false, 0) == SPI_OK_SELECT)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		failed_rows = isnull ? 0 : DatumGetInt64(DirectFunctionCall1(numeric_int8, d));
+	}
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg("ouro_enrich: " INT64_FORMAT " rows filled on %d shards of \"%s\", " INT64_FORMAT " listed as failed",
+					before - after, shards, get_rel_name(relid), failed_rows),
+			 failed_rows > 0 ? errhint("The failed rows are in ouro_enrich_errors on the workers, under their shards' names.") : 0));
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_enrich);
 
 /*
@@ -177,6 +361,11 @@ pg_ouro_enrich(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("output column \"%s\" must be of type text", output_col)));
+	if (is_citus_table(relid))
+	{
+		enrich_on_shards(fcinfo, relid, input_col, output_col);
+		PG_RETURN_VOID();
+	}
 
 	/* SPI's procedure context outlives the commits: the job's state lives there */
 	SPI_connect_ext(SPI_OPT_NONATOMIC);

@@ -332,6 +332,18 @@ pg_ouro_chat_prompt(const OuroModelRef *ref, const char *message, const char *sy
  * counts the calls of this expression in the statement (kept in fn_extra),
  * so for a call in a select list it is the row's number.
  */
+/* Points the row context (when there is one: positions is NULL where it is
+ * not) at item i of a batch, the row that reports next. */
+static void
+row_at(OuroRowRef *row, const int64 *positions, int i, const char *input, int len)
+{
+	if (row == NULL)
+		return;
+	row->position = positions[i];
+	row->input = input;
+	row->input_len = len;
+}
+
 static void
 row_begin(FunctionCallInfo fcinfo, const char *fn, const char *input, int len,
 		  OuroRowRef *row, ErrorContextCallback *cb)
@@ -540,12 +552,7 @@ pg_ouro_generate_rows(const OuroModelRef *ref, const OuroGenArgs *a, int n,
 		if (prompts[i] == NULL)
 			continue;
 		n_rows++;
-		if (row != NULL)
-		{
-			row->position = positions[i];
-			row->input = prompts[i];
-			row->input_len = lens[i];
-		}
+		row_at(row, positions, i, prompts[i], lens[i]);
 		if (!encode_text(ref, prompts[i], lens[i], &ids[i], &len))
 			continue;
 		if (len == 0)
@@ -841,12 +848,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 		if (inputs[i] == NULL)
 			continue;
 		n_rows++;
-		if (row != NULL)
-		{
-			row->position = positions[i];
-			row->input = inputs[i];
-			row->input_len = strlen(inputs[i]);
-		}
+		row_at(row, positions, i, inputs[i], strlen(inputs[i]));
 		run[n_run] = inputs[i];
 		run_item[n_run++] = i;
 	}
@@ -873,12 +875,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 		{
 			if (needs[k] > limit)
 			{
-				if (row != NULL)
-				{
-					row->position = positions[run_item[k]];
-					row->input = run[k];
-					row->input_len = strlen(run[k]);
-				}
+				row_at(row, positions, run_item[k], run[k], strlen(run[k]));
 				(void) too_long(row != NULL ? "the classification prompt" :
 								psprintf("item %d of inputs: the classification prompt",
 										 run_item[k] + OURO_ITEM_BASE),
@@ -939,12 +936,7 @@ pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_labels,
 									 instruction, &exit_rule, probs + (size_t) k * n_labels, NULL,
 									 pg_ouro_cancel_check, NULL, &err);
 			run_ok[k] = st == OURO_OK;
-			if (row != NULL)
-			{
-				row->position = positions[run_item[k]];
-				row->input = run[k];
-				row->input_len = strlen(run[k]);
-			}
+			row_at(row, positions, run_item[k], run[k], strlen(run[k]));
 			if (st == OURO_ERR_CONTEXT)
 				(void) too_long(row != NULL ? "the classification prompt" :
 								psprintf("item %d of inputs: the classification prompt",
@@ -1086,6 +1078,109 @@ depth_run(FunctionCallInfo fcinfo, const OuroModelRef *ref, double threshold, bo
 	return true;
 }
 
+double
+pg_ouro_depth_args_read(FunctionCallInfo fcinfo)
+{
+	return arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
+}
+
+/*
+ * Sequences a batch of depth inputs of up to need tokens runs at once: up to
+ * ouro.batch_size, fewer when the per-step f32 cache of that many would pass
+ * ouro.limit_memory_mb (one input alone is the row-by-row call's session).
+ */
+static int
+depth_seqs(const ouro_model *model, int need, int n_run)
+{
+	int			n_seq = Min(pg_ouro_batch_size(), n_run);
+	ouro_session_options o;
+
+	memset(&o, 0, sizeof(o));
+	o.kv = OURO_KV_PER_STEP;
+	o.kv_type = OURO_KV_F32;
+	o.precision = OURO_PRECISION_EXACT;
+	for (; n_seq > 1; n_seq /= 2)
+	{
+		o.n_seq = n_seq;
+		o.n_ctx = ouro_session_ctx_for(need, n_seq, pg_ouro_context_limit(model));
+		if (ouro_session_bytes_for(model, &o) <= (size_t) ouro_limit_memory_mb * 1024 * 1024)
+			break;
+	}
+	return Max(n_seq, 1);
+}
+
+void
+pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n, const char *const *inputs,
+				   const int *lens, OuroRowRef *row, const int64 *positions, const char *fn,
+				   Datum *out, bool *out_null)
+{
+	int			limit = pg_ouro_context_limit(ref->entry->model),
+				n_run = 0,
+				need = 1,
+				n_rows = 0;
+	int32	  **ids = palloc(sizeof(int32 *) * Max(n, 1));
+	int		   *n_ids = palloc(sizeof(int) * Max(n, 1));
+	int		   *run_item = palloc(sizeof(int) * Max(n, 1));
+	size_t		total = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		int32	   *t;
+		int			nt;
+
+		CHECK_FOR_INTERRUPTS();
+		out[i] = (Datum) 0;
+		out_null[i] = true;
+		if (inputs[i] == NULL)
+			continue;
+		n_rows++;
+		row_at(row, positions, i, inputs[i], lens[i]);
+		/* as row by row: a text that cannot be encoded or is too long is a row error */
+		if (!encode_text(ref, inputs[i], lens[i], &t, &nt) || nt == 0)
+			continue;
+		if (nt > limit)
+		{
+			(void) too_long(row != NULL ? "the input" :
+							psprintf("item %d of inputs: the input", i + OURO_ITEM_BASE),
+							nt, limit, ref->entry->model);
+			continue;
+		}
+		ids[n_run] = t;
+		n_ids[n_run] = nt;
+		run_item[n_run++] = i;
+		need = Max(need, nt);
+		total += nt;
+	}
+	if (row != NULL)
+		row->position = 0;
+	if (n_run > 0)
+	{
+		ouro_session *s = pg_ouro_session(ref, need, depth_seqs(ref->entry->model, need, n_run),
+										  0, false);
+		double	   *expected = palloc(sizeof(double) * total);
+		int32	   *step = palloc(sizeof(int32) * total);
+		ouro_error	err;
+
+		pg_ouro_stats.batches++;
+		if (ouro_depth_batch(s, n_run, (const int32_t *const *) ids, n_ids, (float) threshold, NULL,
+							 expected, step, pg_ouro_cancel_check, NULL, &err) != OURO_OK)
+			/* a row error under ouro.on_error = null: every item NULL */
+			(void) pg_ouro_report(&err, "could not compute the depth", ref);
+		else
+			for (int k = 0, at = 0; k < n_run; at += n_ids[k], k++)
+			{
+				double		sum = 0;
+
+				for (int j = at; j < at + n_ids[k]; j++)
+					sum += threshold >= 0 ? (double) step[j] : expected[j];
+				out[run_item[k]] = Float8GetDatum(sum / n_ids[k]);
+				out_null[run_item[k]] = false;
+			}
+	}
+	if (n_rows > 0)
+		pg_ouro_progress(fn, ref->label, n_rows, 0, 0);
+}
+
 PG_FUNCTION_INFO_V1(pg_ouro_depth);
 
 /*
@@ -1109,7 +1204,7 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	input = PG_GETARG_TEXT_PP(0);
 	row_begin(fcinfo, "ouro_depth", VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &row, &cb);
-	threshold = arg_double(fcinfo, 1, OURO_P_EXIT_THRESHOLD, -1.0);
+	threshold = pg_ouro_depth_args_read(fcinfo);
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	ok = depth_run(fcinfo, &ref, threshold, false, &d) && d.n > 0;
 	pg_ouro_progress("ouro_depth", ref.label, 1, 0, 0);
@@ -1119,6 +1214,52 @@ pg_ouro_depth(PG_FUNCTION_ARGS)
 	for (int i = 0; i < d.n; i++)
 		sum += threshold >= 0 ? (double) d.step[i] : d.expected[i];
 	PG_RETURN_FLOAT8(sum / d.n);
+}
+
+PG_FUNCTION_INFO_V1(pg_ouro_depth_batch);
+
+/*
+ * ouro_depth_batch(inputs text[], exit_threshold, model) -> float8[]: item i
+ * is ouro_depth(inputs[i], ...), NULL for a NULL item or one without tokens;
+ * the inputs run together as sequences of one forward pass (ouro.batch_size
+ * at a time).  An input too long for the context is a row error for that
+ * item alone.
+ */
+Datum
+pg_ouro_depth_batch(PG_FUNCTION_ARGS)
+{
+	double		threshold;
+	OuroModelRef ref;
+	Datum	   *elems;
+	bool	   *in_null;
+	int			n,
+				lbound;
+	const char **inputs;
+	int		   *lens;
+	Datum	   *out;
+	bool	   *out_null;
+
+	if (arg_null(fcinfo, 0))
+		PG_RETURN_NULL();
+	threshold = pg_ouro_depth_args_read(fcinfo);
+	batch_items(fcinfo, 0, "inputs", &elems, &in_null, &n, &lbound);
+	if (n == 0)
+		return batch_result(NULL, NULL, 0, lbound, FLOAT8OID);
+	pg_ouro_model_resolve(fcinfo, 2, &ref);
+	out = palloc0(sizeof(Datum) * n);
+	out_null = palloc(sizeof(bool) * n);
+	inputs = palloc(sizeof(char *) * n);
+	lens = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
+
+		inputs[i] = t ? VARDATA_ANY(t) : NULL;
+		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
+	}
+	pg_ouro_depth_rows(&ref, threshold, n, inputs, lens, NULL, NULL, "ouro_depth_batch", out,
+					   out_null);
+	return batch_result(out, out_null, n, lbound, FLOAT8OID);
 }
 
 PG_FUNCTION_INFO_V1(pg_ouro_token_depths);

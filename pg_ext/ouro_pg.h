@@ -235,6 +235,21 @@ extern void pg_ouro_classify_rows(const OuroModelRef *ref, char **labels, int n_
 								  const int64 *positions, int lbound, bool scores,
 								  const char *fn, Datum *out, bool *out_null);
 
+/* ouro_depth's exit_threshold (argument 1): checked, -1 when NULL. */
+extern double pg_ouro_depth_args_read(FunctionCallInfo fcinfo);
+
+/*
+ * ouro_depth of n inputs (inputs[i], lens[i] bytes; NULL: a NULL item) with
+ * one threshold and model, computed together (ouro_depth_batch), each the
+ * float8 one ouro_depth call gives it; an input without tokens gives NULL, a
+ * bad or too long one is a row error naming its row (or, row NULL, its item).
+ * Arguments as for pg_ouro_generate_rows.
+ */
+extern void pg_ouro_depth_rows(const OuroModelRef *ref, double threshold, int n,
+							   const char *const *inputs, const int *lens, OuroRowRef *row,
+							   const int64 *positions, const char *fn, Datum *out,
+							   bool *out_null);
+
 /* ------------------------------------------------------------------------
  * Counters and progress (ouro_progress.c)
  * ------------------------------------------------------------------------ */

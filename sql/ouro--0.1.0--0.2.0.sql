@@ -11,6 +11,18 @@
 
 COMMENT ON FUNCTION ouro_version() IS 'Version of the ouro runtime, e.g. 0.2.0.';
 
+-- Depth of many inputs at once --------------------------------------------
+
+CREATE FUNCTION ouro_depth_batch(
+    inputs text[],
+    exit_threshold float8 DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS float8[]
+AS 'MODULE_PATHNAME', 'pg_ouro_depth_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_depth_batch(text[], float8, text) IS
+'ouro_depth for every input of a one-dimensional array, the inputs run together as sequences of one forward pass (ouro.batch_size at a time). Item i is ouro_depth(inputs[i], ...); NULL items and items without tokens give NULL items, an empty array an empty array, NULL inputs NULL.';
+
 -- Distributed tables (Citus) ------------------------------------------------
 -- Citus refuses VOLATILE functions in an UPDATE of a distributed table, and
 -- ouro's functions are VOLATILE (they read files and settings that may change

@@ -166,6 +166,16 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION ouro_depth(text, float8, text) IS
 'Loop steps the exit gate spends on input: the mean over its tokens of the expected exit step, or with exit_threshold 0..1 of the Q-exit step. NULL input, or input without tokens, gives NULL.';
 
+CREATE FUNCTION ouro_depth_batch(
+    inputs text[],
+    exit_threshold float8 DEFAULT NULL,
+    model text DEFAULT NULL)
+RETURNS float8[]
+AS 'MODULE_PATHNAME', 'pg_ouro_depth_batch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION ouro_depth_batch(text[], float8, text) IS
+'ouro_depth for every input of a one-dimensional array, the inputs run together as sequences of one forward pass (ouro.batch_size at a time). Item i is ouro_depth(inputs[i], ...); NULL items and items without tokens give NULL items, an empty array an empty array, NULL inputs NULL.';
+
 CREATE FUNCTION ouro_token_depths(
     input text,
     exit_threshold float8 DEFAULT NULL,

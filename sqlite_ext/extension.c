@@ -41,10 +41,10 @@
  * functions only; classification and depth always run the exact upstream
  * path (per-step f32 cache, exact matrix products).
  *
- * Batching rows: ouro_generate_batch, ouro_classify_batch and
- * ouro_classify_scores_batch take a JSON array of prompts / inputs and give a
- * JSON array of results in the same order (null for a null item), computed
- * together in batched decodes of batch_size sequences; json_group_array
+ * Batching rows: ouro_generate_batch, ouro_classify_batch,
+ * ouro_classify_scores_batch and ouro_depth_batch take a JSON array of
+ * prompts / inputs and give a JSON array of results in the same order (null
+ * for a null item), computed together in batches of batch_size sequences; json_group_array
  * builds the argument and json_each matches the results back to rows.  An
  * exit_threshold given to a generation means adaptive depth (decoded tokens
  * stop at their exit step) unless the depth setting is 'full'.
@@ -1321,6 +1321,127 @@ done:
     ouro_free(ids);
 }
 
+/* ouro_depth_batch(inputs [, exit_threshold, model]) -> JSON array: item i is
+ * ouro_depth(inputs[i], ...), null for a null item or one without tokens;
+ * `inputs` is a JSON array of strings or nulls, '[]' gives '[]', NULL inputs
+ * NULL.  The inputs run together, batch_size at a time, each as a sequence of
+ * one forward pass; every value equals the per-row one.  An input too long
+ * for the context is an error naming the item (a null item under on_error
+ * 'null'). */
+static void fn_depth_batch(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    conn_state *c = sqlite3_user_data(ctx);
+    if (arg_is_null(argc, argv, 0))
+        return;
+    double threshold = -1;
+    if (!arg_double(ctx, argc, argv, 1, OURO_P_EXIT_THRESHOLD, false, &threshold))
+        return;
+    bool has_threshold = !arg_is_null(argc, argv, 1);
+    const char **inputs = NULL;      /* (n) borrowed from json */
+    int n = 0, n_run = 0, need = 1;
+    int32_t **ids = NULL;            /* (n) ouro_malloc'd, the run's first n_run */
+    int *n_ids = NULL;               /* (n) */
+    int *run_item = NULL;            /* (n) item of each input in the run */
+    char **items = NULL;             /* (n) results as JSON numbers (cJSON_malloc'd) */
+    double *expected = NULL;         /* (total) */
+    int32_t *step = NULL;            /* (total) */
+    cJSON *json = arg_batch_array(ctx, argv[0], "inputs", &inputs, &n);
+    if (!json)
+        return;
+    if (n == 0) {
+        sqlite3_result_text(ctx, "[]", 2, SQLITE_STATIC);
+        goto done;
+    }
+    char *msg;
+    cache_entry *e = conn_model(c, arg_text(argc, argv, 2), &msg);
+    if (!e) {
+        result_errmsg(ctx, msg);
+        goto done;
+    }
+    ids = sqlite3_malloc64((sqlite3_uint64)n * sizeof *ids);
+    n_ids = sqlite3_malloc64((sqlite3_uint64)n * sizeof *n_ids);
+    run_item = sqlite3_malloc64((sqlite3_uint64)n * sizeof *run_item);
+    items = sqlite3_malloc64((sqlite3_uint64)n * sizeof *items);
+    if (!ids || !n_ids || !run_item || !items) {
+        sqlite3_result_error_nomem(ctx);
+        goto done;
+    }
+    memset(items, 0, (size_t)n * sizeof *items);
+    int limit = ctx_limit(c, e->model);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (!inputs[i])
+            continue;
+        int32_t *t = NULL;
+        int nt = 0;
+        if (!encode(ctx, e, inputs[i], (int)strlen(inputs[i]), &t, &nt))
+            goto done;
+        if (nt == 0 || nt > limit) {
+            ouro_free(t);
+            if (nt > limit && !item_error(ctx, c, "ouro: item %d of inputs: the input is too long: "
+                                          "it is %d tokens; the context holds %d tokens",
+                                          i + OURO_ITEM_BASE, nt, limit))
+                goto done;
+            continue;
+        }
+        ids[n_run] = t;
+        n_ids[n_run] = nt;
+        run_item[n_run++] = i;
+        need = nt > need ? nt : need;
+        total += (size_t)nt;
+    }
+    if (n_run > 0) {
+        expected = sqlite3_malloc64(total * sizeof *expected);
+        step = sqlite3_malloc64(total * sizeof *step);
+        if (!expected || !step) {
+            sqlite3_result_error_nomem(ctx);
+            goto done;
+        }
+        ouro_error err = {0};
+        int n_seq = c->batch_size < n_run ? c->batch_size : n_run;
+        ouro_session *s = conn_session(c, e, 0, need, n_seq, false, &err);
+        if (!s) {
+            if (err.status == OURO_ERR_NOMEM && n_seq > 1)
+                result_errorf(ctx, "ouro: %s (a smaller ouro_setting('batch_size', n) needs less "
+                              "memory)", err.message);
+            else
+                result_ouro_error(ctx, err.status, &err);
+            goto done;
+        }
+        ouro_status st = ouro_depth_batch(s, n_run, (const int32_t *const *)ids, n_ids,
+                                          has_threshold ? (float)threshold : -1.0f, NULL, expected,
+                                          step, conn_cancel, c, &err);
+        if (st != OURO_OK) {
+            result_ouro_error(ctx, st, &err);
+            goto done;
+        }
+        for (int k = 0, at = 0; k < n_run; at += n_ids[k], k++) {
+            double sum = 0;
+            for (int j = at; j < at + n_ids[k]; j++)
+                sum += has_threshold ? (double)step[j] : expected[j];
+            cJSON num = { .type = cJSON_Number, .valuedouble = sum / n_ids[k] };
+            if (!(items[run_item[k]] = cJSON_PrintUnformatted(&num))) {
+                sqlite3_result_error_nomem(ctx);
+                goto done;
+            }
+        }
+    }
+    result_json_array(ctx, n, items, true);
+done:
+    for (int k = 0; ids && k < n_run; k++)
+        ouro_free(ids[k]);
+    for (int i = 0; items && i < n; i++)
+        cJSON_free(items[i]);
+    sqlite3_free(ids);
+    sqlite3_free(n_ids);
+    sqlite3_free(run_item);
+    sqlite3_free(items);
+    sqlite3_free(expected);
+    sqlite3_free(step);
+    sqlite3_free((void *)inputs);
+    cJSON_Delete(json);
+}
+
 /* ========================================================================
  * Tokenizer: ouro_tokenize, ouro_detokenize, ouro_token_count
  * ======================================================================== */
@@ -1681,6 +1802,7 @@ static const struct {
     {"ouro_classify_batch",  -1, -1, F_MODEL, fn_classify_batch},
     {"ouro_classify_scores_batch", -1, -1, F_MODEL, fn_classify_scores_batch},
     {"ouro_depth",           -1, -1, F_MODEL, fn_depth},
+    {"ouro_depth_batch",     -1, -1, F_MODEL, fn_depth_batch},
     {"ouro_tokenize",        -1, -1, F_MODEL, fn_tokenize},
     {"ouro_detokenize",      -1, -1, F_MODEL, fn_detokenize},
     {"ouro_token_count",     -1, -1, F_MODEL, fn_token_count},

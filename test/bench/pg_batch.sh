@@ -6,6 +6,7 @@
 #                                              writes it), else test/data/models/tiny-mha-bf16
 #   ROWS=32 MAX_TOKENS=32 THREADS=0 bash test/bench/pg_batch.sh
 #   SKIP_OFF=1 ...                             only the two batched queries (the third is slow)
+#   ONLY_DEPTH=1 ...                           only the ouro_depth part (below)
 #
 # Installs the extension (root) and starts a throw-away cluster (socket in a temporary folder,
 # no TCP, ouro preloaded), holding the lock the PostgreSQL suites take.  With OURO_BENCH_NO_INSTALL=1
@@ -16,7 +17,9 @@
 #   per-row, off       the first query with ouro.auto_batch = off
 # each in a new backend, after a warm-up there (one token for every prompt: the model is mapped
 # and its weights touched); ouro.batch_size stays 16.  Prints rows/s and
-# tokens/s of each and checks that the three give the same texts.
+# tokens/s of each and checks that the three give the same texts.  Then
+# SELECT id, ouro_depth(prompt) FROM q with ouro.auto_batch on and off: rows/s of each, and
+# whether the two give the same values.
 set -eu
 cd "$(dirname "$0")/../.."
 MODEL=${1:-${OURO_MODEL:-models/synthetic/ouro-1.4b-q8}}
@@ -98,6 +101,31 @@ EOF
     echo "$t" >"$TMP/$label.t"
     echo "$cpu" >"$TMP/$label.c"
 }
+# SELECT id, ouro_depth(prompt) FROM q in a new backend (after one depth call there), with the
+# settings given: prints "seconds md5-of-the-values".
+depth_run() {
+    q <<EOF | tail -1
+$1;
+SELECT ouro_depth('warm up');
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset
+CREATE TEMP TABLE d AS SELECT id, ouro_depth(prompt) AS v FROM q;
+SELECT round(extract(epoch FROM clock_timestamp()) - :t0, 3) || ' ' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM d;
+EOF
+}
+depth_part() {
+    local on off md_on md_off
+    read -r on md_on <<<"$(depth_run "SET ouro.auto_batch = on")"
+    read -r off md_off <<<"$(depth_run "SET ouro.auto_batch = off")"
+    printf "ouro_depth per row, %s rows: batched %.2f rows/s (%s s), batching off %.2f rows/s (%s s): %.2fx   same values: %s\n" \
+        "$ROWS" "$(awk "BEGIN { print $ROWS / $on }")" "$on" "$(awk "BEGIN { print $ROWS / $off }")" "$off" \
+        "$(awk "BEGIN { print $off / $on }")" "$([ "$md_on" = "$md_off" ] && echo yes || echo no)"
+}
+if [ "${ONLY_DEPTH:-0}" = 1 ]; then
+    echo "# PostgreSQL, model $MODEL, ouro.batch_size 16, threads ${THREADS/#0/all}"
+    depth_part
+    exit 0
+fi
+
 echo "# PostgreSQL, model $MODEL, $ROWS rows x $MAX_TOKENS new tokens, ouro.batch_size 16, threads ${THREADS/#0/all}"
 run per-row-batched "SET ouro.auto_batch = on" \
     "SELECT id, ouro_generate(prompt, max_tokens := $MAX_TOKENS) AS a FROM q"
@@ -123,3 +151,4 @@ printf "speed of the per-row query batched: %.2fx the explicit batch call, %.2fx
     "$(awk "BEGIN { print $e / $b }")" "$(awk "BEGIN { print $o / $b }")"
 printf "                                    %.2fx the explicit batch call, %.2fx batching off (backend CPU time)   same texts: %s\n" \
     "$(awk "BEGIN { print $ec / $bc }")" "$(awk "BEGIN { print $oc / $bc }")" "$same"
+depth_part

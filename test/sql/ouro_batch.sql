@@ -131,3 +131,34 @@ SELECT ouro_generate_batch(ARRAY['Hi', repeat('word ', 300)], max_tokens := 2)
 RESET ouro.context_length;
 RESET ouro.on_error;
 \set VERBOSITY default
+
+-- ouro_depth_batch: item i is ouro_depth(inputs[i], ...), bit for bit, with and without a
+-- threshold, for batches of several sizes; NULL items, empty texts and a too-long item.
+CREATE FUNCTION pg_temp.depth_same(p_threshold float8) RETURNS TABLE (items int, same bool)
+LANGUAGE sql AS $$
+    WITH b AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(review ORDER BY id) AS rs FROM reviews),
+         r AS (SELECT unnest(ids) AS id, unnest(ouro_depth_batch(rs, p_threshold)) AS d FROM b)
+    SELECT count(*)::int, bool_and(r.d IS NOT DISTINCT FROM ouro_depth(v.review, p_threshold)) FROM r JOIN reviews v USING (id);
+$$;
+SELECT * FROM pg_temp.depth_same(NULL);
+SELECT * FROM pg_temp.depth_same(0.5);
+SET ouro.batch_size = 3;
+SELECT * FROM pg_temp.depth_same(NULL);
+RESET ouro.batch_size;
+SELECT ouro_depth_batch(ARRAY['The capital of France is', NULL, '', 'Hi'])
+       IS NOT DISTINCT FROM ARRAY[ouro_depth('The capital of France is'), NULL, NULL, ouro_depth('Hi')]
+       AS items_equal,
+       ouro_depth_batch(ARRAY[]::text[]) AS empty,
+       ouro_depth_batch(NULL) AS null_inputs,
+       pg_typeof(ouro_depth_batch(ARRAY['x'])) AS depth_type;
+\set VERBOSITY terse
+SELECT ouro_depth_batch(ARRAY[['a'], ['b']]);
+SELECT ouro_depth_batch(ARRAY['a'], exit_threshold := 2);
+SET ouro.context_length = 200;
+SELECT ouro_depth_batch(ARRAY['Hi', repeat('word ', 300)]);
+SET ouro.on_error = 'null';
+SELECT ouro_depth_batch(ARRAY['Hi', repeat('word ', 300)])
+       IS NOT DISTINCT FROM ARRAY[ouro_depth('Hi'), NULL] AS long_item_gives_null;
+RESET ouro.context_length;
+RESET ouro.on_error;
+\set VERBOSITY default

@@ -97,6 +97,7 @@ FUNCTIONS = {
     "ouro_classify_batch": _arities([2, 3, 4, 5], ""),
     "ouro_classify_scores_batch": _arities([2, 3, 4, 5], ""),
     "ouro_depth": _arities([1, 2, 3], ""),
+    "ouro_depth_batch": _arities([1, 2, 3], ""),
     "ouro_tokenize": _arities([1, 2], ""),
     "ouro_detokenize": _arities([1, 2], ""),
     "ouro_token_count": _arities([1, 2], ""),
@@ -700,6 +701,23 @@ def test_depth_sql():
     equal("".join(toks), "Hello world", "the token column concatenates to the input")
     equal(one(conn, "SELECT count(*) FROM ouro_token_depths('Hello world', NULL, NULL)"),
           one(conn, "SELECT ouro_token_count('Hello world')"), "NULL options mean their defaults")
+    # ouro_depth_batch: every item the per-row value, bit for bit, whatever the batch size
+    texts = ["The capital of France is", "Hi", None, "", "Once upon a time, in a land far away",
+             "x", "Q: What is 17 * 23? A:"]
+    for thr in (None, 0.5):
+        want = [None if t is None else one(conn, "SELECT ouro_depth(?, ?)", t, thr) for t in texts]
+        for size in (16, 2):
+            one(conn, "SELECT ouro_setting('batch_size', ?)", size)
+            got = batch(conn, "SELECT ouro_depth_batch(?, ?)", json.dumps(texts), thr)
+            equal(got, want, "ouro_depth_batch (threshold %s, batch_size %d) = ouro_depth per item, "
+                  "null for a null item or one without tokens" % (thr, size))
+    one(conn, "SELECT ouro_setting('batch_size', NULL)")
+    check(one(conn, "SELECT ouro_depth_batch(NULL)") is None, "ouro_depth_batch(NULL) gives NULL")
+    equal(one(conn, "SELECT ouro_depth_batch('[]')"), "[]", "ouro_depth_batch('[]') gives '[]'")
+    raises(lambda: one(conn, "SELECT ouro_depth_batch('[\"x\"]', 2)"),
+           "exit_threshold must be between 0 and 1", "ouro_depth_batch threshold out of range")
+    raises(lambda: one(conn, "SELECT ouro_depth_batch('[1]')"), "inputs",
+           "ouro_depth_batch: an item that is not a string is an error")
 
 
 # --------------------------------------------------------------------------
@@ -787,6 +805,9 @@ def test_surface_rules():
     raises(lambda: one(conn, "SELECT ouro_classify_batch(?, ?)", json.dumps(["short", "word " * 80]), yn),
            "item 2 of inputs: the classification prompt is too long: it is 128 tokens; the context holds 100",
            "a classification input too long is named from 1, with the core's exact count")
+    raises(lambda: one(conn, "SELECT ouro_depth_batch(?)", json.dumps(["short", "word " * 200])),
+           "item 2 of inputs: the input is too long: it is 201 tokens; the context holds 100",
+           "an ouro_depth_batch input too long is named from 1")
     check(one(conn, "SELECT ouro_classify('short', ?)", yn) in ("yes", "no"),
           "a classification that fits the core's exact count runs")
     # on_error = null: the bad row, or the bad item alone, gives NULL
@@ -795,6 +816,8 @@ def test_surface_rules():
     check(one(conn, "SELECT ouro_classify(?, ?)", "word " * 80, yn) is None,
           "on_error null: a classification prompt too long gives NULL")
     check(one(conn, "SELECT ouro_depth(?)", "word " * 200) is None, "on_error null: ouro_depth too long gives NULL")
+    equal(batch(conn, "SELECT ouro_depth_batch(?)", json.dumps(["Hi", "word " * 200])),
+          [one(conn, "SELECT ouro_depth('Hi')"), None], "on_error null: an ouro_depth_batch input too long gives a null item")
     check(one(conn, "SELECT ouro_detokenize('[49152]')") is None, "on_error null: a bad token id gives NULL")
     hi = one(conn, "SELECT ouro_generate('Hi', NULL, 2)")
     equal(batch(conn, "SELECT ouro_generate_batch('[\"Hi\", \"\", \"Hi\"]', NULL, 2)"), [hi, None, hi],

@@ -14,7 +14,9 @@
 # work evaluated there would fail.  A plain database on worker 1, without
 # Citus, gives the single-node results.  Then:
 #   - the mission's queries on a distributed table (SELECT per row, enrichment
-#     by ouro_update_shards, by an UPDATE from a MATERIALIZED CTE, by
+#     by CALL ouro_enrich on the coordinator (run on the shards, a bad row
+#     listed on its worker, resumed), by ouro_update_shards, by an UPDATE
+#     from a MATERIALIZED CTE, by
 #     INSERT ... SELECT into a co-located table and by a distributed function,
 #     classification, ouro_depth aggregated) equal the single-node results row
 #     for row, and the plain UPDATE is refused by Citus as the README says;
@@ -22,7 +24,7 @@
 #     nodes' own function counters (track_functions) show that the workers ran
 #     every call and the coordinator none;
 #   - a worker without the model gives an error naming that worker, also
-#     through ouro_update_shards, whose other shards commit;
+#     through ouro_update_shards and ouro_enrich, whose other shards commit;
 #   - statement_timeout on the coordinator stops the workers' generations.
 # Prints TAP lines; exits non-zero on a failure.
 #
@@ -276,6 +278,31 @@ check "ouro_update_shards fills every row on both workers ($out) = single-node U
 out=$(on c ouro_citus -c "SELECT coalesce(sum(updated), -1) FROM ouro_update_shards('questions', 'answer = $GEN', 'answer IS NULL')" 2>&1)
 check "ouro_update_shards run again with answer IS NULL updates nothing ($out)" test "$out" = 0
 
+# CALL ouro_enrich on the coordinator: the job runs on every shard, on its worker, with one bad
+# row (an empty prompt) recorded in its worker's ouro_enrich_errors under the shard's name.
+# Options with quotes and % travel intact (the stop string is never generated, so the texts stay).
+on c ouro_citus -c "UPDATE questions SET answer = NULL" -c "UPDATE questions SET prompt = '' WHERE id = 3"
+out=$(on c ouro_citus -c "CALL ouro_enrich('questions', 'prompt', 'answer', max_loops := 4, max_tokens := 8,
+                                          stop := ARRAY['it''s 100%% %s'], chunk_size := 5)" 2>&1)
+echo "$out" | sed 's/^/# /'
+dist_upd=$(on c ouro_citus -c "SELECT id, answer FROM questions WHERE id <> 3 ORDER BY id" 2>&1)
+errs=$(on c ouro_citus -c "SELECT string_agg(result, ',') FROM run_command_on_shards('questions',
+        \$\$SELECT count(*) || ':' || coalesce(min(row_key || ' ' || sqlstate), '') FROM ouro_enrich_errors
+          WHERE relation = '%s'::regclass AND output_column = 'answer'\$\$) WHERE result <> '0:'" 2>&1)
+check "CALL ouro_enrich on the coordinator fills the rows on the shards' workers = single-node UPDATE ($((ROWS - 1)) rows)" \
+    bash -c 'grep -q "NOTICE:  ouro_enrich: $4 rows filled on 4 shards of \"questions\", 1 listed as failed" <<<"$1" &&
+             test "$2" = "$3"' _ "$out" "$dist_upd" "$(grep -v '^3|' <<<"$ref_upd")" $((ROWS - 1))
+check "its bad row is listed on its worker, under the shard's name ($errs)" test "$errs" = "1:(3) 2200F"
+out=$(on c ouro_citus -c "CALL ouro_enrich('questions', 'prompt', 'answer', max_loops := 4, max_tokens := 8)" 2>&1)
+check "run again, it has nothing left to do ($out)" \
+    grep -q "ouro_enrich: 0 rows filled on 4 shards of \"questions\", 1 listed as failed" <<<"$out"
+on c ouro_citus -c "UPDATE questions SET prompt = 'Once upon a time #3' WHERE id = 3" \
+    -c "SELECT run_command_on_shards('questions', \$\$DELETE FROM ouro_enrich_errors WHERE relation = '%s'::regclass\$\$)" >/dev/null
+out=$(on c ouro_citus -c "CALL ouro_enrich('questions', 'prompt', 'answer', max_loops := 4, max_tokens := 8)" 2>&1)
+dist_upd=$(on c ouro_citus -c "SELECT id, answer FROM questions ORDER BY id" 2>&1)
+check "with the row mended and its error deleted, a rerun fills it ($out): every row = single node" \
+    bash -c 'grep -q "1 rows filled on 4 shards" <<<"$1" && test "$2" = "$3"' _ "$out" "$dist_upd" "$ref_upd"
+
 # The same enrichment as one distributed transaction: the generation in a materialized CTE runs
 # on the workers, and the UPDATE joins its result.
 on c ouro_citus -c "UPDATE questions SET answer = NULL"
@@ -344,6 +371,15 @@ echo "$out" | sed 's/^/# /'
 filled=$(on c ouro_citus -c "SELECT count(answer) FROM questions")
 check "ouro_update_shards with worker 2 lacking its model: an error naming the shard and $TMP:$PORT_W2, worker 1's $rows_w1 rows committed ($filled)" \
     bash -c 'grep -q "the UPDATE failed on 2 shard(s)" <<<"$1" && grep -q "DETAIL:  First failure: shard [0-9]* on $2:$3: .*could not open model folder" <<<"$1" &&
+             test "$4" = "$5"' _ "$out" "$TMP" "$PORT_W2" "$filled" "$rows_w1"
+# ouro_enrich the same way: worker 1's shards fill their rows, the error names a shard of worker 2.
+on c ouro_citus -c "UPDATE questions SET answer = NULL"
+out=$(on c ouro_citus -c "CALL ouro_enrich('questions', 'prompt', 'answer', max_loops := 4, max_tokens := 8)" 2>&1)
+echo "$out" | sed 's/^/# /'
+filled=$(on c ouro_citus -c "SELECT count(answer) FROM questions")
+check "CALL ouro_enrich with worker 2 lacking its model: an error naming the shard and $TMP:$PORT_W2, worker 1's $rows_w1 rows kept ($filled)" \
+    bash -c 'grep -q "ouro_enrich: the job failed on 2 of 4 shards of \"questions\"" <<<"$1" &&
+             grep -q "DETAIL:  First failure: shard [0-9]* on $2:$3: could not open model folder" <<<"$1" &&
              test "$4" = "$5"' _ "$out" "$TMP" "$PORT_W2" "$filled" "$rows_w1"
 on w2 ouro_citus -c "ALTER SYSTEM RESET ouro.model_path" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5

@@ -6,6 +6,8 @@
 #   - per-row SELECT, UPDATE and CREATE TABLE AS over 40 rows give the same results with
 #     ouro.auto_batch on and off: the golden models' greedy texts, ouro_chat, classification
 #     labels and scores; mixed options and models in one statement;
+#   - ouro_depth per row gives the same values batched (ouro_depth_batch) as row by row, and
+#     a too-long row among them is a row error for that row alone;
 #   - EXPLAIN shows the OuroBatch node and its batch size;
 #   - LIMIT 1 over 1000 rows, a cursor's FETCH and EXISTS compute a bounded number of rows
 #     (counted by ouro_stats());
@@ -149,6 +151,20 @@ EOF
 IFS=: read -r n_scores d_node d_arr <<<"$scores"
 check "ouro_classify_scores: each row's scores alone, in the batching node and in ouro_classify_scores_batch agree to 1e-9 ($n_scores scores, largest differences $d_node and $d_arr)" \
     bash -c '[ "$1" = 96 ] && awk -v a="$2" -v b="$3" "BEGIN { exit !(a <= 1e-9 && b <= 1e-9) }"' _ "$n_scores" "$d_node" "$d_arr"
+same_on_off "ouro_depth per row: the same float8 (thresholds, models, NULL and empty inputs mixed)" \
+    "SELECT id, ouro_depth(CASE WHEN id % 7 = 0 THEN NULL WHEN id % 11 = 0 THEN '' ELSE prompt END,
+                           exit_threshold := CASE WHEN id % 3 = 0 THEN 0.5 END,
+                           model := CASE WHEN id % 4 = 0 THEN 'tiny-gqa-f32-tied' END)
+     FROM questions ORDER BY id"
+check "EXPLAIN (VERBOSE): per-row ouro_depth goes through the batching node" \
+    grep -q "Batched Calls: ouro_depth" <<<"$(q -c "EXPLAIN (VERBOSE, COSTS OFF) SELECT id, ouro_depth(prompt) FROM questions")"
+out=$(q -c "SET ouro.on_error = 'null'" -c "SET ouro.context_length = 64" \
+        -c "SELECT id || ':' || (ouro_depth(CASE WHEN id = 5 THEN repeat('word ', 200) ELSE prompt END) IS NULL)
+            FROM questions WHERE id <= 8 ORDER BY id" 2>&1)
+echo "$out" | grep -v '^[0-9]' | sed 's/^/# /'
+check "a too-long row among batched ouro_depth calls: a WARNING naming it, NULL for it alone" \
+    bash -c 'grep -q "WARNING:  ouro_depth row 5 (input \"word word .*): the input is too long" <<<"$1" &&
+             test "$(grep "^[0-9]" <<<"$1" | tr "\n" " ")" = "1:false 2:false 3:false 4:false 5:true 6:false 7:false 8:false "' _ "$out"
 same_on_off "UPDATE ... SET answer = ouro_generate(...) fills the same answers" \
     "UPDATE questions SET answer = ouro_generate(prompt, max_tokens := 5, max_loops := 1 + id % 3);
      SELECT id, answer FROM questions ORDER BY id"

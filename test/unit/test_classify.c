@@ -13,7 +13,11 @@
  *   - ouro_generate's progress callback ends at every request done, with the
  *     tokens generated;
  *   - ouro_classify_n_ctx gives the exact context a classification needs: a
- *     session of that n_ctx runs it, one token less is a context error.
+ *     session of that n_ctx runs it, one token less is a context error;
+ *   - ouro_depth_batch gives every input the exit pdf, expected and Q-exit
+ *     steps of one ouro_depth, bit for bit, whatever the sequences and the
+ *     tokens per forward call (inputs spanning calls, inputs in waves); an
+ *     input too long or without tokens is an error naming it.
  *
  * Run from the repository root (test/run.sh does).
  */
@@ -243,6 +247,89 @@ int main(void)
         }
     }
     ouro_session_free(s);
+    /* depth: ouro_depth_batch against one ouro_depth per input, bit for bit */
+    {
+        const ouro_tokenizer *tk = ouro_model_tokenizer(m);
+        int32_t *ids[N_IN];
+        int n_ids[N_IN];
+        size_t total = 0;
+        for (int k = 0; k < N_IN; k++) {
+            size_t n = 0;
+            ids[k] = NULL;
+            ouro_tokenizer_encode(tk, inputs[k], strlen(inputs[k]), &ids[k], &n, NULL);
+            n_ids[k] = (int)n;
+            total += n;
+        }
+        int L = 0;
+        float *pdf1 = NULL, *pdf = NULL;
+        double *exp1 = malloc(total * sizeof(double)), *ex = malloc(total * sizeof(double));
+        int32_t *step1 = malloc(total * sizeof(int32_t)), *step = malloc(total * sizeof(int32_t));
+        ouro_session *sd = NULL;
+        ouro_session_options sdo = { .n_ctx = 64, .n_seq = 1, .threads = 2 };
+        ok = ouro_session_new(m, &sdo, &sd, &e) == OURO_OK;
+        if (ok) {
+            L = ouro_session_max_loops(sd);
+            pdf1 = malloc(total * L * sizeof(float));
+            pdf = malloc(total * L * sizeof(float));
+        }
+        for (size_t k = 0, at = 0; ok && k < N_IN; at += n_ids[k], k++)
+            ok = ouro_depth(sd, ids[k], n_ids[k], 0.5f, pdf1 + at * L, exp1 + at, step1 + at, NULL,
+                            NULL, &e) == OURO_OK;
+        ouro_session_free(sd);
+        if (check(ok, "ouro_depth, one input at a time (%zu tokens in all)", total)) {
+            int seqs[] = { 1, 2, 4, 16 }, batches[] = { 3, 16, 0 };
+            for (size_t z = 0; z < sizeof seqs / sizeof *seqs; z++)
+                for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+                    ouro_session_options o = { .n_ctx = 64, .n_seq = seqs[z],
+                                               .max_batch = batches[b], .threads = 2 };
+                    ouro_session *sb = NULL;
+                    memset(pdf, 0, total * L * sizeof(float));
+                    ok = ouro_session_new(m, &o, &sb, &e) == OURO_OK
+                         && ouro_depth_batch(sb, N_IN, (const int32_t *const *)ids, n_ids, 0.5f, pdf,
+                                             ex, step, NULL, NULL, &e) == OURO_OK;
+                    ouro_session_free(sb);
+                    char calls[32];
+                    snprintf(calls, sizeof calls, batches[b] ? "%d tokens" : "the default size",
+                             batches[b]);
+                    check(ok && !memcmp(pdf, pdf1, total * L * sizeof(float))
+                          && !memcmp(ex, exp1, total * sizeof(double))
+                          && !memcmp(step, step1, total * sizeof(int32_t)),
+                          "ouro_depth_batch with %d sequences and calls of %s: every input's exit "
+                          "pdf, expected and Q-exit steps equal ouro_depth's bit for bit",
+                          seqs[z], calls);
+                }
+            int bad_n[N_IN];
+            memcpy(bad_n, n_ids, sizeof bad_n);
+            ouro_session_options o = { .n_ctx = 12, .n_seq = 2, .threads = 1 };
+            ouro_session *sb = NULL;
+            if (ouro_session_new(m, &o, &sb, &e) == OURO_OK) {
+                int longest = 0;
+                for (int k = 1; k < N_IN; k++)
+                    longest = n_ids[k] > n_ids[longest] ? k : longest;
+                char want[32];
+                snprintf(want, sizeof want, "input %d:", longest + 1);
+                ouro_status st = ouro_depth_batch(sb, N_IN, (const int32_t *const *)ids, n_ids, 0.5f,
+                                                  NULL, ex, NULL, NULL, NULL, &e);
+                check(n_ids[longest] > 12 && st == OURO_ERR_CONTEXT && strstr(e.message, want),
+                      "an input longer than the context is an error naming it from 1: %s", e.message);
+                bad_n[2] = 0;
+                st = ouro_depth_batch(sb, N_IN, (const int32_t *const *)ids, bad_n, 0.5f, NULL, ex,
+                                      NULL, NULL, NULL, &e);
+                check(st == OURO_ERR_ARG && strstr(e.message, "input 3 has no tokens"),
+                      "an input without tokens is an error naming it: %s", e.message);
+            }
+            ouro_session_free(sb);
+        }
+        for (int k = 0; k < N_IN; k++)
+            ouro_free(ids[k]);
+        free(pdf1);
+        free(pdf);
+        free(exp1);
+        free(ex);
+        free(step1);
+        free(step);
+    }
+
     ouro_model_free(m);
     return check_done();
 }
