@@ -308,7 +308,7 @@ static dot_fn pick_dot(ouro_dtype dt)
 #define MM_PF 1024       /* software prefetch distance at decode, bytes */
 #endif
 #ifndef MM_PF1
-#define MM_PF1 4096      /* the same for the one-row decode kernel (one stream), bytes */
+#define MM_PF1 3072      /* the same for the one-row decode kernel (one stream), bytes */
 #endif
 #define MM_KB_INV (MM_XBUF / MM_NR / 32 * 32)   /* d_in block of the invariant order (1344) */
 
