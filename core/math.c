@@ -525,50 +525,37 @@ KV_AVX512 static void NAME(float *oa, float *ob, const float *qa, const float *q
 KV_ATTEND2_AVX512(kv_attend2_f32_fused, kv_attend_f32_fused, KV_LOAD_F32, 4)
 KV_ATTEND2_AVX512(kv_attend2_f16_fused, kv_attend_f16_fused, KV_LOAD_F16, 2)
 
-KV_AVX512 static void kv_attend_f32_avx512(float *o, const float *q, const void *k, const void *v,
-                                         size_t stride, int npos, float scale, float *sc, int hd)
-{
-    if (hd % 16 == 0 && hd <= 512)
-        kv_attend_f32_fused(o, q, k, v, stride, npos, scale, sc, hd);
-    else
-        kv_attend_loop(kv_dot_f32_avx512, kv_axpy_f32_avx512, o, q, k, v, stride, npos, scale, sc, hd);
+/* The AVX-512 attention of one and of two query heads for cache elements EL:
+ * the fused kernels where head_dim allows, else the dot and axpy loop (two
+ * heads: one after the other). */
+#define KV_AVX512_OF(EL) \
+KV_AVX512 static void kv_attend_##EL##_avx512(float *o, const float *q, const void *k, \
+                                             const void *v, size_t stride, int npos, float scale, \
+                                             float *sc, int hd) \
+{ \
+    if (hd % 16 == 0 && hd <= 512) \
+        kv_attend_##EL##_fused(o, q, k, v, stride, npos, scale, sc, hd); \
+    else \
+        kv_attend_loop(kv_dot_##EL##_avx512, kv_axpy_##EL##_avx512, o, q, k, v, stride, npos, \
+                       scale, sc, hd); \
+} \
+KV_AVX512 static void kv_attend2_##EL##_avx512(float *oa, float *ob, const float *qa, \
+                                              const float *qb, const void *k, const void *v, \
+                                              size_t stride, int na, int nb, float scale, \
+                                              float *sca, float *scb, int hd) \
+{ \
+    if (hd % 16 == 0 && hd <= 512) { \
+        kv_attend2_##EL##_fused(oa, ob, qa, qb, k, v, stride, na, nb, scale, sca, scb, hd); \
+        return; \
+    } \
+    kv_attend_##EL##_avx512(oa, qa, k, v, stride, na, scale, sca, hd); \
+    kv_attend_##EL##_avx512(ob, qb, k, v, stride, nb, scale, scb, hd); \
 }
-
-KV_AVX512 static void kv_attend_f16_avx512(float *o, const float *q, const void *k, const void *v,
-                                         size_t stride, int npos, float scale, float *sc, int hd)
-{
-    if (hd % 16 == 0 && hd <= 512)
-        kv_attend_f16_fused(o, q, k, v, stride, npos, scale, sc, hd);
-    else
-        kv_attend_loop(kv_dot_f16_avx512, kv_axpy_f16_avx512, o, q, k, v, stride, npos, scale, sc, hd);
-}
+KV_AVX512_OF(f32)
+KV_AVX512_OF(f16)
 
 KV_ATTEND2_OF(kv_attend2_f32_avx2, kv_attend_f32_avx2)
 KV_ATTEND2_OF(kv_attend2_f16_avx2, kv_attend_f16_avx2)
-
-KV_AVX512 static void kv_attend2_f32_avx512(float *oa, float *ob, const float *qa, const float *qb,
-                                          const void *k, const void *v, size_t stride, int na,
-                                          int nb, float scale, float *sca, float *scb, int hd)
-{
-    if (hd % 16 == 0 && hd <= 512)
-        kv_attend2_f32_fused(oa, ob, qa, qb, k, v, stride, na, nb, scale, sca, scb, hd);
-    else {
-        kv_attend_f32_avx512(oa, qa, k, v, stride, na, scale, sca, hd);
-        kv_attend_f32_avx512(ob, qb, k, v, stride, nb, scale, scb, hd);
-    }
-}
-
-KV_AVX512 static void kv_attend2_f16_avx512(float *oa, float *ob, const float *qa, const float *qb,
-                                          const void *k, const void *v, size_t stride, int na,
-                                          int nb, float scale, float *sca, float *scb, int hd)
-{
-    if (hd % 16 == 0 && hd <= 512)
-        kv_attend2_f16_fused(oa, ob, qa, qb, k, v, stride, na, nb, scale, sca, scb, hd);
-    else {
-        kv_attend_f16_avx512(oa, qa, k, v, stride, na, scale, sca, hd);
-        kv_attend_f16_avx512(ob, qb, k, v, stride, nb, scale, scb, hd);
-    }
-}
 
 #endif /* OURO_X86_SIMD */
 

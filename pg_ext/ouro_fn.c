@@ -495,6 +495,22 @@ batch_items(FunctionCallInfo fcinfo, int i, const char *name, Datum **elems, boo
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, elems, nulls, n);
 }
 
+/* The texts of n array items (NULL for a NULL item) as pointers into the
+ * items and byte lengths (palloc'd arrays). */
+static void
+batch_texts(const Datum *elems, const bool *nulls, int n, const char ***texts, int **lens)
+{
+	*texts = palloc(sizeof(char *) * Max(n, 1));
+	*lens = palloc(sizeof(int) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t = nulls[i] ? NULL : DatumGetTextPP(elems[i]);
+
+		(*texts)[i] = t ? VARDATA_ANY(t) : NULL;
+		(*lens)[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
+	}
+}
+
 /* A one-dimensional array of n Datums of `type` with lower bound lbound. */
 static Datum
 batch_result(Datum *values, bool *nulls, int n, int lbound, Oid type)
@@ -659,15 +675,7 @@ pg_ouro_generate_batch(PG_FUNCTION_ARGS)
 
 	out = palloc0(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
-	prompts = palloc(sizeof(char *) * n);
-	lens = palloc(sizeof(int) * n);
-	for (int i = 0; i < n; i++)
-	{
-		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
-
-		prompts[i] = t ? VARDATA_ANY(t) : NULL;
-		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
-	}
+	batch_texts(elems, in_null, n, &prompts, &lens);
 	pg_ouro_generate_rows(&ref, &a, n, prompts, lens, NULL, NULL, lbound, "ouro_generate_batch",
 						  out, out_null);
 	PG_RETURN_DATUM(batch_result(out, out_null, n, lbound, TEXTOID));
@@ -1248,15 +1256,7 @@ pg_ouro_depth_batch(PG_FUNCTION_ARGS)
 	pg_ouro_model_resolve(fcinfo, 2, &ref);
 	out = palloc0(sizeof(Datum) * n);
 	out_null = palloc(sizeof(bool) * n);
-	inputs = palloc(sizeof(char *) * n);
-	lens = palloc(sizeof(int) * n);
-	for (int i = 0; i < n; i++)
-	{
-		text	   *t = in_null[i] ? NULL : DatumGetTextPP(elems[i]);
-
-		inputs[i] = t ? VARDATA_ANY(t) : NULL;
-		lens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
-	}
+	batch_texts(elems, in_null, n, &inputs, &lens);
 	pg_ouro_depth_rows(&ref, threshold, n, inputs, lens, NULL, NULL, "ouro_depth_batch", out,
 					   out_null);
 	return batch_result(out, out_null, n, lbound, FLOAT8OID);
