@@ -370,12 +370,15 @@ KV_AVX2 static void kv_attend_f16_avx2(float *o, const float *q, const void *k, 
 KV_AVX512 static inline __attribute__((always_inline)) __m512 kv_reduce16(const __m512 *a)
 {
     __m512 s1[8], s2[4], s3[2];
+    _Pragma("GCC unroll 8")
     for (int i = 0; i < 8; i++)        /* 8 lanes: a[k + 8] + a[k] */
         s1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE),
                               _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44));
+    _Pragma("GCC unroll 4")
     for (int i = 0; i < 4; i++)        /* 4 lanes: k + 4 with k */
         s2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], 0xDD),
                               _mm512_shuffle_f32x4(s1[2 * i], s1[2 * i + 1], 0x88));
+    _Pragma("GCC unroll 2")
     for (int i = 0; i < 2; i++)        /* 2 lanes: 0 + 2, 1 + 3 */
         s3[i] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0x44),
                               _mm512_shuffle_ps(s2[2 * i], s2[2 * i + 1], 0xEE));
