@@ -573,7 +573,9 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
  * first; written unless last, when the rows in mask are stored to y (nt rows
  * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
  * of the 4 before are added: a load right after a tile store of the same
- * bytes would wait for that store to complete. */
+ * bytes would wait for that store to complete.  The npf lines from pf (the
+ * next chunk's weights, or none) are prefetched into L2 along the way, an
+ * even share every 4 blocks. */
 AMX_TARGET static inline __attribute__((always_inline))
 void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
                 const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn,
