@@ -250,6 +250,7 @@ void ouro_q4_rows(float *y, const void *ws, const void *w, int n, int d_in, int 
 
 /* out (d) = weight (d, dtype) * x / sqrt(mean(x^2) + eps); out may alias x. */
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps);
+void ouro_add(float *x, const float *y, int n);   /* x += y */
 
 /* inv_freq (head_dim / 2) = 1 / theta^(2i / head_dim), in f32 as the reference. */
 void ouro_rope_inv_freq(float *inv_freq, int head_dim, double theta);
