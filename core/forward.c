@@ -562,10 +562,8 @@ static ouro_status decoder_layer(ouro_session *s, const ouro_layer *ly, size_t s
             { s->hb2, ly->w_up.data, ly->w_up.dtype, I },                           /* (n, I) */
         };
         ouro_matmul_multi(gu, 2, s->xb, n, D, nt, s->precision, &s->mm_ws);
-        for (size_t j = 0; j < (size_t)n * I; j++) {
-            float g = s->hb[j];
-            s->hb[j] = g / (1.0f + expf(-g)) * s->hb2[j];
-        }
+        for (int i = 0; i < n; i++)
+            ouro_silu_mul(s->hb + (size_t)i * I, s->hb2 + (size_t)i * I, I);
     }
     ouro_matmul_prec(s->xb, s->hb, ly->w_down.data, ly->w_down.dtype, n, I, D, nt, s->precision,
                      &s->mm_ws); /* (n, D) */

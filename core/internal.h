@@ -253,6 +253,10 @@ void ouro_q4_rows(float *y, const void *ws, const void *w, int n, int d_in, int 
 /* out (d) = weight (d, dtype) * x / sqrt(mean(x^2) + eps); out may alias x. */
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps);
 void ouro_add(float *x, const float *y, int n);   /* x += y */
+/* h = silu(h) * u element by element (silu(g) = g / (1 + expf(-g))), and
+ * expf of 16 values: on AVX-512 with the C library expf's bits (math.c). */
+void ouro_silu_mul(float *h, const float *u, int n);
+void ouro_expf16(float *y, const float *x);
 
 /* inv_freq (head_dim / 2) = 1 / theta^(2i / head_dim), in f32 as the reference. */
 void ouro_rope_inv_freq(float *inv_freq, int head_dim, double theta);

@@ -1356,13 +1356,8 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         MM_FOR_ROWS(d_out, pp.self_pack, pp.chunk, &sched, r0, r1, {
             mm_rows(h, x, &pp, w_gate, dt, n, d_in, d_out, r0, r1, bf16, inv);
             mm_rows(tmp, x, &pp, w_up, dt, n, d_in, d_out, r0, r1, bf16, inv);
-            for (int i = 0; i < n; i++) {
-                float *hr = h + (size_t)i * d_out, *ur = tmp + (size_t)i * d_out;
-                for (int j = r0; j < r1; j++) {
-                    float g = hr[j];
-                    hr[j] = g / (1.0f + expf(-g)) * ur[j];
-                }
-            }
+            for (int i = 0; i < n; i++)
+                ouro_silu_mul(h + (size_t)i * d_out + r0, tmp + (size_t)i * d_out + r0, r1 - r0);
         });
     }
     free(pp.px);

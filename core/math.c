@@ -7,6 +7,7 @@
  * the correctly rounded f32 value the reference's pairwise sums approach.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 #include "internal.h"
 #ifdef OURO_X86_SIMD
@@ -166,6 +167,139 @@ void ouro_rope(float *v, int n_heads, int head_dim, const float *inv_freq, int p
 }
 
 /* ------------------------------------------------------------------------
+ * expf on AVX-512, with the C library's bits
+ *
+ * glibc (2.27 on) computes expf as: x in double; z = x * 32/ln2 + 1.5 * 2^52
+ * in one fused multiply-add, whose low bits are k = round(x * 32/ln2);
+ * r = x * 32/ln2 - (z - 1.5 * 2^52), fused; s = 2^(k/32) from a 32-entry
+ * table with k / 32 added to its exponent; the result (C0 r + C1) r^2 +
+ * (C2 r + 1), times s, rounded to f32 once; |x| >= about 88 and NaN take
+ * other branches.  expf16 below does the same operations in the same order
+ * on 8 doubles at a time (the constants are glibc's __exp2f_data), and hands
+ * the lanes of the other branches to expf itself, so each lane equals expf
+ * bit for bit (checked over all 2^32 inputs with test/bench/expf_check.c;
+ * test_math checks a spread of them and the edges on every run).
+ * ------------------------------------------------------------------------ */
+
+#ifdef OURO_X86_SIMD
+#define EXPF_TARGET __attribute__((target("avx512f,avx512dq")))
+
+static const uint64_t expf_tab[32] __attribute__((aligned(64))) = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+EXPF_TARGET static inline __attribute__((always_inline)) __m512d expf_dbits(uint64_t b)
+{
+    return _mm512_castsi512_pd(_mm512_set1_epi64((long long)b));
+}
+
+/* The main branch for 8 floats, as doubles until the final rounding. */
+EXPF_TARGET static inline __attribute__((always_inline)) __m256 expf8_main(__m256 x)
+{
+    const __m512d inv_ln2_n = expf_dbits(0x40471547652b82fe), shift = expf_dbits(0x4338000000000000);
+    const __m512d c0 = expf_dbits(0x3ebc6af84b912394), c1 = expf_dbits(0x3f2ebfce50fac4f3);
+    const __m512d c2 = expf_dbits(0x3f962e42ff0c52d6), one = _mm512_set1_pd(1.0);
+    __m512d xd = _mm512_cvtps_pd(x);
+    __m512d z = _mm512_fmadd_pd(inv_ln2_n, xd, shift);
+    __m512i ki = _mm512_castpd_si512(z);
+    __m512d kd = _mm512_sub_pd(z, shift);
+    __m512d r = _mm512_fmsub_pd(inv_ln2_n, xd, kd);
+    __m512i idx = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+    const __m512i *tab = (const __m512i *)expf_tab;
+    __m512i tlo = _mm512_permutex2var_epi64(_mm512_load_si512(tab), idx, _mm512_load_si512(tab + 1));
+    __m512i thi = _mm512_permutex2var_epi64(_mm512_load_si512(tab + 2), idx, _mm512_load_si512(tab + 3));
+    __mmask8 high = _mm512_test_epi64_mask(idx, _mm512_set1_epi64(16));
+    __m512i t = _mm512_add_epi64(_mm512_mask_blend_epi64(high, tlo, thi), _mm512_slli_epi64(ki, 47));
+    __m512d p = _mm512_fmadd_pd(c0, r, c1);
+    __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d q = _mm512_fmadd_pd(c2, r, one);
+    __m512d y = _mm512_mul_pd(_mm512_fmadd_pd(p, r2, q), _mm512_castsi512_pd(t));
+    return _mm512_cvtpd_ps(y);
+}
+
+/* expf of 16 floats, each with the bits of expf. */
+EXPF_TARGET static inline __attribute__((always_inline)) __m512 expf16(__m512 x)
+{
+    __m512i top = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 20),
+                                   _mm512_set1_epi32(0x7ff));
+    __mmask16 other = _mm512_cmpgt_epu32_mask(top, _mm512_set1_epi32(0x42a));   /* |x| >= ~88, NaN */
+    __m256 lo = expf8_main(_mm512_castps512_ps256(x));
+    __m256 hi = expf8_main(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+    __m512 y = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    if (other) {
+        float xs[16], ys[16];
+        _mm512_storeu_ps(xs, x);
+        _mm512_storeu_ps(ys, y);
+        for (int i = 0; i < 16; i++)
+            if (other >> i & 1)
+                ys[i] = expf(xs[i]);
+        y = _mm512_loadu_ps(ys);
+    }
+    return y;
+}
+
+EXPF_TARGET static void exp_sub_avx512(float *x, int n, float m)
+{
+    __m512 mv = _mm512_set1_ps(m);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, expf16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
+    for (; i < n; i++)
+        x[i] = expf(x[i] - m);
+}
+
+EXPF_TARGET static void silu_mul_avx512(float *h, const float *u, int n)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(h + i);
+        __m512 e = expf16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        _mm512_storeu_ps(h + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)),
+                                              _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        h[i] = h[i] / (1.0f + expf(-h[i])) * u[i];
+}
+
+EXPF_TARGET static void expf16_array(float *y, const float *x)
+{
+    _mm512_storeu_ps(y, expf16(_mm512_loadu_ps(x)));
+}
+#endif /* OURO_X86_SIMD */
+
+void ouro_expf16(float *y, const float *x)
+{
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        expf16_array(y, x);
+        return;
+    }
+#endif
+    for (int i = 0; i < 16; i++)
+        y[i] = expf(x[i]);
+}
+
+void ouro_silu_mul(float *h, const float *u, int n)
+{
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        silu_mul_avx512(h, u, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        h[i] = h[i] / (1.0f + expf(-h[i])) * u[i];
+}
+
+/* ------------------------------------------------------------------------
  * Softmax
  * ------------------------------------------------------------------------ */
 
@@ -176,10 +310,17 @@ void ouro_softmax(float *x, int n)
         if (x[i] > m)
             m = x[i];
     double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        sum += x[i];
-    }
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        exp_sub_avx512(x, n, m);   /* the same values, then the same sum in order */
+        for (int i = 0; i < n; i++)
+            sum += x[i];
+    } else
+#endif
+        for (int i = 0; i < n; i++) {
+            x[i] = expf(x[i] - m);
+            sum += x[i];
+        }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++)
         x[i] *= inv;

@@ -480,6 +480,76 @@ static void test_add(void)
     check(bad == 0, "add (%s): x += y element by element, n = 0..40", ouro_simd_level());
 }
 
+/* expf on 16 lanes (AVX-512: the C library's algorithm on doubles) gives the
+ * bits of expf: a spread over every exponent, the edges of each branch, and
+ * SiLU and softmax built on it give the bits of their scalar formulas.
+ * (test/bench/expf_check.c checks all 2^32 inputs once.) */
+static void test_expf(void)
+{
+    int bad = 0, cases = 0;
+    float x[16], y[16];
+    uint32_t u = 0x9e3779b9u;
+    for (int rep = 0; rep < 65536; rep++) {   /* 1M bit patterns from an LCG */
+        for (int i = 0; i < 16; i++) {
+            u = u * 1664525u + 1013904223u;
+            memcpy(&x[i], &u, 4);
+        }
+        ouro_expf16(y, x);
+        for (int i = 0; i < 16; i++, cases++) {
+            float r = expf(x[i]);
+            bad += isnan(r) ? !isnan(y[i]) : memcmp(&r, &y[i], 4) != 0;
+        }
+    }
+    static const float edges[] = {
+        0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f, -1e-45f, 1e-30f, 1.0f, -1.0f,
+        87.99f, 88.0f, -88.0f, 88.7228f, 88.72284f, 88.7229f, 89.0f, -87.3f, -87.34f,
+        -103.0f, -103.28f, -103.3f, -103.97f, -104.0f, -150.0f, 0x1.62e42ep6f, -0x1.9fe368p6f,
+        -0x1.9d1d9ep6f, 0x1.62e430p6f, -0x1.9fe36ap6f, 3.4e38f, -3.4e38f, 0.5f, -0.5f,
+    };
+    int ne = (int)(sizeof edges / sizeof edges[0]);
+    for (int e0 = 0; e0 < ne; e0 += 16) {
+        for (int i = 0; i < 16; i++)
+            x[i] = edges[(e0 + i) % ne];
+        ouro_expf16(y, x);
+        for (int i = 0; i < 16; i++, cases++) {
+            float r = expf(x[i]);
+            bad += isnan(r) ? !isnan(y[i]) : memcmp(&r, &y[i], 4) != 0;
+        }
+    }
+    check(bad == 0, "expf x16 (%s): the bits of expf (%d of %d inputs differ)", ouro_simd_level(),
+          bad, cases);
+    enum { N = 1000 };
+    float h[N], g[N], up[N], ref[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = h[i] = i < 8 ? edges[i] : rng_float(-100, 100) / (1 + i % 7);
+        up[i] = rng_float(-3, 3);
+        ref[i] = g[i] / (1.0f + expf(-g[i])) * up[i];
+    }
+    ouro_silu_mul(h, up, N);
+    int silu_bad = 0;
+    for (int i = 0; i < N; i++)
+        silu_bad += isnan(ref[i]) ? !isnan(h[i]) : memcmp(&ref[i], &h[i], 4) != 0;
+    check(silu_bad == 0, "silu (%s): g / (1 + expf(-g)) * u bit for bit (%d of %d differ)",
+          ouro_simd_level(), silu_bad, N);
+    float sm[N], sref[N];
+    for (int i = 0; i < N; i++)
+        sm[i] = rng_float(-120, 30);
+    float mx = sm[0];
+    for (int i = 1; i < N; i++)
+        mx = sm[i] > mx ? sm[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        sref[i] = expf(sm[i] - mx);
+        sum += sref[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < N; i++)
+        sref[i] *= inv;
+    ouro_softmax(sm, N);
+    check(memcmp(sm, sref, sizeof sm) == 0, "softmax (%s): expf of x - max, a double sum in order, "
+          "one f32 scale: bit for bit", ouro_simd_level());
+}
+
 static void test_softmax(void)
 {
     static const int sizes[] = { 1, 2, 5, 100, 49152 };
@@ -834,6 +904,7 @@ int main(void)
     test_f16();
     test_rmsnorm();
     test_add();
+    test_expf();
     test_softmax();
     test_rope();
     test_matmul();
