@@ -213,7 +213,8 @@ typedef struct ouro_qformat {
                           int lo, int hi);
     /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups, and 4 groups of 1 token */
     void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
-                               const uint8_t *g, size_t gstride, const __mmask16 *mask);
+                               const uint8_t *g, size_t gstride, const __mmask16 *mask,
+                               int b0, int b1, float *acc);
     void (*vnni_4x1)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
                      size_t gstride, const __mmask16 *mask);
 #endif

@@ -323,7 +323,8 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
 
 VNNI_TARGET static inline __attribute__((always_inline))
 void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, int t0,
-                    const uint8_t *g, size_t gstride, const __mmask16 *mask)
+                    const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
+                    float *acc)
 {
     int nb = a->nb;
     const __m512i low = _mm512_set1_epi8(0x0f);
@@ -332,12 +333,12 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++)
-            f[m][t] = _mm512_setzero_ps();
+            f[m][t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + (t * Q4_MG + m) * 16);
     const int8_t *xq = a->q + (size_t)t0 * nb * Q4_BLOCK;
     const float *xs = a->s + (size_t)t0 * nb;
     const int32_t *xc = a->c + (size_t)t0 * nb;
     size_t ldq = (size_t)nb * Q4_BLOCK;
-    for (int b = 0; b < nb; b++) {
+    for (int b = b0; b < b1; b++) {
         __m512i ia[Q4_MG][Q4_NR];
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++) {
@@ -393,17 +394,25 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
     #pragma GCC unroll 4
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
-        for (int t = 0; t < nr; t++)
-            _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q4_ROWS, mask[m], f[m][t]);
+        for (int t = 0; t < nr; t++) {
+            if (b1 == nb)
+                _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q4_ROWS, mask[m], f[m][t]);
+            else
+                _mm512_store_ps(acc + (t * Q4_MG + m) * 16, f[m][t]);
+        }
 }
 
 #define Q4K(MG, NR) \
     VNNI_TARGET static void q4k_##MG##x##NR(float *y, size_t ldy, const ouro_q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask) \
-    { q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask); }
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc) \
+    { q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc); }
 Q4K(1, 1) Q4K(1, 2) Q4K(1, 3) Q4K(1, 4) Q4K(1, 5) Q4K(1, 6)
 Q4K(2, 1) Q4K(2, 2) Q4K(2, 3) Q4K(2, 4) Q4K(2, 5) Q4K(2, 6)
-Q4K(4, 1)
+VNNI_TARGET static void q4k_4x1(float *y, size_t ldy, const ouro_q8_act *a, int t0,
+                                const uint8_t *g, size_t gstride, const __mmask16 *mask)
+{
+    q4_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL);
+}
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
