@@ -399,7 +399,7 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 VNNI_TARGET static inline __attribute__((always_inline))
 void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t0,
                     const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
-                    float *acc)
+                    float *acc, bool pf)
 {
     int nb = a->nb;
     __m512 f[Q8_MG][Q8_NR];
@@ -422,8 +422,9 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
                 ia[m][t] = c0;
         }
         const uint8_t *qb = g + (size_t)b * Q8_QBYTES;
-        bool pf = Q8_PF > 0 && b + Q8_PF / Q8_QBYTES < nb;   /* the line ahead is a quant */
-        if (Q8_SPF > 0 && b % 2 == 0 && b + Q8_SPF / 32 < nb)   /* the line ahead is a scale */
+        /* the lines Q8_PF bytes ahead, or (past the group's quants) the block's own */
+        const uint8_t *qa = qb + (b + Q8_PF / Q8_QBYTES < nb ? Q8_PF : 0);
+        if (pf && Q8_SPF > 0 && b % 2 == 0 && b + Q8_SPF / 32 < nb)   /* the line ahead is a scale */
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++)
                 _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q8_QBYTES + (size_t)b * 32
@@ -433,8 +434,8 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
             __m512i wv[Q8_MG];
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++) {
-                if (pf)
-                    _mm_prefetch((const char *)qb + m * gstride + j * 64 + Q8_PF, _MM_HINT_T0);
+                if (pf && Q8_PF > 0)
+                    _mm_prefetch((const char *)qa + m * gstride + j * 64, _MM_HINT_T0);
                 wv[m] = _mm512_load_si512(qb + m * gstride + j * 64);
             }
             #pragma GCC unroll 6
@@ -471,14 +472,19 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
 
 #define Q8K(MG, NR) \
     VNNI_TARGET static void q8k_##MG##x##NR(float *y, size_t ldy, const q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc) \
-    { q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc); }
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, bool pf) \
+    { \
+        if (pf) \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, true); \
+        else \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, false); \
+    }
 Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
 Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
 VNNI_TARGET static void q8k_4x1(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
                                 size_t gstride, const __mmask16 *mask)
 {
-    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL);
+    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, true);
 }
 #endif /* OURO_X86_SIMD */
 
@@ -798,7 +804,8 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
                             f->vnni[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
                                                          (size_t)d_out, a, t0, gp + m0 * gb, gb,
                                                          mask + m0, b0, b1,
-                                                         acc + (size_t)(t0 - s0) * Q8_MG * 16);
+                                                         acc + (size_t)(t0 - s0) * Q8_MG * 16,
+                                                         ti == 0);
                         }
                     }
                 }
