@@ -214,7 +214,7 @@ typedef struct ouro_qformat {
     /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups, and 4 groups of 1 token */
     void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
                                const uint8_t *g, size_t gstride, const __mmask16 *mask,
-                               int b0, int b1, float *acc, bool pf);
+                               int b0, int b1, float *acc, int pf);
     void (*vnni_4x1)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
                      size_t gstride, const __mmask16 *mask);
 #endif

@@ -399,7 +399,7 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 VNNI_TARGET static inline __attribute__((always_inline))
 void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t0,
                     const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
-                    float *acc, bool pf)
+                    float *acc, int pf)
 {
     int nb = a->nb;
     __m512 f[Q8_MG][Q8_NR];
@@ -423,8 +423,9 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
         }
         const uint8_t *qb = g + (size_t)b * Q8_QBYTES;
         /* the lines Q8_PF bytes ahead, or (past the group's quants) the block's own */
-        const uint8_t *qa = qb + (b + Q8_PF / Q8_QBYTES < nb ? Q8_PF : 0);
-        if (pf && Q8_SPF > 0 && b % 2 == 0 && b + Q8_SPF / 32 < nb)   /* the line ahead is a scale */
+        const uint8_t *qa = pf == 2 ? qb + (b + (b1 - b0) < nb ? (size_t)(b1 - b0) * Q8_QBYTES : 0)
+                                    : qb + (b + Q8_PF / Q8_QBYTES < nb ? Q8_PF : 0);
+        if (pf == 1 && Q8_SPF > 0 && b % 2 == 0 && b + Q8_SPF / 32 < nb)   /* the line ahead is a scale */
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++)
                 _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q8_QBYTES + (size_t)b * 32
@@ -472,19 +473,21 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
 
 #define Q8K(MG, NR) \
     VNNI_TARGET static void q8k_##MG##x##NR(float *y, size_t ldy, const q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, bool pf) \
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, int pf) \
     { \
-        if (pf) \
-            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, true); \
+        if (pf == 1) \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 1); \
+        else if (pf == 2) \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 2); \
         else \
-            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, false); \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 0); \
     }
 Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
 Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
 VNNI_TARGET static void q8k_4x1(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
                                 size_t gstride, const __mmask16 *mask)
 {
-    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, true);
+    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
 }
 #endif /* OURO_X86_SIMD */
 
@@ -805,7 +808,7 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
                                                          (size_t)d_out, a, t0, gp + m0 * gb, gb,
                                                          mask + m0, b0, b1,
                                                          acc + (size_t)(t0 - s0) * Q8_MG * 16,
-                                                         ti == 0);
+                                                         ti == 0 ? 1 : ti == 1 ? 2 : 0);
                         }
                     }
                 }

@@ -324,7 +324,7 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
 VNNI_TARGET static inline __attribute__((always_inline))
 void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, int t0,
                     const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
-                    float *acc, bool pf)
+                    float *acc, int pf)
 {
     int nb = a->nb;
     const __m512i low = _mm512_set1_epi8(0x0f);
@@ -349,8 +349,9 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
         }
         const uint8_t *qb = g + (size_t)b * Q4_QBYTES;
         /* the lines Q4_PF bytes ahead, or (past the group's quants) the block's own */
-        const uint8_t *qa = qb + (b + Q4_PF / Q4_QBYTES < nb ? Q4_PF : 0);
-        if (pf && Q4_SPF > 0 && b % 2 == 0 && b + Q4_SPF / 32 < nb)   /* the line ahead is a scale */
+        const uint8_t *qa = pf == 2 ? qb + (b + (b1 - b0) < nb ? (size_t)(b1 - b0) * Q4_QBYTES : 0)
+                                    : qb + (b + Q4_PF / Q4_QBYTES < nb ? Q4_PF : 0);
+        if (pf == 1 && Q4_SPF > 0 && b % 2 == 0 && b + Q4_SPF / 32 < nb)   /* the line ahead is a scale */
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++)
                 _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q4_QBYTES + (size_t)b * 32
@@ -405,19 +406,21 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
 
 #define Q4K(MG, NR) \
     VNNI_TARGET static void q4k_##MG##x##NR(float *y, size_t ldy, const ouro_q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, bool pf) \
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, int pf) \
     { \
-        if (pf) \
-            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, true); \
+        if (pf == 1) \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 1); \
+        else if (pf == 2) \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 2); \
         else \
-            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, false); \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 0); \
     }
 Q4K(1, 1) Q4K(1, 2) Q4K(1, 3) Q4K(1, 4) Q4K(1, 5) Q4K(1, 6)
 Q4K(2, 1) Q4K(2, 2) Q4K(2, 3) Q4K(2, 4) Q4K(2, 5) Q4K(2, 6)
 VNNI_TARGET static void q4k_4x1(float *y, size_t ldy, const ouro_q8_act *a, int t0,
                                 const uint8_t *g, size_t gstride, const __mmask16 *mask)
 {
-    q4_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, true);
+    q4_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
 }
 #endif /* OURO_X86_SIMD */
 
