@@ -445,7 +445,7 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
     #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int ih = 0; ih < np * H; ih++) {
         ouro_worker_signals();
-        int i = ih / H * 2, h = ih % H, kh = h / group;
+        int i = ih % np * 2, h = ih / np, kh = h / group;   /* a head's pairs one after another */
 #ifdef _OPENMP
         float *sc = s->scores + (size_t)omp_get_thread_num() * 2 * s->n_ctx;   /* (2, n_ctx) */
 #else

@@ -190,10 +190,10 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in);
  * only where ouro_cpu_amx(), on the activations of ouro_q8_prepare_tiles.
  * q8 and q4 products take this path from OURO_Q8_AMX_MIN / OURO_Q4_AMX_MIN
  * tokens on: below, the VNNI kernels were as fast or faster (Ouro-1.4B
- * shapes, 2 threads, Sapphire Rapids; q8 at 16 tokens 8% slower in the
- * model, q4 at 24 slower in the product alone). */
-#define OURO_Q8_AMX_MIN 32
-#define OURO_Q4_AMX_MIN 32
+ * shapes, 2 threads, Sapphire Rapids: at 8 tokens VNNI 4% ahead, at 12 the
+ * tiles 3% (q8) and 7% (q4), at 16 21-22%, in batched decode). */
+#define OURO_Q8_AMX_MIN 12
+#define OURO_Q4_AMX_MIN 12
 void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
                     int r0, int r1);
 

@@ -614,8 +614,10 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
  * bytes would wait for that store to complete. */
 AMX_TARGET static inline __attribute__((always_inline))
 void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
-                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn)
+                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn,
+                const char *pf, int npf)
 {
+    int ppi = (npf * 4 + kn - 1) / (kn > 0 ? kn : 1);   /* lines of pf prefetched per 4 blocks */
     __m512 acc[16];
     #pragma GCC unroll 16
     for (int t = 0; t < nt; t++)
@@ -624,6 +626,8 @@ void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t l
     int pk = 0, pc = 0;            /* blocks pk .. pk+pc-1 stored, not yet added */
     for (int k = 0; k < kn; k += 4) {
         int c = kn - k < 4 ? kn - k : 4, h = (k / 4) & 1;
+        for (int j = 0; j < ppi && npf > 0; j++, npf--, pf += 64)
+            _mm_prefetch(pf, _MM_HINT_T1);
         if (c == 4 && pc == 4) {   /* the vector work between the products */
             _tile_zero(4);
             _tile_zero(5);
@@ -670,13 +674,13 @@ void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t l
 
 typedef void (*amx_kernel_fn)(float *acc_io, bool first, bool last, float *y, size_t ldy,
                               __mmask16 mask, const int8_t *wq, const uint16_t *scales,
-                              const int8_t *xt, const float *st, int kn);
+                              const int8_t *xt, const float *st, int kn, const char *pf, int npf);
 
 #define AMXK(NT) \
     AMX_TARGET static void amxk_##NT(float *acc_io, bool first, bool last, float *y, size_t ldy, \
         __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
-        const float *st, int kn) \
-    { amx_kernel(NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn); }
+        const float *st, int kn, const char *pf, int npf) \
+    { amx_kernel(NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn, pf, npf); }
 AMXK(1) AMXK(2) AMXK(3) AMXK(4) AMXK(5) AMXK(6) AMXK(7) AMXK(8)
 AMXK(9) AMXK(10) AMXK(11) AMXK(12) AMXK(13) AMXK(14) AMXK(15) AMXK(16)
 
@@ -710,6 +714,7 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
     for (int p0 = 0; p0 < n; p0 += AMX_TT * 16) {
         int p1 = n - p0 < AMX_TT * 16 ? n : p0 + AMX_TT * 16;
+        int tiles = (p1 - p0 + 15) / 16;
         for (int g = g0; g < g1; g++) {
             int base = g * Q8_ROWS;
             int lo = r0 > base ? r0 - base : 0, hi = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
@@ -722,13 +727,33 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
                     amx_unpack_q4(wq, gp, k0, kn);
                 else
                     amx_unpack_q8(wq, gp, k0, kn);
+                /* The next chunk's quants and scales are prefetched into L2
+                 * while this one's products run (the kernels spread each
+                 * tile's share of the quants over their blocks: a burst of
+                 * prefetches stalls on the line fill buffers), so the next
+                 * unpack does not wait on memory. */
+                int nk = k0 + kb < nb ? k0 + kb : 0, ng = nk ? g : g + 1;
+                const uint8_t *nq = NULL, *ns = NULL;
+                size_t nql = 0, nsl = 0;
+                if (ng < g1) {
+                    const uint8_t *ngp = w + (size_t)ng * gb;
+                    int nkn = nb - nk < kb ? nb - nk : kb;
+                    nq = ngp + (size_t)nk * qb;
+                    nql = ((size_t)nkn * qb + 63) / 64;
+                    ns = ngp + (size_t)nb * qb + (size_t)nk * Q8_ROWS * 2;
+                    nsl = ((size_t)nkn * Q8_ROWS * 2 + 63) / 64;
+                }
                 for (int t0 = p0; t0 < p1; t0 += 16) {
-                    int nt = p1 - t0 < 16 ? p1 - t0 : 16;
+                    int nt = p1 - t0 < 16 ? p1 - t0 : 16, ti = (t0 - p0) / 16;
+                    for (size_t l = nsl * ti / tiles; l < nsl * (ti + 1) / tiles; l++)
+                        _mm_prefetch((const char *)ns + l * 64, _MM_HINT_T1);
+                    size_t l0 = nql * ti / tiles, l1 = nql * (ti + 1) / tiles;
                     size_t tb = (size_t)(t0 / 16) * nb + k0;
                     amx_kernels[nt - 1](accs[(t0 - p0) / 16], k0 == 0, k0 + kn == nb,
                                         y + (size_t)t0 * d_out + base, (size_t)d_out, mask, wq,
                                         scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512,
-                                        a->st + tb * 16, kn);
+                                        a->st + tb * 16, kn,
+                                        nq ? (const char *)nq + l0 * 64 : NULL, (int)(l1 - l0));
                 }
             }
         }
