@@ -387,7 +387,7 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 #define Q8_PF 1024           /* software prefetch distance in each group's quants, bytes */
 #endif
 #ifndef Q8_CHUNK
-#define Q8_CHUNK 8           /* blocks of a group that every token tile takes in turn (q4: twice) */
+#define Q8_CHUNK 4           /* blocks of a group that every token tile takes in turn (q4: twice) */
 #endif
 #define Q8_RUN 32            /* most tokens that share one read of the weights */
 #ifndef Q8_SPF
