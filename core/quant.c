@@ -824,8 +824,8 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
                 for (int si = 0; si < n_super; si++) {
                     int s0 = (int)((long)n * si / n_super), s1 = (int)((long)n * (si + 1) / n_super);
                     int ns = s1 - s0, nt = (ns + OURO_Q_NR - 1) / OURO_Q_NR;
-                    int kb = nt == 1 ? a->nb : chunk;
-                    for (int b0 = 0; b0 < a->nb; b0 += kb) {
+                    int kb = nt == 1 && a->nb > 0 ? a->nb : chunk;
+                    for (int b0 = 0; b0 == 0 || b0 < a->nb; b0 += kb) {   /* once where nb = 0 */
                         int b1 = a->nb - b0 < kb ? a->nb : b0 + kb;
                         for (int ti = 0; ti < nt; ti++) {
                             int t0 = s0 + ns * ti / nt, t1 = s0 + ns * (ti + 1) / nt;
