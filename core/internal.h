@@ -211,7 +211,9 @@ typedef struct ouro_qformat {
     /* AVX2, 1 and 2 tokens */
     void (*group_avx2[2])(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
                           int lo, int hi);
-    /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups, and 4 groups of 1 token */
+    /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups over blocks b0 .. b1-1
+     * (totals kept in acc between calls; prefetch mode pf: quant.c), and 4 groups of 1
+     * token over all blocks */
     void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
                                const uint8_t *g, size_t gstride, const __mmask16 *mask,
                                int b0, int b1, float *acc, int pf);

@@ -370,7 +370,10 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
  * blocks at a time (ouro_qrows): the first tile reads a chunk from memory,
  * the others find it in L1, so each weight byte comes from memory once for
  * all the tokens.  Between chunks a tile's f32 totals wait in acc (one
- * 16-float row per group and token, Q8_MG groups per token).
+ * 16-float row per group and token, Q8_MG groups per token).  pf says which
+ * prefetches a call makes: 1 (the first tile, and a lone one) the lines and
+ * scales described next, 2 (the second tile) the lines of the next chunk,
+ * 0 (the others) none: they read what the first one brought into L1.
  *
  * Each group's quants are one stream of nb * 512 bytes, read once: every
  * 64-byte line is prefetched Q8_PF bytes ahead (the hardware prefetchers
@@ -386,13 +389,13 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 #ifndef Q8_PF
 #define Q8_PF 1024           /* software prefetch distance in each group's quants, bytes */
 #endif
+#ifndef Q8_SPF
+#define Q8_SPF 256           /* the same in each group's scales, bytes */
+#endif
 #ifndef Q8_CHUNK
 #define Q8_CHUNK 4           /* blocks of a group that every token tile takes in turn (q4: twice) */
 #endif
 #define Q8_RUN 32            /* most tokens that share one read of the weights */
-#ifndef Q8_SPF
-#define Q8_SPF 256           /* the same in each group's scales, bytes */
-#endif
 
 #ifdef OURO_X86_SIMD
 
