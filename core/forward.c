@@ -501,8 +501,7 @@ static void residual_rows(ouro_session *s, const ouro_tensor *post, const ouro_t
         ouro_worker_signals();
         float *xb = s->xb + (size_t)i * D, *x = s->x + (size_t)i * D;
         ouro_rmsnorm(xb, xb, post->data, post->dtype, D, eps);
-        for (int j = 0; j < D; j++)
-            x[j] += xb[j];
+        ouro_add(x, xb, D);
         if (next)
             ouro_rmsnorm(xb, x, next->data, next->dtype, D, eps);
     }

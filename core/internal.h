@@ -160,10 +160,12 @@ __attribute__((target("amx-tile"))) static inline void ouro_amx_load(const ouro_
 #endif
 
 /* Quantized activations: ouro_q8_prepare fills ws (ouro_q8_act_bytes(n, d_in)
- * bytes) from x (n, d_in); ouro_q8_rows then computes rows r0 .. r1-1 of
- * y (n, d_out) = x . W^T for q8 weights w, on the calling thread. */
+ * bytes) from x (n, d_in), over up to `threads` threads from 8 tokens on
+ * (each token on one thread: the same bytes for any count); ouro_q8_rows
+ * then computes rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w,
+ * on the calling thread. */
 size_t ouro_q8_act_bytes(int n, int d_in);
-void ouro_q8_prepare(void *ws, const float *x, int n, int d_in);
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads);
 void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1);
 
 /* The quantized activations inside ws as the kernels read them (the layout
@@ -183,7 +185,7 @@ ouro_q8_act ouro_q8_act_view(const void *ws, int n, int d_in);
 
 /* Fills xt and st of ws from its x_q and s: ouro_q8_prepare does it where
  * the AMX path will read them; tests call it to run that path at any n. */
-void ouro_q8_prepare_tiles(void *ws, int n, int d_in);
+void ouro_q8_prepare_tiles(void *ws, int n, int d_in, int threads);
 
 /* Rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w (q4 weights
  * when q4) with AMX int8 tiles (quant.c), the same bits as the other paths;
@@ -253,6 +255,7 @@ void ouro_q4_rows(float *y, const void *ws, const void *w, int n, int d_in, int 
 
 /* out (d) = weight (d, dtype) * x / sqrt(mean(x^2) + eps); out may alias x. */
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps);
+void ouro_add(float *x, const float *y, int n);   /* x += y */
 
 /* inv_freq (head_dim / 2) = 1 / theta^(2i / head_dim), in f32 as the reference. */
 void ouro_rope_inv_freq(float *inv_freq, int head_dim, double theta);

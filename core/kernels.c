@@ -1074,7 +1074,8 @@ static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, 
 
 /* x quantized for q8 or q4 weights, in ws when it is large enough, else in memory
  * of its own (*owned, freed by the caller); NULL when that cannot be had. */
-static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void **owned)
+static void *mm_q8_prepare(const float *x, int n, int d_in, int threads, ouro_mm_ws *ws,
+                           void **owned)
 {
     size_t need = ouro_q8_act_bytes(n, d_in);
     void *buf = ws && ws->bytes >= need ? ws->buf : NULL;
@@ -1084,7 +1085,7 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, ouro_mm_ws *ws, void
                  "the product is NaN", need);
         return NULL;
     }
-    ouro_q8_prepare(buf, x, n, d_in);
+    ouro_q8_prepare(buf, x, n, d_in, threads);
     return buf;
 }
 
@@ -1292,7 +1293,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
         return;
     }
     void *owned = NULL, *qx = NULL;
-    if (q8 && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
+    if (q8 && !(qx = mm_q8_prepare(x, n, d_in, threads, ws, &owned))) {
         for (int i = 0; i < count; i++)
             fill_nan(outs[i].y, (size_t)n * outs[i].d_out);
         return;
@@ -1337,7 +1338,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         return;
     }
     void *owned = NULL, *qx = NULL;
-    if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, ws, &owned))) {
+    if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, threads, ws, &owned))) {
         fill_nan(h, (size_t)n * d_out);
         return;
     }

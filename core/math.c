@@ -17,8 +17,65 @@
  * RMSNorm: out = weight * x / sqrt(mean(x^2) + eps)
  * ------------------------------------------------------------------------ */
 
+#ifdef OURO_X86_SIMD
+/* The portable RMSNorm below on AVX-512, with its bits: a[0..7] are the 8
+ * lanes of one vector of doubles (x^2 is exact in double, so a fused
+ * multiply-add rounds as the product-then-sum does), added in the same tree;
+ * the scaling is the same two f32 multiplies per element. */
+__attribute__((target("avx512f,f16c")))
+static void rmsnorm_avx512(float *out, const float *x, const void *weight, ouro_dtype dt, int d,
+                           float eps)
+{
+    __m512d acc = _mm512_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+        acc = _mm512_fmadd_pd(v, v, acc);
+    }
+    double a[8];
+    _mm512_storeu_pd(a, acc);
+    double ss = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < d; i++)
+        ss += (double)x[i] * x[i];
+    float var = (float)(ss / d);
+    float r = 1.0f / sqrtf(var + eps);
+    __m512 rv = _mm512_set1_ps(r);
+    const uint16_t *w16 = weight;
+    const float *w32 = weight;
+    for (i = 0; i + 16 <= d; i += 16) {
+        __m512 w;
+        if (dt == OURO_F32)
+            w = _mm512_loadu_ps(w32 + i);
+        else if (dt == OURO_F16)
+            w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w16 + i)));
+        else   /* bf16: the top half of an f32 */
+            w = _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w16 + i))), 16));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(w, _mm512_mul_ps(_mm512_loadu_ps(x + i), rv)));
+    }
+    for (; i < d; i++) {
+        float w;
+        if (dt == OURO_F32)
+            w = w32[i];
+        else if (dt == OURO_F16)
+            w = ouro_f16_to_f32(w16[i]);
+        else {
+            uint32_t u = (uint32_t)w16[i] << 16;
+            memcpy(&w, &u, sizeof w);
+        }
+        out[i] = w * (x[i] * r);
+    }
+}
+#endif
+
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps)
 {
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        rmsnorm_avx512(out, x, weight, dt, d, eps);
+        return;
+    }
+#endif
     /* eight independent double sums (each product x^2 is exact in double),
      * added in a fixed tree: the same bits on every processor, and no chain
      * of d dependent additions */
@@ -49,6 +106,30 @@ void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt,
             out[i] = wf * (x[i] * r);
         }
     }
+}
+
+/* x += y, element by element (the residual adds between blocks). */
+#ifdef OURO_X86_SIMD
+__attribute__((target("avx512f"))) static void add_avx512(float *x, const float *y, int n)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++)
+        x[i] += y[i];
+}
+#endif
+
+void ouro_add(float *x, const float *y, int n)
+{
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        add_avx512(x, y, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        x[i] += y[i];
 }
 
 /* ------------------------------------------------------------------------

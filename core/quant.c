@@ -206,17 +206,26 @@ static q8_act q8_act_at(const void *ws, int n, int d_in)
     return (q8_act){ q, s, c, nb, xt, (const float *)(xt + q8_act_rows(n) * nb * Q8_BLOCK) };
 }
 
-void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
+/* Tokens from which ouro_q8_prepare splits its work over the threads (each
+ * token's blocks are computed by one thread either way: the same bits). */
+#define Q8_PREP_PAR 8
+
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads)
 {
     q8_act a = q8_act_at(ws, n, d_in);
+    threads = threads < 1 ? 1 : threads;
     /* the views are read-only for the kernels; here they are filled */
     int8_t *q = (int8_t *)a.q;
     float *s = (float *)a.s;
     int32_t *c = (int32_t *)a.c;
 #ifdef OURO_X86_SIMD
     bool v512 = ouro_simd() == OURO_SIMD_AVX512;
+    bool tiles = n >= (OURO_Q8_AMX_MIN < OURO_Q4_AMX_MIN ? OURO_Q8_AMX_MIN : OURO_Q4_AMX_MIN)
+                 && ouro_cpu_amx();
 #endif
-    for (int t = 0; t < n; t++)
+    #pragma omp parallel for num_threads(threads) schedule(static) if (n >= Q8_PREP_PAR && threads > 1)
+    for (int t = 0; t < n; t++) {
+        ouro_worker_signals();
         for (int b = 0; b < a.nb; b++) {
             size_t i = (size_t)t * a.nb + b;
             int len = d_in - b * Q8_BLOCK < Q8_BLOCK ? d_in - b * Q8_BLOCK : Q8_BLOCK;
@@ -228,32 +237,37 @@ void ouro_q8_prepare(void *ws, const float *x, int n, int d_in)
 #endif
                 q8_act_block(q + i * Q8_BLOCK, s + i, c + i, xb, len);
         }
+    }
 #ifdef OURO_X86_SIMD
-    if (n >= (OURO_Q8_AMX_MIN < OURO_Q4_AMX_MIN ? OURO_Q8_AMX_MIN : OURO_Q4_AMX_MIN) && ouro_cpu_amx())
-        ouro_q8_prepare_tiles(ws, n, d_in);
+    if (tiles)
+        ouro_q8_prepare_tiles(ws, n, d_in, threads);
 #endif
 }
 
-void ouro_q8_prepare_tiles(void *ws, int n, int d_in)
+void ouro_q8_prepare_tiles(void *ws, int n, int d_in, int threads)
 {
     q8_act a = q8_act_at(ws, n, d_in);
     int8_t *xt = (int8_t *)a.xt;
     float *st = (float *)a.st;
-    for (int t0 = 0; t0 < n; t0 += 16)
-        for (int b = 0; b < a.nb; b++) {
-            size_t tb = (size_t)(t0 / 16) * a.nb + b;
-            for (int u = 0; u < 16; u++) {
-                int t = t0 + u;
-                if (t < n) {
-                    memcpy(xt + tb * 512 + u * Q8_BLOCK, a.q + ((size_t)t * a.nb + b) * Q8_BLOCK,
-                           Q8_BLOCK);
-                    st[tb * 16 + u] = a.s[(size_t)t * a.nb + b];
-                } else {
-                    memset(xt + tb * 512 + u * Q8_BLOCK, 0, Q8_BLOCK);
-                    st[tb * 16 + u] = 0.0f;
-                }
+    int n16 = (n + 15) / 16;
+    threads = threads < 1 ? 1 : threads;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (n >= Q8_PREP_PAR && threads > 1)
+    for (int tb0 = 0; tb0 < n16 * a.nb; tb0++) {
+        ouro_worker_signals();
+        int t0 = tb0 / a.nb * 16, b = tb0 % a.nb;
+        size_t tb = (size_t)tb0;
+        for (int u = 0; u < 16; u++) {
+            int t = t0 + u;
+            if (t < n) {
+                memcpy(xt + tb * 512 + u * Q8_BLOCK, a.q + ((size_t)t * a.nb + b) * Q8_BLOCK,
+                       Q8_BLOCK);
+                st[tb * 16 + u] = a.s[(size_t)t * a.nb + b];
+            } else {
+                memset(xt + tb * 512 + u * Q8_BLOCK, 0, Q8_BLOCK);
+                st[tb * 16 + u] = 0.0f;
             }
         }
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -614,7 +628,9 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
  * first; written unless last, when the rows in mask are stored to y (nt rows
  * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
  * of the 4 before are added: a load right after a tile store of the same
- * bytes would wait for that store to complete. */
+ * bytes would wait for that store to complete.  The npf lines from pf (the
+ * next chunk's weights, or none) are prefetched into L2 along the way, an
+ * even share every 4 blocks. */
 AMX_TARGET static inline __attribute__((always_inline))
 void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
                 const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn,

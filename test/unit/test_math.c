@@ -400,13 +400,31 @@ static void *encode(const float *f, int n, ouro_dtype dt, float *dec)
 
 static const ouro_dtype dtypes[3] = { OURO_F32, OURO_F16, OURO_BF16 };
 
+/* The RMSNorm every SIMD level must give bit for bit: x^2 summed in eight
+ * double lanes (lane i % 8) added in a fixed tree, the tail after, then
+ * w * (x * r) in f32 (wd holds the weights decoded to f32). */
+static void rmsnorm_spec(float *out, const float *x, const float *wd, int d, float eps)
+{
+    double a[8] = { 0 };
+    int i = 0;
+    for (; i + 8 <= d; i += 8)
+        for (int u = 0; u < 8; u++)
+            a[u] += (double)x[i + u] * x[i + u];
+    double ss = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    for (; i < d; i++)
+        ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / d) + eps);
+    for (i = 0; i < d; i++)
+        out[i] = wd[i] * (x[i] * r);
+}
+
 static void test_rmsnorm(void)
 {
-    static const int sizes[] = { 1, 2, 7, 64, 257, 2048 };
+    static const int sizes[] = { 1, 2, 7, 15, 16, 17, 64, 257, 2047, 2048 };
     for (int k = 0; k < 3; k++) {
         ouro_dtype dt = dtypes[k];
         double worst = 0;
-        int alias_bad = 0;
+        int alias_bad = 0, spec_bad = 0;
         for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
             int d = sizes[si];
             float *x = malloc((size_t)d * sizeof *x), *w = malloc((size_t)d * sizeof *w);
@@ -419,6 +437,10 @@ static void test_rmsnorm(void)
             void *wb = encode(w, d, dt, wd);
             float eps = 1e-6f;
             ouro_rmsnorm(out, x, wb, dt, d, eps);
+            float *spec = malloc((size_t)d * sizeof *spec);
+            rmsnorm_spec(spec, x, wd, d, eps);
+            spec_bad += memcmp(spec, out, (size_t)d * sizeof *out) != 0;
+            free(spec);
             double ss = 0;
             for (int i = 0; i < d; i++)
                 ss += (double)x[i] * x[i];
@@ -434,10 +456,28 @@ static void test_rmsnorm(void)
         check(worst < 1e-6, "rmsnorm %s: within 1e-6 relative of double, sizes 1..2048 (%.1e)",
               ouro_dtype_name(dt), worst);
         check(alias_bad == 0, "rmsnorm %s: out may alias x", ouro_dtype_name(dt));
+        check(spec_bad == 0, "rmsnorm %s (%s): the bits of the 8-lane double sum (%d of %d sizes differ)",
+              ouro_dtype_name(dt), ouro_simd_level(), spec_bad, (int)(sizeof sizes / sizeof sizes[0]));
     }
     float z[5] = { 0 }, w1[5] = { 1, 1, 1, 1, 1 }, o[5];
     ouro_rmsnorm(o, z, w1, OURO_F32, 5, 1e-6f);
     check(o[0] == 0 && o[4] == 0, "rmsnorm: a zero vector gives zeros (eps keeps it finite)");
+}
+
+static void test_add(void)
+{
+    int bad = 0;
+    for (int n = 0; n <= 40; n++) {
+        float x[40] = { 0 }, y[40] = { 0 }, ref[40] = { 0 };
+        for (int i = 0; i < n; i++) {
+            x[i] = rng_float(-3, 3);
+            y[i] = rng_float(-3, 3);
+            ref[i] = x[i] + y[i];
+        }
+        ouro_add(x, y, n);
+        bad += n && memcmp(x, ref, (size_t)n * sizeof *x) != 0;
+    }
+    check(bad == 0, "add (%s): x += y element by element, n = 0..40", ouro_simd_level());
 }
 
 static void test_softmax(void)
@@ -793,6 +833,7 @@ int main(void)
     test_bf16();
     test_f16();
     test_rmsnorm();
+    test_add();
     test_softmax();
     test_rope();
     test_matmul();
