@@ -191,11 +191,12 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in, int threads);
  * when q4) with AMX int8 tiles (quant.c), the same bits as the other paths;
  * only where ouro_cpu_amx(), on the activations of ouro_q8_prepare_tiles.
  * q8 and q4 products take this path from OURO_Q8_AMX_MIN / OURO_Q4_AMX_MIN
- * tokens on: below, the VNNI kernels were as fast or faster (Ouro-1.4B
- * shapes, 2 threads, Sapphire Rapids: at 8 tokens VNNI 4% ahead, at 12 the
- * tiles 3% (q8) and 7% (q4), at 16 21-22%, in batched decode). */
-#define OURO_Q8_AMX_MIN 12
-#define OURO_Q4_AMX_MIN 12
+ * tokens on: below, the VNNI kernels (their token tiles sharing each chunk
+ * of weights) were as fast or faster (Ouro-1.4B shapes, 2 threads, Sapphire
+ * Rapids, batched decode: q8 VNNI 12-17% ahead at 12 and 16 tokens, level
+ * at 24; q4 VNNI 5% ahead at 12, the tiles 14% ahead at 16). */
+#define OURO_Q8_AMX_MIN 24
+#define OURO_Q4_AMX_MIN 16
 void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
                     int r0, int r1);
 
@@ -213,9 +214,12 @@ typedef struct ouro_qformat {
     /* AVX2, 1 and 2 tokens */
     void (*group_avx2[2])(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
                           int lo, int hi);
-    /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups, and 4 groups of 1 token */
+    /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups over blocks b0 .. b1-1
+     * (totals kept in acc between calls; prefetch mode pf: quant.c), and 4 groups of 1
+     * token over all blocks */
     void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
-                               const uint8_t *g, size_t gstride, const __mmask16 *mask);
+                               const uint8_t *g, size_t gstride, const __mmask16 *mask,
+                               int b0, int b1, float *acc, int pf);
     void (*vnni_4x1)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
                      size_t gstride, const __mmask16 *mask);
 #endif

@@ -379,11 +379,22 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
  * start at -128 * sum(x_q) and end as one fused multiply-add per group and
  * token.  Rows outside the caller's range are masked off at the store.
  *
+ * More tokens than one microkernel holds (up to Q8_RUN) are cut into tiles
+ * that take the blocks b0 .. b1-1 of the same groups in turn, Q8_CHUNK
+ * blocks at a time (ouro_qrows): the first tile reads a chunk from memory,
+ * the others find it in L1, so each weight byte comes from memory once for
+ * all the tokens.  Between chunks a tile's f32 totals wait in acc (one
+ * 16-float row per group and token, Q8_MG groups per token).  pf says which
+ * prefetches a call makes: 1 (the first tile, and a lone one) the lines and
+ * scales described next, 2 (the second tile) the lines of the next chunk,
+ * 0 (the others) none: they read what the first one brought into L1.
+ *
  * Each group's quants are one stream of nb * 512 bytes, read once: every
  * 64-byte line is prefetched Q8_PF bytes ahead (the hardware prefetchers
  * alone keep too few lines in flight for mg streams at once; measured in the
- * README, "Huge pages and prefetch").  Prefetches stay inside the group's
- * quants, so they never reach past the mapping.
+ * README, "Huge pages and prefetch"), and its scales Q8_SPF bytes ahead, a
+ * line every other block, as q4 does.  Prefetches stay inside the group, so
+ * they never reach past the mapping.
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
@@ -392,12 +403,20 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 #ifndef Q8_PF
 #define Q8_PF 1024           /* software prefetch distance in each group's quants, bytes */
 #endif
+#ifndef Q8_SPF
+#define Q8_SPF 256           /* the same in each group's scales, bytes */
+#endif
+#ifndef Q8_CHUNK
+#define Q8_CHUNK 4           /* blocks of a group that every token tile takes in turn (q4: twice) */
+#endif
+#define Q8_RUN 32            /* most tokens that share one read of the weights */
 
 #ifdef OURO_X86_SIMD
 
 VNNI_TARGET static inline __attribute__((always_inline))
 void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t0,
-                    const uint8_t *g, size_t gstride, const __mmask16 *mask)
+                    const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
+                    float *acc, int pf)
 {
     int nb = a->nb;
     __m512 f[Q8_MG][Q8_NR];
@@ -405,12 +424,12 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++)
-            f[m][t] = _mm512_setzero_ps();
+            f[m][t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + (t * Q8_MG + m) * 16);
     const int8_t *xq = a->q + (size_t)t0 * nb * Q8_BLOCK;
     const float *xs = a->s + (size_t)t0 * nb;
     const int32_t *xc = a->c + (size_t)t0 * nb;
     size_t ldq = (size_t)nb * Q8_BLOCK;
-    for (int b = 0; b < nb; b++) {
+    for (int b = b0; b < b1; b++) {
         __m512i ia[Q8_MG][Q8_NR];
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++) {
@@ -420,14 +439,21 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
                 ia[m][t] = c0;
         }
         const uint8_t *qb = g + (size_t)b * Q8_QBYTES;
-        bool pf = Q8_PF > 0 && b + Q8_PF / Q8_QBYTES < nb;   /* the line ahead is a quant */
+        /* the lines Q8_PF bytes ahead, or (past the group's quants) the block's own */
+        const uint8_t *qa = pf == 2 ? qb + (b + (b1 - b0) < nb ? (size_t)(b1 - b0) * Q8_QBYTES : 0)
+                                    : qb + (b + Q8_PF / Q8_QBYTES < nb ? Q8_PF : 0);
+        if (pf == 1 && Q8_SPF > 0 && b % 2 == 0 && b + Q8_SPF / 32 < nb)   /* the line ahead is a scale */
+            #pragma GCC unroll 4
+            for (int m = 0; m < mg; m++)
+                _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q8_QBYTES + (size_t)b * 32
+                             + Q8_SPF, _MM_HINT_T0);
         #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m512i wv[Q8_MG];
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++) {
-                if (pf)
-                    _mm_prefetch((const char *)qb + m * gstride + j * 64 + Q8_PF, _MM_HINT_T0);
+                if (pf && Q8_PF > 0)
+                    _mm_prefetch((const char *)qa + m * gstride + j * 64, _MM_HINT_T0);
                 wv[m] = _mm512_load_si512(qb + m * gstride + j * 64);
             }
             #pragma GCC unroll 6
@@ -454,17 +480,32 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
     #pragma GCC unroll 4
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
-        for (int t = 0; t < nr; t++)
-            _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q8_ROWS, mask[m], f[m][t]);
+        for (int t = 0; t < nr; t++) {
+            if (b1 == nb)
+                _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q8_ROWS, mask[m], f[m][t]);
+            else
+                _mm512_store_ps(acc + (t * Q8_MG + m) * 16, f[m][t]);
+        }
 }
 
 #define Q8K(MG, NR) \
     VNNI_TARGET static void q8k_##MG##x##NR(float *y, size_t ldy, const q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask) \
-    { q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask); }
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, int pf) \
+    { \
+        if (pf == 1) \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 1); \
+        else if (pf == 2) \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 2); \
+        else \
+            q8_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 0); \
+    }
 Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
 Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
-Q8K(4, 1)
+VNNI_TARGET static void q8k_4x1(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
+                                size_t gstride, const __mmask16 *mask)
+{
+    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
+}
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------
@@ -770,7 +811,12 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
     int g0 = r0 / Q8_ROWS, g1 = (r1 + Q8_ROWS - 1) / Q8_ROWS;
 #ifdef OURO_X86_SIMD
     int path = ouro_cpu_vnni() ? 2 : ouro_simd() >= OURO_SIMD_AVX2 ? 1 : 0;
-    int n_tiles = (n + OURO_Q_NR - 1) / OURO_Q_NR;
+    /* VNNI: tokens in runs of at most Q8_RUN, each cut in tiles of at most
+     * OURO_Q_NR; the tiles of a run take the weights a chunk of blocks at a
+     * time, so the later tiles find the chunk in L1 */
+    int n_super = (n + Q8_RUN - 1) / Q8_RUN;
+    int chunk = (f->q4 ? Q8_CHUNK * 2 : Q8_CHUNK);
+    float acc[Q8_RUN * Q8_MG * 16] __attribute__((aligned(64)));
 #endif
     int mg = n == 1 ? 4 : 2;
     for (int g = g0; g < g1; g += mg) {
@@ -792,12 +838,23 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
                 f->vnni_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
                 continue;
             }
-            for (int ti = 0; ti < n_tiles; ti++) {
-                int t0 = (int)((long)n * ti / n_tiles), t1 = (int)((long)n * (ti + 1) / n_tiles);
-                for (int m0 = 0; m0 < cnt; m0 += 2) {
-                    int mc = cnt - m0 < 2 ? cnt - m0 : 2;
-                    f->vnni[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
-                                                 (size_t)d_out, a, t0, gp + m0 * gb, gb, mask + m0);
+            for (int m0 = 0; m0 < cnt; m0 += 2) {
+                int mc = cnt - m0 < 2 ? cnt - m0 : 2;
+                for (int si = 0; si < n_super; si++) {
+                    int s0 = (int)((long)n * si / n_super), s1 = (int)((long)n * (si + 1) / n_super);
+                    int ns = s1 - s0, nt = (ns + OURO_Q_NR - 1) / OURO_Q_NR;
+                    int kb = nt == 1 && a->nb > 0 ? a->nb : chunk;
+                    for (int b0 = 0; b0 == 0 || b0 < a->nb; b0 += kb) {   /* once where nb = 0 */
+                        int b1 = a->nb - b0 < kb ? a->nb : b0 + kb;
+                        for (int ti = 0; ti < nt; ti++) {
+                            int t0 = s0 + ns * ti / nt, t1 = s0 + ns * (ti + 1) / nt;
+                            f->vnni[mc - 1][t1 - t0 - 1](yg + (size_t)t0 * d_out + m0 * Q8_ROWS,
+                                                         (size_t)d_out, a, t0, gp + m0 * gb, gb,
+                                                         mask + m0, b0, b1,
+                                                         acc + (size_t)(t0 - s0) * Q8_MG * 16,
+                                                         ti == 0 ? 1 : ti == 1 ? 2 : 0);
+                        }
+                    }
                 }
             }
             continue;

@@ -317,13 +317,16 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
  * its scales Q4_SPF bytes ahead (a line every other block): the scales are a
  * stream of their own, and left to the hardware their loads stalled the
  * kernel (one-token decode 7.6 -> 8.7 tok/s on Ouro-1.4B shapes, 2 threads).
+ * Several token tiles share the weights a chunk of blocks at a time, with
+ * the same b0, b1, acc and pf as q8's kernel (quant.c).
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
 
 VNNI_TARGET static inline __attribute__((always_inline))
 void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, int t0,
-                    const uint8_t *g, size_t gstride, const __mmask16 *mask)
+                    const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1,
+                    float *acc, int pf)
 {
     int nb = a->nb;
     const __m512i low = _mm512_set1_epi8(0x0f);
@@ -332,12 +335,12 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++)
-            f[m][t] = _mm512_setzero_ps();
+            f[m][t] = b0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + (t * Q4_MG + m) * 16);
     const int8_t *xq = a->q + (size_t)t0 * nb * Q4_BLOCK;
     const float *xs = a->s + (size_t)t0 * nb;
     const int32_t *xc = a->c + (size_t)t0 * nb;
     size_t ldq = (size_t)nb * Q4_BLOCK;
-    for (int b = 0; b < nb; b++) {
+    for (int b = b0; b < b1; b++) {
         __m512i ia[Q4_MG][Q4_NR];
         #pragma GCC unroll 6
         for (int t = 0; t < nr; t++) {
@@ -347,8 +350,10 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
                 ia[m][t] = c0;
         }
         const uint8_t *qb = g + (size_t)b * Q4_QBYTES;
-        bool pf = Q4_PF > 0 && b + Q4_PF / Q4_QBYTES < nb;   /* the line ahead is a quant */
-        if (Q4_SPF > 0 && b % 2 == 0 && b + Q4_SPF / 32 < nb)   /* the line ahead is a scale */
+        /* the lines Q4_PF bytes ahead, or (past the group's quants) the block's own */
+        const uint8_t *qa = pf == 2 ? qb + (b + (b1 - b0) < nb ? (size_t)(b1 - b0) * Q4_QBYTES : 0)
+                                    : qb + (b + Q4_PF / Q4_QBYTES < nb ? Q4_PF : 0);
+        if (pf == 1 && Q4_SPF > 0 && b % 2 == 0 && b + Q4_SPF / 32 < nb)   /* the line ahead is a scale */
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++)
                 _mm_prefetch((const char *)g + m * gstride + (size_t)nb * Q4_QBYTES + (size_t)b * 32
@@ -358,8 +363,8 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
             __m512i wl[Q4_MG], wh[Q4_MG];
             #pragma GCC unroll 4
             for (int m = 0; m < mg; m++) {
-                if (pf)
-                    _mm_prefetch((const char *)qb + m * gstride + j * 64 + Q4_PF, _MM_HINT_T0);
+                if (pf && Q4_PF > 0)
+                    _mm_prefetch((const char *)qa + m * gstride + j * 64, _MM_HINT_T0);
                 __m512i v = _mm512_load_si512(qb + m * gstride + j * 64);
                 wl[m] = _mm512_and_si512(v, low);
                 wh[m] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
@@ -393,17 +398,32 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
     #pragma GCC unroll 4
     for (int m = 0; m < mg; m++)
         #pragma GCC unroll 6
-        for (int t = 0; t < nr; t++)
-            _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q4_ROWS, mask[m], f[m][t]);
+        for (int t = 0; t < nr; t++) {
+            if (b1 == nb)
+                _mm512_mask_storeu_ps(y + (size_t)t * ldy + m * Q4_ROWS, mask[m], f[m][t]);
+            else
+                _mm512_store_ps(acc + (t * Q4_MG + m) * 16, f[m][t]);
+        }
 }
 
 #define Q4K(MG, NR) \
     VNNI_TARGET static void q4k_##MG##x##NR(float *y, size_t ldy, const ouro_q8_act *a, int t0, \
-        const uint8_t *g, size_t gstride, const __mmask16 *mask) \
-    { q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask); }
+        const uint8_t *g, size_t gstride, const __mmask16 *mask, int b0, int b1, float *acc, int pf) \
+    { \
+        if (pf == 1) \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 1); \
+        else if (pf == 2) \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 2); \
+        else \
+            q4_kernel_vnni(MG, NR, y, ldy, a, t0, g, gstride, mask, b0, b1, acc, 0); \
+    }
 Q4K(1, 1) Q4K(1, 2) Q4K(1, 3) Q4K(1, 4) Q4K(1, 5) Q4K(1, 6)
 Q4K(2, 1) Q4K(2, 2) Q4K(2, 3) Q4K(2, 4) Q4K(2, 5) Q4K(2, 6)
-Q4K(4, 1)
+VNNI_TARGET static void q4k_4x1(float *y, size_t ldy, const ouro_q8_act *a, int t0,
+                                const uint8_t *g, size_t gstride, const __mmask16 *mask)
+{
+    q4_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
+}
 #endif /* OURO_X86_SIMD */
 
 /* ------------------------------------------------------------------------

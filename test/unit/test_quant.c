@@ -8,7 +8,7 @@
  *   - ouro_matmul on q8 weights equals, bit for bit, a reference written
  *     here from the format's definition (activations quantized per block of
  *     32, exact integer sums, one fused multiply-add per block in order) for
- *     n = 1 .. 17 and 64 tokens, 1 and 2 threads, on the path the processor
+ *     n = 1 .. 17, 31 and 64 tokens, 1 and 2 threads, on the path the processor
  *     runs; test/run.sh runs it again with OURO_SIMD=avx2 and generic, so
  *     every path is held to the same bits;
  *   - and stays within a bound of the f32 product of the original weights;
@@ -66,7 +66,7 @@ static const int shapes[][2] = {   /* d_in, d_out */
     {48, 80}, {80, 176}, {176, 48}, {31, 7}, {33, 13}, {64, 64}, {100, 37}, {1, 17},
     {2048, 96}, {2051, 21}, {5632, 40},
 };
-static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 17, 64};
+static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 31, 64};
 
 static void check_format(void)
 {
