@@ -160,12 +160,14 @@ __attribute__((target("amx-tile"))) static inline void ouro_amx_load(const ouro_
 #endif
 
 /* Quantized activations: ouro_q8_prepare fills ws (ouro_q8_act_bytes(n, d_in)
- * bytes) from x (n, d_in), over up to `threads` threads from 8 tokens on
+ * bytes) from x (n, d_in) for products with weights of format wdt (OURO_Q8
+ * or OURO_Q4: the AMX tile layout is written only where that format's
+ * products take the tiles), over up to `threads` threads from 8 tokens on
  * (each token on one thread: the same bytes for any count); ouro_q8_rows
  * then computes rows r0 .. r1-1 of y (n, d_out) = x . W^T for q8 weights w,
  * on the calling thread. */
 size_t ouro_q8_act_bytes(int n, int d_in);
-void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads);
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads, ouro_dtype wdt);
 void ouro_q8_rows(float *y, const void *ws, const void *w, int n, int d_in, int d_out, int r0, int r1);
 
 /* The quantized activations inside ws as the kernels read them (the layout

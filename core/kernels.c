@@ -1074,8 +1074,8 @@ static void mm_rows(float *y, const float *x, const mm_prep *pp, const void *w, 
 
 /* x quantized for q8 or q4 weights, in ws when it is large enough, else in memory
  * of its own (*owned, freed by the caller); NULL when that cannot be had. */
-static void *mm_q8_prepare(const float *x, int n, int d_in, int threads, ouro_mm_ws *ws,
-                           void **owned)
+static void *mm_q8_prepare(const float *x, int n, int d_in, int threads, ouro_dtype wdt,
+                           ouro_mm_ws *ws, void **owned)
 {
     size_t need = ouro_q8_act_bytes(n, d_in);
     void *buf = ws && ws->bytes >= need ? ws->buf : NULL;
@@ -1085,7 +1085,7 @@ static void *mm_q8_prepare(const float *x, int n, int d_in, int threads, ouro_mm
                  "the product is NaN", need);
         return NULL;
     }
-    ouro_q8_prepare(buf, x, n, d_in, threads);
+    ouro_q8_prepare(buf, x, n, d_in, threads, wdt);
     return buf;
 }
 
@@ -1281,10 +1281,11 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
 {
     int rows = 0;
     bool q8 = false;
-    ouro_dtype dts[8] = {0};
+    ouro_dtype dts[8] = {0}, qdt = OURO_Q8;   /* q4 if any output is: its tiles start lower */
     for (int i = 0; i < count; i++) {
         rows += outs[i].d_out;
         q8 = q8 || outs[i].dt == OURO_Q8 || outs[i].dt == OURO_Q4;
+        qdt = outs[i].dt == OURO_Q4 ? OURO_Q4 : qdt;
         dts[i < 8 ? i : 7] = outs[i].dt;
     }
     if (d_in <= 0) {   /* empty sums: the SIMD kernels would store nothing */
@@ -1293,7 +1294,7 @@ void ouro_matmul_multi(const ouro_mm_out *outs, int count, const float *x, int n
         return;
     }
     void *owned = NULL, *qx = NULL;
-    if (q8 && !(qx = mm_q8_prepare(x, n, d_in, threads, ws, &owned))) {
+    if (q8 && !(qx = mm_q8_prepare(x, n, d_in, threads, qdt, ws, &owned))) {
         for (int i = 0; i < count; i++)
             fill_nan(outs[i].y, (size_t)n * outs[i].d_out);
         return;
@@ -1338,7 +1339,7 @@ void ouro_matmul_glu(float *h, float *tmp, const float *x, const void *w_gate, c
         return;
     }
     void *owned = NULL, *qx = NULL;
-    if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, threads, ws, &owned))) {
+    if ((dt == OURO_Q8 || dt == OURO_Q4) && !(qx = mm_q8_prepare(x, n, d_in, threads, dt, ws, &owned))) {
         fill_nan(h, (size_t)n * d_out);
         return;
     }

@@ -19,13 +19,10 @@
  * ------------------------------------------------------------------------ */
 
 #ifdef OURO_X86_SIMD
-/* The portable RMSNorm below on AVX-512, with its bits: a[0..7] are the 8
- * lanes of one vector of doubles (x^2 is exact in double, so a fused
- * multiply-add rounds as the product-then-sum does), added in the same tree;
- * the scaling is the same two f32 multiplies per element. */
-__attribute__((target("avx512f,f16c")))
-static void rmsnorm_avx512(float *out, const float *x, const void *weight, ouro_dtype dt, int d,
-                           float eps)
+/* The AVX-512 pieces of ouro_rmsnorm, with its bits.  Adds x^2 of the first
+ * d / 8 * 8 elements into the eight lanes a (x^2 is exact in double, so a
+ * fused multiply-add rounds as product-then-sum does); returns how many. */
+__attribute__((target("avx512f"))) static int rms_sumsq_avx512(double *a, const float *x, int d)
 {
     __m512d acc = _mm512_setzero_pd();
     int i = 0;
@@ -33,20 +30,22 @@ static void rmsnorm_avx512(float *out, const float *x, const void *weight, ouro_
         __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
         acc = _mm512_fmadd_pd(v, v, acc);
     }
-    double a[8];
     _mm512_storeu_pd(a, acc);
-    double ss = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    for (; i < d; i++)
-        ss += (double)x[i] * x[i];
-    float var = (float)(ss / d);
-    float r = 1.0f / sqrtf(var + eps);
+    return i;
+}
+
+/* out = w * (x * r) for the first d / 16 * 16 elements; returns how many. */
+__attribute__((target("avx512f,f16c")))
+static int rms_scale_avx512(float *out, const float *x, const void *weight, ouro_dtype dt, int d,
+                            float r)
+{
     __m512 rv = _mm512_set1_ps(r);
     const uint16_t *w16 = weight;
-    const float *w32 = weight;
-    for (i = 0; i + 16 <= d; i += 16) {
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
         __m512 w;
         if (dt == OURO_F32)
-            w = _mm512_loadu_ps(w32 + i);
+            w = _mm512_loadu_ps((const float *)weight + i);
         else if (dt == OURO_F16)
             w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w16 + i)));
         else   /* bf16: the top half of an f32 */
@@ -54,34 +53,22 @@ static void rmsnorm_avx512(float *out, const float *x, const void *weight, ouro_
                 _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w16 + i))), 16));
         _mm512_storeu_ps(out + i, _mm512_mul_ps(w, _mm512_mul_ps(_mm512_loadu_ps(x + i), rv)));
     }
-    for (; i < d; i++) {
-        float w;
-        if (dt == OURO_F32)
-            w = w32[i];
-        else if (dt == OURO_F16)
-            w = ouro_f16_to_f32(w16[i]);
-        else {
-            uint32_t u = (uint32_t)w16[i] << 16;
-            memcpy(&w, &u, sizeof w);
-        }
-        out[i] = w * (x[i] * r);
-    }
+    return i;
 }
 #endif
 
 void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt, int d, float eps)
 {
-#ifdef OURO_X86_SIMD
-    if (ouro_simd() >= OURO_SIMD_AVX512) {
-        rmsnorm_avx512(out, x, weight, dt, d, eps);
-        return;
-    }
-#endif
     /* eight independent double sums (each product x^2 is exact in double),
      * added in a fixed tree: the same bits on every processor, and no chain
      * of d dependent additions */
     double a[8] = {0};
     int i = 0;
+#ifdef OURO_X86_SIMD
+    bool v512 = ouro_simd() >= OURO_SIMD_AVX512;
+    if (v512)
+        i = rms_sumsq_avx512(a, x, d);
+#endif
     for (; i + 8 <= d; i += 8)
         for (int u = 0; u < 8; u++)
             a[u] += (double)x[i + u] * x[i + u];
@@ -90,17 +77,22 @@ void ouro_rmsnorm(float *out, const float *x, const void *weight, ouro_dtype dt,
         ss += (double)x[i] * x[i];
     float var = (float)(ss / d);
     float r = 1.0f / sqrtf(var + eps);
+    i = 0;
+#ifdef OURO_X86_SIMD
+    if (v512)
+        i = rms_scale_avx512(out, x, weight, dt, d, r);
+#endif
     if (dt == OURO_F32) {
         const float *w = weight;
-        for (i = 0; i < d; i++)
+        for (; i < d; i++)
             out[i] = w[i] * (x[i] * r);
     } else if (dt == OURO_F16) {
         const uint16_t *w = weight;
-        for (i = 0; i < d; i++)
+        for (; i < d; i++)
             out[i] = ouro_f16_to_f32(w[i]) * (x[i] * r);
     } else {
         const uint16_t *w = weight;
-        for (i = 0; i < d; i++) {
+        for (; i < d; i++) {
             uint32_t u = (uint32_t)w[i] << 16;   /* bf16 is the top half of an f32 */
             float wf;
             memcpy(&wf, &u, sizeof wf);

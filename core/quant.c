@@ -210,7 +210,7 @@ static q8_act q8_act_at(const void *ws, int n, int d_in)
  * token's blocks are computed by one thread either way: the same bits). */
 #define Q8_PREP_PAR 8
 
-void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads)
+void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads, ouro_dtype wdt)
 {
     q8_act a = q8_act_at(ws, n, d_in);
     threads = threads < 1 ? 1 : threads;
@@ -220,8 +220,7 @@ void ouro_q8_prepare(void *ws, const float *x, int n, int d_in, int threads)
     int32_t *c = (int32_t *)a.c;
 #ifdef OURO_X86_SIMD
     bool v512 = ouro_simd() == OURO_SIMD_AVX512;
-    bool tiles = n >= (OURO_Q8_AMX_MIN < OURO_Q4_AMX_MIN ? OURO_Q8_AMX_MIN : OURO_Q4_AMX_MIN)
-                 && ouro_cpu_amx();
+    bool tiles = n >= (wdt == OURO_Q4 ? OURO_Q4_AMX_MIN : OURO_Q8_AMX_MIN) && ouro_cpu_amx();
 #endif
     #pragma omp parallel for num_threads(threads) schedule(static) if (n >= Q8_PREP_PAR && threads > 1)
     for (int t = 0; t < n; t++) {

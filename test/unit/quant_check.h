@@ -93,7 +93,7 @@ static void check_qamx(const char *fmt, bool q4, qamx_make_fn make, const int (*
         for (int n = 1; n <= NMAX; n = n < 40 ? n + 1 : n < 64 ? 64 : n < NMAX ? NMAX : NMAX + 1) {
             size_t need = ouro_q8_act_bytes(n, d_in);
             void *ws = malloc(need);
-            ouro_q8_prepare(ws, x, n, d_in, 1 + n % 3);
+            ouro_q8_prepare(ws, x, n, d_in, 1 + n % 3, q4 ? OURO_Q4 : OURO_Q8);
             ouro_q8_prepare_tiles(ws, n, d_in, 1 + n % 2);
             ouro_q8_act a = ouro_q8_act_view(ws, n, d_in);
             int ranges[3][2] = { { 0, d_out }, { 3, d_out - 2 }, { 17, 40 } };
