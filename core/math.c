@@ -243,8 +243,23 @@ EXPF_TARGET static void exp_sub_avx512(float *x, int n, float m)
     int i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(x + i, expf16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
-    for (; i < n; i++)
-        x[i] = expf(x[i] - m);
+    if (i < n) {   /* the last 1..15, the lanes past n zero (expf16 is per lane) */
+        __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, t, expf16(_mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + i), mv)));
+    }
+}
+
+/* x *= a, n entries. */
+EXPF_TARGET static void scale_avx512(float *x, int n, float a)
+{
+    __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), av));
+    if (i < n) {
+        __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), av));
+    }
 }
 
 EXPF_TARGET static void silu_mul_avx512(float *h, const float *u, int n)
@@ -316,6 +331,103 @@ void ouro_softmax(float *x, int n)
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++)
         x[i] *= inv;
+}
+
+/* ouro_softmax of two or four rows with the same bits, the rows side by
+ * side: the running maximum and the running sum are chains of dependent
+ * operations (about 4 cycles an entry), and the chains of different rows
+ * overlap.  Each row's maximum and sum still take its entries one by one in
+ * order: its own and the other rows' entries together up to the shortest
+ * row's count lo, then the rest of its own. */
+static float softmax_max_rest(const float *x, int lo, int n, float m)
+{
+    for (int i = lo > 1 ? lo : 1; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    return m;
+}
+
+static void softmax_exp(float *x, int n, float m)
+{
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        exp_sub_avx512(x, n, m);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        x[i] = expf(x[i] - m);
+}
+
+/* x /= sum, where sum (the first lo entries added) takes the rest in order. */
+static void softmax_div(float *x, int lo, int n, double sum)
+{
+    for (int i = lo; i < n; i++)
+        sum += x[i];
+    float inv = (float)(1.0 / sum);
+#ifdef OURO_X86_SIMD
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        scale_avx512(x, n, inv);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+static void softmax2(float *a, int na, float *b, int nb)
+{
+    int lo = na < nb ? na : nb;
+    float ma = a[0], mb = b[0];
+    for (int i = 1; i < lo; i++) {
+        if (a[i] > ma)
+            ma = a[i];
+        if (b[i] > mb)
+            mb = b[i];
+    }
+    softmax_exp(a, na, softmax_max_rest(a, lo, na, ma));
+    softmax_exp(b, nb, softmax_max_rest(b, lo, nb, mb));
+    double sa = 0.0, sb = 0.0;
+    for (int i = 0; i < lo; i++) {
+        sa += a[i];
+        sb += b[i];
+    }
+    softmax_div(a, lo, na, sa);
+    softmax_div(b, lo, nb, sb);
+}
+
+static void softmax4(float *const x[4], const int n[4])
+{
+    float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int lo = n[0];
+    for (int r = 1; r < 4; r++)
+        lo = n[r] < lo ? n[r] : lo;
+    float m0 = x0[0], m1 = x1[0], m2 = x2[0], m3 = x3[0];
+    for (int i = 1; i < lo; i++) {
+        if (x0[i] > m0)
+            m0 = x0[i];
+        if (x1[i] > m1)
+            m1 = x1[i];
+        if (x2[i] > m2)
+            m2 = x2[i];
+        if (x3[i] > m3)
+            m3 = x3[i];
+    }
+    softmax_exp(x0, n[0], softmax_max_rest(x0, lo, n[0], m0));
+    softmax_exp(x1, n[1], softmax_max_rest(x1, lo, n[1], m1));
+    softmax_exp(x2, n[2], softmax_max_rest(x2, lo, n[2], m2));
+    softmax_exp(x3, n[3], softmax_max_rest(x3, lo, n[3], m3));
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (int i = 0; i < lo; i++) {
+        s0 += x0[i];
+        s1 += x1[i];
+        s2 += x2[i];
+        s3 += x3[i];
+    }
+    softmax_div(x0, lo, n[0], s0);
+    softmax_div(x1, lo, n[1], s1);
+    softmax_div(x2, lo, n[2], s2);
+    softmax_div(x3, lo, n[3], s3);
 }
 
 double ouro_logsumexp(const float *x, int n)
@@ -794,8 +906,7 @@ KV_AVX512 static void NAME(float *oa, float *ob, const float *qa, const float *q
             sca[p] = _mm512_reduce_add_ps(a0) * scale; \
         scb[p] = _mm512_reduce_add_ps(b0) * scale; \
     } \
-    ouro_softmax(sca, na); \
-    ouro_softmax(scb, nb); \
+    softmax2(sca, na, scb, nb); \
     int c = 0; \
     for (; c + 128 <= hd; c += 128) \
         NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 8); \
@@ -899,12 +1010,13 @@ KV_AVX512 static void NAME(float *const o[4], const float *const q[4], const voi
                 acc[12 + u] = _mm512_fmadd_ps(q3j, x, acc[12 + u]); \
             } \
         } \
-        float r[16]; \
-        _mm512_storeu_ps(r, _mm512_mul_ps(kv_reduce16(acc), _mm512_set1_ps(scale))); \
-        for (int i = 0; i < 4; i++) { \
+        __m512 r = _mm512_mul_ps(kv_reduce16(acc), _mm512_set1_ps(scale)); \
+        _Pragma("GCC unroll 4") \
+        for (int i = 0; i < 4; i++) {   /* lanes 4i .. 4i+3 to sc[i] + p, those < n[i] */ \
             int m = n[i] - p < 4 ? n[i] - p : 4; \
-            for (int u = 0; u < m; u++) \
-                sc[i][p + u] = r[4 * i + u]; \
+            if (m > 0)   /* a masked store: the lanes off the mask touch no memory */ \
+                _mm512_mask_storeu_ps((void *)((uintptr_t)(sc[i] + p) - 16 * (uintptr_t)i), \
+                                      (__mmask16)(((1u << m) - 1) << (4 * i)), r); \
         } \
     } \
     for (; p < n[3]; p++) { \
@@ -925,8 +1037,7 @@ KV_AVX512 static void NAME(float *const o[4], const float *const q[4], const voi
             sc[2][p] = _mm512_reduce_add_ps(a2) * scale; \
         sc[3][p] = _mm512_reduce_add_ps(a3) * scale; \
     } \
-    for (int i = 0; i < 4; i++) \
-        ouro_softmax(sc[i], n[i]); \
+    softmax4(sc, n); \
     int c = 0; \
     for (; c + 64 <= hd; c += 64) \
         NAME##_cols(o, v, stride, n, sc, c, 4); \

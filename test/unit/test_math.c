@@ -550,6 +550,38 @@ static void test_expf(void)
           "one f32 scale: bit for bit", ouro_simd_level());
 }
 
+/* ouro_softmax gives the bits of the plain loop (the maximum, expf of each
+ * entry less it, the sum in double in order, one multiply by its inverse)
+ * for every count 1..70, whatever the level does for the last partial
+ * vector. */
+static void test_softmax_bits(void)
+{
+    enum { N = 70 };
+    int same = 1;
+    for (int n = 1; n <= N; n++)
+        for (int rep = 0; rep < 3; rep++) {
+            float x[N], ref[N];
+            float spread = rep == 0 ? 1.0f : rep == 1 ? 20.0f : 300.0f;
+            for (int i = 0; i < n; i++)
+                x[i] = ref[i] = rng_float(-spread, spread);
+            float m = ref[0];
+            for (int i = 1; i < n; i++)
+                if (ref[i] > m)
+                    m = ref[i];
+            double sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                ref[i] = expf(ref[i] - m);
+                sum += ref[i];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int i = 0; i < n; i++)
+                ref[i] *= inv;
+            ouro_softmax(x, n);
+            same &= memcmp(x, ref, (size_t)n * sizeof(float)) == 0;
+        }
+    check(same, "softmax (%s): the bits of the plain loop with expf, n = 1..%d", ouro_simd_level(), N);
+}
+
 static void test_softmax(void)
 {
     static const int sizes[] = { 1, 2, 5, 100, 49152 };
@@ -979,6 +1011,7 @@ int main(void)
     test_add();
     test_expf();
     test_softmax();
+    test_softmax_bits();
     test_rope();
     test_matmul();
     test_matmul_exact();
