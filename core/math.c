@@ -997,6 +997,7 @@ KV_AVX512 static void NAME(float *const o[4], const float *const q[4], const voi
         _Pragma("GCC unroll 16") \
         for (int u = 0; u < 16; u++) \
             acc[u] = _mm512_setzero_ps(); \
+        _Pragma("GCC unroll 2") \
         for (int j = 0; j < nv; j++) { \
             __m512 q0j = _mm512_loadu_ps(q0 + j * 16), q1j = _mm512_loadu_ps(q1 + j * 16); \
             __m512 q2j = _mm512_loadu_ps(q2 + j * 16), q3j = _mm512_loadu_ps(q3 + j * 16); \
