@@ -338,7 +338,9 @@ void ouro_softmax(float *x, int n)
  * operations (about 4 cycles an entry), and the chains of different rows
  * overlap.  Each row's maximum and sum still take its entries one by one in
  * order: its own and the other rows' entries together up to the shortest
- * row's count lo, then the rest of its own. */
+ * row's count lo, then the rest of its own.  (For the AVX-512 attention
+ * kernels: x86-64 only.) */
+#ifdef OURO_X86_SIMD
 static float softmax_max_rest(const float *x, int lo, int n, float m)
 {
     for (int i = lo > 1 ? lo : 1; i < n; i++)
@@ -349,12 +351,10 @@ static float softmax_max_rest(const float *x, int lo, int n, float m)
 
 static void softmax_exp(float *x, int n, float m)
 {
-#ifdef OURO_X86_SIMD
     if (ouro_simd() >= OURO_SIMD_AVX512) {
         exp_sub_avx512(x, n, m);
         return;
     }
-#endif
     for (int i = 0; i < n; i++)
         x[i] = expf(x[i] - m);
 }
@@ -365,12 +365,10 @@ static void softmax_div(float *x, int lo, int n, double sum)
     for (int i = lo; i < n; i++)
         sum += x[i];
     float inv = (float)(1.0 / sum);
-#ifdef OURO_X86_SIMD
     if (ouro_simd() >= OURO_SIMD_AVX512) {
         scale_avx512(x, n, inv);
         return;
     }
-#endif
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
@@ -429,6 +427,7 @@ static void softmax4(float *const x[4], const int n[4])
     softmax_div(x2, lo, n[2], s2);
     softmax_div(x3, lo, n[3], s3);
 }
+#endif /* OURO_X86_SIMD */
 
 double ouro_logsumexp(const float *x, int n)
 {
