@@ -544,8 +544,8 @@ static void rope_store_rows(ouro_session *s, size_t slot, int n, const int32_t *
     #pragma omp parallel for num_threads(s->threads) schedule(static) if (n >= OURO_ROWS_PAR)
     for (int i = 0; i < n; i++) {
         ouro_worker_signals();
-        ouro_rope(s->q + (size_t)i * QD, c->num_heads, c->head_dim, m->inv_freq, s->pos[i]);
-        ouro_rope(s->k + (size_t)i * KD, c->num_kv_heads, c->head_dim, m->inv_freq, s->pos[i]);
+        ouro_rope(s->q + (size_t)i * QD, c->num_heads, s->k + (size_t)i * KD, c->num_kv_heads,
+                  c->head_dim, m->inv_freq, s->pos[i]);
         kv_put(s, s->k_cache, slot, seq[i], s->pos[i], s->k + (size_t)i * KD, 1.0f);
         kv_put(s, s->v_cache, slot, seq[i], s->pos[i], s->v + (size_t)i * KD, 1.0f);
     }

@@ -267,9 +267,11 @@ void ouro_expf16(float *y, const float *x);
 /* inv_freq (head_dim / 2) = 1 / theta^(2i / head_dim), in f32 as the reference. */
 void ouro_rope_inv_freq(float *inv_freq, int head_dim, double theta);
 
-/* Rotates n_heads heads of v (n_heads, head_dim) in place at position pos
- * (rotate-half form: x * cos + rotate_half(x) * sin). */
-void ouro_rope(float *v, int n_heads, int head_dim, const float *inv_freq, int pos);
+/* Rotates the nq heads of q (nq, head_dim) and the nk heads of k (nk,
+ * head_dim; k may be NULL when nk is 0) in place at position pos
+ * (rotate-half form: x * cos + rotate_half(x) * sin), each angle's cosine
+ * and sine computed once for both. */
+void ouro_rope(float *q, int nq, float *k, int nk, int head_dim, const float *inv_freq, int pos);
 
 /* x (n) = softmax(x) in place (max-subtracted). */
 void ouro_softmax(float *x, int n);

@@ -643,7 +643,7 @@ static void test_rope(void)
     static const int dims[] = { 2, 16, 64, 128 };
     static const double thetas[] = { 10000.0, 1000000.0 };
     double worst_freq = 0, worst = 0, worst_norm = 0;
-    int ident_bad = 0;
+    int ident_bad = 0, split_bad = 0;
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         for (size_t ti = 0; ti < 2; ti++) {
             int hd = dims[di], half = hd / 2, nh = 3;
@@ -659,7 +659,14 @@ static void test_rope(void)
                 int pos = positions[pi];
                 for (int i = 0; i < nh * hd; i++)
                     v[i] = v0[i] = rng_float(-2.0f, 2.0f);
-                ouro_rope(v, nh, hd, inv, pos);
+                /* the first head as q, the others as k: the same as each alone */
+                float *w = malloc((size_t)nh * hd * sizeof *w);
+                memcpy(w, v, (size_t)nh * hd * sizeof *w);
+                ouro_rope(w, 1, NULL, 0, hd, inv, pos);
+                ouro_rope(w + hd, nh - 1, NULL, 0, hd, inv, pos);
+                ouro_rope(v, 1, v + hd, nh - 1, hd, inv, pos);
+                split_bad += memcmp(v, w, (size_t)nh * hd * sizeof *v) != 0;
+                free(w);
                 if (pos == 0)
                     ident_bad += memcmp(v, v0, (size_t)nh * hd * sizeof *v) != 0;
                 for (int h = 0; h < nh; h++) {
@@ -688,6 +695,7 @@ static void test_rope(void)
           "head_dim 2..128 (%.1e)", worst);
     check(worst_norm < 1e-5, "rope: each rotated pair keeps its length (%.1e)", worst_norm);
     check(ident_bad == 0, "rope: position 0 leaves the vector unchanged");
+    check(split_bad == 0, "rope: q and k heads in one call give the bits of a call each");
 }
 
 /* ------------------------------------------------------------------------
