@@ -201,7 +201,7 @@ static bool session_sizes(const ouro_model *model, const ouro_session_options *o
     bool ok = add_bytes(&kv, slots, S, (size_t)o->n_ctx, KD * el * 2)
         && add_bytes(&t, S, 3, 1, sizeof(int32_t))                   /* seq_len, seq_cnt, seq_last */
         && add_bytes(&t, B, 3 * D + 2 * QD + 2 * KD + 2 * I, 1, sizeof(float)) /* x..hb2, hsel */
-        && add_bytes(&t, (size_t)o->threads, (size_t)o->n_ctx, 2, sizeof(float))  /* scores */
+        && add_bytes(&t, (size_t)o->threads, (size_t)o->n_ctx, 4, sizeof(float))  /* scores */
         && add_bytes(&t, L, B, D, sizeof(float))                     /* hsteps */
         && add_bytes(&t, B, L, 1, sizeof(float))                     /* gates */
         && add_bytes(&t, OURO_LTMP_ROWS, V, 1, sizeof(float))        /* ltmp */
@@ -317,7 +317,7 @@ ouro_status ouro_session_new(const ouro_model *model, const ouro_session_options
     s->att = alloc3(B, QD, 1, sizeof(float), &fail);
     s->hb = alloc3(B, I, 1, sizeof(float), &fail);
     s->hb2 = alloc3(B, I, 1, sizeof(float), &fail);
-    s->scores = alloc3((size_t)o.threads, (size_t)o.n_ctx, 2, sizeof(float), &fail);
+    s->scores = alloc3((size_t)o.threads, (size_t)o.n_ctx, 4, sizeof(float), &fail);
     s->hsteps = alloc3(L, B, D, sizeof(float), &fail);
     s->gates = alloc3(B, L, 1, sizeof(float), &fail);
     s->hsel = alloc3(B, D, 1, sizeof(float), &fail);
@@ -428,9 +428,13 @@ ouro_status ouro_session_seq_copy(ouro_session *s, int src, int dst, ouro_error 
  * ------------------------------------------------------------------------ */
 
 /* Causal attention of the chunk's tokens over their sequences' cache in
- * `slot`.  Rows go two by two: two rows of one sequence (a prompt's
- * neighbours) read each cache row once for both (attend2); any other pair
- * attends one row after the other.  Either way each row gets the same bits. */
+ * `slot`.  Rows go four by four: four rows of one sequence (a prompt's
+ * neighbours) read each cache row once for all four (attend4); otherwise the
+ * four go as two pairs, two rows of one sequence reading each cache row once
+ * for both (attend2), any other pair one row after the other.  Either way
+ * each row gets the same bits.  The work items are head-major, a head's
+ * groups one after another, so that threads working at the same time read
+ * the same head's cache rows. */
 static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
 {
     const ouro_config *c = &s->model->cfg;
@@ -439,34 +443,57 @@ static void attention(ouro_session *s, size_t slot, int n, const int32_t *seq)
     size_t QD = (size_t)H * hd;
     float scale = 1.0f / sqrtf((float)hd);
     size_t stride = (size_t)hd * s->kv_el;   /* bytes from one position to the next */
-    int np = (n + 1) / 2;   /* pairs of rows */
+    int ng = (n + 3) / 4;   /* groups of four rows */
     int nt = n * H < 4 ? 1 : s->threads;
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int ih = 0; ih < np * H; ih++) {
+    for (int ih = 0; ih < ng * H; ih++) {
         ouro_worker_signals();
-        int i = ih % np * 2, h = ih / np, kh = h / group;   /* a head's pairs one after another */
+        int i = ih % ng * 4, h = ih / ng, kh = h / group;
+        size_t off = (size_t)h * hd;
 #ifdef _OPENMP
-        float *sc = s->scores + (size_t)omp_get_thread_num() * 2 * s->n_ctx;   /* (2, n_ctx) */
+        float *sc = s->scores + (size_t)omp_get_thread_num() * 4 * s->n_ctx;   /* (4, n_ctx) */
 #else
         float *sc = s->scores;
 #endif
-        if (i + 1 < n && seq[i + 1] == seq[i]) {
-            int a = s->pos[i] <= s->pos[i + 1] ? i : i + 1, b = a == i ? i + 1 : i;
-            s->kvk.attend2(s->att + (size_t)a * QD + (size_t)h * hd,
-                           s->att + (size_t)b * QD + (size_t)h * hd,
-                           s->q + (size_t)a * QD + (size_t)h * hd,
-                           s->q + (size_t)b * QD + (size_t)h * hd,
-                           kv_at(s, s->k_cache, slot, seq[i], kh, 0),
-                           kv_at(s, s->v_cache, slot, seq[i], kh, 0), stride,
-                           s->pos[a] + 1, s->pos[b] + 1, scale, sc, sc + s->n_ctx, hd);
+        if (i + 3 < n && seq[i + 1] == seq[i] && seq[i + 2] == seq[i] && seq[i + 3] == seq[i]) {
+            int r[4] = { i, i + 1, i + 2, i + 3 };
+            for (int a = 1; a < 4; a++)   /* by position: the rows' counts ascend */
+                for (int b = a; b > 0 && s->pos[r[b]] < s->pos[r[b - 1]]; b--) {
+                    int t = r[b];
+                    r[b] = r[b - 1];
+                    r[b - 1] = t;
+                }
+            float *o[4];
+            const float *q[4];
+            float *scr[4];
+            int np[4];
+            for (int a = 0; a < 4; a++) {
+                o[a] = s->att + (size_t)r[a] * QD + off;
+                q[a] = s->q + (size_t)r[a] * QD + off;
+                scr[a] = sc + (size_t)a * s->n_ctx;
+                np[a] = s->pos[r[a]] + 1;
+            }
+            s->kvk.attend4(o, q, kv_at(s, s->k_cache, slot, seq[i], kh, 0),
+                           kv_at(s, s->v_cache, slot, seq[i], kh, 0), stride, np, scale, scr, hd);
             continue;
         }
-        for (int r = i; r < i + 2 && r < n; r++)
-            s->kvk.attend(s->att + (size_t)r * QD + (size_t)h * hd, s->q + (size_t)r * QD + (size_t)h * hd,
-                          kv_at(s, s->k_cache, slot, seq[r], kh, 0),
-                          kv_at(s, s->v_cache, slot, seq[r], kh, 0), stride,
-                          s->pos[r] + 1, scale, sc, hd);
+        for (int j = i; j < i + 4 && j < n; j += 2) {
+            if (j + 1 < n && seq[j + 1] == seq[j]) {
+                int a = s->pos[j] <= s->pos[j + 1] ? j : j + 1, b = a == j ? j + 1 : j;
+                s->kvk.attend2(s->att + (size_t)a * QD + off, s->att + (size_t)b * QD + off,
+                               s->q + (size_t)a * QD + off, s->q + (size_t)b * QD + off,
+                               kv_at(s, s->k_cache, slot, seq[j], kh, 0),
+                               kv_at(s, s->v_cache, slot, seq[j], kh, 0), stride,
+                               s->pos[a] + 1, s->pos[b] + 1, scale, sc, sc + s->n_ctx, hd);
+                continue;
+            }
+            for (int r = j; r < j + 2 && r < n; r++)
+                s->kvk.attend(s->att + (size_t)r * QD + off, s->q + (size_t)r * QD + off,
+                              kv_at(s, s->k_cache, slot, seq[r], kh, 0),
+                              kv_at(s, s->v_cache, slot, seq[r], kh, 0), stride,
+                              s->pos[r] + 1, scale, sc, hd);
+        }
     }
 }
 

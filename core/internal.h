@@ -316,6 +316,11 @@ typedef struct ouro_kv_kernels {
     void (*attend2)(float *oa, float *ob, const float *qa, const float *qb, const void *k,
                     const void *v, size_t stride, int na, int nb, float scale, float *sca,
                     float *scb, int n);
+    /* attend for four queries q[r] of one head over the same rows, query r
+     * over n[r] positions, n[0] <= n[1] <= n[2] <= n[3] (sc[r]: its scratch,
+     * n[r] entries); each result has the bits attend gives it alone. */
+    void (*attend4)(float *const o[4], const float *const q[4], const void *k, const void *v,
+                    size_t stride, const int n[4], float scale, float *const sc[4], int hd);
 } ouro_kv_kernels;
 
 /* The fastest kernels this processor runs for the cache's element type. */
@@ -449,7 +454,7 @@ struct ouro_session {
     float *att;                  /* (B, n_heads * head_dim) attention output */
     float *hb;                   /* (B, intermediate) */
     float *hb2;                  /* (B, intermediate) */
-    float *scores;               /* (threads, 2, n_ctx) attention scores */
+    float *scores;               /* (threads, 4, n_ctx) attention scores */
     float *hsteps;               /* (max_loops, B, hidden) normed state of wanted tokens per step */
     float *gates;                /* (B, max_loops) gate logits, then exit pdf, of wanted tokens */
     float *hsel;                 /* (B, hidden) selected state for lm_head */

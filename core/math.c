@@ -243,8 +243,23 @@ EXPF_TARGET static void exp_sub_avx512(float *x, int n, float m)
     int i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(x + i, expf16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv)));
-    for (; i < n; i++)
-        x[i] = expf(x[i] - m);
+    if (i < n) {   /* the last 1..15, the lanes past n zero (expf16 is per lane) */
+        __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, t, expf16(_mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + i), mv)));
+    }
+}
+
+/* x *= a, n entries. */
+EXPF_TARGET static void scale_avx512(float *x, int n, float a)
+{
+    __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), av));
+    if (i < n) {
+        __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), av));
+    }
 }
 
 EXPF_TARGET static void silu_mul_avx512(float *h, const float *u, int n)
@@ -317,6 +332,102 @@ void ouro_softmax(float *x, int n)
     for (int i = 0; i < n; i++)
         x[i] *= inv;
 }
+
+/* ouro_softmax of two or four rows with the same bits, the rows side by
+ * side: the running maximum and the running sum are chains of dependent
+ * operations (about 4 cycles an entry), and the chains of different rows
+ * overlap.  Each row's maximum and sum still take its entries one by one in
+ * order: its own and the other rows' entries together up to the shortest
+ * row's count lo, then the rest of its own.  (For the AVX-512 attention
+ * kernels: x86-64 only.) */
+#ifdef OURO_X86_SIMD
+static float softmax_max_rest(const float *x, int lo, int n, float m)
+{
+    for (int i = lo > 1 ? lo : 1; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    return m;
+}
+
+static void softmax_exp(float *x, int n, float m)
+{
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        exp_sub_avx512(x, n, m);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        x[i] = expf(x[i] - m);
+}
+
+/* x /= sum, where sum (the first lo entries added) takes the rest in order. */
+static void softmax_div(float *x, int lo, int n, double sum)
+{
+    for (int i = lo; i < n; i++)
+        sum += x[i];
+    float inv = (float)(1.0 / sum);
+    if (ouro_simd() >= OURO_SIMD_AVX512) {
+        scale_avx512(x, n, inv);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+static void softmax2(float *a, int na, float *b, int nb)
+{
+    int lo = na < nb ? na : nb;
+    float ma = a[0], mb = b[0];
+    for (int i = 1; i < lo; i++) {
+        if (a[i] > ma)
+            ma = a[i];
+        if (b[i] > mb)
+            mb = b[i];
+    }
+    softmax_exp(a, na, softmax_max_rest(a, lo, na, ma));
+    softmax_exp(b, nb, softmax_max_rest(b, lo, nb, mb));
+    double sa = 0.0, sb = 0.0;
+    for (int i = 0; i < lo; i++) {
+        sa += a[i];
+        sb += b[i];
+    }
+    softmax_div(a, lo, na, sa);
+    softmax_div(b, lo, nb, sb);
+}
+
+static void softmax4(float *const x[4], const int n[4])
+{
+    float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int lo = n[0];
+    for (int r = 1; r < 4; r++)
+        lo = n[r] < lo ? n[r] : lo;
+    float m0 = x0[0], m1 = x1[0], m2 = x2[0], m3 = x3[0];
+    for (int i = 1; i < lo; i++) {
+        if (x0[i] > m0)
+            m0 = x0[i];
+        if (x1[i] > m1)
+            m1 = x1[i];
+        if (x2[i] > m2)
+            m2 = x2[i];
+        if (x3[i] > m3)
+            m3 = x3[i];
+    }
+    softmax_exp(x0, n[0], softmax_max_rest(x0, lo, n[0], m0));
+    softmax_exp(x1, n[1], softmax_max_rest(x1, lo, n[1], m1));
+    softmax_exp(x2, n[2], softmax_max_rest(x2, lo, n[2], m2));
+    softmax_exp(x3, n[3], softmax_max_rest(x3, lo, n[3], m3));
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (int i = 0; i < lo; i++) {
+        s0 += x0[i];
+        s1 += x1[i];
+        s2 += x2[i];
+        s3 += x3[i];
+    }
+    softmax_div(x0, lo, n[0], s0);
+    softmax_div(x1, lo, n[1], s1);
+    softmax_div(x2, lo, n[2], s2);
+    softmax_div(x3, lo, n[3], s3);
+}
+#endif /* OURO_X86_SIMD */
 
 double ouro_logsumexp(const float *x, int n)
 {
@@ -443,6 +554,18 @@ static void NAME(float *oa, float *ob, const float *qa, const float *qb, const v
 }
 KV_ATTEND2_OF(kv_attend2_f32_c, kv_attend_f32_c)
 KV_ATTEND2_OF(kv_attend2_f16_c, kv_attend_f16_c)
+
+/* Four query heads over the same cache rows, over n[0] <= n[1] <= n[2] <=
+ * n[3] positions: two pairs, each as attend2. */
+#define KV_ATTEND4_OF(NAME, ATTEND2) \
+static void NAME(float *const o[4], const float *const q[4], const void *k, const void *v, \
+                 size_t stride, const int n[4], float scale, float *const sc[4], int hd) \
+{ \
+    ATTEND2(o[0], o[1], q[0], q[1], k, v, stride, n[0], n[1], scale, sc[0], sc[1], hd); \
+    ATTEND2(o[2], o[3], q[2], q[3], k, v, stride, n[2], n[3], scale, sc[2], sc[3], hd); \
+}
+KV_ATTEND4_OF(kv_attend4_f32_c, kv_attend2_f32_c)
+KV_ATTEND4_OF(kv_attend4_f16_c, kv_attend2_f16_c)
 
 #ifdef OURO_X86_SIMD   /* the x86-64 kernels; elsewhere the portable ones above alone */
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -782,8 +905,7 @@ KV_AVX512 static void NAME(float *oa, float *ob, const float *qa, const float *q
             sca[p] = _mm512_reduce_add_ps(a0) * scale; \
         scb[p] = _mm512_reduce_add_ps(b0) * scale; \
     } \
-    ouro_softmax(sca, na); \
-    ouro_softmax(scb, nb); \
+    softmax2(sca, na, scb, nb); \
     int c = 0; \
     for (; c + 128 <= hd; c += 128) \
         NAME##_cols(oa, ob, v, stride, na, nb, sca, scb, c, 8); \
@@ -801,9 +923,137 @@ KV_AVX512 static void NAME(float *oa, float *ob, const float *qa, const float *q
 KV_ATTEND2_AVX512(kv_attend2_f32_fused, kv_attend_f32_fused, KV_LOAD_F32, 4)
 KV_ATTEND2_AVX512(kv_attend2_f16_fused, kv_attend_f16_fused, KV_LOAD_F16, 2)
 
-/* The AVX-512 attention of one and of two query heads for cache elements EL:
- * the fused kernels where head_dim allows, else the dot and axpy loop (two
- * heads: one after the other). */
+/* Four query heads of one sequence over the same cache rows (n[0] <= n[1] <=
+ * n[2] <= n[3] positions), fused: each key and value vector is loaded once
+ * for all four, where two heads at a time (above) load it once for two and
+ * are bound by the reads from L2.  Each query's operations are still those of
+ * the one-query kernel, in the same order: per position one chain of fused
+ * multiply-adds over the head's elements and the reduction of
+ * _mm512_reduce_add_ps (kv_reduce16 for 4 positions of the 4 queries), times
+ * scale; the softmax of its own positions; o from zero, one fused
+ * multiply-add per element and position, in position order.  So each gets
+ * the bits it gets alone.  The scores of a block of 4 positions are taken
+ * for all four queries, the ones past a query's own count thrown away (in a
+ * prompt they are the last three positions); the values are added only for
+ * a query's own positions. */
+#define KV_ATTEND4_AVX512(NAME, LOAD, EL) \
+KV_AVX512 static inline __attribute__((always_inline)) \
+void NAME##_cols(float *const o[4], const char *v, size_t stride, const int n[4], \
+                 float *const sc[4], int c0, int nv) \
+{ \
+    __m512 acc[16];   /* query r's vector u at r * nv + u */ \
+    _Pragma("GCC unroll 16") \
+    for (int u = 0; u < 4 * nv; u++) \
+        acc[u] = _mm512_setzero_ps(); \
+    const float *s0 = sc[0], *s1 = sc[1], *s2 = sc[2], *s3 = sc[3]; \
+    int p = 0; \
+    for (; p < n[0]; p++) { \
+        __m512 a0 = _mm512_set1_ps(s0[p]), a1 = _mm512_set1_ps(s1[p]); \
+        __m512 a2 = _mm512_set1_ps(s2[p]), a3 = _mm512_set1_ps(s3[p]); \
+        const char *vp = v + (size_t)p * stride + (size_t)c0 * (EL); \
+        _Pragma("GCC unroll 4") \
+        for (int u = 0; u < nv; u++) { \
+            __m512 x = LOAD(vp + (size_t)u * 16 * (EL)); \
+            acc[u] = _mm512_fmadd_ps(a0, x, acc[u]); \
+            acc[nv + u] = _mm512_fmadd_ps(a1, x, acc[nv + u]); \
+            acc[2 * nv + u] = _mm512_fmadd_ps(a2, x, acc[2 * nv + u]); \
+            acc[3 * nv + u] = _mm512_fmadd_ps(a3, x, acc[3 * nv + u]); \
+        } \
+    } \
+    for (; p < n[3]; p++) {   /* the positions of the later queries alone */ \
+        bool on1 = p < n[1], on2 = p < n[2]; \
+        __m512 a1 = _mm512_set1_ps(on1 ? s1[p] : 0.0f), a2 = _mm512_set1_ps(on2 ? s2[p] : 0.0f); \
+        __m512 a3 = _mm512_set1_ps(s3[p]); \
+        const char *vp = v + (size_t)p * stride + (size_t)c0 * (EL); \
+        _Pragma("GCC unroll 4") \
+        for (int u = 0; u < nv; u++) { \
+            __m512 x = LOAD(vp + (size_t)u * 16 * (EL)); \
+            if (on1) \
+                acc[nv + u] = _mm512_fmadd_ps(a1, x, acc[nv + u]); \
+            if (on2) \
+                acc[2 * nv + u] = _mm512_fmadd_ps(a2, x, acc[2 * nv + u]); \
+            acc[3 * nv + u] = _mm512_fmadd_ps(a3, x, acc[3 * nv + u]); \
+        } \
+    } \
+    _Pragma("GCC unroll 4") \
+    for (int u = 0; u < nv; u++) { \
+        _mm512_storeu_ps(o[0] + c0 + u * 16, acc[u]); \
+        _mm512_storeu_ps(o[1] + c0 + u * 16, acc[nv + u]); \
+        _mm512_storeu_ps(o[2] + c0 + u * 16, acc[2 * nv + u]); \
+        _mm512_storeu_ps(o[3] + c0 + u * 16, acc[3 * nv + u]); \
+    } \
+} \
+KV_AVX512 static void NAME(float *const o[4], const float *const q[4], const void *kv_k, \
+                           const void *kv_v, size_t stride, const int n[4], float scale, \
+                           float *const sc[4], int hd) \
+{ \
+    const char *k = kv_k, *v = kv_v; \
+    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3]; \
+    int nv = hd / 16, p = 0; \
+    for (; p + 4 <= n[3]; p += 4) { \
+        const char *k0 = k + (size_t)p * stride; \
+        __m512 acc[16];   /* query r at position p + u: acc[4 * r + u] */ \
+        _Pragma("GCC unroll 16") \
+        for (int u = 0; u < 16; u++) \
+            acc[u] = _mm512_setzero_ps(); \
+        _Pragma("GCC unroll 2") \
+        for (int j = 0; j < nv; j++) { \
+            __m512 q0j = _mm512_loadu_ps(q0 + j * 16), q1j = _mm512_loadu_ps(q1 + j * 16); \
+            __m512 q2j = _mm512_loadu_ps(q2 + j * 16), q3j = _mm512_loadu_ps(q3 + j * 16); \
+            size_t off = (size_t)j * 16 * (EL); \
+            _Pragma("GCC unroll 4") \
+            for (int u = 0; u < 4; u++) { \
+                __m512 x = LOAD(k0 + (size_t)u * stride + off); \
+                acc[u] = _mm512_fmadd_ps(q0j, x, acc[u]); \
+                acc[4 + u] = _mm512_fmadd_ps(q1j, x, acc[4 + u]); \
+                acc[8 + u] = _mm512_fmadd_ps(q2j, x, acc[8 + u]); \
+                acc[12 + u] = _mm512_fmadd_ps(q3j, x, acc[12 + u]); \
+            } \
+        } \
+        __m512 r = _mm512_mul_ps(kv_reduce16(acc), _mm512_set1_ps(scale)); \
+        _Pragma("GCC unroll 4") \
+        for (int i = 0; i < 4; i++) {   /* lanes 4i .. 4i+3 to sc[i] + p, those < n[i] */ \
+            int m = n[i] - p < 4 ? n[i] - p : 4; \
+            if (m > 0)   /* a masked store: the lanes off the mask touch no memory */ \
+                _mm512_mask_storeu_ps((void *)((uintptr_t)(sc[i] + p) - 16 * (uintptr_t)i), \
+                                      (__mmask16)(((1u << m) - 1) << (4 * i)), r); \
+        } \
+    } \
+    for (; p < n[3]; p++) { \
+        const char *kp = k + (size_t)p * stride; \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0; \
+        for (int j = 0; j < nv; j++) { \
+            __m512 x = LOAD(kp + (size_t)j * 16 * (EL)); \
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q0 + j * 16), x, a0); \
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q1 + j * 16), x, a1); \
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q2 + j * 16), x, a2); \
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q3 + j * 16), x, a3); \
+        } \
+        if (p < n[0]) \
+            sc[0][p] = _mm512_reduce_add_ps(a0) * scale; \
+        if (p < n[1]) \
+            sc[1][p] = _mm512_reduce_add_ps(a1) * scale; \
+        if (p < n[2]) \
+            sc[2][p] = _mm512_reduce_add_ps(a2) * scale; \
+        sc[3][p] = _mm512_reduce_add_ps(a3) * scale; \
+    } \
+    softmax4(sc, n); \
+    int c = 0; \
+    for (; c + 64 <= hd; c += 64) \
+        NAME##_cols(o, v, stride, n, sc, c, 4); \
+    if (c + 32 <= hd) { \
+        NAME##_cols(o, v, stride, n, sc, c, 2); \
+        c += 32; \
+    } \
+    if (c < hd) \
+        NAME##_cols(o, v, stride, n, sc, c, 1); \
+}
+KV_ATTEND4_AVX512(kv_attend4_f32_fused, KV_LOAD_F32, 4)
+KV_ATTEND4_AVX512(kv_attend4_f16_fused, KV_LOAD_F16, 2)
+
+/* The AVX-512 attention of one, two and four query heads for cache elements
+ * EL: the fused kernels where head_dim allows, else the dot and axpy loop
+ * (two heads: one after the other; four: two pairs). */
 #define KV_AVX512_OF(EL) \
 KV_AVX512 static void kv_attend_##EL##_avx512(float *o, const float *q, const void *k, \
                                              const void *v, size_t stride, int npos, float scale, \
@@ -826,12 +1076,28 @@ KV_AVX512 static void kv_attend2_##EL##_avx512(float *oa, float *ob, const float
     } \
     kv_attend_##EL##_avx512(oa, qa, k, v, stride, na, scale, sca, hd); \
     kv_attend_##EL##_avx512(ob, qb, k, v, stride, nb, scale, scb, hd); \
+} \
+KV_AVX512 static void kv_attend4_##EL##_avx512(float *const o[4], const float *const q[4], \
+                                              const void *k, const void *v, size_t stride, \
+                                              const int n[4], float scale, float *const sc[4], \
+                                              int hd) \
+{ \
+    if (hd % 16 == 0 && hd <= 512) { \
+        kv_attend4_##EL##_fused(o, q, k, v, stride, n, scale, sc, hd); \
+        return; \
+    } \
+    kv_attend2_##EL##_avx512(o[0], o[1], q[0], q[1], k, v, stride, n[0], n[1], scale, sc[0], \
+                             sc[1], hd); \
+    kv_attend2_##EL##_avx512(o[2], o[3], q[2], q[3], k, v, stride, n[2], n[3], scale, sc[2], \
+                             sc[3], hd); \
 }
 KV_AVX512_OF(f32)
 KV_AVX512_OF(f16)
 
 KV_ATTEND2_OF(kv_attend2_f32_avx2, kv_attend_f32_avx2)
 KV_ATTEND2_OF(kv_attend2_f16_avx2, kv_attend_f16_avx2)
+KV_ATTEND4_OF(kv_attend4_f32_avx2, kv_attend2_f32_avx2)
+KV_ATTEND4_OF(kv_attend4_f16_avx2, kv_attend2_f16_avx2)
 
 #endif /* OURO_X86_SIMD */
 
@@ -840,13 +1106,17 @@ ouro_kv_kernels ouro_kv_kernels_for(bool f16)
     const char *lv = ouro_simd_level();
     int l = strcmp(lv, "avx512") == 0 ? 2 : strcmp(lv, "avx2") == 0 ? 1 : 0;
     static const ouro_kv_kernels table[3][2] = {
-        { { kv_dot_f32_c, kv_axpy_f32_c, kv_attend_f32_c, kv_attend2_f32_c },
-          { kv_dot_f16_c, kv_axpy_f16_c, kv_attend_f16_c, kv_attend2_f16_c } },
+        { { kv_dot_f32_c, kv_axpy_f32_c, kv_attend_f32_c, kv_attend2_f32_c, kv_attend4_f32_c },
+          { kv_dot_f16_c, kv_axpy_f16_c, kv_attend_f16_c, kv_attend2_f16_c, kv_attend4_f16_c } },
 #ifdef OURO_X86_SIMD
-        { { kv_dot_f32_avx2, kv_axpy_f32_avx2, kv_attend_f32_avx2, kv_attend2_f32_avx2 },
-          { kv_dot_f16_avx2, kv_axpy_f16_avx2, kv_attend_f16_avx2, kv_attend2_f16_avx2 } },
-        { { kv_dot_f32_avx512, kv_axpy_f32_avx512, kv_attend_f32_avx512, kv_attend2_f32_avx512 },
-          { kv_dot_f16_avx512, kv_axpy_f16_avx512, kv_attend_f16_avx512, kv_attend2_f16_avx512 } },
+        { { kv_dot_f32_avx2, kv_axpy_f32_avx2, kv_attend_f32_avx2, kv_attend2_f32_avx2,
+            kv_attend4_f32_avx2 },
+          { kv_dot_f16_avx2, kv_axpy_f16_avx2, kv_attend_f16_avx2, kv_attend2_f16_avx2,
+            kv_attend4_f16_avx2 } },
+        { { kv_dot_f32_avx512, kv_axpy_f32_avx512, kv_attend_f32_avx512, kv_attend2_f32_avx512,
+            kv_attend4_f32_avx512 },
+          { kv_dot_f16_avx512, kv_axpy_f16_avx512, kv_attend_f16_avx512, kv_attend2_f16_avx512,
+            kv_attend4_f16_avx512 } },
 #endif
     };
     return table[l][f16];   /* generic (row 0) where there are no x86 kernels */

@@ -28,6 +28,8 @@ TINY = os.path.join(ROOT, "test", "data", "models", "tiny-mha-bf16")
 os.environ.pop("OURO_MODEL", None)
 
 LONG = " ".join("word%d" % i for i in range(900))         # 3490 tokens
+# 7891 tokens (a context of 8192): a prefill that still runs well past 1.5 s at 16 loop steps
+LONGER = " ".join("word%d" % i for i in range(1800))
 LABELS = json.dumps(["label %d " % k + " ".join("w%d" % i for i in range(100)) for k in range(4)])
 # the stop bound asserted on the tiny model; make asan-ext raises it (instrumented code is slower)
 STOP_BOUND_S = float(os.environ.get("OURO_TEST_STOP_BOUND_MS", "1000")) / 1000
@@ -107,11 +109,12 @@ def truncated_model_file():
         shutil.copytree(TINY, victim)
         conn = connect(model=victim)
         conn.execute("SELECT ouro_setting('threads', '2')")
+        conn.execute("SELECT ouro_setting('context_length', '8192')")
         result = {}
 
         def work():
             try:
-                result["value"] = one(conn, "SELECT length(ouro_generate(?, 16, 1))", LONG)
+                result["value"] = one(conn, "SELECT length(ouro_generate(?, 16, 1))", LONGER)
             except sqlite3.Error as e:
                 result["error"] = str(e)
 

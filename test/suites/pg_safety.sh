@@ -98,18 +98,21 @@ EOF
 pm_pid=$(head -1 "$DATA/postmaster.pid")
 pm_start=$(sql -c "SELECT pg_postmaster_start_time()")
 
-# Long work on the tiny model: a 3490-token prompt prefilled at 16 loop steps (about 11 s on
-# one core of the reference machine), and a classification whose labels are 100 words each,
-# scored in one forward call of their tokens (about 5 s).
+# Long work on the tiny model: a 3490-token prompt prefilled at 16 loop steps (about 2.4 s on
+# one core here), a 7891-token one (LONGER, in a context of 8192: about 6 s on two cores) that
+# must still be running after 2 s, and a classification whose labels are 200 words each, scored
+# in one forward call of their tokens (about 3.3 s on two cores; at 100 words a label it took
+# 0.9 s once attention took four rows at a time, less than the 1.5 s the stops wait).
 LONG="(SELECT string_agg('word' || i, ' ') FROM generate_series(0, 899) AS i)"
-LABELS="(SELECT array_agg('label ' || k || ' ' || (SELECT string_agg('w' || i, ' ') FROM generate_series(0, 99) AS i)) FROM generate_series(1, 4) AS k)"
+LONGER="(SELECT string_agg('word' || i, ' ') FROM generate_series(0, 1799) AS i)"
+LABELS="(SELECT array_agg('label ' || k || ' ' || (SELECT string_agg('w' || i, ' ') FROM generate_series(0, 199) AS i)) FROM generate_series(1, 4) AS k)"
 PREFILL="SELECT length(ouro_generate($LONG, max_loops := 16, max_tokens := 1))"
 CLASSIFY="SELECT ouro_classify('x', $LABELS, NULL, 16)"
 
 # --- 1. a model file truncated under a running statement ------------------------------------
 
-(sql -v ON_ERROR_STOP=0 -c "SET ouro.threads = 2" \
-     -c "SELECT length(ouro_generate($LONG, max_loops := 16, max_tokens := 1, model := 'victim'))" \
+(sql -v ON_ERROR_STOP=0 -c "SET ouro.threads = 2" -c "SET ouro.context_length = 8192" \
+     -c "SELECT length(ouro_generate($LONGER, max_loops := 16, max_tokens := 1, model := 'victim'))" \
      -c "\\! cp test/data/models/tiny-mha-bf16/model.safetensors $MODELS/victim/" \
      -c "SELECT 'reloaded:' || length(ouro_generate('Hi', max_tokens := 2, model := 'victim'))" \
      >"$TMP/victim.out" 2>&1) &

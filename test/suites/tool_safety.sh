@@ -11,9 +11,10 @@ SUITE=tool_safety; . test/tap.sh
 TMP=$(mktemp -d /tmp/ouro-tool-safety.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 cp -r test/data/models/tiny-mha-bf16 "$TMP/m"
-prompt=$(for i in $(seq 0 899); do printf 'word%d ' "$i"; done)
+# 7891 tokens at 16 loop steps (about 6 s on two cores here): still running after the 1.5 s below
+prompt=$(for i in $(seq 0 1799); do printf 'word%d ' "$i"; done)
 build/ouro generate --model "$TMP/m" --prompt "$prompt" --max-loops 16 --max-tokens 1 --threads 2 \
-    >"$TMP/out" 2>"$TMP/err" &
+    --n-ctx 8192 >"$TMP/out" 2>"$TMP/err" &
 pid=$!
 sleep 1.5
 truncate -s 4096 "$TMP/m/model.safetensors"

@@ -10,6 +10,8 @@
  *   - the 12 greedy tokens, decoded with the KV cache, identical (alone, and
  *     with every case of the model decoded together in one batch, with small
  *     forward chunks);
+ *   - a prompt in one forward call and one token per call: every position's
+ *     exit pdf the same bits (ouro_depth), with f32 and f16 caches;
  *   - expected_adaptive.json: every robust case gives the reference new ids
  *     and exit steps in all six depth / cache modes.
  *
@@ -144,6 +146,65 @@ static void check_logits(const char *name, ouro_model *m, const cJSON *cs)
     free(pdf);
     free(seq);
     free(want);
+    free(ids);
+}
+
+/* ------------------------------------------------------------------------
+ * A prompt in one call, or one token at a time: the same bits
+ * ------------------------------------------------------------------------ */
+
+/* The exit pdf of every position of a prompt (the first case of 30 tokens or
+ * more) is the same bits whether the prompt goes through in one forward call
+ * (attention takes its rows four at a time) or one token per call (one row
+ * at a time), with f32 and f16 caches.  ouro_depth's products sum in one
+ * order whatever the number of tokens in a call, so that attention is what
+ * the two ways could differ in. */
+static void check_rows_alone(const char *name, ouro_model *m, const cJSON *cases)
+{
+    int32_t *ids = NULL;
+    int n = 0;
+    const cJSON *cs;
+    cJSON_ArrayForEach(cs, cases) {
+        n = json_ints(cJSON_GetObjectItem(cs, "input_ids"), &ids);
+        if (n >= 30)
+            break;
+        free(ids);
+        ids = NULL;
+    }
+    if (!check(ids != NULL, "%s: a case of 30 tokens or more", name))
+        return;
+    int T = ouro_model_config(m)->total_ut_steps;
+    for (int kv = 0; kv < 2; kv++) {
+        ouro_status st = OURO_OK;
+        ouro_error e = { 0 };
+        float *pdf[2];
+        double *ex[2];
+        for (int way = 0; way < 2; way++) {
+            pdf[way] = calloc((size_t)n * T, sizeof(float));
+            ex[way] = calloc((size_t)n, sizeof(double));
+            ouro_session *s = NULL;
+            ouro_session_options so = { .n_ctx = n, .threads = 2, .max_batch = way ? 1 : 0,
+                                        .kv_type = kv ? OURO_KV_F16 : OURO_KV_F32 };
+            if (st == OURO_OK)
+                st = ouro_session_new(m, &so, &s, &e);
+            if (st == OURO_OK && ouro_session_max_loops(s) != T)
+                st = OURO_ERR_ARG;
+            if (st == OURO_OK)
+                st = ouro_depth(s, ids, n, 0.5f, pdf[way], ex[way], NULL, NULL, NULL, &e);
+            ouro_session_free(s);
+        }
+        if (check(st == OURO_OK, "%s: ouro_depth, %s cache", name, kv ? "f16" : "f32"))
+            check(memcmp(pdf[0], pdf[1], (size_t)n * T * sizeof(float)) == 0
+                  && memcmp(ex[0], ex[1], (size_t)n * sizeof(double)) == 0,
+                  "%s: a prompt of %d tokens in one call gives every position the exit pdf of "
+                  "one token per call, bit for bit (%s cache)", name, n, kv ? "f16" : "f32");
+        else
+            check_note("%s", e.message);
+        for (int way = 0; way < 2; way++) {
+            free(pdf[way]);
+            free(ex[way]);
+        }
+    }
     free(ids);
 }
 
@@ -451,6 +512,7 @@ int main(void)
             cJSON_ArrayForEach(cs, cases)
                 check_logits(models[k], m, cs);
             check_greedy(models[k], m, cases);
+            check_rows_alone(models[k], m, cases);
         }
         cJSON_Delete(ex);
 

@@ -550,6 +550,38 @@ static void test_expf(void)
           "one f32 scale: bit for bit", ouro_simd_level());
 }
 
+/* ouro_softmax gives the bits of the plain loop (the maximum, expf of each
+ * entry less it, the sum in double in order, one multiply by its inverse)
+ * for every count 1..70, whatever the level does for the last partial
+ * vector. */
+static void test_softmax_bits(void)
+{
+    enum { N = 70 };
+    int same = 1;
+    for (int n = 1; n <= N; n++)
+        for (int rep = 0; rep < 3; rep++) {
+            float x[N], ref[N];
+            float spread = rep == 0 ? 1.0f : rep == 1 ? 20.0f : 300.0f;
+            for (int i = 0; i < n; i++)
+                x[i] = ref[i] = rng_float(-spread, spread);
+            float m = ref[0];
+            for (int i = 1; i < n; i++)
+                if (ref[i] > m)
+                    m = ref[i];
+            double sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                ref[i] = expf(ref[i] - m);
+                sum += ref[i];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int i = 0; i < n; i++)
+                ref[i] *= inv;
+            ouro_softmax(x, n);
+            same &= memcmp(x, ref, (size_t)n * sizeof(float)) == 0;
+        }
+    check(same, "softmax (%s): the bits of the plain loop with expf, n = 1..%d", ouro_simd_level(), N);
+}
+
 static void test_softmax(void)
 {
     static const int sizes[] = { 1, 2, 5, 100, 49152 };
@@ -904,6 +936,79 @@ static void test_kv_attend(void)
     }
 }
 
+/* Four queries at once give each the bits of the level's dot, softmax and
+ * axpy alone (the reference loop), for head sizes on the fused path (64, 128)
+ * and off it (80), every count of positions 1..70 for the last query, and
+ * the others at the counts of a prompt's neighbours, equal, or far apart. */
+static void test_kv_attend4(void)
+{
+    static const int hds[] = { 64, 128, 80 };
+    enum { MAXP = 70, MAXH = 128, KVH = 2 };
+    for (int f16 = 0; f16 < 2; f16++) {
+        ouro_kv_kernels k = ouro_kv_kernels_for(f16);
+        size_t el = f16 ? 2 : 4;
+        int same = 1, cases = 0;
+        char first[160] = "";
+        static unsigned char kc[MAXP * KVH * MAXH * 4], vc[MAXP * KVH * MAXH * 4];
+        static float qs[4][MAXH], os[4][MAXH], ref[MAXH], scs[4][MAXP], sr[MAXP];
+        float src[MAXH];
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+            int hd = hds[h];
+            size_t stride = (size_t)KVH * hd * el;
+            for (int p = 0; p < MAXP; p++)
+                for (int kh = 0; kh < KVH; kh++) {
+                    for (int j = 0; j < hd; j++)
+                        src[j] = (float)(((p * 131 + kh * 17 + j * 29) % 61) - 30) / 9.0f;
+                    ouro_kv_store(kc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+                    for (int j = 0; j < hd; j++)
+                        src[j] = (float)(((p * 71 + kh * 13 + j * 43) % 53) - 26) / 7.0f;
+                    ouro_kv_store(vc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+                }
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < hd; j++)
+                    qs[r][j] = (float)(((j * (37 + 6 * r) + 5 * r) % 23) - 11) / (13.0f - r);
+            float scale = 1.0f / sqrtf((float)hd);
+            const unsigned char *kb = kc + (size_t)hd * el, *vb = vc + (size_t)hd * el;  /* head 1 */
+            for (int n3 = 1; n3 <= MAXP; n3++)
+                for (int shape = 0; shape < 4; shape++) {
+                    int n[4];
+                    for (int r = 0; r < 4; r++) {
+                        int d = 3 - r;
+                        n[r] = shape == 0 ? n3 - d                       /* neighbours */
+                             : shape == 1 ? n3                           /* equal */
+                             : shape == 2 ? n3 - d * (n3 / 4)            /* spread */
+                             : (r < 2 ? n3 - 5 * (2 - r) : n3);          /* two and two */
+                        if (n[r] < 1)
+                            n[r] = 1;
+                    }
+                    float *o[4] = { os[0], os[1], os[2], os[3] };
+                    const float *q[4] = { qs[0], qs[1], qs[2], qs[3] };
+                    float *sc[4] = { scs[0], scs[1], scs[2], scs[3] };
+                    k.attend4(o, q, kb, vb, stride, n, scale, sc, hd);
+                    for (int r = 0; r < 4; r++) {
+                        for (int p = 0; p < n[r]; p++)
+                            sr[p] = k.dot(qs[r], kb + p * stride, hd) * scale;
+                        ouro_softmax(sr, n[r]);
+                        memset(ref, 0, sizeof ref);
+                        for (int p = 0; p < n[r]; p++)
+                            k.axpy(ref, sr[p], vb + p * stride, hd);
+                        bool ok = memcmp(os[r], ref, (size_t)hd * sizeof(float)) == 0
+                                  && memcmp(scs[r], sr, (size_t)n[r] * sizeof(float)) == 0;
+                        if (!ok && same)
+                            snprintf(first, sizeof first, "head_dim %d, n %d %d %d %d, query %d",
+                                     hd, n[0], n[1], n[2], n[3], r);
+                        same &= ok;
+                    }
+                    cases++;
+                }
+        }
+        check(same, "kv attend4 (%s, %s): each of four queries gets the bits of the dot, softmax "
+              "and axpy loop alone (%d cases)", f16 ? "f16" : "f32", ouro_simd_level(), cases);
+        if (!same)
+            check_note("first wrong: %s", first);
+    }
+}
+
 int main(void)
 {
     test_exit_pdf();
@@ -914,10 +1019,12 @@ int main(void)
     test_add();
     test_expf();
     test_softmax();
+    test_softmax_bits();
     test_rope();
     test_matmul();
     test_matmul_exact();
     test_kv_kernels();
     test_kv_attend();
+    test_kv_attend4();
     return check_done();
 }
