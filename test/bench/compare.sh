@@ -132,12 +132,29 @@ run_llama() {  # run_llama LABEL GGUF: the same columns from llama-bench and lla
         NF >= 10 && $2 ~ /^ *[0-9]+ *$/ { b = $4 + 0; s = $9 + 0; print l "|batch" b "|llama|" s }' >>"$results"
 }
 
+# llama.cpp's GGUF is read into the page cache right before each row's runs: a GGUF of Ouro
+# repeats the shared layers per loop step, so it is four times ouro's file, and the rows before
+# would otherwise have pushed parts of it out (its figures then include reads from disk).  ouro's
+# folder is left to its own loader, which faults its pages in as 2 MB pages where the kernel
+# allows; reading it here first would fill the page cache with small pages instead.
+warm() {   # warm GGUF: reads it into the page cache; says so when it cannot stay there
+    local kb avail
+    cat "$1" >/dev/null 2>&1 || true
+    kb=$(du -kL "$1" 2>/dev/null | cut -f1 || true)
+    avail=$(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo)
+    if [ -n "$kb" ] && [ -n "$avail" ] && [ "$kb" -gt $((avail * 8 / 10)) ]; then
+        echo "  note: $1 takes $((kb >> 20)) GiB, close to what the page cache can hold" \
+             "($((avail >> 20)) GiB available): llama.cpp's figures may include reads from disk" >&2
+    fi
+}
+
 echo "bench-compare: $RUNS runs, $THREADS threads, ouro $MODEL_BENCH, llama.cpp $LB${LBB:+ and $LBB}"
 echo "  load average before: $(cut -d' ' -f1 /proc/loadavg)"
 for ((run = 1; run <= RUNS; run++)); do
     for r in "${rows[@]}"; do
         IFS='|' read -r label dir prec gguf <<<"$r"
         echo "  run $run: $label" >&2
+        warm "$gguf"
         if [ $((run % 2)) = 1 ]; then
             run_ouro "$label" "$dir" "$prec"
             run_llama "$label" "$gguf"
