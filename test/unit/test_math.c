@@ -874,6 +874,23 @@ static void test_kv_kernels(void)
     }
 }
 
+/* Fills np positions of kvh heads of head_dim hd of a K and a V cache (f32
+ * or f16 entries, positions kvh * hd entries apart) with spread values. */
+static void fill_cache(unsigned char *kc, unsigned char *vc, int np, int kvh, int hd, int f16)
+{
+    size_t el = f16 ? 2 : 4, stride = (size_t)kvh * hd * el;
+    float src[512];
+    for (int p = 0; p < np; p++)
+        for (int kh = 0; kh < kvh; kh++) {
+            for (int j = 0; j < hd; j++)
+                src[j] = (float)(((p * 131 + kh * 17 + j * 29) % 61) - 30) / 9.0f;
+            ouro_kv_store(kc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+            for (int j = 0; j < hd; j++)
+                src[j] = (float)(((p * 71 + kh * 13 + j * 43) % 53) - 26) / 7.0f;
+            ouro_kv_store(vc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
+        }
+}
+
 /* The fused attention of one head gives the bits of the level's dot, softmax
  * and axpy in position order, for head sizes on and off the fused path. */
 static void test_kv_attend(void)
@@ -885,19 +902,11 @@ static void test_kv_attend(void)
         size_t el = f16 ? 2 : 4;
         int same = 1, cases = 0, same2 = 1, cases2 = 0;
         static unsigned char kc[MAXP * KVH * MAXH * 4], vc[MAXP * KVH * MAXH * 4];
-        float src[MAXH], q[MAXH], o[MAXH], ref[MAXH], sc[MAXP], sr[MAXP];
+        float q[MAXH], o[MAXH], ref[MAXH], sc[MAXP], sr[MAXP];
         for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
             int hd = hds[h];
             size_t stride = (size_t)KVH * hd * el;
-            for (int p = 0; p < MAXP; p++)
-                for (int kh = 0; kh < KVH; kh++) {
-                    for (int j = 0; j < hd; j++)
-                        src[j] = (float)(((p * 131 + kh * 17 + j * 29) % 61) - 30) / 9.0f;
-                    ouro_kv_store(kc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
-                    for (int j = 0; j < hd; j++)
-                        src[j] = (float)(((p * 71 + kh * 13 + j * 43) % 53) - 26) / 7.0f;
-                    ouro_kv_store(vc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
-                }
+            fill_cache(kc, vc, MAXP, KVH, hd, f16);
             for (int j = 0; j < hd; j++)
                 q[j] = (float)(((j * 37) % 23) - 11) / 13.0f;
             float scale = 1.0f / sqrtf((float)hd);
@@ -951,19 +960,10 @@ static void test_kv_attend4(void)
         char first[160] = "";
         static unsigned char kc[MAXP * KVH * MAXH * 4], vc[MAXP * KVH * MAXH * 4];
         static float qs[4][MAXH], os[4][MAXH], ref[MAXH], scs[4][MAXP], sr[MAXP];
-        float src[MAXH];
         for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
             int hd = hds[h];
             size_t stride = (size_t)KVH * hd * el;
-            for (int p = 0; p < MAXP; p++)
-                for (int kh = 0; kh < KVH; kh++) {
-                    for (int j = 0; j < hd; j++)
-                        src[j] = (float)(((p * 131 + kh * 17 + j * 29) % 61) - 30) / 9.0f;
-                    ouro_kv_store(kc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
-                    for (int j = 0; j < hd; j++)
-                        src[j] = (float)(((p * 71 + kh * 13 + j * 43) % 53) - 26) / 7.0f;
-                    ouro_kv_store(vc + p * stride + (size_t)kh * hd * el, f16, src, 1.0f, hd);
-                }
+            fill_cache(kc, vc, MAXP, KVH, hd, f16);
             for (int r = 0; r < 4; r++)
                 for (int j = 0; j < hd; j++)
                     qs[r][j] = (float)(((j * (37 + 6 * r) + 5 * r) % 23) - 11) / (13.0f - r);
