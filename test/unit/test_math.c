@@ -484,6 +484,24 @@ static void test_add(void)
  * bits of expf: a spread over every exponent, the edges of each branch, and
  * SiLU and softmax built on it give the bits of their scalar formulas.
  * (test/bench/expf_check.c checks all 2^32 inputs once.) */
+
+/* The softmax every level must give bit for bit: the maximum, expf of each
+ * entry less it, the sum in double in order, one multiply by its inverse. */
+static void softmax_ref(float *ref, const float *x, int n)
+{
+    float m = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > m)
+            m = x[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        ref[i] = expf(x[i] - m);
+        sum += ref[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++)
+        ref[i] *= inv;
+}
 static void test_expf(void)
 {
     int bad = 0, cases = 0;
@@ -534,17 +552,7 @@ static void test_expf(void)
     float sm[N], sref[N];
     for (int i = 0; i < N; i++)
         sm[i] = rng_float(-120, 30);
-    float mx = sm[0];
-    for (int i = 1; i < N; i++)
-        mx = sm[i] > mx ? sm[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < N; i++) {
-        sref[i] = expf(sm[i] - mx);
-        sum += sref[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < N; i++)
-        sref[i] *= inv;
+    softmax_ref(sref, sm, N);
     ouro_softmax(sm, N);
     check(memcmp(sm, sref, sizeof sm) == 0, "softmax (%s): expf of x - max, a double sum in order, "
           "one f32 scale: bit for bit", ouro_simd_level());
@@ -563,19 +571,8 @@ static void test_softmax_bits(void)
             float x[N], ref[N];
             float spread = rep == 0 ? 1.0f : rep == 1 ? 20.0f : 300.0f;
             for (int i = 0; i < n; i++)
-                x[i] = ref[i] = rng_float(-spread, spread);
-            float m = ref[0];
-            for (int i = 1; i < n; i++)
-                if (ref[i] > m)
-                    m = ref[i];
-            double sum = 0.0;
-            for (int i = 0; i < n; i++) {
-                ref[i] = expf(ref[i] - m);
-                sum += ref[i];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int i = 0; i < n; i++)
-                ref[i] *= inv;
+                x[i] = rng_float(-spread, spread);
+            softmax_ref(ref, x, n);
             ouro_softmax(x, n);
             same &= memcmp(x, ref, (size_t)n * sizeof(float)) == 0;
         }
