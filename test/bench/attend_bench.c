@@ -9,7 +9,10 @@
  *
  *   cc -std=c11 -D_GNU_SOURCE -O2 -fopenmp -Icore test/bench/attend_bench.c \
  *      build/libouro.a -lcjson -lutf8proc -lm -o build/bench/attend_bench
- *   build/bench/attend_bench [N [head_dim [f16]]]      (defaults 256 128 0)
+ *   build/bench/attend_bench [N [head_dim [f16 [offset]]]]   (defaults 256 128 0 0)
+ *
+ * offset puts every buffer that many bytes past a 64-byte boundary (16 is
+ * where glibc's malloc puts large blocks; a session aligns them to 64).
  *
  * OURO_SIMD=avx2 or generic times another level's kernels.
  */
@@ -27,20 +30,31 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* n bytes `off` bytes past a 64-byte boundary (off 0: aligned, as a session
+ * allocates its cache and rows; 16: where glibc's malloc puts large blocks).
+ * The blocks live until the program exits. */
+static void *amalloc(size_t n, size_t off)
+{
+    char *p = aligned_alloc(64, (n + off + 63) / 64 * 64);
+    return p ? p + off : NULL;
+}
+
 int main(int argc, char **argv)
 {
     int N = argc > 1 ? atoi(argv[1]) : 256, hd = argc > 2 ? atoi(argv[2]) : 128;
-    int f16 = argc > 3 ? atoi(argv[3]) : 0;
-    if (N < 4 || N % 4 != 0 || hd < 2 || hd > 4096) {
-        fprintf(stderr, "usage: attend_bench [N (a multiple of 4) [head_dim [f16 0|1]]]\n");
+    int f16 = argc > 3 ? atoi(argv[3]) : 0, off = argc > 4 ? atoi(argv[4]) : 0;
+    if (N < 4 || N % 4 != 0 || hd < 2 || hd > 4096 || off < 0 || off > 60 || off % 4 != 0) {
+        fprintf(stderr, "usage: attend_bench [N (a multiple of 4) [head_dim [f16 0|1 "
+                        "[offset 0..60, a multiple of 4]]]]\n");
         return 2;
     }
     ouro_kv_kernels k = ouro_kv_kernels_for(f16);
     size_t el = f16 ? 2 : 4, stride = (size_t)hd * el;
-    char *kc = malloc((size_t)N * stride), *vc = malloc((size_t)N * stride);
-    float *src = malloc((size_t)hd * sizeof(float));
-    float *q = malloc((size_t)N * hd * sizeof(float)), *o = malloc((size_t)N * hd * sizeof(float));
-    float *sc = malloc((size_t)4 * N * sizeof(float));
+    char *kc = amalloc((size_t)N * stride, off), *vc = amalloc((size_t)N * stride, off);
+    float *src = amalloc((size_t)hd * sizeof(float), off);
+    float *q = amalloc((size_t)N * hd * sizeof(float), off);
+    float *o = amalloc((size_t)N * hd * sizeof(float), off);
+    float *sc = amalloc((size_t)4 * N * sizeof(float), off);
     if (!kc || !vc || !src || !q || !o || !sc) {
         fprintf(stderr, "attend_bench: out of memory\n");
         return 1;
@@ -61,8 +75,8 @@ int main(int argc, char **argv)
         flops += 4.0 * hd * (i + 1);
     int reps = (int)(2e8 / flops) + 1;
     static const char *names[] = { "attend4", "attend2", "attend" };
-    printf("prompt of %d rows, head_dim %d, %s cache, %s\n", N, hd, f16 ? "f16" : "f32",
-           ouro_simd_level());
+    printf("prompt of %d rows, head_dim %d, %s cache, %s, buffers %d bytes past 64\n", N, hd,
+           f16 ? "f16" : "f32", ouro_simd_level(), off);
     for (int way = 0; way < 3; way++) {
         double best = 1e30;
         for (int t = 0; t < 5; t++) {
@@ -94,11 +108,5 @@ int main(int argc, char **argv)
         printf("  %-8s %9.1f us per head  %6.1f GFLOP/s\n", names[way], best * 1e6,
                flops / best / 1e9);
     }
-    free(kc);
-    free(vc);
-    free(src);
-    free(q);
-    free(o);
-    free(sc);
     return 0;
 }
