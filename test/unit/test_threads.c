@@ -15,25 +15,63 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "ouro.h"
 
-/* The SigBlk mask of thread tid, or 0 when it cannot be read. */
-static unsigned long long sigblk(const char *tid)
+/* The SigBlk mask of thread tid in *m; false when the thread is gone. */
+static bool sigblk_of(const char *tid, unsigned long long *m)
 {
     char path[64], line[256];
-    unsigned long long m = 0;
+    bool found = false;
     snprintf(path, sizeof path, "/proc/self/task/%s/status", tid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return false;
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, "SigBlk:", 7) == 0)
-            m = strtoull(line + 7, NULL, 16);
+        if (strncmp(line, "SigBlk:", 7) == 0) {
+            *m = strtoull(line + 7, NULL, 16);
+            found = true;
+        }
     fclose(f);
-    return m;
+    return found;
+}
+
+static unsigned long long sigblk(const char *tid)
+{
+    unsigned long long m = 0;
+    return sigblk_of(tid, &m) ? m : 0;
+}
+
+static int task_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Waits (at most a second) until the process's thread count holds still:
+ * a smaller team than the last one makes OpenMP end the threads it no
+ * longer needs, and a thread on its way out blocks every signal (glibc)
+ * and then disappears, which is not what the checks below are about. */
+static void settle(void)
+{
+    int last = task_count();
+    for (int i = 0; i < 100; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        int now = task_count();
+        if (now == last && i >= 2)
+            return;
+        last = now;
+    }
 }
 
 static unsigned long long bit(int sig)
@@ -72,16 +110,18 @@ int main(void)
         check(ok, "a generation with %d thread(s) runs", counts[c]);
     }
 
+    settle();
     DIR *d = opendir("/proc/self/task");
     int workers = 0, open_workers = 0;
     struct dirent *de;
     while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.' || strcmp(de->d_name, self) == 0)
+        unsigned long long mask;
+        if (de->d_name[0] == '.' || strcmp(de->d_name, self) == 0 || !sigblk_of(de->d_name, &mask))
             continue;
         workers++;
-        if ((sigblk(de->d_name) & want) != want) {
+        if ((mask & want) != want) {
             open_workers++;
-            check_note("thread %s: SigBlk %llx", de->d_name, sigblk(de->d_name));
+            check_note("thread %s: SigBlk %llx", de->d_name, mask);
         }
     }
     if (d)
@@ -91,9 +131,13 @@ int main(void)
           "SIGQUIT and SIGHUP (%d of %d do not)", open_workers, workers);
     int fault_blocked = 0;
     d = opendir("/proc/self/task");
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] != '.' && (sigblk(de->d_name) & (bit(SIGBUS) | bit(SIGSEGV))))
+    while (d && (de = readdir(d))) {
+        unsigned long long mask;
+        if (de->d_name[0] != '.' && sigblk_of(de->d_name, &mask) && (mask & (bit(SIGBUS) | bit(SIGSEGV)))) {
             fault_blocked++;
+            check_note("thread %s: SigBlk %llx", de->d_name, mask);
+        }
+    }
     if (d)
         closedir(d);
     check(fault_blocked == 0, "no thread blocks SIGBUS or SIGSEGV (a fault must reach its handler)");
