@@ -701,6 +701,7 @@ ouro_status ouro_tokenizer_decode(const ouro_tokenizer *tok, const int32_t *ids,
         memcpy(raw + o, tok->bytes[id], tok->n_bytes[id]);
         o += tok->n_bytes[id];
     }
+    raw[o] = 0;   /* o == total */
     if (!utf8_valid(raw, total)) {
         size_t fixed_len = tok_lossy_len(raw, total);
         uint8_t *fixed = malloc(fixed_len + 1);
