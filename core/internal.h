@@ -378,6 +378,7 @@ typedef struct ouro_mapped_file {
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
     int guard;               /* guard.c slot of map, -1 when none */
     size_t size;
+    size_t alloc;            /* memory mode: bytes of the anonymous copy (2 MB multiple); 0 = mmap */
     dev_t dev;
     ino_t ino;
     int64_t mtime_ns;
@@ -404,6 +405,7 @@ struct ouro_model {
     ouro_tokenizer *tok;         /* owned; NULL without tokenizer.json */
     size_t n_params;
     size_t mapped_bytes;
+    ouro_weights weights;        /* map: file mappings; memory: anonymous copies */
     bool quantized;              /* the matrices are q8 or q4 (written by ouro_convert) */
 
     ouro_tensor embed;           /* (vocab, hidden) */

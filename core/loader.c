@@ -106,6 +106,58 @@ static ouro_status read_json(const char *path, const char *name, cJSON **out, ou
     return OURO_OK;
 }
 
+#define HUGE_2M ((size_t)2 << 20)
+
+/* Memory mode: copies the open file fd (f->size bytes by fstat) into an
+ * anonymous private mapping aligned to and rounded up to 2 MB, asked for 2 MB
+ * pages before the first touch, then read-only.  Sets f->map and f->alloc. */
+static ouro_status copy_file(ouro_mapped_file *f, int fd, ouro_error *err)
+{
+    if (f->size > SIZE_MAX - 2 * HUGE_2M)
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: %zu bytes do not fit in memory", f->path, f->size);
+    size_t n = (f->size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+    /* one 2 MB block more than needed, so that an aligned start lies inside */
+    size_t over = n + HUGE_2M;
+    char *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: cannot allocate %zu bytes to copy the weights "
+                        "into memory: %s", f->path, n, strerror(errno));
+    char *p = (char *)(((uintptr_t)raw + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (raw + over > p + n)
+        munmap(p + n, (size_t)(raw + over - (p + n)));
+    /* before the first touch: the first faults decide the page size; without
+     * transparent huge pages the copy keeps 4 KB pages, so failure is ignored */
+    (void)madvise(p, n, MADV_HUGEPAGE);
+    size_t done = 0;
+    while (done < f->size) {
+        size_t want = f->size - done;
+        if (want > ((size_t)1 << 30))
+            want = (size_t)1 << 30;
+        ssize_t r = pread(fd, p + done, want, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = errno;
+            munmap(p, n);
+            if (r < 0)
+                return ouro_err(err, OURO_ERR_IO, "%s: read failed: %s", f->path, strerror(e));
+            return ouro_err(err, OURO_ERR_IO, "%s: the file changed or shrank while loading "
+                            "(%zu of %zu bytes read)", f->path, done, f->size);
+        }
+        done += (size_t)r;
+    }
+    if (mprotect(p, n, PROT_READ) != 0) {
+        int e = errno;
+        munmap(p, n);
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: mprotect failed: %s", f->path, strerror(e));
+    }
+    f->map = p;
+    f->alloc = n;
+    return OURO_OK;
+}
+
 /* Appends a file record to the model (map = NULL: stat only). */
 static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapped_file **out,
                             ouro_error *err)
@@ -137,6 +189,16 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
         if (f->size == 0) {
             close(fd);
             return ouro_err(err, OURO_ERR_FORMAT, "%s: empty file", path);
+        }
+        if (m->weights == OURO_WEIGHTS_MEMORY) {
+            ouro_status cst = copy_file(f, fd, err);
+            close(fd);
+            if (cst != OURO_OK)
+                return cst;
+            m->mapped_bytes += f->size;
+            if (out)
+                *out = f;
+            return OURO_OK;
         }
         void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
@@ -758,7 +820,9 @@ void ouro_model_free(ouro_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->n_files; i++) {
-        if (m->files[i].map) {
+        if (m->files[i].map && m->files[i].alloc) {
+            munmap(m->files[i].map, m->files[i].alloc);
+        } else if (m->files[i].map) {
             ouro_guard_unregister(m->files[i].guard);
             munmap(m->files[i].map, m->files[i].size);
         }
@@ -773,15 +837,39 @@ void ouro_model_free(ouro_model *m)
     free(m);
 }
 
+const char *ouro_weights_name(ouro_weights w)
+{
+    switch (w) {
+    case OURO_WEIGHTS_MAP: return "map";
+    case OURO_WEIGHTS_MEMORY: return "memory";
+    }
+    return NULL;
+}
+
+ouro_weights ouro_model_weights(const ouro_model *m)
+{
+    return m->weights;
+}
+
 ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err)
+{
+    return ouro_model_load_opts(dir, NULL, out, err);
+}
+
+ouro_status ouro_model_load_opts(const char *dir, const ouro_load_options *opts, ouro_model **out,
+                                 ouro_error *err)
 {
     if (out)
         *out = NULL;
     if (!dir || !out)
         return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: NULL argument");
+    if (opts && !ouro_weights_name(opts->weights))
+        return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: weights %d is not map or memory",
+                        (int)opts->weights);
     ouro_model *m = calloc(1, sizeof *m);
     if (!m)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    m->weights = opts ? opts->weights : OURO_WEIGHTS_MAP;
     ouro_status st;
     cJSON *cfg = NULL, *index = NULL, *gen = NULL;
     char *p = NULL;
@@ -951,8 +1039,9 @@ bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge)
         size_t kb;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)   /* no field line reads as this */
             in = p && lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
-        else if (in && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
-            *huge += kb << 10;
+        else if (in && (sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1 ||
+                        sscanf(line, "AnonHugePages: %zu kB", &kb) == 1))
+            *huge += kb << 10;   /* file mappings / memory-mode copies */
     }
     fclose(fp);
     return true;
@@ -966,7 +1055,8 @@ bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
         size_t h;
         if (!m->files[i].map)
             continue;
-        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].size, &h))
+        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].alloc ? m->files[i].alloc :
+                            m->files[i].size, &h))
             return false;
         *huge += h;
     }
@@ -1014,6 +1104,7 @@ char *ouro_model_info_json(const ouro_model *m)
         fb += m->files[i].size;
     cJSON_AddNumberToObject(o, "file_bytes", (double)fb);
     cJSON_AddNumberToObject(o, "mapped_bytes", (double)m->mapped_bytes);
+    cJSON_AddStringToObject(o, "weights", ouro_weights_name(m->weights));
     cJSON_AddNumberToObject(o, "files", m->n_files);
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
     char *s = cJSON_PrintUnformatted(o);

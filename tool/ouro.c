@@ -54,7 +54,7 @@ static const char *usage_main =
 
 static const char *usage_logits =
     "usage: ouro logits --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N] [--threads N]\n"
-    "                   [--precision exact|bf16]\n"
+    "                   [--precision exact|bf16] [--weights map|memory]\n"
     "\n"
     "Runs one full forward pass over the ids (no BOS is added) and prints\n"
     "  {\"exit_pdf\": [[p_1..p_T] for each position], \"exit_step\": K,\n"
@@ -67,7 +67,9 @@ static const char *usage_logits =
     "--max-loops N runs N loop steps (1..16; default the model's total_ut_steps); the last step\n"
     "run takes the exit probability left over by the earlier ones.\n"
     "--precision bf16 rounds activations to bf16 for the matrix products (AVX-512 BF16 dot\n"
-    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n";
+    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n"
+    "--weights memory copies the weights into memory (2 MB pages) instead of reading the\n"
+    "mapped files (map, the default): faster decoding, RSS grows by the model size.\n";
 
 static const char *usage_generate =
     "usage: ouro generate [--model DIR] [--ids 1,2,3 | --prompt TEXT | --file FILE] [options]\n"
@@ -102,6 +104,9 @@ static const char *usage_generate =
     "  --threads N          worker threads (default: every core)\n"
     "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
     "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
+    "  --weights map|memory  map (default): read the mapped model files in place; memory:\n"
+    "                       copy them into memory at load (faster decoding, RSS grows by\n"
+    "                       the model size)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
     "                       \"prompt_tokens\", \"tokens_per_s\"}\n"
     "  --progress WHEN      a progress bar on stderr (rows, tokens/s, ETA; one prompt: its\n"
@@ -270,12 +275,27 @@ static bool add_numbers(cJSON *obj, const char *name, const float *f, const int3
     return true;
 }
 
+/* Parses map|memory; prints an error and returns false on anything else. */
+static bool parse_weights(const char *cmd, const char *s, ouro_weights *out)
+{
+    if (strcmp(s, "map") == 0)
+        *out = OURO_WEIGHTS_MAP;
+    else if (strcmp(s, "memory") == 0)
+        *out = OURO_WEIGHTS_MEMORY;
+    else {
+        fprintf(stderr, "ouro %s: --weights must be map or memory, not \"%s\"\n", cmd, s);
+        return false;
+    }
+    return true;
+}
+
 /* Loads a model; prints the error and returns NULL on failure. */
-static ouro_model *load_model(const char *cmd, const char *dir)
+static ouro_model *load_model(const char *cmd, const char *dir, ouro_weights weights)
 {
     ouro_model *m = NULL;
     ouro_error e;
-    if (ouro_model_load(dir, &m, &e) != OURO_OK) {
+    ouro_load_options lo = { .weights = weights };
+    if (ouro_model_load_opts(dir, &lo, &m, &e) != OURO_OK) {
         fprintf(stderr, "ouro %s: %s\n", cmd, e.message);
         return NULL;
     }
@@ -300,6 +320,7 @@ int cmd_logits(int argc, char **argv)
     ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
     long max_loops = 0, threads = 0;
     ouro_precision precision = OURO_PRECISION_EXACT;
+    ouro_weights weights = OURO_WEIGHTS_MAP;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -317,6 +338,7 @@ int cmd_logits(int argc, char **argv)
         else if (strcmp(o, "--max-loops") == 0) { if (!parse_int("logits", o, v, 1, OURO_MAX_LOOPS, &max_loops)) return 2; }
         else if (strcmp(o, "--threads") == 0) { if (!parse_int("logits", o, v, 1, 1024, &threads)) return 2; }
         else if (strcmp(o, "--precision") == 0) { if (!parse_precision("logits", v, &precision)) return 2; }
+        else if (strcmp(o, "--weights") == 0) { if (!parse_weights("logits", v, &weights)) return 2; }
         else {
             fprintf(stderr, "ouro logits: unknown option %s\n%s", o, usage_logits);
             return 2;
@@ -332,7 +354,7 @@ int cmd_logits(int argc, char **argv)
         return 2;
 
     int rc = 1;
-    ouro_model *m = load_model("logits", model);
+    ouro_model *m = load_model("logits", model, weights);
     ouro_session *s = NULL;
     float *pdf = NULL, *logits = NULL;
     int32_t *step = NULL;
@@ -728,6 +750,7 @@ int cmd_generate(int argc, char **argv)
     char *stdin_prompt = NULL;
     ouro_gen_params gp = { .max_tokens = (int)ouro_params[OURO_P_MAX_TOKENS].dflt };
     ouro_session_options so = { .n_seq = 1 };
+    ouro_weights weights = OURO_WEIGHTS_MAP;
     long lv;
     double dv;
     for (int i = 1; i < argc; i++) {
@@ -808,6 +831,9 @@ int cmd_generate(int argc, char **argv)
         } else if (strcmp(o, "--precision") == 0) {
             if (!parse_precision("generate", v, &so.precision))
                 return 2;
+        } else if (strcmp(o, "--weights") == 0) {
+            if (!parse_weights("generate", v, &weights))
+                return 2;
         } else if (strcmp(o, "--kv-type") == 0) {
             if (strcmp(v, "f32") == 0) so.kv_type = OURO_KV_F32;
             else if (strcmp(v, "f16") == 0) so.kv_type = OURO_KV_F16;
@@ -866,7 +892,7 @@ int cmd_generate(int argc, char **argv)
     ouro_session *s = NULL;
     ouro_gen_result res = {0};
     ouro_error e;
-    ouro_model *m = load_model("generate", model);
+    ouro_model *m = load_model("generate", model, weights);
     if (!m)
         goto done;
     bool show_progress = false;
@@ -1020,7 +1046,7 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "ouro info: --model is required\n%s", usage_info);
         return 2;
     }
-    ouro_model *m = load_model("info", model);
+    ouro_model *m = load_model("info", model, OURO_WEIGHTS_MAP);
     if (!m)
         return 1;
     char *js = ouro_model_info_json(m);

@@ -253,6 +253,7 @@ typedef struct bench {
     const char *model_dir;
     int threads;
     ouro_precision precision;   /* --precision exact|bf16 */
+    ouro_weights weights;       /* --weights map|memory */
     double bw;          /* GB/s, the memory read limit (0: unknown) */
     double bw_file;     /* GB/s, reading a mapped file (limits' second figure; 0: unknown) */
     double gemm;        /* GFLOP/s, OpenBLAS sgemm (0: unknown), beside the kernel figures */
@@ -452,7 +453,8 @@ static void bench_load(bench *b)
         ouro_model *m = NULL;
         ouro_error err;
         double rss0 = rss_now(), t0 = now_s();
-        ouro_status st = ouro_model_load(b->model_dir, &m, &err);
+        ouro_load_options lo = { .weights = b->weights };
+        ouro_status st = ouro_model_load_opts(b->model_dir, &lo, &m, &err);
         double dt = now_s() - t0, rss1 = rss_now();
         if (st != OURO_OK) {
             printf("  load failed: %s\n", err.message);
@@ -877,7 +879,8 @@ static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s]\n"
+            "usage: model_bench --model DIR [--threads N] [--precision exact|bf16] [--weights map|memory]\n"
+            "                   [--bw GB/s]\n"
             "                   [--bw-file GB/s] [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s]\n"
             "                   [--amxbf16 GFLOP/s] [--amxint8 GOP/s]\n"
             "                   [--runs N] [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32]\n"
@@ -911,6 +914,11 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
         else if (!strcmp(a, "--threads")) b.threads = atoi(v);
+        else if (!strcmp(a, "--weights")) {
+            if (!strcmp(v, "map")) b.weights = OURO_WEIGHTS_MAP;
+            else if (!strcmp(v, "memory")) b.weights = OURO_WEIGHTS_MEMORY;
+            else { fprintf(stderr, "model_bench: --weights must be map or memory\n"); return 2; }
+        }
         else if (!strcmp(a, "--precision")) {
             if (!strcmp(v, "exact")) b.precision = OURO_PRECISION_EXACT;
             else if (!strcmp(v, "bf16")) b.precision = OURO_PRECISION_BF16;
@@ -948,6 +956,8 @@ int main(int argc, char **argv)
     printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
                                                                    : "exact (f32 activations), "
                                                                      "or 8-bit for q8 and q4 weights");
+    printf("weights: %s\n", b.weights == OURO_WEIGHTS_MEMORY ? "memory (copied into 2 MB pages)"
+                                                                : "map (files read in place)");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, f32 FMA %.1f GFLOP/s, bf16 dot"
            " %.1f GFLOP/s, 8-bit dot %.1f GOP/s, sgemm %.1f GFLOP/s, AMX bf16 %.1f GFLOP/s, AMX"
            " int8 %.1f GOP/s (%s); load average %.2f\n",
@@ -960,7 +970,8 @@ int main(int argc, char **argv)
 
     ouro_model *m = NULL;
     ouro_error err;
-    if (ouro_model_load(b.model_dir, &m, &err) != OURO_OK) {
+    ouro_load_options lo = { .weights = b.weights };
+    if (ouro_model_load_opts(b.model_dir, &lo, &m, &err) != OURO_OK) {
         printf("cannot load %s: %s\n", b.model_dir, err.message);
         return 1;
     }

@@ -1,0 +1,142 @@
+/*
+ * test_weights.c -- weights read from the mapped files or copied into memory.
+ *
+ * A test model of test/data/models is loaded both ways: the logits must be
+ * bit-identical.  A copy of the model in a temporary folder is loaded in
+ * memory mode and its model.safetensors is then truncated and overwritten:
+ * the loaded model keeps computing the same logits (it reads its own copy)
+ * while ouro_model_files_changed() reports the change.
+ */
+#include "ouro.h"
+#include "check.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MODEL "test/data/models/tiny-gqa-f32-tied"
+
+/* Logits of the last token of a fixed prompt; malloc'd, NULL on error. */
+static float *logits_of(const ouro_model *m, int *vocab)
+{
+    static const int32_t ids[] = { 1, 5, 9, 2, 7 };
+    int32_t seq[5] = { 0 };
+    ouro_session *s = NULL;
+    ouro_error e;
+    ouro_session_options so = { .n_seq = 1, .n_ctx = 16, .threads = 1 };
+    if (ouro_session_new(m, &so, &s, &e) != OURO_OK) {
+        check_note("session: %s", e.message);
+        return NULL;
+    }
+    *vocab = ouro_model_config(m)->vocab_size;
+    float *lg = malloc((size_t)*vocab * sizeof *lg);
+    ouro_batch b = { .n = 5, .token = ids, .seq = seq };
+    ouro_outputs out = { .logits = lg };
+    if (!lg || ouro_session_forward(s, &b, NULL, &out, &e) != OURO_OK) {
+        check_note("forward: %s", e.message);
+        free(lg);
+        lg = NULL;
+    }
+    ouro_session_free(s);
+    return lg;
+}
+
+static bool copy_path(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    bool ok = in && out;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        ok = false;
+    return ok;
+}
+
+int main(void)
+{
+    ouro_error e;
+    ouro_model *map = NULL, *mem = NULL;
+    if (!check(ouro_model_load(MODEL, &map, &e) == OURO_OK, "map: loads (run from the repository root)"))
+        return check_done();
+    ouro_load_options lo = { .weights = OURO_WEIGHTS_MEMORY };
+    check(ouro_model_load_opts(MODEL, &lo, &mem, &e) == OURO_OK, "memory: loads");
+    if (!mem)
+        return check_done();
+    check(ouro_model_weights(map) == OURO_WEIGHTS_MAP && ouro_model_weights(mem) == OURO_WEIGHTS_MEMORY,
+          "the models report their mode");
+    char *info = ouro_model_info_json(mem);
+    check(info && strstr(info, "\"weights\":\"memory\""), "info JSON names the memory mode");
+    free(info);
+
+    int v1 = 0, v2 = 0;
+    float *a = logits_of(map, &v1), *b = logits_of(mem, &v2);
+    check(a && b && v1 == v2 && memcmp(a, b, (size_t)v1 * sizeof *a) == 0,
+          "memory and map give bit-identical logits");
+
+    lo.weights = (ouro_weights)7;
+    ouro_model *bad = NULL;
+    check(ouro_model_load_opts(MODEL, &lo, &bad, &e) == OURO_ERR_ARG && !bad,
+          "an unknown weights mode is OURO_ERR_ARG");
+
+    /* a copy of the folder, loaded in memory mode, then its weights file changed */
+    char dir[] = "/tmp/ouro-test-weights-XXXXXX";
+    if (!check(mkdtemp(dir) != NULL, "temporary folder"))
+        return check_done();
+    static const char *files[] = { "config.json", "model.safetensors", "tokenizer.json",
+                                   "tokenizer_config.json", "special_tokens_map.json" };
+    char from[PATH_MAX], to[PATH_MAX], st_path[PATH_MAX];
+    bool copied = true;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(from, sizeof from, "%s/%s", MODEL, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        copied = copied && copy_path(from, to);
+    }
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    check(copied, "model copied to %s", dir);
+    lo.weights = OURO_WEIGHTS_MEMORY;
+    ouro_model *tmp = NULL;
+    check(ouro_model_load_opts(dir, &lo, &tmp, &e) == OURO_OK, "memory: the copy loads");
+    if (tmp) {
+        check(!ouro_model_files_changed(tmp), "unchanged files: no change reported");
+        /* truncate in place, then overwrite with other bytes */
+        int fd = open(st_path, O_WRONLY);
+        bool changed = fd >= 0 && ftruncate(fd, 100) == 0;
+        char junk[4096];
+        memset(junk, 0x5a, sizeof junk);
+        changed = changed && pwrite(fd, junk, sizeof junk, 0) == (ssize_t)sizeof junk;
+        if (fd >= 0)
+            close(fd);
+        check(changed, "model.safetensors truncated and overwritten");
+        check(ouro_model_files_changed(tmp), "files_changed() reports the change");
+        int v3 = 0;
+        float *c = logits_of(tmp, &v3);
+        check(c && a && v3 == v1 && memcmp(a, c, (size_t)v1 * sizeof *a) == 0,
+              "the memory copy still gives the same logits");
+        check(ouro_model_check(tmp, &e) == OURO_OK, "ouro_model_check stays OK");
+        free(c);
+        ouro_model_free(tmp);
+        /* the changed file now fails to load, in memory mode too */
+        tmp = NULL;
+        check(ouro_model_load_opts(dir, &lo, &tmp, &e) != OURO_OK && !tmp,
+              "the damaged copy is refused at load");
+    }
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        unlink(to);
+    }
+    rmdir(dir);
+
+    free(a);
+    free(b);
+    ouro_model_free(map);
+    ouro_model_free(mem);
+    return check_done();
+}
