@@ -31,6 +31,9 @@ static const ouro_enum_value kv_type_values[] = {
 static const ouro_enum_value precision_values[] = {
     {"exact", OURO_PRECISION_EXACT}, {"bf16", OURO_PRECISION_BF16},
 };
+static const ouro_enum_value weights_values[] = {
+    {"map", OURO_WEIGHTS_MAP}, {"memory", OURO_WEIGHTS_MEMORY},
+};
 
 #define ENUM(v) .values = v, .n_values = (int)(sizeof v / sizeof v[0])
 #define SET OURO_PARAM_SETTING
@@ -117,6 +120,17 @@ const ouro_param ouro_params[OURO_P_COUNT] = {
                   "rounded to bf16: faster where the CPU has bf16 dot products, approximate). "
                   "Applies to the generation functions; classification and depth always use "
                   "exact."},
+    [OURO_P_WEIGHTS] = {
+        .name = "weights", .kind = OURO_PARAM_ENUM, .flags = SET | OURO_PARAM_SUPERUSER,
+        .dflt = OURO_WEIGHTS_MAP, ENUM(weights_values), .dflt_doc = "map",
+        .summary = "Where a model loaded from now on reads its weights: map or memory.",
+        .detail = "Valid values are map (the model files are mapped and read in place, shared "
+                  "through the page cache; the default) and memory (each process that loads the "
+                  "model copies the weights into its own memory with 2 MB pages: faster "
+                  "single-sequence decoding, but every PostgreSQL backend that loads a model "
+                  "this way holds its own copy, so server memory grows by the model size times "
+                  "those backends). Only superusers may set it in PostgreSQL. A model already "
+                  "loaded the other way is loaded again."},
     [OURO_P_BATCH_SIZE] = {
         .name = "batch_size", .kind = OURO_PARAM_INT, .flags = SET,
         .dflt = 16, .min = 1, .max = BATCH_SIZE_MAX, .dflt_doc = "16",

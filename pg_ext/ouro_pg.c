@@ -76,6 +76,7 @@ int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
 int			ouro_precision_setting = OURO_PRECISION_EXACT;
+int			ouro_weights_setting = OURO_WEIGHTS_MAP;
 int			ouro_batch_size_setting = 0;
 bool		ouro_auto_batch_setting = true;
 int			ouro_progress_notice_setting = 0;
@@ -147,6 +148,8 @@ setting_storage(ouro_param_id id)
 			return &ouro_kv_type_setting;
 		case OURO_P_PRECISION:
 			return &ouro_precision_setting;
+		case OURO_P_WEIGHTS:
+			return &ouro_weights_setting;
 		case OURO_P_BATCH_SIZE:
 			return &ouro_batch_size_setting;
 		case OURO_P_AUTO_BATCH:
@@ -534,6 +537,7 @@ model_entry_load(OuroModelEntry *e, const char *label)
 	struct stat st;
 	ouro_model *model = NULL;
 	ouro_error	err;
+	ouro_load_options lo = {0};
 	ouro_status status;
 	instr_time	start,
 				end;
@@ -556,7 +560,8 @@ model_entry_load(OuroModelEntry *e, const char *label)
 				 errhint("A model is a folder holding config.json, safetensors weights and tokenizer.json.")));
 
 	INSTR_TIME_SET_CURRENT(start);
-	status = ouro_model_load(e->path, &model, &err);
+	lo.weights = (ouro_weights) ouro_weights_setting;
+	status = ouro_model_load_opts(e->path, &lo, &model, &err);
 	INSTR_TIME_SET_CURRENT(end);
 	INSTR_TIME_SUBTRACT(end, start);
 	if (status != OURO_OK)
@@ -615,6 +620,12 @@ model_cache_get(const char *path, const char *label, bool *was_loaded)
 	}
 
 	*was_loaded = e->model != NULL;
+	/* a model loaded the other way (ouro.weights changed) is loaded again */
+	if (e->model != NULL && ouro_model_weights(e->model) != (ouro_weights) ouro_weights_setting)
+	{
+		model_entry_release(e);
+		*was_loaded = false;
+	}
 	if (e->model != NULL && e->checked_at != stmt)
 	{
 		if (ouro_model_files_changed(e->model))

@@ -33,6 +33,7 @@ extern int	ouro_depth_setting;			/* ouro_depth_mode used with a threshold */
 extern int	ouro_kv_cache_setting;		/* ouro_kv_mode of generation sessions */
 extern int	ouro_kv_type_setting;		/* ouro_kv_type of generation sessions */
 extern int	ouro_precision_setting;		/* ouro_precision of generation sessions */
+extern int	ouro_weights_setting;		/* ouro_weights of models loaded from now on */
 extern int	ouro_batch_size_setting;	/* sequences of the *_batch functions and of
 										 * the batching node */
 extern bool ouro_auto_batch_setting;	/* the planner places the batching node */

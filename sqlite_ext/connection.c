@@ -64,6 +64,7 @@ void *conn_setting(conn_state *c, ouro_param_id id)
     case OURO_P_KV_CACHE:       return &c->kv;
     case OURO_P_KV_TYPE:        return &c->kv_type;
     case OURO_P_PRECISION:      return &c->precision;
+    case OURO_P_WEIGHTS:        return &c->weights;
     case OURO_P_BATCH_SIZE:     return &c->batch_size;
     case OURO_P_TIMEOUT_MS:     return &c->timeout_ms;
     case OURO_P_MEMORY_LIMIT:   return &c->memory_mb;
@@ -132,7 +133,8 @@ static bool slot_refresh(conn_state *c, cache_entry **slot, char **errmsg)
         return true;
     cache_entry *fresh;
     ouro_error err = {0};
-    ouro_status st = model_cache_acquire((*slot)->path, &fresh, &err);
+    ouro_status st = model_cache_acquire((*slot)->path, ouro_model_weights((*slot)->model), &fresh,
+                                         &err);
     if (st != OURO_OK) {
         *errmsg = st == OURO_ERR_NOMEM ? NULL
                 : sqlite3_mprintf("ouro: the files of model '%s' changed and cannot be loaded: %s",
@@ -167,10 +169,11 @@ cache_entry *conn_model(conn_state *c, const char *name, char **errmsg)
             *errmsg = sqlite3_mprintf("ouro: no model loaded; call ouro_load(path) or set OURO_MODEL");
             return NULL;
         }
-        if (!c->env_model || strcmp(env, c->env_path) != 0) {
+        if (!c->env_model || strcmp(env, c->env_path) != 0 ||
+            ouro_model_weights(c->env_model->model) != (ouro_weights)c->weights) {
             cache_entry *e;
             ouro_error err = {0};
-            ouro_status st = model_cache_acquire(env, &e, &err);
+            ouro_status st = model_cache_acquire(env, (ouro_weights)c->weights, &e, &err);
             if (st != OURO_OK) {
                 *errmsg = st == OURO_ERR_NOMEM ? NULL
                         : sqlite3_mprintf("ouro: cannot load OURO_MODEL: %s", err.message);

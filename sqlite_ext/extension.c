@@ -444,7 +444,7 @@ static void fn_load(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     }
     cache_entry *e;
     ouro_error err = {0};
-    ouro_status st = model_cache_acquire(path, &e, &err);
+    ouro_status st = model_cache_acquire(path, (ouro_weights)c->weights, &e, &err);
     if (st != OURO_OK) {
         if (st == OURO_ERR_NOMEM)
             sqlite3_result_error_nomem(ctx);

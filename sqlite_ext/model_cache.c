@@ -6,7 +6,9 @@
  * same ouro_model: the weights are mapped once and the model is immutable, so
  * connections on different threads (SQLite's multi-thread and serialized
  * modes) use it at once without locking.  The cache is keyed by the folder's
- * canonical path (realpath), so "m", "./m" and a symlink to m share one entry.
+ * canonical path (realpath), so "m", "./m" and a symlink to m share one entry,
+ * and by the weights mode: a model mapped is not shared with a connection that
+ * asks for it in memory, nor the other way round.
  *
  * Entries are reference counted.  When a folder's files change on disk
  * (ouro_model_files_changed) the next acquire loads the folder again into a
@@ -50,7 +52,8 @@ static void set_err(ouro_error *err, ouro_status st, const char *fmt, const char
     snprintf(err->message, sizeof err->message, fmt, a, b);
 }
 
-ouro_status model_cache_acquire(const char *dir, cache_entry **out, ouro_error *err)
+ouro_status model_cache_acquire(const char *dir, ouro_weights weights, cache_entry **out,
+                                ouro_error *err)
 {
     *out = NULL;
     char *canon = realpath(dir, NULL);      /* malloc'd by libc */
@@ -66,7 +69,7 @@ ouro_status model_cache_acquire(const char *dir, cache_entry **out, ouro_error *
 
     pthread_mutex_lock(&cache_lock);
     for (cache_entry *e = cache_head; e; e = e->next) {
-        if (strcmp(e->path, canon) != 0)
+        if (strcmp(e->path, canon) != 0 || ouro_model_weights(e->model) != weights)
             continue;
         if (ouro_model_files_changed(e->model)) {
             unlink_entry(e);        /* holders keep it alive; a new load follows */
@@ -86,7 +89,8 @@ ouro_status model_cache_acquire(const char *dir, cache_entry **out, ouro_error *
         set_err(err, OURO_ERR_NOMEM, "out of memory%s%s", "", "");
         return OURO_ERR_NOMEM;
     }
-    ouro_status st = ouro_model_load(canon, &e->model, err);
+    ouro_load_options lo = { .weights = weights };
+    ouro_status st = ouro_model_load_opts(canon, &lo, &e->model, err);
     if (st != OURO_OK) {
         pthread_mutex_unlock(&cache_lock);
         free(canon);

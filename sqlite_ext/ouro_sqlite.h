@@ -44,7 +44,8 @@ typedef struct cache_entry {
 /* Returns (in *out) a referenced entry for the model folder `dir`, loading it
  * when no entry for the same canonical folder exists or when the cached
  * entry's files changed on disk.  Release with model_cache_release. */
-ouro_status model_cache_acquire(const char *dir, cache_entry **out, ouro_error *err);
+ouro_status model_cache_acquire(const char *dir, ouro_weights weights, cache_entry **out,
+                                ouro_error *err);
 
 /* Adds a reference to an entry the caller already holds. */
 void model_cache_retain(cache_entry *e);
@@ -91,6 +92,7 @@ typedef struct conn_state {
     int kv;                     /* kv_cache: ouro_kv_mode of generation sessions */
     int kv_type;                /* kv_type: ouro_kv_type of generation sessions */
     int precision;              /* precision: ouro_precision of generation sessions */
+    int weights;                /* weights: ouro_weights of models loaded from now on */
     int batch_size;             /* batch_size: sequences of the *_batch functions */
     int timeout_ms;             /* timeout_ms: most wall time of one call, 0 = none */
     int memory_mb;              /* memory_limit: most MiB one call may allocate */

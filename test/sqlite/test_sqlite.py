@@ -1211,6 +1211,31 @@ def test_convert_q4():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+@test
+def test_weights():
+    """weights = map | memory: the setting, a bad value, the same text both ways, and a
+    model loaded one way is not reused for the other."""
+    conn = connect(model=None)
+    equal(one(conn, "SELECT ouro_setting('weights')"), "map", "weights defaults to map")
+    one(conn, "SELECT ouro_setting('weights', 'memory')")
+    equal(one(conn, "SELECT ouro_setting('weights')"), "memory", "weights round trip: memory")
+    raises(lambda: one(conn, "SELECT ouro_setting('weights', 'disk')"),
+           "weights must be 'map' or 'memory', not 'disk'", "a bad weights value is refused")
+    case = expected("tiny-mha-bf16")["cases"][0]
+    one(conn, "SELECT ouro_load(?)", TINY)
+    info = json.loads(one(conn, "SELECT ouro_model_info()"))
+    equal(info.get("weights"), "memory", "a model loaded under weights memory is in memory")
+    mem_text = one(conn, "SELECT ouro_generate(?, NULL, 12)", case["prompt"])
+    other = connect(model=TINY)
+    equal(json.loads(one(other, "SELECT ouro_model_info()")).get("weights"), "map",
+          "another connection asking for map gets a mapped model, not the memory one")
+    map_text = one(other, "SELECT ouro_generate(?, NULL, 12)", case["prompt"])
+    equal((mem_text, map_text), (case["greedy_text"], case["greedy_text"]),
+          "memory and map generate the same (golden) text")
+    one(conn, "SELECT ouro_setting('weights', NULL)")
+    equal(one(conn, "SELECT ouro_setting('weights')"), "map", "reset: map again")
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     if not os.path.exists(EXT):
