@@ -106,6 +106,51 @@ static ouro_status read_json(const char *path, const char *name, cJSON **out, ou
     return OURO_OK;
 }
 
+/* Reads the open file fd (f->size bytes, from fstat) into a private copy in
+ * anonymous memory (OURO_WEIGHTS_MEMORY): 2 MB aligned and asked for 2 MB
+ * pages before the first byte is written (the first faults decide the page
+ * size), then made read-only like a mapping.  The file is read with pread,
+ * so a file that shrinks meanwhile is an error, not a SIGBUS. */
+#define COPY_ALIGN ((size_t)2 << 20)
+static ouro_status copy_file(ouro_mapped_file *f, int fd, ouro_error *err)
+{
+    size_t len;
+    if (!ouro_add_ok(f->size, COPY_ALIGN - 1, &len))
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: too large to copy into memory", f->path);
+    len &= ~(COPY_ALIGN - 1);
+    /* COPY_ALIGN more, so that an aligned start fits; the rest is unmapped */
+    size_t all = len + COPY_ALIGN;
+    char *raw = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: cannot allocate %zu bytes to hold the weights "
+                        "in memory (weights = memory): %s", f->path, f->size, strerror(errno));
+    char *p = (char *)(((uintptr_t)raw + COPY_ALIGN - 1) & ~(uintptr_t)(COPY_ALIGN - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (p + len < raw + all)
+        munmap(p + len, (size_t)(raw + all - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE);   /* failure: 4 KB pages */
+    f->map = p;
+    f->map_len = len;
+    f->copied = true;
+    size_t done = 0;
+    while (done < f->size) {
+        size_t want = f->size - done < ((size_t)1 << 30) ? f->size - done : (size_t)1 << 30;
+        ssize_t r = pread(fd, p + done, want, (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return ouro_err(err, OURO_ERR_IO, "%s: read failed: %s", f->path, strerror(errno));
+        if (r == 0)
+            return ouro_err(err, OURO_ERR_IO, "%s: the file ended at %zu of %zu bytes while it "
+                            "was read (changed while loading)", f->path, done, f->size);
+        done += (size_t)r;
+    }
+    if (mprotect(p, len, PROT_READ) != 0)
+        return ouro_err(err, OURO_ERR_IO, "%s: mprotect failed: %s", f->path, strerror(errno));
+    return OURO_OK;
+}
+
 /* Appends a file record to the model (map = NULL: stat only). */
 static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapped_file **out,
                             ouro_error *err)
@@ -133,6 +178,20 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
         return ouro_err(err, OURO_ERR_IO, "%s: not a regular file", path);
     }
     record_stat(f, &st);
+    if (map && m->weights == OURO_WEIGHTS_MEMORY) {
+        if (f->size == 0) {
+            close(fd);
+            return ouro_err(err, OURO_ERR_FORMAT, "%s: empty file", path);
+        }
+        ouro_status cs = copy_file(f, fd, err);
+        close(fd);
+        if (cs != OURO_OK)
+            return cs;
+        m->mapped_bytes += f->size;
+        if (out)
+            *out = f;
+        return OURO_OK;
+    }
     if (map) {
         if (f->size == 0) {
             close(fd);
@@ -148,6 +207,7 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
          * a kernel or filesystem without them keeps 4 KB pages, so failure is ignored */
         (void)madvise(p, f->size, MADV_HUGEPAGE);
         f->map = p;
+        f->map_len = f->size;
         f->guard = ouro_guard_register(p, f->size);
         m->mapped_bytes += f->size;
     }
@@ -760,7 +820,7 @@ void ouro_model_free(ouro_model *m)
     for (int i = 0; i < m->n_files; i++) {
         if (m->files[i].map) {
             ouro_guard_unregister(m->files[i].guard);
-            munmap(m->files[i].map, m->files[i].size);
+            munmap(m->files[i].map, m->files[i].map_len);
         }
         free(m->files[i].path);
     }
@@ -773,15 +833,31 @@ void ouro_model_free(ouro_model *m)
     free(m);
 }
 
+const char *ouro_weights_name(ouro_weights w)
+{
+    return w == OURO_WEIGHTS_MEMORY ? "memory" : "map";
+}
+
 ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err)
+{
+    return ouro_model_load_opts(dir, NULL, out, err);
+}
+
+ouro_status ouro_model_load_opts(const char *dir, const ouro_load_options *opts, ouro_model **out,
+                                 ouro_error *err)
 {
     if (out)
         *out = NULL;
     if (!dir || !out)
         return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: NULL argument");
+    ouro_weights w = opts ? opts->weights : OURO_WEIGHTS_MAP;
+    if (w != OURO_WEIGHTS_MAP && w != OURO_WEIGHTS_MEMORY)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: weights must be map or memory (%d)",
+                        (int)w);
     ouro_model *m = calloc(1, sizeof *m);
     if (!m)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
+    m->weights = w;
     ouro_status st;
     cJSON *cfg = NULL, *index = NULL, *gen = NULL;
     char *p = NULL;
@@ -951,8 +1027,9 @@ bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge)
         size_t kb;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)   /* no field line reads as this */
             in = p && lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
-        else if (in && sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1)
-            *huge += kb << 10;
+        else if (in && (sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1
+                        || sscanf(line, "AnonHugePages: %zu kB", &kb) == 1))
+            *huge += kb << 10;   /* the file mapped, or its copy (weights = memory) */
     }
     fclose(fp);
     return true;
@@ -966,7 +1043,7 @@ bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
         size_t h;
         if (!m->files[i].map)
             continue;
-        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].size, &h))
+        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].map_len, &h))
             return false;
         *huge += h;
     }
@@ -1014,6 +1091,7 @@ char *ouro_model_info_json(const ouro_model *m)
         fb += m->files[i].size;
     cJSON_AddNumberToObject(o, "file_bytes", (double)fb);
     cJSON_AddNumberToObject(o, "mapped_bytes", (double)m->mapped_bytes);
+    cJSON_AddStringToObject(o, "weights", ouro_weights_name(m->weights));
     cJSON_AddNumberToObject(o, "files", m->n_files);
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
     char *s = cJSON_PrintUnformatted(o);
