@@ -102,6 +102,8 @@ static const char *usage_generate =
     "  --threads N          worker threads (default: every core)\n"
     "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
     "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
+    "  --weights map|memory  weights mapped from the files (default; shared page cache) or\n"
+    "                       read into this process's memory (2 MB pages: steadier decode)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
     "                       \"prompt_tokens\", \"tokens_per_s\"}\n"
     "  --progress WHEN      a progress bar on stderr (rows, tokens/s, ETA; one prompt: its\n"
@@ -270,16 +272,35 @@ static bool add_numbers(cJSON *obj, const char *name, const float *f, const int3
     return true;
 }
 
+/* --weights map|memory */
+bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out)
+{
+    if (strcmp(s, "map") == 0)
+        *out = OURO_WEIGHTS_MAP;
+    else if (strcmp(s, "memory") == 0)
+        *out = OURO_WEIGHTS_MEMORY;
+    else {
+        fprintf(stderr, "ouro %s: --weights must be map or memory, not \"%s\"\n", cmd, s);
+        return false;
+    }
+    return true;
+}
+
 /* Loads a model; prints the error and returns NULL on failure. */
-static ouro_model *load_model(const char *cmd, const char *dir)
+static ouro_model *load_model_opts(const char *cmd, const char *dir, const ouro_load_options *lo)
 {
     ouro_model *m = NULL;
     ouro_error e;
-    if (ouro_model_load(dir, &m, &e) != OURO_OK) {
+    if (ouro_model_load_opts(dir, lo, &m, &e) != OURO_OK) {
         fprintf(stderr, "ouro %s: %s\n", cmd, e.message);
         return NULL;
     }
     return m;
+}
+
+static ouro_model *load_model(const char *cmd, const char *dir)
+{
+    return load_model_opts(cmd, dir, NULL);
 }
 
 /* Sends the library's warnings to stderr (debug messages with OURO_DEBUG set). */
@@ -728,6 +749,7 @@ int cmd_generate(int argc, char **argv)
     char *stdin_prompt = NULL;
     ouro_gen_params gp = { .max_tokens = (int)ouro_params[OURO_P_MAX_TOKENS].dflt };
     ouro_session_options so = { .n_seq = 1 };
+    ouro_load_options lo = { .weights = OURO_WEIGHTS_MAP };
     long lv;
     double dv;
     for (int i = 1; i < argc; i++) {
@@ -808,6 +830,9 @@ int cmd_generate(int argc, char **argv)
         } else if (strcmp(o, "--precision") == 0) {
             if (!parse_precision("generate", v, &so.precision))
                 return 2;
+        } else if (strcmp(o, "--weights") == 0) {
+            if (!ouro_tool_parse_weights("generate", v, &lo.weights))
+                return 2;
         } else if (strcmp(o, "--kv-type") == 0) {
             if (strcmp(v, "f32") == 0) so.kv_type = OURO_KV_F32;
             else if (strcmp(v, "f16") == 0) so.kv_type = OURO_KV_F16;
@@ -866,7 +891,7 @@ int cmd_generate(int argc, char **argv)
     ouro_session *s = NULL;
     ouro_gen_result res = {0};
     ouro_error e;
-    ouro_model *m = load_model("generate", model);
+    ouro_model *m = load_model_opts("generate", model, &lo);
     if (!m)
         goto done;
     bool show_progress = false;
