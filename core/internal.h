@@ -378,8 +378,8 @@ typedef struct ouro_mapped_file {
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
     int guard;               /* guard.c slot of map, -1 when none */
     size_t size;
-    size_t map_len;          /* bytes to munmap at map (size, or the copy's rounded length) */
-    bool copied;             /* map is a private copy in anonymous memory (OURO_WEIGHTS_MEMORY) */
+    size_t map_len;          /* bytes to munmap at map: size, or a copy's (OURO_WEIGHTS_MEMORY)
+                                rounded length */
     dev_t dev;
     ino_t ino;
     int64_t mtime_ns;

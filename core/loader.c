@@ -19,7 +19,8 @@
  *
  * Files are mapped read-only and the tensors used in place: nothing is copied
  * or converted, so every process that maps the same files shares one copy in
- * the page cache.  Everything is validated before use (header length, JSON,
+ * the page cache (OURO_WEIGHTS_MEMORY instead reads the weight files into a
+ * private copy, see copy_file; the tensors are used in place there too).  Everything is validated before use (header length, JSON,
  * dtype, shape, offsets inside the file and not overlapping, every expected
  * tensor present, lm_head.weight absent exactly when embeddings are tied);
  * every error names the file and, where there is one, the tensor.
@@ -132,7 +133,6 @@ static ouro_status copy_file(ouro_mapped_file *f, int fd, ouro_error *err)
     (void)madvise(p, len, MADV_HUGEPAGE);   /* failure: 4 KB pages */
     f->map = p;
     f->map_len = len;
-    f->copied = true;
     size_t done = 0;
     while (done < f->size) {
         size_t want = f->size - done < ((size_t)1 << 30) ? f->size - done : (size_t)1 << 30;
