@@ -378,21 +378,23 @@ typedef struct ouro_mapped_file {
     void *map;               /* mmap'd read-only, NULL for files only stat'ed */
     int guard;               /* guard.c slot of map, -1 when none */
     size_t size;
-    size_t alloc;            /* memory mode: bytes of the anonymous copy (2 MB multiple); 0 = mmap */
+    size_t map_len;          /* bytes to munmap at map: size, or a copy's (OURO_WEIGHTS_MEMORY)
+                                rounded length */
     dev_t dev;
     ino_t ino;
     int64_t mtime_ns;
 } ouro_mapped_file;
 
-/* Of the model's mapped weight files: *mapped their bytes, *huge the bytes the
- * process maps with 2 MB pages now (FilePmdMapped of /proc/self/smaps).  Pages
+/* Of the model's weight files: *mapped their bytes, *huge the bytes the
+ * process maps with 2 MB pages now (FilePmdMapped of /proc/self/smaps, or
+ * AnonHugePages for a copy in memory: OURO_WEIGHTS_MEMORY).  Pages
  * are mapped as they are first read, so only after a forward call is the
  * figure meaningful.  Returns false when /proc/self/smaps cannot be read (no
  * procfs, not Linux): the page size is unknown then. */
 bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge);
 
 /* *huge: the bytes of this process's mappings inside [p, p + n) that are mapped
- * with 2 MB pages now (FilePmdMapped of /proc/self/smaps).  Returns false when
+ * with 2 MB pages now (FilePmdMapped or AnonHugePages of /proc/self/smaps).  Returns false when
  * that file cannot be read. */
 bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge);
 
@@ -405,7 +407,7 @@ struct ouro_model {
     ouro_tokenizer *tok;         /* owned; NULL without tokenizer.json */
     size_t n_params;
     size_t mapped_bytes;
-    ouro_weights weights;        /* map: file mappings; memory: anonymous copies */
+    ouro_weights weights;        /* how the weight files were brought in */
     bool quantized;              /* the matrices are q8 or q4 (written by ouro_convert) */
 
     ouro_tensor embed;           /* (vocab, hidden) */

@@ -19,7 +19,8 @@
  *
  * Files are mapped read-only and the tensors used in place: nothing is copied
  * or converted, so every process that maps the same files shares one copy in
- * the page cache.  Everything is validated before use (header length, JSON,
+ * the page cache (OURO_WEIGHTS_MEMORY instead reads the weight files into a
+ * private copy, see copy_file; the tensors are used in place there too).  Everything is validated before use (header length, JSON,
  * dtype, shape, offsets inside the file and not overlapping, every expected
  * tensor present, lm_head.weight absent exactly when embeddings are tied);
  * every error names the file and, where there is one, the tensor.
@@ -106,55 +107,47 @@ static ouro_status read_json(const char *path, const char *name, cJSON **out, ou
     return OURO_OK;
 }
 
-#define HUGE_2M ((size_t)2 << 20)
-
-/* Memory mode: copies the open file fd (f->size bytes by fstat) into an
- * anonymous private mapping aligned to and rounded up to 2 MB, asked for 2 MB
- * pages before the first touch, then read-only.  Sets f->map and f->alloc. */
+/* Reads the open file fd (f->size bytes, from fstat) into a private copy in
+ * anonymous memory (OURO_WEIGHTS_MEMORY): 2 MB aligned and asked for 2 MB
+ * pages before the first byte is written (the first faults decide the page
+ * size), then made read-only like a mapping.  The file is read with pread,
+ * so a file that shrinks meanwhile is an error, not a SIGBUS. */
+#define COPY_ALIGN ((size_t)2 << 20)
 static ouro_status copy_file(ouro_mapped_file *f, int fd, ouro_error *err)
 {
-    if (f->size > SIZE_MAX - 2 * HUGE_2M)
-        return ouro_err(err, OURO_ERR_NOMEM, "%s: %zu bytes do not fit in memory", f->path, f->size);
-    size_t n = (f->size + HUGE_2M - 1) & ~(HUGE_2M - 1);
-    /* one 2 MB block more than needed, so that an aligned start lies inside */
-    size_t over = n + HUGE_2M;
-    char *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len;
+    if (!ouro_add_ok(f->size, COPY_ALIGN - 1, &len))
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: too large to copy into memory", f->path);
+    len &= ~(COPY_ALIGN - 1);
+    /* COPY_ALIGN more, so that an aligned start fits; the rest is unmapped */
+    size_t all = len + COPY_ALIGN;
+    char *raw = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
-        return ouro_err(err, OURO_ERR_NOMEM, "%s: cannot allocate %zu bytes to copy the weights "
-                        "into memory: %s", f->path, n, strerror(errno));
-    char *p = (char *)(((uintptr_t)raw + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+        return ouro_err(err, OURO_ERR_NOMEM, "%s: cannot allocate %zu bytes to hold the weights "
+                        "in memory (weights = memory): %s", f->path, f->size, strerror(errno));
+    char *p = (char *)(((uintptr_t)raw + COPY_ALIGN - 1) & ~(uintptr_t)(COPY_ALIGN - 1));
     if (p > raw)
         munmap(raw, (size_t)(p - raw));
-    if (raw + over > p + n)
-        munmap(p + n, (size_t)(raw + over - (p + n)));
-    /* before the first touch: the first faults decide the page size; without
-     * transparent huge pages the copy keeps 4 KB pages, so failure is ignored */
-    (void)madvise(p, n, MADV_HUGEPAGE);
+    if (p + len < raw + all)
+        munmap(p + len, (size_t)(raw + all - (p + len)));
+    (void)madvise(p, len, MADV_HUGEPAGE);   /* failure: 4 KB pages */
+    f->map = p;
+    f->map_len = len;
     size_t done = 0;
     while (done < f->size) {
-        size_t want = f->size - done;
-        if (want > ((size_t)1 << 30))
-            want = (size_t)1 << 30;
+        size_t want = f->size - done < ((size_t)1 << 30) ? f->size - done : (size_t)1 << 30;
         ssize_t r = pread(fd, p + done, want, (off_t)done);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0) {
-            int e = errno;
-            munmap(p, n);
-            if (r < 0)
-                return ouro_err(err, OURO_ERR_IO, "%s: read failed: %s", f->path, strerror(e));
-            return ouro_err(err, OURO_ERR_IO, "%s: the file changed or shrank while loading "
-                            "(%zu of %zu bytes read)", f->path, done, f->size);
-        }
+        if (r < 0)
+            return ouro_err(err, OURO_ERR_IO, "%s: read failed: %s", f->path, strerror(errno));
+        if (r == 0)
+            return ouro_err(err, OURO_ERR_IO, "%s: the file ended at %zu of %zu bytes while it "
+                            "was read (changed while loading)", f->path, done, f->size);
         done += (size_t)r;
     }
-    if (mprotect(p, n, PROT_READ) != 0) {
-        int e = errno;
-        munmap(p, n);
-        return ouro_err(err, OURO_ERR_NOMEM, "%s: mprotect failed: %s", f->path, strerror(e));
-    }
-    f->map = p;
-    f->alloc = n;
+    if (mprotect(p, len, PROT_READ) != 0)
+        return ouro_err(err, OURO_ERR_IO, "%s: mprotect failed: %s", f->path, strerror(errno));
     return OURO_OK;
 }
 
@@ -185,20 +178,24 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
         return ouro_err(err, OURO_ERR_IO, "%s: not a regular file", path);
     }
     record_stat(f, &st);
-    if (map) {
+    if (map && m->weights == OURO_WEIGHTS_MEMORY) {
         if (f->size == 0) {
             close(fd);
             return ouro_err(err, OURO_ERR_FORMAT, "%s: empty file", path);
         }
-        if (m->weights == OURO_WEIGHTS_MEMORY) {
-            ouro_status cst = copy_file(f, fd, err);
+        ouro_status cs = copy_file(f, fd, err);
+        close(fd);
+        if (cs != OURO_OK)
+            return cs;
+        m->mapped_bytes += f->size;
+        if (out)
+            *out = f;
+        return OURO_OK;
+    }
+    if (map) {
+        if (f->size == 0) {
             close(fd);
-            if (cst != OURO_OK)
-                return cst;
-            m->mapped_bytes += f->size;
-            if (out)
-                *out = f;
-            return OURO_OK;
+            return ouro_err(err, OURO_ERR_FORMAT, "%s: empty file", path);
         }
         void *p = mmap(NULL, f->size, PROT_READ, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
@@ -210,6 +207,7 @@ static ouro_status add_file(ouro_model *m, const char *path, bool map, ouro_mapp
          * a kernel or filesystem without them keeps 4 KB pages, so failure is ignored */
         (void)madvise(p, f->size, MADV_HUGEPAGE);
         f->map = p;
+        f->map_len = f->size;
         f->guard = ouro_guard_register(p, f->size);
         m->mapped_bytes += f->size;
     }
@@ -820,11 +818,9 @@ void ouro_model_free(ouro_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->n_files; i++) {
-        if (m->files[i].map && m->files[i].alloc) {
-            munmap(m->files[i].map, m->files[i].alloc);
-        } else if (m->files[i].map) {
+        if (m->files[i].map) {
             ouro_guard_unregister(m->files[i].guard);
-            munmap(m->files[i].map, m->files[i].size);
+            munmap(m->files[i].map, m->files[i].map_len);
         }
         free(m->files[i].path);
     }
@@ -837,18 +833,14 @@ void ouro_model_free(ouro_model *m)
     free(m);
 }
 
-const char *ouro_weights_name(ouro_weights w)
-{
-    switch (w) {
-    case OURO_WEIGHTS_MAP: return "map";
-    case OURO_WEIGHTS_MEMORY: return "memory";
-    }
-    return NULL;
-}
-
 ouro_weights ouro_model_weights(const ouro_model *m)
 {
     return m->weights;
+}
+
+const char *ouro_weights_name(ouro_weights w)
+{
+    return w == OURO_WEIGHTS_MEMORY ? "memory" : "map";
 }
 
 ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err)
@@ -863,13 +855,14 @@ ouro_status ouro_model_load_opts(const char *dir, const ouro_load_options *opts,
         *out = NULL;
     if (!dir || !out)
         return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: NULL argument");
-    if (opts && !ouro_weights_name(opts->weights))
-        return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: weights %d is not map or memory",
-                        (int)opts->weights);
+    ouro_weights w = opts ? opts->weights : OURO_WEIGHTS_MAP;
+    if (w != OURO_WEIGHTS_MAP && w != OURO_WEIGHTS_MEMORY)
+        return ouro_err(err, OURO_ERR_ARG, "ouro_model_load: weights must be map or memory (%d)",
+                        (int)w);
     ouro_model *m = calloc(1, sizeof *m);
     if (!m)
         return ouro_err(err, OURO_ERR_NOMEM, "out of memory");
-    m->weights = opts ? opts->weights : OURO_WEIGHTS_MAP;
+    m->weights = w;
     ouro_status st;
     cJSON *cfg = NULL, *index = NULL, *gen = NULL;
     char *p = NULL;
@@ -1039,9 +1032,9 @@ bool ouro_pmd_bytes(const void *p, size_t n, size_t *huge)
         size_t kb;
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)   /* no field line reads as this */
             in = p && lo >= (uintptr_t)p && hi <= (uintptr_t)p + n + 4095;
-        else if (in && (sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1 ||
-                        sscanf(line, "AnonHugePages: %zu kB", &kb) == 1))
-            *huge += kb << 10;   /* file mappings / memory-mode copies */
+        else if (in && (sscanf(line, "FilePmdMapped: %zu kB", &kb) == 1
+                        || sscanf(line, "AnonHugePages: %zu kB", &kb) == 1))
+            *huge += kb << 10;   /* the file mapped, or its copy (weights = memory) */
     }
     fclose(fp);
     return true;
@@ -1055,8 +1048,7 @@ bool ouro_model_huge_bytes(const ouro_model *m, size_t *mapped, size_t *huge)
         size_t h;
         if (!m->files[i].map)
             continue;
-        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].alloc ? m->files[i].alloc :
-                            m->files[i].size, &h))
+        if (!ouro_pmd_bytes(m->files[i].map, m->files[i].map_len, &h))
             return false;
         *huge += h;
     }

@@ -170,47 +170,35 @@ typedef struct ouro_config {
 /* Loads the model folder `dir`: config.json, model.safetensors or the shards
  * of model.safetensors.index.json, and the tokenizer when tokenizer.json is
  * there.  Every tensor is validated (presence, shape, dtype, bounds) before
- * use; weights are not copied. */
+ * use; weights are mapped, not copied (see ouro_model_load_opts). */
 ouro_status ouro_model_load(const char *dir, ouro_model **out, ouro_error *err);
 
-/* Where the weights are read from.
- *
- * OURO_WEIGHTS_MAP (the default): the safetensors files are mapped read-only
- * (mmap, MADV_HUGEPAGE) and read in place: processes share the page cache,
- * loading costs nothing up front.  How fast a mapping reads depends on how
- * much of the file the kernel keeps in 2 MB pages, which the page cache
- * decides (on the development host 82-87% of a model file, read at 22-28 GB/s,
- * against 32 GB/s for anonymous 2 MB pages).
- *
- * OURO_WEIGHTS_MEMORY: each safetensors file is copied with pread() into an
- * anonymous private mapping aligned to and rounded up to 2 MB, asked for
- * 2 MB pages before the first touch, then made read-only.  It costs a private
- * copy of the weights per process (RSS grows by the model size) and the time
- * to read the files at load; it gains a faster single-sequence decode (q4:
- * 6.1-6.6 -> 7.7-8.1 tok/s, q8: 3.9-4.1 -> 4.4 tok/s with 2 threads on the
- * development host, see README "Weights in memory").  A file changed after
- * the load no longer affects the copy (ouro_model_files_changed() still
- * reports the change); a file that changes size during the load fails it
- * with OURO_ERR_IO. */
+/* How a model's weight files are read (ouro_load_options). */
 typedef enum ouro_weights {
+    /* mapped from the files (the default): no copy, processes share the page
+     * cache; read speed depends on how much of it the kernel maps with 2 MB
+     * pages, which depends on how the files came into the page cache */
     OURO_WEIGHTS_MAP = 0,
-    OURO_WEIGHTS_MEMORY
+    /* read into a private copy in anonymous memory with 2 MB pages: the
+     * process holds the weights' size in memory itself (each process its own
+     * copy), the load reads every byte (about a second per GB from the page
+     * cache), and a file changed after the load no longer affects the model.
+     * Single-sequence decode, bound by reading the weights, runs as fast as
+     * from a file the kernel maps well and no slower when it does not (q8
+     * +10%, q4 +17-32% when the files were partly in small pages; README,
+     * "Weights in memory or mapped") */
+    OURO_WEIGHTS_MEMORY = 1,
 } ouro_weights;
 
 typedef struct ouro_load_options {
     ouro_weights weights;
 } ouro_load_options;
 
-/* "map" / "memory"; NULL for a value out of range. */
-const char *ouro_weights_name(ouro_weights w);
-
-/* ouro_model_load with options; opts NULL = the defaults (map). */
+/* ouro_model_load with options (NULL: the defaults, as ouro_model_load). */
 ouro_status ouro_model_load_opts(const char *dir, const ouro_load_options *opts, ouro_model **out,
                                  ouro_error *err);
-
-/* The model's weights mode. */
-ouro_weights ouro_model_weights(const ouro_model *model);
-
+const char *ouro_weights_name(ouro_weights w);   /* "map", "memory" */
+ouro_weights ouro_model_weights(const ouro_model *model);   /* how it was loaded */
 void ouro_model_free(ouro_model *model);
 
 const ouro_config *ouro_model_config(const ouro_model *model);

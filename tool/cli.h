@@ -32,6 +32,10 @@ typedef struct tool_progress {
     double t0, last;         /* start, last draw (monotonic seconds) */
 } tool_progress;
 
+/* --weights map|memory into *out; false after printing an error naming the
+ * command (ouro.c). */
+bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out);
+
 /* --progress WHEN (auto|always|never) into *on; false after printing an
  * error naming the command. */
 bool progress_parse(const char *cmd, const char *when, bool *on);

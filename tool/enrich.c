@@ -52,6 +52,8 @@ static const char *usage_enrich =
     "  --batch-size N      sequences decoded together (default 16)\n"
     "  --chunk N           rows per transaction (default 64)\n"
     "  --threads N         worker threads (default: all processors)\n"
+    "  --weights WHERE     map (default: the files mapped, shared page cache) or memory\n"
+    "                      (read into this process's memory, 2 MB pages: steadier decode)\n"
     "  --progress WHEN     auto (on a terminal, default), always or never\n";
 
 /* ------------------------------------------------------------------------
@@ -119,6 +121,7 @@ typedef struct chunk_row {
 int cmd_enrich(int argc, char **argv)
 {
     const char *db_path = NULL, *table = NULL, *input = NULL, *output = NULL, *model_dir = NULL;
+    ouro_load_options load = { .weights = OURO_WEIGHTS_MAP };
     const char *progress = "auto";
     long max_tokens = 128, max_loops = 0, seed = 42, batch = 16, chunk = 64, threads = 0;
     double temperature = 0;
@@ -149,6 +152,10 @@ int cmd_enrich(int argc, char **argv)
         else if (strcmp(o, "--output") == 0) output = v;
         else if (strcmp(o, "--model") == 0) model_dir = v;
         else if (strcmp(o, "--progress") == 0) progress = v;
+        else if (strcmp(o, "--weights") == 0) {
+            if (!ouro_tool_parse_weights("enrich", v, &load.weights))
+                return 2;
+        }
         else if (strcmp(o, "--temperature") == 0) {
             temperature = strtod(v, &end);
             if (*end || errno || !(temperature >= 0 && temperature <= 100)) {
@@ -235,7 +242,7 @@ int cmd_enrich(int argc, char **argv)
     if (!(fail = prepare(db, sql)))
         goto done;
 
-    if (ouro_model_load(model_dir, &m, &e) != OURO_OK) {
+    if (ouro_model_load_opts(model_dir, &load, &m, &e) != OURO_OK) {
         fprintf(stderr, "ouro enrich: cannot load %s: %s\n", model_dir, e.message);
         goto done;
     }

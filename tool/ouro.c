@@ -54,7 +54,7 @@ static const char *usage_main =
 
 static const char *usage_logits =
     "usage: ouro logits --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N] [--threads N]\n"
-    "                   [--precision exact|bf16] [--weights map|memory]\n"
+    "                   [--precision exact|bf16]\n"
     "\n"
     "Runs one full forward pass over the ids (no BOS is added) and prints\n"
     "  {\"exit_pdf\": [[p_1..p_T] for each position], \"exit_step\": K,\n"
@@ -67,9 +67,7 @@ static const char *usage_logits =
     "--max-loops N runs N loop steps (1..16; default the model's total_ut_steps); the last step\n"
     "run takes the exit probability left over by the earlier ones.\n"
     "--precision bf16 rounds activations to bf16 for the matrix products (AVX-512 BF16 dot\n"
-    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n"
-    "--weights memory copies the weights into memory (2 MB pages) instead of reading the\n"
-    "mapped files (map, the default): faster decoding, RSS grows by the model size.\n";
+    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n";
 
 static const char *usage_generate =
     "usage: ouro generate [--model DIR] [--ids 1,2,3 | --prompt TEXT | --file FILE] [options]\n"
@@ -104,9 +102,8 @@ static const char *usage_generate =
     "  --threads N          worker threads (default: every core)\n"
     "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
     "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
-    "  --weights map|memory  map (default): read the mapped model files in place; memory:\n"
-    "                       copy them into memory at load (faster decoding, RSS grows by\n"
-    "                       the model size)\n"
+    "  --weights map|memory  weights mapped from the files (default; shared page cache) or\n"
+    "                       read into this process's memory (2 MB pages: steadier decode)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
     "                       \"prompt_tokens\", \"tokens_per_s\"}\n"
     "  --progress WHEN      a progress bar on stderr (rows, tokens/s, ETA; one prompt: its\n"
@@ -275,8 +272,8 @@ static bool add_numbers(cJSON *obj, const char *name, const float *f, const int3
     return true;
 }
 
-/* Parses map|memory; prints an error and returns false on anything else. */
-static bool parse_weights(const char *cmd, const char *s, ouro_weights *out)
+/* --weights map|memory */
+bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out)
 {
     if (strcmp(s, "map") == 0)
         *out = OURO_WEIGHTS_MAP;
@@ -290,16 +287,20 @@ static bool parse_weights(const char *cmd, const char *s, ouro_weights *out)
 }
 
 /* Loads a model; prints the error and returns NULL on failure. */
-static ouro_model *load_model(const char *cmd, const char *dir, ouro_weights weights)
+static ouro_model *load_model_opts(const char *cmd, const char *dir, const ouro_load_options *lo)
 {
     ouro_model *m = NULL;
     ouro_error e;
-    ouro_load_options lo = { .weights = weights };
-    if (ouro_model_load_opts(dir, &lo, &m, &e) != OURO_OK) {
+    if (ouro_model_load_opts(dir, lo, &m, &e) != OURO_OK) {
         fprintf(stderr, "ouro %s: %s\n", cmd, e.message);
         return NULL;
     }
     return m;
+}
+
+static ouro_model *load_model(const char *cmd, const char *dir)
+{
+    return load_model_opts(cmd, dir, NULL);
 }
 
 /* Sends the library's warnings to stderr (debug messages with OURO_DEBUG set). */
@@ -320,7 +321,6 @@ int cmd_logits(int argc, char **argv)
     ouro_exit ex = { .kind = OURO_EXIT_DEFAULT };
     long max_loops = 0, threads = 0;
     ouro_precision precision = OURO_PRECISION_EXACT;
-    ouro_weights weights = OURO_WEIGHTS_MAP;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
@@ -338,7 +338,6 @@ int cmd_logits(int argc, char **argv)
         else if (strcmp(o, "--max-loops") == 0) { if (!parse_int("logits", o, v, 1, OURO_MAX_LOOPS, &max_loops)) return 2; }
         else if (strcmp(o, "--threads") == 0) { if (!parse_int("logits", o, v, 1, 1024, &threads)) return 2; }
         else if (strcmp(o, "--precision") == 0) { if (!parse_precision("logits", v, &precision)) return 2; }
-        else if (strcmp(o, "--weights") == 0) { if (!parse_weights("logits", v, &weights)) return 2; }
         else {
             fprintf(stderr, "ouro logits: unknown option %s\n%s", o, usage_logits);
             return 2;
@@ -354,7 +353,7 @@ int cmd_logits(int argc, char **argv)
         return 2;
 
     int rc = 1;
-    ouro_model *m = load_model("logits", model, weights);
+    ouro_model *m = load_model("logits", model);
     ouro_session *s = NULL;
     float *pdf = NULL, *logits = NULL;
     int32_t *step = NULL;
@@ -750,7 +749,7 @@ int cmd_generate(int argc, char **argv)
     char *stdin_prompt = NULL;
     ouro_gen_params gp = { .max_tokens = (int)ouro_params[OURO_P_MAX_TOKENS].dflt };
     ouro_session_options so = { .n_seq = 1 };
-    ouro_weights weights = OURO_WEIGHTS_MAP;
+    ouro_load_options lo = { .weights = OURO_WEIGHTS_MAP };
     long lv;
     double dv;
     for (int i = 1; i < argc; i++) {
@@ -832,7 +831,7 @@ int cmd_generate(int argc, char **argv)
             if (!parse_precision("generate", v, &so.precision))
                 return 2;
         } else if (strcmp(o, "--weights") == 0) {
-            if (!parse_weights("generate", v, &weights))
+            if (!ouro_tool_parse_weights("generate", v, &lo.weights))
                 return 2;
         } else if (strcmp(o, "--kv-type") == 0) {
             if (strcmp(v, "f32") == 0) so.kv_type = OURO_KV_F32;
@@ -892,7 +891,7 @@ int cmd_generate(int argc, char **argv)
     ouro_session *s = NULL;
     ouro_gen_result res = {0};
     ouro_error e;
-    ouro_model *m = load_model("generate", model, weights);
+    ouro_model *m = load_model_opts("generate", model, &lo);
     if (!m)
         goto done;
     bool show_progress = false;
@@ -1046,7 +1045,7 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "ouro info: --model is required\n%s", usage_info);
         return 2;
     }
-    ouro_model *m = load_model("info", model, OURO_WEIGHTS_MAP);
+    ouro_model *m = load_model("info", model);
     if (!m)
         return 1;
     char *js = ouro_model_info_json(m);

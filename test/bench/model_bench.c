@@ -32,7 +32,8 @@
  * Measurements are short (few tokens) because a full-size forward pass is slow; the numbers of
  * tokens are options.  Token ids are fixed pseudo-random ids, so runs are repeatable.
  *
- *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--bw GB/s] [--bw-file GB/s]
+ *   model_bench --model DIR [--threads N] [--precision exact|bf16] [--weights map|memory]
+ *               [--bw GB/s] [--bw-file GB/s]
  *               [--gemm GFLOP/s] [--fma GFLOP/s] [--bf16dot GFLOP/s] [--int8dot GOP/s] [--runs N]
  *               [--amxbf16 GFLOP/s] [--amxint8 GOP/s]
  *               [--prefill 64,256,1024] [--decode N] [--batch 4,8,16,32] [--batch-steps N]
@@ -253,7 +254,7 @@ typedef struct bench {
     const char *model_dir;
     int threads;
     ouro_precision precision;   /* --precision exact|bf16 */
-    ouro_weights weights;       /* --weights map|memory */
+    ouro_load_options load;     /* --weights map|memory */
     double bw;          /* GB/s, the memory read limit (0: unknown) */
     double bw_file;     /* GB/s, reading a mapped file (limits' second figure; 0: unknown) */
     double gemm;        /* GFLOP/s, OpenBLAS sgemm (0: unknown), beside the kernel figures */
@@ -453,8 +454,7 @@ static void bench_load(bench *b)
         ouro_model *m = NULL;
         ouro_error err;
         double rss0 = rss_now(), t0 = now_s();
-        ouro_load_options lo = { .weights = b->weights };
-        ouro_status st = ouro_model_load_opts(b->model_dir, &lo, &m, &err);
+        ouro_status st = ouro_model_load_opts(b->model_dir, &b->load, &m, &err);
         double dt = now_s() - t0, rss1 = rss_now();
         if (st != OURO_OK) {
             printf("  load failed: %s\n", err.message);
@@ -467,7 +467,7 @@ static void bench_load(bench *b)
             if (pass == 0)
                 dir_pages(b->model_dir, 1, &total, &resident);
             t0 = now_s();
-            st = ouro_model_load(notok, &m, &err);
+            st = ouro_model_load_opts(notok, &b->load, &m, &err);
             dt = now_s() - t0;
             if (st == OURO_OK) {
                 printf("  load, %s page cache, weights only:       %8.1f ms\n", what, dt * 1e3);
@@ -834,7 +834,7 @@ static void bench_adaptive(bench *b, const ouro_model *base, const cost *c)
     for (char *dir = strtok(list, ","); dir; dir = strtok(NULL, ","), first = 0) {
         ouro_model *m = NULL;
         ouro_error err;
-        if (ouro_model_load(dir, &m, &err) != OURO_OK) {
+        if (ouro_model_load_opts(dir, &b->load, &m, &err) != OURO_OK) {
             printf("  %s: %s\n", dir, err.message);
             continue;
         }
@@ -914,15 +914,15 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--model")) b.model_dir = v;
         else if (!strcmp(a, "--threads")) b.threads = atoi(v);
-        else if (!strcmp(a, "--weights")) {
-            if (!strcmp(v, "map")) b.weights = OURO_WEIGHTS_MAP;
-            else if (!strcmp(v, "memory")) b.weights = OURO_WEIGHTS_MEMORY;
-            else { fprintf(stderr, "model_bench: --weights must be map or memory\n"); return 2; }
-        }
         else if (!strcmp(a, "--precision")) {
             if (!strcmp(v, "exact")) b.precision = OURO_PRECISION_EXACT;
             else if (!strcmp(v, "bf16")) b.precision = OURO_PRECISION_BF16;
             else { fprintf(stderr, "model_bench: --precision must be exact or bf16\n"); return 2; }
+        }
+        else if (!strcmp(a, "--weights")) {
+            if (!strcmp(v, "map")) b.load.weights = OURO_WEIGHTS_MAP;
+            else if (!strcmp(v, "memory")) b.load.weights = OURO_WEIGHTS_MEMORY;
+            else { fprintf(stderr, "model_bench: --weights must be map or memory\n"); return 2; }
         }
         else if (!strcmp(a, "--bw")) b.bw = atof(v);
         else if (!strcmp(a, "--bw-file")) b.bw_file = atof(v);
@@ -956,8 +956,8 @@ int main(int argc, char **argv)
     printf("precision: %s\n", b.precision == OURO_PRECISION_BF16 ? "bf16 activations (approximate)"
                                                                    : "exact (f32 activations), "
                                                                      "or 8-bit for q8 and q4 weights");
-    printf("weights: %s\n", b.weights == OURO_WEIGHTS_MEMORY ? "memory (copied into 2 MB pages)"
-                                                                : "map (files read in place)");
+    printf("weights: %s\n", b.load.weights == OURO_WEIGHTS_MEMORY
+                                ? "memory (a private copy, 2 MB pages)" : "map (the files mapped)");
     printf("model %s, %d threads; limits: memory read %.1f GB/s, f32 FMA %.1f GFLOP/s, bf16 dot"
            " %.1f GFLOP/s, 8-bit dot %.1f GOP/s, sgemm %.1f GFLOP/s, AMX bf16 %.1f GFLOP/s, AMX"
            " int8 %.1f GOP/s (%s); load average %.2f\n",
@@ -970,8 +970,7 @@ int main(int argc, char **argv)
 
     ouro_model *m = NULL;
     ouro_error err;
-    ouro_load_options lo = { .weights = b.weights };
-    if (ouro_model_load_opts(b.model_dir, &lo, &m, &err) != OURO_OK) {
+    if (ouro_model_load_opts(b.model_dir, &b.load, &m, &err) != OURO_OK) {
         printf("cannot load %s: %s\n", b.model_dir, err.message);
         return 1;
     }

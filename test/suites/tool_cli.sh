@@ -41,6 +41,13 @@ check(rc == 2 and "OURO_MODEL" in err, "no --model and no $OURO_MODEL: a usage e
 rc, out, err = run(["generate", "--max-tokens", "12"], stdin=(prompt + "\n").encode(), env_model=model)
 check(rc == 0 and out == want, "the prompt from standard input (one trailing newline dropped)", (out, err))
 
+# --weights memory: the weights read into the process's memory give the same text
+rc, out, err = run(["generate", "--model", model, "--prompt", prompt, "--max-tokens", "12",
+                    "--weights", "memory"])
+check(rc == 0 and out == want, "--weights memory gives the text of the mapped weights", (out, want, err))
+rc, out, err = run(["generate", "--model", model, "--prompt", prompt, "--weights", "disk"])
+check(rc == 2 and "--weights must be map or memory" in err, "--weights with another value: a usage error", err)
+
 # streaming: the same text, printed while the generation still runs
 for args in (["--prompt", prompt, "--max-tokens", "40"],
              ["--prompt", "Hello", "--max-tokens", "40", "--stop", "the"],

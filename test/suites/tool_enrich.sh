@@ -77,10 +77,10 @@ print(db.execute("SELECT count(*) FROM questions q WHERE answer IS NULL AND NOT 
                  "(SELECT 1 FROM ouro_enrich_errors e WHERE e.row_key = CAST(q.rowid AS TEXT))").fetchone()[0])
 EOF
 )
-out=$(enrich --progress never)
+out=$(enrich --progress never --weights memory)
 rc=$?
 echo "# rerun: $out"
-check "the rerun finishes and computes only the $todo rows left" \
+check "the rerun (weights read into memory) finishes and computes only the $todo rows left" \
     bash -c '[ "$1" -eq 0 ] && grep -q "^ouro enrich: $2 rows computed" <<<"$3"' _ "$rc" "$todo" "$out"
 
 result=$(py <<'EOF'
