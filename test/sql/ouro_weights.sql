@@ -1,0 +1,24 @@
+-- ouro_weights.sql -- ouro.weights: map (the default) or memory; superuser only.
+-- ouro.model_path is set for the test role by test/suites/pg.sh (the tiny-mha-bf16 model).
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS ouro;
+RESET client_min_messages;
+SET ouro.threads = 1;
+
+SHOW ouro.weights;
+SELECT ouro_model_info() ->> 'weights' AS weights;
+CREATE TEMP TABLE mapped AS SELECT ouro_generate('The capital of France is', max_tokens := 12) AS t;
+-- a superuser may switch; the cached mapped model is loaded again in memory
+SET ouro.weights = memory;
+SELECT ouro_model_info() ->> 'weights' AS weights;
+SELECT ouro_generate('The capital of France is', max_tokens := 12) = t AS same_text FROM mapped;
+SET ouro.weights = disk;
+RESET ouro.weights;
+SELECT ouro_model_info() ->> 'weights' AS weights;
+
+-- an ordinary role may not
+CREATE ROLE ouro_weights_user;
+SET ROLE ouro_weights_user;
+SET ouro.weights = memory;
+RESET ROLE;
+DROP ROLE ouro_weights_user;
