@@ -159,66 +159,6 @@ static void test_truncate(void)
 }
 
 /* ------------------------------------------------------------------------
- * Weights in memory (OURO_WEIGHTS_MEMORY): the same logits as mapped, and a
- * private copy that a truncated file cannot reach
- * ------------------------------------------------------------------------ */
-
-static void test_weights_memory(void)
-{
-    char dir[PATH_MAX], file[PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s/model-memory", root);
-    sh("cp -r %s %s", SRC, dir);
-    snprintf(file, sizeof file, "%s/model.safetensors", dir);
-
-    ouro_model *mm = NULL, *mc = NULL;
-    ouro_session *sm = NULL, *sc = NULL;
-    ouro_error err = {0};
-    ouro_load_options copy = { .weights = OURO_WEIGHTS_MEMORY };
-    ouro_session_options so = { .n_ctx = 64, .threads = 2 };
-    if (!check(ouro_model_load(dir, &mm, &err) == OURO_OK, "weights memory: the folder loads mapped") ||
-        !check(ouro_model_load_opts(dir, &copy, &mc, &err) == OURO_OK,
-               "weights memory: and copied into memory") ||
-        !check(ouro_session_new(mm, &so, &sm, &err) == OURO_OK &&
-               ouro_session_new(mc, &so, &sc, &err) == OURO_OK, "weights memory: sessions")) {
-        check_note("%s", err.message);
-        ouro_session_free(sm);
-        ouro_model_free(mm);
-        ouro_model_free(mc);
-        return;
-    }
-    int V = ouro_model_config(mm)->vocab_size;
-    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
-    check(forward_prompt(sm, 8, a, &err) == OURO_OK && forward_prompt(sc, 8, b, &err) == OURO_OK &&
-          memcmp(a, b, (size_t)V * sizeof(float)) == 0, "weights memory: the same logits, bit for bit");
-    char *info = ouro_model_info_json(mc);
-    check(info && strstr(info, "\"weights\":\"memory\""), "weights memory: the model info says so");
-    ouro_free(info);
-    ouro_session_free(sm);
-    ouro_model_free(mm);
-
-    ouro_session_seq_reset(sc, 0);
-    if (truncate(file, 4096) != 0)
-        check_note("truncate failed");
-    memset(b, 0, (size_t)V * sizeof(float));
-    check(forward_prompt(sc, 8, b, &err) == OURO_OK && memcmp(a, b, (size_t)V * sizeof(float)) == 0,
-          "weights memory: after the file is truncated the copy computes the same logits");
-    check(ouro_model_check(mc, NULL) == OURO_OK && ouro_model_files_changed(mc),
-          "weights memory: the model is intact and reports its files changed");
-    ouro_session_free(sc);
-    ouro_model_free(mc);
-    mc = NULL;
-    check(ouro_model_load_opts(dir, &copy, &mc, &err) == OURO_ERR_FORMAT,
-          "weights memory: the truncated folder is a format error: %s", err.message);
-    ouro_model_free(mc);
-    mc = NULL;
-    copy.weights = (ouro_weights)7;
-    check(ouro_model_load_opts(SRC, &copy, &mc, &err) == OURO_ERR_ARG && !mc,
-          "weights memory: an unknown mode is an argument error: %s", err.message);
-    free(a);
-    free(b);
-}
-
-/* ------------------------------------------------------------------------
  * Cancel inside a forward call
  * ------------------------------------------------------------------------ */
 
@@ -393,7 +333,6 @@ int main(void)
     install_own_handler();
 
     test_truncate();
-    test_weights_memory();
     ouro_model *m = NULL;
     ouro_error err;
     if (check(ouro_model_load(SRC, &m, &err) == OURO_OK, "the tiny model loads")) {
