@@ -5,8 +5,9 @@ CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
 SET ouro.threads = 1;
 
-SHOW ouro.weights;
+-- the first call loads the library (without shared_preload_libraries the setting exists from then on)
 SELECT ouro_model_info() ->> 'weights' AS weights;
+SHOW ouro.weights;
 CREATE TEMP TABLE mapped AS SELECT ouro_generate('The capital of France is', max_tokens := 12) AS t;
 -- a superuser may switch; the cached mapped model is loaded again in memory
 SET ouro.weights = memory;
