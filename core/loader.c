@@ -838,7 +838,7 @@ ouro_weights ouro_model_weights(const ouro_model *m)
     return m->weights;
 }
 
-const char *ouro_weights_name(ouro_weights w)
+static const char *weights_name(ouro_weights w)   /* as the info JSON names it */
 {
     return w == OURO_WEIGHTS_MEMORY ? "memory" : "map";
 }
@@ -1096,7 +1096,7 @@ char *ouro_model_info_json(const ouro_model *m)
         fb += m->files[i].size;
     cJSON_AddNumberToObject(o, "file_bytes", (double)fb);
     cJSON_AddNumberToObject(o, "mapped_bytes", (double)m->mapped_bytes);
-    cJSON_AddStringToObject(o, "weights", ouro_weights_name(m->weights));
+    cJSON_AddStringToObject(o, "weights", weights_name(m->weights));
     cJSON_AddNumberToObject(o, "files", m->n_files);
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
     char *s = cJSON_PrintUnformatted(o);

@@ -197,7 +197,6 @@ typedef struct ouro_load_options {
 /* ouro_model_load with options (NULL: the defaults, as ouro_model_load). */
 ouro_status ouro_model_load_opts(const char *dir, const ouro_load_options *opts, ouro_model **out,
                                  ouro_error *err);
-const char *ouro_weights_name(ouro_weights w);   /* "map", "memory" */
 ouro_weights ouro_model_weights(const ouro_model *model);   /* how it was loaded */
 void ouro_model_free(ouro_model *model);
 

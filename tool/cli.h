@@ -33,7 +33,7 @@ typedef struct tool_progress {
 } tool_progress;
 
 /* --weights map|memory into *out; false after printing an error naming the
- * command (ouro.c). */
+ * command (ouro.c, from the values of the SQL setting weights). */
 bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out);
 
 /* --progress WHEN (auto|always|never) into *on; false after printing an

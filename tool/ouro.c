@@ -133,17 +133,40 @@ static const char *usage_convert =
  * Argument helpers
  * ------------------------------------------------------------------------ */
 
-/* Parses exact|bf16; prints an error and returns false on anything else. */
+/* Option `opt` of command cmd: one of the values of the SQL setting `id`
+ * (the values the surface table lists, e.g. exact|bf16); prints an error
+ * and returns false on anything else. */
+static bool parse_enum(const char *cmd, const char *opt, ouro_param_id id, const char *s,
+                       int *out)
+{
+    const ouro_param *p = &ouro_params[id];
+    int v = ouro_param_enum_value(p, s);
+    if (v >= 0) {
+        *out = v;
+        return true;
+    }
+    fprintf(stderr, "ouro %s: %s must be ", cmd, opt);
+    for (int i = 0; i < p->n_values; i++)
+        fprintf(stderr, "%s%s", i == 0 ? "" : i == p->n_values - 1 ? " or " : ", ", p->values[i].name);
+    fprintf(stderr, ", not \"%s\"\n", s);
+    return false;
+}
+
 static bool parse_precision(const char *cmd, const char *s, ouro_precision *out)
 {
-    if (strcmp(s, "exact") == 0)
-        *out = OURO_PRECISION_EXACT;
-    else if (strcmp(s, "bf16") == 0)
-        *out = OURO_PRECISION_BF16;
-    else {
-        fprintf(stderr, "ouro %s: --precision must be exact or bf16, not \"%s\"\n", cmd, s);
+    int v = 0;
+    if (!parse_enum(cmd, "--precision", OURO_P_PRECISION, s, &v))
         return false;
-    }
+    *out = (ouro_precision)v;
+    return true;
+}
+
+bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out)
+{
+    int v = 0;
+    if (!parse_enum(cmd, "--weights", OURO_P_WEIGHTS, s, &v))
+        return false;
+    *out = (ouro_weights)v;
     return true;
 }
 
@@ -268,20 +291,6 @@ static bool add_numbers(cJSON *obj, const char *name, const float *f, const int3
         if (!x)
             return false;
         cJSON_AddItemToArray(a, x);
-    }
-    return true;
-}
-
-/* --weights map|memory */
-bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out)
-{
-    if (strcmp(s, "map") == 0)
-        *out = OURO_WEIGHTS_MAP;
-    else if (strcmp(s, "memory") == 0)
-        *out = OURO_WEIGHTS_MEMORY;
-    else {
-        fprintf(stderr, "ouro %s: --weights must be map or memory, not \"%s\"\n", cmd, s);
-        return false;
     }
     return true;
 }
