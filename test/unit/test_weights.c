@@ -74,7 +74,7 @@ int main(void)
           "the models report their mode");
     char *info = ouro_model_info_json(mem);
     check(info && strstr(info, "\"weights\":\"memory\""), "info JSON names the memory mode");
-    free(info);
+    ouro_free(info);
 
     int v1 = 0, v2 = 0;
     float *a = logits_of(map, &v1), *b = logits_of(mem, &v2);
