@@ -218,12 +218,12 @@ typedef struct ouro_qformat {
                           int lo, int hi);
     /* AVX-512 VNNI: [groups - 1][tokens - 1] for 1 or 2 groups over blocks b0 .. b1-1
      * (totals kept in acc between calls; prefetch mode pf: quant.c), and 4 groups of 1
-     * token over all blocks */
+     * token over all blocks (next: the 4 groups read next, or NULL, for its prefetches) */
     void (*vnni[2][OURO_Q_NR])(float *y, size_t ldy, const ouro_q8_act *a, int t0,
                                const uint8_t *g, size_t gstride, const __mmask16 *mask,
                                int b0, int b1, float *acc, int pf);
-    void (*vnni_4x1)(float *y, size_t ldy, const ouro_q8_act *a, int t0, const uint8_t *g,
-                     size_t gstride, const __mmask16 *mask);
+    void (*vnni_4x1)(float *y, const ouro_q8_act *a, const uint8_t *g, size_t gstride,
+                     const uint8_t *next, const __mmask16 *mask);
 #endif
 } ouro_qformat;
 

@@ -405,6 +405,9 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
 #ifndef Q8_SPF
 #define Q8_SPF 256           /* the same in each group's scales, bytes */
 #endif
+#ifndef Q8_FPF
+#define Q8_FPF 2048          /* one token (q8k_4x1): far prefetch in the quants, bytes */
+#endif
 #ifndef Q8_CHUNK
 #define Q8_CHUNK 4           /* blocks of a group that every token tile takes in turn (q4: twice) */
 #endif
@@ -500,10 +503,70 @@ void q8_kernel_vnni(int mg, int nr, float *y, size_t ldy, const q8_act *a, int t
     }
 Q8K(1, 1) Q8K(1, 2) Q8K(1, 3) Q8K(1, 4) Q8K(1, 5) Q8K(1, 6)
 Q8K(2, 1) Q8K(2, 2) Q8K(2, 3) Q8K(2, 4) Q8K(2, 5) Q8K(2, 6)
-VNNI_TARGET static void q8k_4x1(float *y, size_t ldy, const q8_act *a, int t0, const uint8_t *g,
-                                size_t gstride, const __mmask16 *mask)
+/* One token, four groups: the kernel of single-sequence decode, where a
+ * product reads every weight once and the memory's pace bounds it.  The
+ * four groups are four streams; each line of quants is prefetched twice,
+ * Q8_PF bytes ahead into L1 and Q8_FPF bytes ahead with the hint for the
+ * outer caches, and the scales Q8_SPF bytes ahead.  Near a group's end the
+ * prefetches run on into `next` (the four groups at g + 4 * gstride, which a
+ * thread walking its rows in memory order reads next; NULL where they are
+ * past the matrix), so the next call starts on lines already on their way.
+ * Each block's eight quads feed two integer sums per group (even and odd
+ * quads, added at the end of the block: the same exact integer as one
+ * chain, in half the latency). */
+VNNI_TARGET static void q8k_4x1(float *y, const q8_act *a, const uint8_t *g, size_t gstride,
+                                const uint8_t *next, const __mmask16 *mask)
 {
-    q8_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
+    int nb = a->nb;
+    size_t qend = (size_t)nb * Q8_QBYTES, send = qend + (size_t)nb * 32;
+    /* from an offset past this group's quants (or scales) to the same place in next */
+    size_t d = next ? (size_t)(next - g) : 0;
+    size_t skip = next ? d - qend : 0, sskip = next ? d - (size_t)nb * 32 : 0;
+    const uint8_t *gm[4] = { g, g + gstride, g + 2 * gstride, g + 3 * gstride };
+    __m512 zf = _mm512_setzero_ps(), f[4] = { zf, zf, zf, zf };
+    for (int b = 0; b < nb; b++) {
+        size_t qo = (size_t)b * Q8_QBYTES, o = qo + Q8_PF, of = qo + Q8_FPF;
+        o = o < qend ? o : next && o < 2 * qend ? o + skip : qo;   /* else: the block's */
+        of = of < qend ? of : next && of < 2 * qend ? of + skip : qo;   /* own lines */
+        if (Q8_SPF > 0 && b % 2 == 0) {                 /* a line of scales every other block */
+            size_t so = qend + (size_t)b * 32 + Q8_SPF;
+            if (so < send || (next && so < send + (size_t)nb * 32))
+                #pragma GCC unroll 4
+                for (int m = 0; m < 4; m++)
+                    _mm_prefetch((const char *)gm[m] + (so < send ? so : so + sskip), _MM_HINT_T0);
+        }
+        const int8_t *xb = a->q + (size_t)b * Q8_BLOCK;
+        __m512i c0 = _mm512_set1_epi32(a->c[b]), z = _mm512_setzero_si512();
+        __m512i i0[4] = { c0, c0, c0, c0 }, i1[4] = { z, z, z, z };
+        #pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            int32_t v;
+            memcpy(&v, xb + 4 * j, 4);
+            __m512i xv = _mm512_set1_epi32(v);
+            #pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) {
+                if (Q8_PF > 0)
+                    _mm_prefetch((const char *)gm[m] + o + j * 64, _MM_HINT_T0);
+                if (Q8_FPF > 0)
+                    _mm_prefetch((const char *)gm[m] + of + j * 64, _MM_HINT_T2);
+                __m512i w = _mm512_load_si512(gm[m] + qo + j * 64);
+                if (j % 2)
+                    i1[m] = _mm512_dpbusd_epi32(i1[m], w, xv);
+                else
+                    i0[m] = _mm512_dpbusd_epi32(i0[m], w, xv);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            const __m256i *sp = (const __m256i *)(gm[m] + qend + (size_t)b * 32);
+            __m512 sw = _mm512_cvtph_ps(_mm256_load_si256(sp));
+            __m512 sc = _mm512_mul_ps(sw, _mm512_set1_ps(a->s[b]));
+            f[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0[m], i1[m])), sc, f[m]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int m = 0; m < 4; m++)
+        _mm512_mask_storeu_ps(y + m * Q8_ROWS, mask[m], f[m]);
 }
 #endif /* OURO_X86_SIMD */
 
@@ -814,6 +877,7 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
      * OURO_Q_NR; the tiles of a run take the weights a chunk of blocks at a
      * time, so the later tiles find the chunk in L1 */
     int n_super = (n + Q8_RUN - 1) / Q8_RUN;
+    int n_groups = (d_out + Q8_ROWS - 1) / Q8_ROWS;   /* of the whole matrix */
     int chunk = (f->q4 ? Q8_CHUNK * 2 : Q8_CHUNK);
     float acc[Q8_RUN * Q8_MG * 16] __attribute__((aligned(64)));
 #endif
@@ -833,8 +897,8 @@ void ouro_qrows(const ouro_qformat *f, float *y, const void *ws, const void *wv,
             __mmask16 mask[4];   /* the rows of each group the kernels store */
             for (int m = 0; m < cnt; m++)
                 mask[m] = (__mmask16)(((1u << hi[m]) - 1) & ~((1u << lo[m]) - 1));
-            if (n == 1 && cnt == 4) {
-                f->vnni_4x1(yg, (size_t)d_out, a, 0, gp, gb, mask);
+            if (n == 1 && cnt == 4) {   /* next: the four groups after these, if in the matrix */
+                f->vnni_4x1(yg, a, gp, gb, g + 8 <= n_groups ? gp + 4 * gb : NULL, mask);
                 continue;
             }
             for (int m0 = 0; m0 < cnt; m0 += 2) {

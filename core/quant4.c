@@ -61,6 +61,9 @@
 #ifndef Q4_SPF
 #define Q4_SPF 256           /* the same in each group's scales (VNNI), bytes */
 #endif
+#ifndef Q4_FPF
+#define Q4_FPF 2048          /* one token (q4k_4x1): far prefetch in the quants, bytes */
+#endif
 
 static inline int q4_nb(int64_t cols) { return (int)((cols + Q4_BLOCK - 1) / Q4_BLOCK); }
 
@@ -419,10 +422,64 @@ void q4_kernel_vnni(int mg, int nr, float *y, size_t ldy, const ouro_q8_act *a, 
     }
 Q4K(1, 1) Q4K(1, 2) Q4K(1, 3) Q4K(1, 4) Q4K(1, 5) Q4K(1, 6)
 Q4K(2, 1) Q4K(2, 2) Q4K(2, 3) Q4K(2, 4) Q4K(2, 5) Q4K(2, 6)
-VNNI_TARGET static void q4k_4x1(float *y, size_t ldy, const ouro_q8_act *a, int t0,
-                                const uint8_t *g, size_t gstride, const __mmask16 *mask)
+/* One token, four groups, as q8's (quant.c, q8k_4x1): each line of quants
+ * prefetched Q4_PF bytes ahead into L1 and Q4_FPF bytes ahead for the outer
+ * caches, the scales Q4_SPF bytes ahead, all running on into `next` near the
+ * groups' end.  The low and high nibbles feed two integer sums per group,
+ * added at the end of each block (exact: the same integer as one chain). */
+VNNI_TARGET static void q4k_4x1(float *y, const ouro_q8_act *a, const uint8_t *g, size_t gstride,
+                                const uint8_t *next, const __mmask16 *mask)
 {
-    q4_kernel_vnni(4, 1, y, ldy, a, t0, g, gstride, mask, 0, a->nb, NULL, 1);
+    int nb = a->nb;
+    size_t qend = (size_t)nb * Q4_QBYTES, send = qend + (size_t)nb * 32;
+    size_t d = next ? (size_t)(next - g) : 0;
+    size_t skip = next ? d - qend : 0, sskip = next ? d - (size_t)nb * 32 : 0;
+    const uint8_t *gm[4] = { g, g + gstride, g + 2 * gstride, g + 3 * gstride };
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    __m512 zf = _mm512_setzero_ps(), f[4] = { zf, zf, zf, zf };
+    for (int b = 0; b < nb; b++) {
+        size_t qo = (size_t)b * Q4_QBYTES, o = qo + Q4_PF, of = qo + Q4_FPF;
+        o = o < qend ? o : next && o < 2 * qend ? o + skip : qo;   /* else: the block's */
+        of = of < qend ? of : next && of < 2 * qend ? of + skip : qo;   /* own lines */
+        if (Q4_SPF > 0 && b % 2 == 0) {
+            size_t so = qend + (size_t)b * 32 + Q4_SPF;
+            if (so < send || (next && so < send + (size_t)nb * 32))
+                #pragma GCC unroll 4
+                for (int m = 0; m < 4; m++)
+                    _mm_prefetch((const char *)gm[m] + (so < send ? so : so + sskip), _MM_HINT_T0);
+        }
+        const int8_t *xb = a->q + (size_t)b * Q4_BLOCK;
+        __m512i c0 = _mm512_set1_epi32(a->c[b] / 16), z = _mm512_setzero_si512();
+        __m512i il[4] = { c0, c0, c0, c0 }, ih[4] = { z, z, z, z };
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            int32_t vl, vh;
+            memcpy(&vl, xb + 4 * j, 4);
+            memcpy(&vh, xb + 16 + 4 * j, 4);
+            __m512i xl = _mm512_set1_epi32(vl), xh = _mm512_set1_epi32(vh);
+            #pragma GCC unroll 4
+            for (int m = 0; m < 4; m++) {
+                if (Q4_PF > 0)
+                    _mm_prefetch((const char *)gm[m] + o + j * 64, _MM_HINT_T0);
+                if (Q4_FPF > 0)
+                    _mm_prefetch((const char *)gm[m] + of + j * 64, _MM_HINT_T2);
+                __m512i v = _mm512_load_si512(gm[m] + qo + j * 64);
+                il[m] = _mm512_dpbusd_epi32(il[m], _mm512_and_si512(v, low), xl);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                ih[m] = _mm512_dpbusd_epi32(ih[m], hi, xh);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) {
+            const __m256i *sp = (const __m256i *)(gm[m] + qend + (size_t)b * 32);
+            __m512 sw = _mm512_cvtph_ps(_mm256_load_si256(sp));
+            __m512 sc = _mm512_mul_ps(sw, _mm512_set1_ps(a->s[b]));
+            f[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(il[m], ih[m])), sc, f[m]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int m = 0; m < 4; m++)
+        _mm512_mask_storeu_ps(y + m * Q4_ROWS, mask[m], f[m]);
 }
 #endif /* OURO_X86_SIMD */
 
