@@ -392,8 +392,9 @@ AVX2_Q_TARGET static void q8_group_avx2_2(float *y, size_t ldy, const q8_act *a,
  * 64-byte line is prefetched Q8_PF bytes ahead (the hardware prefetchers
  * alone keep too few lines in flight for mg streams at once; measured in the
  * README, "Huge pages and prefetch"), and its scales Q8_SPF bytes ahead, a
- * line every other block, as q4 does.  Prefetches stay inside the group, so
- * they never reach past the mapping.
+ * line every other block, as q4 does.  Prefetches stay inside the group (the
+ * one-token kernel's run on into the next groups of the same matrix, q8k_4x1
+ * below), so they never reach past the mapping.
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))

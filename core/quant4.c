@@ -321,7 +321,8 @@ AVX2_Q_TARGET static void q4_group_avx2_2(float *y, size_t ldy, const ouro_q8_ac
  * stream of their own, and left to the hardware their loads stalled the
  * kernel (one-token decode 7.6 -> 8.7 tok/s on Ouro-1.4B shapes, 2 threads).
  * Several token tiles share the weights a chunk of blocks at a time, with
- * the same b0, b1, acc and pf as q8's kernel (quant.c).
+ * the same b0, b1, acc and pf as q8's kernel (quant.c).  One token takes its
+ * own kernel (q4k_4x1, below), whose prefetches run on into the next groups.
  * ------------------------------------------------------------------------ */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
