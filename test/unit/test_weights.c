@@ -5,7 +5,10 @@
  * bit-identical.  A copy of the model in a temporary folder is loaded in
  * memory mode and its model.safetensors is then truncated and overwritten:
  * the loaded model keeps computing the same logits (it reads its own copy)
- * while ouro_model_files_changed() reports the change.
+ * while ouro_model_files_changed() reports the change.  In a child process
+ * whose address space is capped just above what it uses, the copy cannot be
+ * allocated: the load fails with OURO_ERR_NOMEM and a message, and loads
+ * again once the cap is lifted.
  */
 #include "ouro.h"
 #include "check.h"
@@ -16,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MODEL "test/data/models/tiny-gqa-f32-tied"
@@ -44,6 +49,49 @@ static float *logits_of(const ouro_model *m, int *vocab)
     ouro_session_free(s);
     return lg;
 }
+
+#ifndef __SANITIZE_ADDRESS__   /* the sanitizer reserves terabytes of address space */
+/* Bytes of address space the process uses now (VmSize), or 0. */
+static size_t vm_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+/* Run in a child: 1 when the capped load failed as it should, 2 when the
+ * load after the cap works too, and 0 otherwise. */
+static int capped_load(void)
+{
+    struct rlimit old, cap;
+    size_t used = vm_size();
+    if (used == 0 || getrlimit(RLIMIT_AS, &old) != 0)
+        return 0;
+    /* room for the header and the config, not for the 9.7 MB copy */
+    cap = old;
+    cap.rlim_cur = (rlim_t)(used + ((size_t)4 << 20));
+    if (setrlimit(RLIMIT_AS, &cap) != 0)
+        return 0;
+    ouro_load_options lo = { .weights = OURO_WEIGHTS_MEMORY };
+    ouro_model *m = NULL;
+    ouro_error e;
+    ouro_status st = ouro_model_load_opts(MODEL, &lo, &m, &e);
+    bool failed = st == OURO_ERR_NOMEM && !m && strstr(e.message, "in memory");
+    if (setrlimit(RLIMIT_AS, &old) != 0 || !failed) {
+        ouro_model_free(m);
+        return 0;
+    }
+    st = ouro_model_load_opts(MODEL, &lo, &m, &e);
+    ouro_model_free(m);
+    return st == OURO_OK ? 2 : 1;
+}
+#endif
 
 static bool copy_path(const char *from, const char *to)
 {
@@ -85,6 +133,17 @@ int main(void)
     ouro_model *bad = NULL;
     check(ouro_model_load_opts(MODEL, &lo, &bad, &e) == OURO_ERR_ARG && !bad,
           "an unknown weights mode is OURO_ERR_ARG");
+
+#ifndef __SANITIZE_ADDRESS__   /* the sanitizer reserves terabytes of address space */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(capped_load());
+    int ws = 0;
+    bool waited = pid > 0 && waitpid(pid, &ws, 0) == pid && WIFEXITED(ws);
+    check(waited && WEXITSTATUS(ws) >= 1, "memory: no room for the copy is OURO_ERR_NOMEM, with a message");
+    check(waited && WEXITSTATUS(ws) == 2, "memory: the same process loads once there is room");
+#endif
 
     /* a copy of the folder, loaded in memory mode, then its weights file changed */
     char dir[] = "/tmp/ouro-test-weights-XXXXXX";
