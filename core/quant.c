@@ -650,19 +650,20 @@ _Alignas(64) static const int8_t amx_m128[8 * 64] = { [0 ... 8 * 64 - 1] = -128 
 
 /* nt (1..16) tokens by one group over kn blocks: wq the blocks' weights
  * (in place: the file's q8 bytes; else signed, unpacked), scales, and xt, st
- * at the first of them (the tiles' x_q and s, ouro_q8_act).  acc_io holds the nt accumulators between calls: read unless
- * first; written unless last, when the rows in mask are stored to y (nt rows
- * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
- * of the 4 before are added: a load right after a tile store of the same
- * bytes would wait for that store to complete.  The npf lines from pf (the
- * next chunk's weights, or none) are prefetched into L2 along the way, an
- * even share every 4 blocks; in place, where the products read the weights
+ * at the first of them (the tiles' x_q and s, ouro_q8_act).  acc_io holds
+ * the nt accumulators between calls: read unless first; written unless
+ * last, when the rows in mask are stored to y (nt rows ldy apart) instead.
+ * The C tiles of up to 4 blocks are stored while those of the 4 before are
+ * added: a load right after a tile store of the same bytes would wait for
+ * that store to complete.  The npf lines from pf (the next chunk's weights,
+ * or none) are prefetched into L2 along the way, an even share every 4
+ * blocks; in place, where the products read the weights
  * from L2 themselves, spread further: one now and then between the tokens'
  * vector work, so that the line fill buffers never run out and stall it. */
 AMX_TARGET static inline __attribute__((always_inline))
-void amx_kernel(bool inplace, int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
-                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn,
-                const char *pf, int npf)
+void amx_kernel(bool inplace, int nt, float *acc_io, bool first, bool last, float *y, size_t ldy,
+                __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt,
+                const float *st, int kn, const char *pf, int npf)
 {
     int ppi = (npf * 4 + kn - 1) / (kn > 0 ? kn : 1);   /* lines of pf prefetched per 4 blocks */
     __m512 acc[16];
