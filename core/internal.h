@@ -195,9 +195,11 @@ void ouro_q8_prepare_tiles(void *ws, int n, int d_in, int threads);
  * q8 and q4 products take this path from OURO_Q8_AMX_MIN / OURO_Q4_AMX_MIN
  * tokens on: below, the VNNI kernels (their token tiles sharing each chunk
  * of weights) were as fast or faster (Ouro-1.4B shapes, 2 threads, Sapphire
- * Rapids, batched decode: q8 VNNI 12-17% ahead at 12 and 16 tokens, level
- * at 24; q4 VNNI 5% ahead at 12, the tiles 14% ahead at 16). */
-#define OURO_Q8_AMX_MIN 24
+ * Rapids, batched decode: q4 VNNI 5% ahead at 12, the tiles 14% ahead at 16;
+ * q8 VNNI 12-17% ahead of the unpacked tiles at 16, level at 24, and 3%
+ * behind the tiles reading the weights in place at 16 at the median of
+ * seven pairs, from 6% ahead to 8% behind; VNNI ahead at 8 either way). */
+#define OURO_Q8_AMX_MIN 16
 #define OURO_Q4_AMX_MIN 16
 void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *w, bool q4, int n, int d_out,
                     int r0, int r1);

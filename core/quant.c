@@ -578,22 +578,31 @@ VNNI_TARGET static void q8k_4x1(float *y, const q8_act *a, const uint8_t *g, siz
  * block of each token; ouro_q8_prepare_tiles lays them out 16 tokens by 32
  * bytes, tile after tile) with a B tile of the same block of 16 weight rows
  * (8 rows of 64 bytes: the q8 layout above, byte j * 64 + i * 4 + e = column
- * 4j + e of row i) into a C tile of 16 x 16 int32 (tdpbssd): exact integer
- * sums of 16 tokens by 16 rows.  The weights are first written as signed
- * int8 w_q in that layout into a buffer on the stack, 16 or 64 blocks of one
- * group at a time (q8: each byte minus 128; q4: both nibbles minus 8), and
- * the buffer serves every token tile of a pass, so the sums are
- * sum_k w_q * x_q, the ones the other paths form with their corrections.
- * (Reading q8 weights in place with tdpbsud and adding -128 * sum x_q after
- * was slower in the model at 16 tokens, 2 threads.)  Each block's C tile is stored to
- * memory and added to 16 f32 accumulators (one zmm per token, 16 rows per
- * zmm) as the other paths do: (d * s) * (float)sum, one fused multiply-add
- * per block in block order, so this path gives the same bits.  The C tiles
- * of four blocks are stored while the vector work adds those of the four
- * before.  Tokens come 16 at a time; the A tile of the last 16 holds zeros
- * past n, whose sums are never used.  Each call loads its tile configuration
- * and releases it at the end.  The vector work (a load, conversion, multiply
- * and fused multiply-add per 16 sums) bounds it, not the tile products.
+ * 4j + e of row i) into a C tile of 16 x 16 int32: exact integer sums of 16
+ * tokens by 16 rows.  Two ways to get the B tiles:
+ *  - unpacked (q4 always, q8 from AMX_INPLACE + 1 token tiles): the weights
+ *    are first written as signed int8 w_q in that layout into a buffer on the
+ *    stack, 16 or 64 blocks of one group at a time (q8: each byte minus 128;
+ *    q4: both nibbles minus 8), and the buffer serves every token tile of a
+ *    pass (tdpbssd), so the sums are sum_k w_q * x_q;
+ *  - in place (q8, at most AMX_INPLACE token tiles, where the unpack served
+ *    one or two tiles only): the file's bytes w_q + 128 are the B tile
+ *    (tdpbsud: signed x_q by unsigned bytes), and a second product of the
+ *    same A tile with a tile of -128 adds -128 * sum x_q, the correction the
+ *    other paths add, so the integer sums are the same.  AMX_GS groups take
+ *    each chunk of blocks in turn, so the chunk's A tiles come from L1.
+ *    (Starting the C tile from a tile of the tokens' corrections instead, 1
+ *    KB a block and token tile read from L2, or adding them in the vector
+ *    work, were slower.)
+ * Each block's C tile is stored to memory and added to 16 f32 accumulators
+ * (one zmm per token, 16 rows per zmm) as the other paths do: (d * s) *
+ * (float)sum, one fused multiply-add per block in block order, so this path
+ * gives the same bits.  The C tiles of four blocks are stored while the
+ * vector work adds those of the four before.  Tokens come 16 at a time; the
+ * A tile of the last 16 holds zeros past n, whose sums are never used.  Each
+ * call loads its tile configuration and releases it at the end.  The vector
+ * work (a load, conversion, multiply and fused multiply-add per 16 sums) and
+ * the wait for the weights from memory bound it, not the tile products.
  * ------------------------------------------------------------------------ */
 
 #ifdef OURO_X86_SIMD
@@ -602,6 +611,8 @@ VNNI_TARGET static void q8k_4x1(float *y, const q8_act *a, const uint8_t *g, siz
 #define AMX_KB_FEW 16        /* the same for passes of at most AMX_FEW token tiles */
 #define AMX_FEW 4
 #define AMX_TT 16            /* token tiles (of 16) per pass over the weights */
+#define AMX_INPLACE 2        /* q8: most token tiles that read the weights in place */
+#define AMX_GS 4             /* groups that take a chunk in turn, in place */
 
 /* Blocks b0 .. b0+kn-1 of a q8 group g as signed int8 (each byte - 128). */
 AMX_TARGET static void amx_unpack_q8(int8_t *dst, const uint8_t *g, int b0, int kn)
@@ -645,6 +656,26 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
         for (int t = 0; t < nt; t++) { \
             __m512 sc_ = _mm512_mul_ps(sw_, _mm512_set1_ps(s_[t])); \
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((cb) + t * 16)), sc_, acc[t]); \
+            if (inplace) \
+                for (pacc += pq; pacc >= nt && npf > 0; pacc -= nt, npf--, pf += 64) \
+                    _mm_prefetch(pf, _MM_HINT_T1); \
+        } \
+    } while (0)
+
+_Alignas(64) static const int8_t amx_m128[8 * 64] = { [0 ... 8 * 64 - 1] = -128 };
+
+/* C tile tc += A tile ta (x_q) times block k's weights: in place, the
+ * file's unsigned bytes w_q + 128 (tdpbsud) loaded into tmm2, then x_q
+ * times a tile of -128 (tmm3) adds the correction -128 * sum x_q; else the
+ * unpacked signed w_q in tb (tdpbssd). */
+#define AMX_DP(tc, ta, tb, k) do { \
+        if (inplace) { \
+            _tile_loadd(2, wq + (size_t)(k) * Q8_QBYTES, 64); \
+            _tile_dpbsud(tc, ta, 2); \
+            _tile_dpbssd(tc, ta, 3); \
+        } else { \
+            _tile_loadd(tb, wq + (size_t)(k) * Q8_QBYTES, 64); \
+            _tile_dpbssd(tc, ta, tb); \
         } \
     } while (0)
 
@@ -659,22 +690,18 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
         if ((c) > 3) \
             _tile_zero(7); \
         _tile_loadd(0, xt + (size_t)(k) * 512, Q8_BLOCK); \
-        _tile_loadd(2, wq + (size_t)(k) * Q8_QBYTES, 64); \
-        _tile_dpbssd(4, 0, 2); \
+        AMX_DP(4, 0, 2, (k)); \
         if ((c) > 1) { \
             _tile_loadd(1, xt + (size_t)((k) + 1) * 512, Q8_BLOCK); \
-            _tile_loadd(3, wq + (size_t)((k) + 1) * Q8_QBYTES, 64); \
-            _tile_dpbssd(5, 1, 3); \
+            AMX_DP(5, 1, 3, ((k) + 1)); \
         } \
         if ((c) > 2) { \
             _tile_loadd(0, xt + (size_t)((k) + 2) * 512, Q8_BLOCK); \
-            _tile_loadd(2, wq + (size_t)((k) + 2) * Q8_QBYTES, 64); \
-            _tile_dpbssd(6, 0, 2); \
+            AMX_DP(6, 0, 2, ((k) + 2)); \
         } \
         if ((c) > 3) { \
             _tile_loadd(1, xt + (size_t)((k) + 3) * 512, Q8_BLOCK); \
-            _tile_loadd(3, wq + (size_t)((k) + 3) * Q8_QBYTES, 64); \
-            _tile_dpbssd(7, 1, 3); \
+            AMX_DP(7, 1, 3, ((k) + 3)); \
         } \
         _tile_stored(4, (cb)[0], 64); \
         if ((c) > 1) \
@@ -685,19 +712,22 @@ AMX_TARGET static void amx_unpack_q4(int8_t *dst, const uint8_t *g, int b0, int 
             _tile_stored(7, (cb)[3], 64); \
     } while (0)
 
-/* nt (1..16) tokens by one group over kn blocks: wq the blocks' signed
- * weights, scales, and xt, st at the first of them (the tiles' x_q and s,
- * ouro_q8_act).  acc_io holds the nt accumulators between calls: read unless
- * first; written unless last, when the rows in mask are stored to y (nt rows
- * ldy apart) instead.  The C tiles of up to 4 blocks are stored while those
- * of the 4 before are added: a load right after a tile store of the same
- * bytes would wait for that store to complete.  The npf lines from pf (the
- * next chunk's weights, or none) are prefetched into L2 along the way, an
- * even share every 4 blocks. */
+/* nt (1..16) tokens by one group over kn blocks: wq the blocks' weights
+ * (in place: the file's q8 bytes; else signed, unpacked), scales, and xt, st
+ * at the first of them (the tiles' x_q and s, ouro_q8_act).  acc_io holds
+ * the nt accumulators between calls: read unless first; written unless
+ * last, when the rows in mask are stored to y (nt rows ldy apart) instead.
+ * The C tiles of up to 4 blocks are stored while those of the 4 before are
+ * added: a load right after a tile store of the same bytes would wait for
+ * that store to complete.  The npf lines from pf (the next chunk's weights,
+ * or none) are prefetched into L2 along the way, an even share every 4
+ * blocks; in place, where the products read the weights
+ * from L2 themselves, spread further: one now and then between the tokens'
+ * vector work, so that the line fill buffers never run out and stall it. */
 AMX_TARGET static inline __attribute__((always_inline))
-void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t ldy, __mmask16 mask,
-                const int8_t *wq, const uint16_t *scales, const int8_t *xt, const float *st, int kn,
-                const char *pf, int npf)
+void amx_kernel(bool inplace, int nt, float *acc_io, bool first, bool last, float *y, size_t ldy,
+                __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt,
+                const float *st, int kn, const char *pf, int npf)
 {
     int ppi = (npf * 4 + kn - 1) / (kn > 0 ? kn : 1);   /* lines of pf prefetched per 4 blocks */
     __m512 acc[16];
@@ -705,30 +735,30 @@ void amx_kernel(int nt, float *acc_io, bool first, bool last, float *y, size_t l
     for (int t = 0; t < nt; t++)
         acc[t] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_io + t * 16);
     _Alignas(64) int32_t cb[2][4][256];
+    int pq = (ppi + 3) / 4, pacc = 0;   /* in place: lines per block's vector work */
+    if (inplace)
+        _tile_loadd(3, amx_m128, 64);
     int pk = 0, pc = 0;            /* blocks pk .. pk+pc-1 stored, not yet added */
     for (int k = 0; k < kn; k += 4) {
         int c = kn - k < 4 ? kn - k : 4, h = (k / 4) & 1;
-        for (int j = 0; j < ppi && npf > 0; j++, npf--, pf += 64)
-            _mm_prefetch(pf, _MM_HINT_T1);
+        if (!inplace || !(c == 4 && pc == 4))
+            for (int j = 0; j < ppi && npf > 0; j++, npf--, pf += 64)
+                _mm_prefetch(pf, _MM_HINT_T1);
         if (c == 4 && pc == 4) {   /* the vector work between the products */
             _tile_zero(4);
             _tile_zero(5);
             _tile_zero(6);
             _tile_zero(7);
             _tile_loadd(0, xt + (size_t)k * 512, Q8_BLOCK);
-            _tile_loadd(2, wq + (size_t)k * Q8_QBYTES, 64);
-            _tile_dpbssd(4, 0, 2);
+            AMX_DP(4, 0, 2, k);
             _tile_loadd(1, xt + (size_t)(k + 1) * 512, Q8_BLOCK);
-            _tile_loadd(3, wq + (size_t)(k + 1) * Q8_QBYTES, 64);
-            _tile_dpbssd(5, 1, 3);
+            AMX_DP(5, 1, 3, (k + 1));
             AMX_SCALE(cb[!h][0], pk);
             _tile_loadd(0, xt + (size_t)(k + 2) * 512, Q8_BLOCK);
-            _tile_loadd(2, wq + (size_t)(k + 2) * Q8_QBYTES, 64);
-            _tile_dpbssd(6, 0, 2);
+            AMX_DP(6, 0, 2, (k + 2));
             AMX_SCALE(cb[!h][1], pk + 1);
             _tile_loadd(1, xt + (size_t)(k + 3) * 512, Q8_BLOCK);
-            _tile_loadd(3, wq + (size_t)(k + 3) * Q8_QBYTES, 64);
-            _tile_dpbssd(7, 1, 3);
+            AMX_DP(7, 1, 3, (k + 3));
             AMX_SCALE(cb[!h][2], pk + 2);
             _tile_stored(4, cb[h][0], 64);
             _tile_stored(5, cb[h][1], 64);
@@ -762,13 +792,19 @@ typedef void (*amx_kernel_fn)(float *acc_io, bool first, bool last, float *y, si
     AMX_TARGET static void amxk_##NT(float *acc_io, bool first, bool last, float *y, size_t ldy, \
         __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
         const float *st, int kn, const char *pf, int npf) \
-    { amx_kernel(NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn, pf, npf); }
+    { amx_kernel(false, NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn, pf, npf); } \
+    AMX_TARGET static void amxi_##NT(float *acc_io, bool first, bool last, float *y, size_t ldy, \
+        __mmask16 mask, const int8_t *wq, const uint16_t *scales, const int8_t *xt, \
+        const float *st, int kn, const char *pf, int npf) \
+    { amx_kernel(true, NT, acc_io, first, last, y, ldy, mask, wq, scales, xt, st, kn, pf, npf); }
 AMXK(1) AMXK(2) AMXK(3) AMXK(4) AMXK(5) AMXK(6) AMXK(7) AMXK(8)
 AMXK(9) AMXK(10) AMXK(11) AMXK(12) AMXK(13) AMXK(14) AMXK(15) AMXK(16)
 
-static const amx_kernel_fn amx_kernels[16] = {   /* [nt - 1] */
-    amxk_1, amxk_2, amxk_3, amxk_4, amxk_5, amxk_6, amxk_7, amxk_8,
-    amxk_9, amxk_10, amxk_11, amxk_12, amxk_13, amxk_14, amxk_15, amxk_16,
+static const amx_kernel_fn amx_kernels[2][16] = {   /* [in place][nt - 1] */
+    { amxk_1, amxk_2, amxk_3, amxk_4, amxk_5, amxk_6, amxk_7, amxk_8,
+      amxk_9, amxk_10, amxk_11, amxk_12, amxk_13, amxk_14, amxk_15, amxk_16 },
+    { amxi_1, amxi_2, amxi_3, amxi_4, amxi_5, amxi_6, amxi_7, amxi_8,
+      amxi_9, amxi_10, amxi_11, amxi_12, amxi_13, amxi_14, amxi_15, amxi_16 },
 };
 
 AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, bool q4, int n,
@@ -797,45 +833,62 @@ AMX_TARGET void ouro_qamx_rows(float *y, const ouro_q8_act *a, const void *wv, b
     for (int p0 = 0; p0 < n; p0 += AMX_TT * 16) {
         int p1 = n - p0 < AMX_TT * 16 ? n : p0 + AMX_TT * 16;
         int tiles = (p1 - p0 + 15) / 16;
-        for (int g = g0; g < g1; g++) {
-            int base = g * Q8_ROWS;
-            int lo = r0 > base ? r0 - base : 0, hi = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
-            __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-            const uint8_t *gp = w + (size_t)g * gb;
-            const uint16_t *scales = (const uint16_t *)(gp + (size_t)nb * qb);
+        /* q8 for at most AMX_INPLACE token tiles: the weights in place, and
+         * AMX_GS groups take each chunk of blocks in turn, so that chunk's x_q
+         * serve all of them from L1 (an accumulator set each) */
+        bool inplace = !q4 && tiles <= AMX_INPLACE;
+        int gs = inplace ? AMX_GS : 1;
+        for (int gs0 = g0; gs0 < g1; gs0 += gs) {
+            int gs1 = g1 - gs0 < gs ? g1 : gs0 + gs;
             for (int k0 = 0; k0 < nb; k0 += kb) {
                 int kn = nb - k0 < kb ? nb - k0 : kb;
-                if (q4)
-                    amx_unpack_q4(wq, gp, k0, kn);
-                else
-                    amx_unpack_q8(wq, gp, k0, kn);
-                /* The next chunk's quants and scales are prefetched into L2
-                 * while this one's products run (the kernels spread each
-                 * tile's share of the quants over their blocks: a burst of
-                 * prefetches stalls on the line fill buffers), so the next
-                 * unpack does not wait on memory. */
-                int nk = k0 + kb < nb ? k0 + kb : 0, ng = nk ? g : g + 1;
-                const uint8_t *nq = NULL, *ns = NULL;
-                size_t nql = 0, nsl = 0;
-                if (ng < g1) {
-                    const uint8_t *ngp = w + (size_t)ng * gb;
-                    int nkn = nb - nk < kb ? nb - nk : kb;
-                    nq = ngp + (size_t)nk * qb;
-                    nql = ((size_t)nkn * qb + 63) / 64;
-                    ns = ngp + (size_t)nb * qb + (size_t)nk * Q8_ROWS * 2;
-                    nsl = ((size_t)nkn * Q8_ROWS * 2 + 63) / 64;
-                }
-                for (int t0 = p0; t0 < p1; t0 += 16) {
-                    int nt = p1 - t0 < 16 ? p1 - t0 : 16, ti = (t0 - p0) / 16;
-                    for (size_t l = nsl * ti / tiles; l < nsl * (ti + 1) / tiles; l++)
-                        _mm_prefetch((const char *)ns + l * 64, _MM_HINT_T1);
-                    size_t l0 = nql * ti / tiles, l1 = nql * (ti + 1) / tiles;
-                    size_t tb = (size_t)(t0 / 16) * nb + k0;
-                    amx_kernels[nt - 1](accs[(t0 - p0) / 16], k0 == 0, k0 + kn == nb,
-                                        y + (size_t)t0 * d_out + base, (size_t)d_out, mask, wq,
-                                        scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512,
-                                        a->st + tb * 16, kn,
-                                        nq ? (const char *)nq + l0 * 64 : NULL, (int)(l1 - l0));
+                for (int g = gs0; g < gs1; g++) {
+                    int base = g * Q8_ROWS;
+                    int lo = r0 > base ? r0 - base : 0, hi = r1 < base + Q8_ROWS ? r1 - base : Q8_ROWS;
+                    __mmask16 mask = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                    const uint8_t *gp = w + (size_t)g * gb;
+                    const uint16_t *scales = (const uint16_t *)(gp + (size_t)nb * qb);
+                    if (q4)
+                        amx_unpack_q4(wq, gp, k0, kn);
+                    else if (!inplace)
+                        amx_unpack_q8(wq, gp, k0, kn);
+                    /* The next chunk's quants and scales (in the order above)
+                     * are prefetched into L2 while this one's products run
+                     * (the kernels spread each tile's share of the quants over
+                     * their blocks: a burst of prefetches stalls on the line
+                     * fill buffers), so the next one does not wait on memory. */
+                    int ng = g + 1, nk = k0;
+                    if (ng == gs1) {
+                        ng = gs0;
+                        nk = k0 + kb;
+                        if (nk >= nb) {
+                            ng = gs1;
+                            nk = 0;
+                        }
+                    }
+                    const uint8_t *nq = NULL, *ns = NULL;
+                    size_t nql = 0, nsl = 0;
+                    if (ng < g1) {
+                        const uint8_t *ngp = w + (size_t)ng * gb;
+                        int nkn = nb - nk < kb ? nb - nk : kb;
+                        nq = ngp + (size_t)nk * qb;
+                        nql = ((size_t)nkn * qb + 63) / 64;
+                        ns = ngp + (size_t)nb * qb + (size_t)nk * Q8_ROWS * 2;
+                        nsl = ((size_t)nkn * Q8_ROWS * 2 + 63) / 64;
+                    }
+                    for (int t0 = p0; t0 < p1; t0 += 16) {
+                        int nt = p1 - t0 < 16 ? p1 - t0 : 16, ti = (t0 - p0) / 16;
+                        for (size_t l = nsl * ti / tiles; l < nsl * (ti + 1) / tiles; l++)
+                            _mm_prefetch((const char *)ns + l * 64, _MM_HINT_T1);
+                        size_t l0 = nql * ti / tiles, l1 = nql * (ti + 1) / tiles;
+                        size_t tb = (size_t)(t0 / 16) * nb + k0;
+                        amx_kernels[inplace][nt - 1](
+                            accs[(g - gs0) * tiles + ti], k0 == 0, k0 + kn == nb,
+                            y + (size_t)t0 * d_out + base, (size_t)d_out, mask,
+                            inplace ? (const int8_t *)gp + (size_t)k0 * Q8_QBYTES : wq,
+                            scales + (size_t)k0 * Q8_ROWS, a->xt + tb * 512, a->st + tb * 16, kn,
+                            nq ? (const char *)nq + l0 * 64 : NULL, (int)(l1 - l0));
+                    }
                 }
             }
         }
