@@ -12,6 +12,8 @@ pkgs=(
     python3                         # Debian's Python: its sqlite3 module loads extensions
     python3-numpy                   # models/gguf_standin.py (llama.cpp stand-in) and its test
     postgresql postgresql-server-dev-all   # server, PGXS headers, pg_regress, pg_createcluster
+    libkrb5-dev                     # gssapi/gssapi.h, which the server headers include (libpq-be.h)
+                                    # and which Debian 12's libpq-dev does not depend on
     debhelper dpkg-dev lintian      # make deb: the Debian packages, and their check
 )
 missing=()
