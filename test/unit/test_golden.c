@@ -13,14 +13,21 @@
  *   - a prompt in one forward call and one token per call: every position's
  *     exit pdf the same bits (ouro_depth), with f32 and f16 caches;
  *   - expected_adaptive.json: every robust case gives the reference new ids
- *     and exit steps in all six depth / cache modes.
+ *     and exit steps in all six depth / cache modes;
+ *   - q8 and q4 copies of every model (ouro_convert_q8 / _q4 into a temporary
+ *     folder): a prompt in one call and one token per call the same bits.
+ *     One token per call runs the one-token kernels (q8k_4x1, q4k_4x1), a
+ *     prompt the batched ones, and the two agree only if every q8 / q4 path
+ *     sums in the one order the formats define.
  *
  * Run from the repository root (test/run.sh does).
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -493,6 +500,48 @@ static void check_adaptive(const char *name, ouro_model *m, const cJSON *cases)
           bytes[2], bytes[0]);
 }
 
+/* Removes the folder dir and the files in it (no subfolders). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[1024];
+    while (d && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* The rows-alone check on q8 and q4 copies of model `name`, written into tmp. */
+static void check_quantized(const char *name, const char *tmp)
+{
+    for (int q = 0; q < 2; q++) {
+        char src[256], dst[512], label[128], path[512];
+        snprintf(src, sizeof src, "test/data/models/%s", name);
+        snprintf(dst, sizeof dst, "%s/%s-%s", tmp, name, q ? "q4" : "q8");
+        snprintf(label, sizeof label, "%s %s", name, q ? "q4" : "q8");
+        ouro_error e = { 0 };
+        ouro_model *m = NULL;
+        ouro_status st = q ? ouro_convert_q4(src, dst, 1, &e) : ouro_convert_q8(src, dst, 1, &e);
+        if (st == OURO_OK)
+            st = ouro_model_load(dst, &m, &e);
+        if (check(st == OURO_OK, "%s: converted and loaded", label)) {
+            snprintf(path, sizeof path, "%s/expected.json", src);
+            cJSON *ex = check_read_json(path);
+            check_rows_alone(label, m, cJSON_GetObjectItem(ex, "cases"));
+            cJSON_Delete(ex);
+        } else {
+            check_note("%s", e.message);
+        }
+        ouro_model_free(m);
+        remove_dir(dst);
+    }
+}
+
 int main(void)
 {
     for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
@@ -523,6 +572,13 @@ int main(void)
             check_adaptive(models[k], m, acases);
         cJSON_Delete(ad);
         ouro_model_free(m);
+    }
+
+    char tmp[] = "/tmp/ouro-golden-XXXXXX";
+    if (check(mkdtemp(tmp) != NULL, "a temporary folder for the q8 and q4 copies")) {
+        for (size_t k = 0; k < sizeof models / sizeof *models; k++)
+            check_quantized(models[k], tmp);
+        rmdir(tmp);
     }
     return check_done();
 }
