@@ -283,7 +283,10 @@ static dot_fn pick_dot(ouro_dtype dt)
  * that is the start of the next one, the next call's.  Each row's sums are
  * those of the MM_MR kernel (the same two chains per row), so the bits do not
  * change.  Measured on Ouro-1.4B shapes, bf16 weights, exact precision,
- * 2 threads: 25.1 -> 27.2 GB/s over a decode step's products.
+ * 2 threads: 25.1 -> 27.2 GB/s over a decode step's products.  The bf16
+ * kernels below (precision bf16) do the same at n = 1: on an AMD EPYC (Zen 4)
+ * the products of 8 layers read 19.0-19.6 -> 26.6-27.0 GB/s on one thread,
+ * 28.9-30.6 -> 33.2-34.4 on two.
  *
  * Order of the sums.  The product above is fastest when the order depends on
  * the tokens of the call: the d_in block KB grows as fewer tokens share a
@@ -569,9 +572,9 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
                 const char *p = w + r * ldw + (size_t)k * 2;
-                if (MM_PF) {   /* both 64-byte lines of the step */
-                    _mm_prefetch(p + MM_PF, _MM_HINT_T0);
-                    _mm_prefetch(p + MM_PF + 64, _MM_HINT_T0);
+                if (mr == 1 ? MM_PF1 > 0 : MM_PF > 0) {   /* both 64-byte lines of the step */
+                    _mm_prefetch(p + (mr == 1 ? MM_PF1 : MM_PF), _MM_HINT_T0);
+                    _mm_prefetch(p + (mr == 1 ? MM_PF1 : MM_PF) + 64, _MM_HINT_T0);
                 }
                 acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
                 acc[r][1] = dpbf16(acc[r][1], _mm512_loadu_si512(p + 64), x1);
@@ -665,7 +668,7 @@ BF16DP_TARGET static void mmb_rows(float *y, const float *x, const uint16_t *xpr
                     mmb_pack(xs, kpad, x, (size_t)d_in, t0, nr, k0, kv);
                 int r = b0;
                 mmb_kernel_fn k4 = mmb_kernels[1][nr - 1], k1 = mmb_kernels[0][nr - 1];
-                for (; r + MM_MR <= b1; r += MM_MR)
+                for (; r + MM_MR <= b1 && n > 1; r += MM_MR)   /* n = 1: one stream, as above */
                     k4((const char *)w + (size_t)r * ldw + (size_t)k0 * 2, ldw, xp, kpad, kv,
                        y + (size_t)t0 * d_out + r, (size_t)d_out, k0 > 0);
                 for (; r < b1; r++)
