@@ -567,14 +567,15 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
             acc[r][t] = _mm512_setzero_ps();
     int k = 0;
     if (nr == 1) {   /* decode: two chains per row, 64 elements a step */
+        const int pf = mr == 1 ? MM_PF1 : MM_PF;   /* one row: one stream, further ahead */
         for (; k + 64 <= kv; k += 64) {
             __m512i x0 = _mm512_load_si512(xp + k), x1 = _mm512_load_si512(xp + k + 32);
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
                 const char *p = w + r * ldw + (size_t)k * 2;
-                if (mr == 1 ? MM_PF1 > 0 : MM_PF > 0) {   /* both 64-byte lines of the step */
-                    _mm_prefetch(p + (mr == 1 ? MM_PF1 : MM_PF), _MM_HINT_T0);
-                    _mm_prefetch(p + (mr == 1 ? MM_PF1 : MM_PF) + 64, _MM_HINT_T0);
+                if (pf > 0) {   /* both 64-byte lines of the step */
+                    _mm_prefetch(p + pf, _MM_HINT_T0);
+                    _mm_prefetch(p + pf + 64, _MM_HINT_T0);
                 }
                 acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
                 acc[r][1] = dpbf16(acc[r][1], _mm512_loadu_si512(p + 64), x1);

@@ -613,6 +613,8 @@ VNNI_TARGET static void q8k_4x1(float *y, const q8_act *a, const uint8_t *g, siz
 #define AMX_TT 16            /* token tiles (of 16) per pass over the weights */
 #define AMX_INPLACE 2        /* q8: most token tiles that read the weights in place */
 #define AMX_GS 4             /* groups that take a chunk in turn, in place */
+_Static_assert(AMX_GS * AMX_INPLACE <= AMX_TT, "in place, the accumulators of AMX_GS groups' "
+               "token tiles share the AMX_TT sets of ouro_qamx_rows");
 
 /* Blocks b0 .. b0+kn-1 of a q8 group g as signed int8 (each byte - 128). */
 AMX_TARGET static void amx_unpack_q8(int8_t *dst, const uint8_t *g, int b0, int kn)

@@ -8,9 +8,11 @@
 #ifndef OURO_CHECK_H
 #define OURO_CHECK_H
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int check_n, check_failed;
 
@@ -75,6 +77,35 @@ static cJSON *check_read_json(const char *path)
     return j;
 }
 #endif
+
+/* A new temporary folder named prefix-XXXXXX under $TMPDIR (else /tmp) into
+ * buf (size n); NULL when it cannot be made. */
+static char *check_tmpdir(char *buf, size_t n, const char *prefix) __attribute__((unused));
+static char *check_tmpdir(char *buf, size_t n, const char *prefix)
+{
+    const char *tdir = getenv("TMPDIR");
+    snprintf(buf, n, "%s/%s-XXXXXX", tdir && *tdir ? tdir : "/tmp", prefix);
+    return mkdtemp(buf);
+}
+
+/* Removes a folder of plain files (the converted models the tests write). */
+static void check_remove_tree(const char *dir) __attribute__((unused));
+static void check_remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
 
 static int check_done(void) __attribute__((unused));
 static int check_done(void)

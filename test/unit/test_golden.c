@@ -22,12 +22,10 @@
  *
  * Run from the repository root (test/run.sh does).
  */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -500,22 +498,6 @@ static void check_adaptive(const char *name, ouro_model *m, const cJSON *cases)
           bytes[2], bytes[0]);
 }
 
-/* Removes the folder dir and the files in it (no subfolders). */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char path[1024];
-    while (d && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            unlink(path);
-        }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 /* The rows-alone check on q8 and q4 copies of model `name`, written into tmp. */
 static void check_quantized(const char *name, const char *tmp)
 {
@@ -538,7 +520,7 @@ static void check_quantized(const char *name, const char *tmp)
             check_note("%s", e.message);
         }
         ouro_model_free(m);
-        remove_dir(dst);
+        check_remove_tree(dst);
     }
 }
 
@@ -574,8 +556,9 @@ int main(void)
         ouro_model_free(m);
     }
 
-    char tmp[] = "/tmp/ouro-golden-XXXXXX";
-    if (check(mkdtemp(tmp) != NULL, "a temporary folder for the q8 and q4 copies")) {
+    char tmp[256];
+    if (check(check_tmpdir(tmp, sizeof tmp, "ouro-golden") != NULL,
+              "a temporary folder for the q8 and q4 copies")) {
         for (size_t k = 0; k < sizeof models / sizeof *models; k++)
             check_quantized(models[k], tmp);
         rmdir(tmp);

@@ -30,8 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -342,24 +340,6 @@ static void check_approx_model(const char *label, const char *name, ouro_model *
     free(logits);
 }
 
-/* Removes a folder of plain files. */
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        char p[1024];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 /* Products with no inputs (d_in = 0): every output is the empty sum, 0, on
  * every path (tiles, AVX-512, AVX2, portable) and precision, and the gated
  * form gives silu(0) * 0 = 0; no weight is read. */
@@ -488,10 +468,8 @@ int main(void)
     check_empty_inner();
     check_thread_shares();
     check_invariant();
-    const char *tdir = getenv("TMPDIR");
     char tmp[256];
-    snprintf(tmp, sizeof tmp, "%s/ouro-test-q8-XXXXXX", tdir && *tdir ? tdir : "/tmp");
-    if (!check(mkdtemp(tmp) != NULL, "a temporary folder for the q8 models"))
+    if (!check(check_tmpdir(tmp, sizeof tmp, "ouro-test-q8") != NULL, "a temporary folder for the q8 models"))
         return check_done();
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         char dir[256], path[300];
@@ -521,7 +499,7 @@ int main(void)
         else
             check_note("%s", e.message);
         ouro_model_free(mq);
-        remove_tree(q8dir);
+        check_remove_tree(q8dir);
         /* and to q4 */
         mq = NULL;
         if (check(ouro_convert_q4(dir, q8dir, 2, &e) == OURO_OK
@@ -534,7 +512,7 @@ int main(void)
             check_note("%s", e.message);
         ouro_model_free(mq);
         cJSON_Delete(exp);
-        remove_tree(q8dir);
+        check_remove_tree(q8dir);
     }
     rmdir(tmp);
     return check_done();
