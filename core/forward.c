@@ -149,6 +149,17 @@ void ouro_session_free(ouro_session *s)
     free(s);
 }
 
+/* AUTO: exact where the tiles make it fast (ouro_cpu_amx: it runs at the
+ * bf16 speed there) or where there are no bf16 dot products (bf16 would run
+ * the exact kernels anyway); bf16 on AVX-512 BF16 without tiles, where the
+ * exact path's f32 products run at half the speed of vdpbf16ps. */
+ouro_precision ouro_precision_resolve(ouro_precision p)
+{
+    if (p != OURO_PRECISION_AUTO)
+        return p;
+    return ouro_cpu_bf16dp() && !ouro_cpu_amx() ? OURO_PRECISION_BF16 : OURO_PRECISION_EXACT;
+}
+
 /* The options with every default filled in, checked. */
 static ouro_status resolve_options(const ouro_model *model, const ouro_session_options *opts,
                                    ouro_session_options *out, ouro_error *err)
@@ -184,8 +195,10 @@ static ouro_status resolve_options(const ouro_model *model, const ouro_session_o
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache mode %d", (int)o.kv);
     if (o.kv_type != OURO_KV_F16 && o.kv_type != OURO_KV_F32)
         return ouro_err(err, OURO_ERR_ARG, "unknown KV cache type %d", (int)o.kv_type);
-    if (o.precision != OURO_PRECISION_EXACT && o.precision != OURO_PRECISION_BF16)
+    if (o.precision != OURO_PRECISION_EXACT && o.precision != OURO_PRECISION_BF16
+        && o.precision != OURO_PRECISION_AUTO)
         return ouro_err(err, OURO_ERR_ARG, "unknown precision %d", (int)o.precision);
+    o.precision = ouro_precision_resolve(o.precision);
 
     *out = o;
     return OURO_OK;

@@ -314,6 +314,7 @@ static dot_fn pick_dot(ouro_dtype dt)
 #define MM_PF1 3072      /* the same for the one-row decode kernel (one stream), bytes */
 #endif
 #define MM_KB_INV (MM_XBUF / MM_NR / 32 * 32)   /* d_in block of the invariant order (1344) */
+#define MM_KB 2048       /* largest d_in block of several tokens (and the bf16 order's block) */
 
 /* Half h (elements 16h .. 16h+15 of the 32 at p) of a weight piece as f32;
  * rem < 32: only the first rem elements are read, the rest are 0. */
@@ -476,7 +477,7 @@ static int mm_kb(int n, int xbuf, bool inv)
     int n_tiles = tile_count(n);
     int nr_max = (n + n_tiles - 1) / n_tiles;
     int kb = xbuf / nr_max / 32 * 32;
-    return kb > 2048 && n > 1 ? 2048 : kb;
+    return kb > MM_KB && n > 1 ? MM_KB : kb;
 }
 
 /* Rows r0 .. r1-1 of the product, on the calling thread; inv: in the order
@@ -543,6 +544,19 @@ static void mm_avx512_rows(float *y, const float *x, const float *xpre, const vo
  * instruction per token, with no conversion.  The packed x is bf16 in the
  * natural order, zero-padded to a multiple of 32; the d_in tail of a weight
  * row uses a masked load.  Sums are f32.
+ *
+ * Unlike the exact path's, these sums are in one order whatever the number
+ * of tokens in the call: each (row, token) is one chain of vdpbf16ps over
+ * d_in blocks of MM_KB (what mm_kb gives every call of several tokens), each
+ * block's chain reduced across its lanes and added to the row's total.  One
+ * token reads its rows over the whole of d_in in one pass (one stream), and
+ * at every MM_KB boundary adds its chain to the total and starts a new one,
+ * as a tile does.  So a token gets the same bits alone or among others (from
+ * a batch of rows, or a prompt against one token per call), which matters
+ * more here than on the exact path: a difference in the last bit of an
+ * activation can move its bf16 rounding, and greedy text with it.  The AMX
+ * tiles (ouro_cpu_amx) sum in their own order; precision auto never takes
+ * this path where there are tiles.
  * ------------------------------------------------------------------------ */
 
 #define BF16DP_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
@@ -566,9 +580,20 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
         for (int t = 0; t < MM_NR; t++)
             acc[r][t] = _mm512_setzero_ps();
     int k = 0;
-    if (nr == 1) {   /* decode: two chains per row, 64 elements a step */
+/* the chains' sums of the block that ends at k into y; new chains */
+#define MMB_FLUSH() do { \
+        for (int r_ = 0; r_ < mr; r_++) { \
+            float s_ = _mm512_reduce_add_ps(acc[r_][0]); \
+            y[r_] = add ? y[r_] + s_ : s_; \
+            acc[r_][0] = _mm512_setzero_ps(); \
+        } \
+        add = 1; \
+    } while (0)
+    if (nr == 1) {   /* decode: one chain per row, 64 elements a step, a block every MM_KB */
         const int pf = mr == 1 ? MM_PF1 : MM_PF;   /* one row: one stream, further ahead */
         for (; k + 64 <= kv; k += 64) {
+            if (k > 0 && k % MM_KB == 0)
+                MMB_FLUSH();
             __m512i x0 = _mm512_load_si512(xp + k), x1 = _mm512_load_si512(xp + k + 32);
             #pragma GCC unroll 4
             for (int r = 0; r < mr; r++) {
@@ -578,10 +603,13 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
                     _mm_prefetch(p + pf + 64, _MM_HINT_T0);
                 }
                 acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
-                acc[r][1] = dpbf16(acc[r][1], _mm512_loadu_si512(p + 64), x1);
+                acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p + 64), x1);
             }
         }
+        if (k < kv && k > 0 && k % MM_KB == 0)   /* the tail starts a block */
+            MMB_FLUSH();
     }
+#undef MMB_FLUSH
     for (; k < kv; k += 32) {
         int rem = kv - k;
         __mmask32 m = rem >= 32 ? 0xffffffffu : (__mmask32)((1u << rem) - 1);
@@ -602,7 +630,7 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
         for (int t = 0; t < nr; t++) {
-            float s = _mm512_reduce_add_ps(nr == 1 ? _mm512_add_ps(acc[r][0], acc[r][1]) : acc[r][t]);
+            float s = _mm512_reduce_add_ps(acc[r][t]);
             float *o = y + (size_t)t * ldy + r;
             *o = add ? *o + s : s;
         }

@@ -84,8 +84,10 @@ ouro_status ouro_read_file(const char *path, const char *what, size_t max_bytes,
 const char *ouro_version(void);
 
 /* JSON object describing the build: {"version", "simd", "amx" (whether the
- * bf16 products use AMX tiles), "openmp", "blas", "threads"}.  Static
- * storage; valid for the life of the process. */
+ * bf16 products use AMX tiles), "bf16_dot" (AVX-512 BF16 dot products),
+ * "precision_auto" (what precision auto runs at here: "bf16" or "exact"),
+ * "openmp", "blas", "threads"}.  Static storage; valid for the life of the
+ * process. */
 const char *ouro_build_info(void);
 
 /* ------------------------------------------------------------------------
@@ -318,9 +320,9 @@ typedef enum ouro_kv_type {
 } ouro_kv_type;
 
 typedef enum ouro_precision {
-    OURO_PRECISION_EXACT = 0, /* f32 activations against the stored weights (the default):
-                                 within the golden tolerance of the reference */
-    OURO_PRECISION_BF16       /* activations rounded to bf16 for the matrix products
+    OURO_PRECISION_EXACT = 0, /* f32 activations against the stored weights (zeroed
+                                 options): within the golden tolerance of the reference */
+    OURO_PRECISION_BF16,      /* activations rounded to bf16 for the matrix products
                                  (AVX-512 BF16 dot products where the CPU has them):
                                  faster, approximate: on the golden bf16 model logits
                                  move by up to 0.18 of ~40, top-1 unchanged, 4 of 5
@@ -328,7 +330,16 @@ typedef enum ouro_precision {
                                  without AVX-512 BF16 use the exact path.  q8 and q4
                                  weights (ouro_convert_q8, ouro_convert_q4) take 8-bit
                                  activations at either precision */
+    OURO_PRECISION_AUTO       /* the processor decides (ouro_precision_resolve): bf16 where
+                                 it has AVX-512 BF16 dot products but no AMX tiles (there
+                                 exact runs at half the bf16 speed), exact elsewhere.  The
+                                 default of the SQL settings and the ouro tool */
 } ouro_precision;
+
+/* The precision a session given `p` runs at: EXACT or BF16, AUTO decided by
+ * the processor (and OURO_SIMD) as above; the same answer for the life of
+ * the process. */
+ouro_precision ouro_precision_resolve(ouro_precision p);
 
 typedef struct ouro_session_options {
     int n_ctx;               /* tokens per sequence; 0 = min(max_position_embeddings, 4096) */
@@ -338,7 +349,7 @@ typedef struct ouro_session_options {
     ouro_kv_mode kv;
     int threads;             /* worker threads; 0 = the number of cores */
     ouro_kv_type kv_type;    /* element type of the cache; 0 = f32 */
-    ouro_precision precision;   /* matrix products; 0 = exact */
+    ouro_precision precision;   /* matrix products; 0 = exact, AUTO resolved at creation */
     size_t max_bytes;        /* most bytes the session may allocate, KV cache, scratch and
                                 each call's own buffers (classification logits) together;
                                 checked before allocating (OURO_ERR_LIMIT says how much

@@ -29,7 +29,7 @@ static const ouro_enum_value kv_type_values[] = {
     {"f32", OURO_KV_F32}, {"f16", OURO_KV_F16},
 };
 static const ouro_enum_value precision_values[] = {
-    {"exact", OURO_PRECISION_EXACT}, {"bf16", OURO_PRECISION_BF16},
+    {"auto", OURO_PRECISION_AUTO}, {"exact", OURO_PRECISION_EXACT}, {"bf16", OURO_PRECISION_BF16},
 };
 static const ouro_enum_value weights_values[] = {
     {"map", OURO_WEIGHTS_MAP}, {"memory", OURO_WEIGHTS_MEMORY},
@@ -114,12 +114,13 @@ const ouro_param ouro_params[OURO_P_COUNT] = {
                   "functions; classification and depth always use f32."},
     [OURO_P_PRECISION] = {
         .name = "precision", .kind = OURO_PARAM_ENUM, .flags = SET,
-        .dflt = OURO_PRECISION_EXACT, ENUM(precision_values), .dflt_doc = "exact",
-        .summary = "Precision of the generation matrix products: exact or bf16.",
-        .detail = "Valid values are exact (f32 activations; the default) and bf16 (activations "
-                  "rounded to bf16: faster where the CPU has bf16 dot products, approximate). "
-                  "Applies to the generation functions; classification and depth always use "
-                  "exact."},
+        .dflt = OURO_PRECISION_AUTO, ENUM(precision_values), .dflt_doc = "auto",
+        .summary = "Precision of the generation matrix products: auto, exact or bf16.",
+        .detail = "Valid values are auto (the default: bf16 on a CPU with AVX-512 BF16 dot "
+                  "products and no AMX tiles, exact elsewhere), exact (f32 activations, within "
+                  "the reference's tolerance) and bf16 (activations rounded to bf16: faster "
+                  "where the CPU has bf16 dot products, approximate). Applies to the generation "
+                  "functions; classification and depth always use exact."},
     [OURO_P_WEIGHTS] = {
         .name = "weights", .kind = OURO_PARAM_ENUM, .flags = SET | OURO_PARAM_SUPERUSER,
         .dflt = OURO_WEIGHTS_MAP, ENUM(weights_values), .dflt_doc = "map",

@@ -196,9 +196,11 @@ static pthread_once_t build_info_once = PTHREAD_ONCE_INIT;
 static void build_info_init(void)
 {
     snprintf(build_info, sizeof build_info,
-             "{\"version\": \"%s\", \"simd\": \"%s\", \"amx\": %s, \"openmp\": %s, "
-             "\"blas\": \"none\", \"threads\": %d}",
+             "{\"version\": \"%s\", \"simd\": \"%s\", \"amx\": %s, \"bf16_dot\": %s, "
+             "\"precision_auto\": \"%s\", \"openmp\": %s, \"blas\": \"none\", \"threads\": %d}",
              OURO_VERSION, ouro_simd_level(), ouro_cpu_amx() ? "true" : "false",
+             ouro_cpu_bf16dp() ? "true" : "false",
+             ouro_precision_resolve(OURO_PRECISION_AUTO) == OURO_PRECISION_BF16 ? "bf16" : "exact",
 #ifdef _OPENMP
              "true",
 #else

@@ -75,7 +75,7 @@ int			ouro_on_error_setting = OURO_ON_ERROR_ERROR;
 int			ouro_depth_setting = OURO_DEPTH_ADAPTIVE;
 int			ouro_kv_cache_setting = OURO_KV_PER_STEP;
 int			ouro_kv_type_setting = OURO_KV_F32;
-int			ouro_precision_setting = OURO_PRECISION_EXACT;
+int			ouro_precision_setting = OURO_PRECISION_AUTO;
 int			ouro_weights_setting = OURO_WEIGHTS_MAP;
 int			ouro_batch_size_setting = 0;
 bool		ouro_auto_batch_setting = true;
@@ -744,7 +744,8 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 	int			loops = max_loops > 0 ? max_loops : cfg->total_ut_steps;
 	int			kv = generation ? ouro_kv_cache_setting : OURO_KV_PER_STEP;
 	int			kv_type = generation ? ouro_kv_type_setting : OURO_KV_F32;
-	int			precision = generation ? ouro_precision_setting : OURO_PRECISION_EXACT;
+	int			precision = generation ? ouro_precision_resolve(ouro_precision_setting)
+	: OURO_PRECISION_EXACT;
 	int			n_ctx;
 	ouro_session_options opts;
 	ouro_session *s = NULL;

@@ -204,7 +204,8 @@ ouro_session *conn_session(conn_state *c, cache_entry *e, int max_loops, int n_c
     int loops = max_loops > 0 ? max_loops : ouro_model_config(e->model)->total_ut_steps;
     ouro_kv_mode kv = generation ? (ouro_kv_mode)c->kv : OURO_KV_PER_STEP;
     ouro_kv_type kv_type = generation ? (ouro_kv_type)c->kv_type : OURO_KV_F32;
-    ouro_precision precision = generation ? (ouro_precision)c->precision : OURO_PRECISION_EXACT;
+    ouro_precision precision = generation ? ouro_precision_resolve((ouro_precision)c->precision)
+                                          : OURO_PRECISION_EXACT;
     size_t max_bytes = (size_t)c->memory_mb * 1024 * 1024;
     conn_call_start(c);
     if (n_seq < 1)

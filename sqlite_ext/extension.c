@@ -585,7 +585,8 @@ static bool gen_args_parse(sqlite3_context *ctx, const conn_state *c, int argc, 
  *   {"text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
  *    "stop_reason", "depth", "kv_cache", "kv_type", "precision", "seconds"}
  * where exit_steps[i] is the 1-based loop step whose state gave new token i
- * (the first belongs to the last prompt token, as the core reports it). */
+ * (the first belongs to the last prompt token, as the core reports it) and
+ * precision the one the products ran at (auto resolved: exact or bf16). */
 static void result_detail(sqlite3_context *ctx, const conn_state *c, const ouro_gen_result *r,
                           int prompt_tokens, bool adaptive)
 {
@@ -616,7 +617,8 @@ static void result_detail(sqlite3_context *ctx, const conn_state *c, const ouro_
              cJSON_AddStringToObject(obj, "depth", adaptive ? "adaptive" : "full") &&
              cJSON_AddStringToObject(obj, "kv_cache", enum_name(OURO_P_KV_CACHE, c->kv)) &&
              cJSON_AddStringToObject(obj, "kv_type", enum_name(OURO_P_KV_TYPE, c->kv_type)) &&
-             cJSON_AddStringToObject(obj, "precision", enum_name(OURO_P_PRECISION, c->precision)) &&
+             cJSON_AddStringToObject(obj, "precision",
+                                     enum_name(OURO_P_PRECISION, ouro_precision_resolve(c->precision))) &&
              cJSON_AddNumberToObject(obj, "seconds", r->seconds);
     }
     char *out = ok ? cJSON_PrintUnformatted(obj) : NULL;
@@ -1614,7 +1616,7 @@ static const char *setting_names(void)
  *   threads, max_tokens, max_loops (0 = the model's), exit_threshold (-1 =
  *   the model's rule), context_length, on_error (error | null), depth
  *   (adaptive | full), kv_cache (per-step | last | avg), kv_type (f32 |
- *   f16), precision (exact | bf16), batch_size; and two of SQLite alone:
+ *   f16), precision (auto | exact | bf16), batch_size; and two of SQLite alone:
  *   timeout_ms 0 (default, none) .. 2^31-1: the most wall time one call may
  *             run; the core checks it between layers, so a call ends within
  *             one layer's work after it (the way to bound a call on SQLite

@@ -32,9 +32,11 @@ typedef struct tool_progress {
     double t0, last;         /* start, last draw (monotonic seconds) */
 } tool_progress;
 
-/* --weights map|memory into *out; false after printing an error naming the
- * command (ouro.c, from the values of the SQL setting weights). */
+/* --weights map|memory and --precision auto|exact|bf16 into *out; false
+ * after printing an error naming the command (ouro.c, from the values of the
+ * SQL settings weights and precision). */
 bool ouro_tool_parse_weights(const char *cmd, const char *s, ouro_weights *out);
+bool ouro_tool_parse_precision(const char *cmd, const char *s, ouro_precision *out);
 
 /* --progress WHEN (auto|always|never) into *on; false after printing an
  * error naming the command. */

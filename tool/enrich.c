@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 
 #include "cli.h"
+#include "ouro_surface.h"
 #include "ouro.h"
 
 static const char *usage_enrich =
@@ -52,6 +53,8 @@ static const char *usage_enrich =
     "  --batch-size N      sequences decoded together (default 16)\n"
     "  --chunk N           rows per transaction (default 64)\n"
     "  --threads N         worker threads (default: all processors)\n"
+    "  --precision P       auto (default: bf16 on a CPU with AVX-512 BF16 and no AMX tiles,\n"
+    "                      exact elsewhere), exact or bf16 (see `ouro generate --help`)\n"
     "  --weights WHERE     map (default: the files mapped, shared page cache) or memory\n"
     "                      (read into this process's memory, 2 MB pages: steadier decode)\n"
     "  --progress WHEN     auto (on a terminal, default), always or never\n";
@@ -125,6 +128,7 @@ int cmd_enrich(int argc, char **argv)
     const char *progress = "auto";
     long max_tokens = 128, max_loops = 0, seed = 42, batch = 16, chunk = 64, threads = 0;
     double temperature = 0;
+    ouro_precision precision = (ouro_precision)ouro_params[OURO_P_PRECISION].dflt;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -154,6 +158,10 @@ int cmd_enrich(int argc, char **argv)
         else if (strcmp(o, "--progress") == 0) progress = v;
         else if (strcmp(o, "--weights") == 0) {
             if (!ouro_tool_parse_weights("enrich", v, &load.weights))
+                return 2;
+        }
+        else if (strcmp(o, "--precision") == 0) {
+            if (!ouro_tool_parse_precision("enrich", v, &precision))
                 return 2;
         }
         else if (strcmp(o, "--temperature") == 0) {
@@ -316,7 +324,7 @@ int cmd_enrich(int argc, char **argv)
 
         /* 2. one batched generation, outside any transaction */
         if (n_run > 0) {
-            ouro_session_options so = { 0 };
+            ouro_session_options so = { .precision = precision };
             long want = (long)longest + max_tokens;
             so.n_ctx = (int)(want < ctx_limit ? want : ctx_limit);
             so.n_seq = (int)(batch < n_run ? batch : n_run);

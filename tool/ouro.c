@@ -54,7 +54,7 @@ static const char *usage_main =
 
 static const char *usage_logits =
     "usage: ouro logits --model DIR --ids 1,2,3 [--exit MODE] [--max-loops N] [--threads N]\n"
-    "                   [--precision exact|bf16]\n"
+    "                   [--precision exact|bf16|auto]\n"
     "\n"
     "Runs one full forward pass over the ids (no BOS is added) and prints\n"
     "  {\"exit_pdf\": [[p_1..p_T] for each position], \"exit_step\": K,\n"
@@ -67,7 +67,8 @@ static const char *usage_logits =
     "--max-loops N runs N loop steps (1..16; default the model's total_ut_steps); the last step\n"
     "run takes the exit probability left over by the earlier ones.\n"
     "--precision bf16 rounds activations to bf16 for the matrix products (AVX-512 BF16 dot\n"
-    "products on bf16 weights; faster, approximate); exact (default) keeps them f32.\n";
+    "products on bf16 weights; faster, approximate); exact (default here, where the logits\n"
+    "are compared with a reference) keeps them f32; auto is generate's default.\n";
 
 static const char *usage_generate =
     "usage: ouro generate [--model DIR] [--ids 1,2,3 | --prompt TEXT | --file FILE] [options]\n"
@@ -100,8 +101,10 @@ static const char *usage_generate =
     "  --max-loops N        loop steps, 1..16 (default the model's total_ut_steps)\n"
     "  --n-ctx N            context length of the session (default min(4096, model's))\n"
     "  --threads N          worker threads (default: every core)\n"
-    "  --precision exact|bf16  matrix products: f32 activations (default, exact) or\n"
-    "                       activations rounded to bf16 (faster on AVX-512 BF16, approximate)\n"
+    "  --precision auto|exact|bf16  matrix products: f32 activations (exact) or activations\n"
+    "                       rounded to bf16 (faster on AVX-512 BF16, approximate); auto\n"
+    "                       (default) is bf16 on a CPU with AVX-512 BF16 and no AMX tiles,\n"
+    "                       exact elsewhere\n"
     "  --weights map|memory  weights mapped from the files (default; shared page cache) or\n"
     "                       read into this process's memory (2 MB pages: steadier decode)\n"
     "  --json               print {\"ids\", \"text\", \"stop_reason\", \"exit_steps\",\n"
@@ -152,7 +155,7 @@ static bool parse_enum(const char *cmd, const char *opt, ouro_param_id id, const
     return false;
 }
 
-static bool parse_precision(const char *cmd, const char *s, ouro_precision *out)
+bool ouro_tool_parse_precision(const char *cmd, const char *s, ouro_precision *out)
 {
     int v = 0;
     if (!parse_enum(cmd, "--precision", OURO_P_PRECISION, s, &v))
@@ -346,7 +349,7 @@ int cmd_logits(int argc, char **argv)
         else if (strcmp(o, "--exit") == 0) { if (!parse_exit("logits", v, &ex)) return 2; }
         else if (strcmp(o, "--max-loops") == 0) { if (!parse_int("logits", o, v, 1, OURO_MAX_LOOPS, &max_loops)) return 2; }
         else if (strcmp(o, "--threads") == 0) { if (!parse_int("logits", o, v, 1, 1024, &threads)) return 2; }
-        else if (strcmp(o, "--precision") == 0) { if (!parse_precision("logits", v, &precision)) return 2; }
+        else if (strcmp(o, "--precision") == 0) { if (!ouro_tool_parse_precision("logits", v, &precision)) return 2; }
         else {
             fprintf(stderr, "ouro logits: unknown option %s\n%s", o, usage_logits);
             return 2;
@@ -757,7 +760,8 @@ int cmd_generate(int argc, char **argv)
     bool chat = false, json = false, depth_given = false;
     char *stdin_prompt = NULL;
     ouro_gen_params gp = { .max_tokens = (int)ouro_params[OURO_P_MAX_TOKENS].dflt };
-    ouro_session_options so = { .n_seq = 1 };
+    ouro_session_options so = { .n_seq = 1,
+                                .precision = (ouro_precision)ouro_params[OURO_P_PRECISION].dflt };
     ouro_load_options lo = { .weights = OURO_WEIGHTS_MAP };
     long lv;
     double dv;
@@ -837,7 +841,7 @@ int cmd_generate(int argc, char **argv)
                 return 2;
             }
         } else if (strcmp(o, "--precision") == 0) {
-            if (!parse_precision("generate", v, &so.precision))
+            if (!ouro_tool_parse_precision("generate", v, &so.precision))
                 return 2;
         } else if (strcmp(o, "--weights") == 0) {
             if (!ouro_tool_parse_weights("generate", v, &lo.weights))

@@ -7,8 +7,9 @@
 # name GGUF files of the same checkpoint that ouro's folders hold (llama.cpp's
 # convert_hf_to_gguf.py, then llama-quantize for Q8_0 / Q4_0).  Each format with a GGUF is
 # compared with ouro's matching format:
-#   GGUF_BF16   llama.cpp BF16  vs the bf16 folder OURO_BF16 at ouro's default precision
-#               (and, with a second row, at `precision bf16`)
+#   GGUF_BF16   llama.cpp BF16  vs the bf16 folder OURO_BF16 at `precision exact`
+#               (and, with a second row, at `precision bf16`; the default, auto, is
+#               one of the two: `build/ouro build-info` says which)
 #   GGUF_Q8_0   llama.cpp Q8_0  vs the q8 folder OURO_Q8 (`ouro convert`)
 #   GGUF_Q4_0   llama.cpp Q4_0  vs the 4-bit folder OURO_Q4, when one is given
 # Columns: prefill of each PROMPTS length, decode of 1 sequence (mean over DECODE tokens; llama-bench
@@ -75,7 +76,7 @@ fi
 # rows: "LABEL|OURO_DIR|OURO_PRECISION|GGUF"
 rows=()
 if [ -n "${GGUF_BF16:-}" ]; then
-    rows+=("bf16 (ouro default) vs BF16|$OURO_BF16||$GGUF_BF16")
+    rows+=("bf16 (ouro precision exact) vs BF16|$OURO_BF16|exact|$GGUF_BF16")
     rows+=("bf16 (ouro precision bf16) vs BF16|$OURO_BF16|bf16|$GGUF_BF16")
 fi
 [ -n "${GGUF_Q8_0:-}" ] && rows+=("q8 vs Q8_0|$OURO_Q8||$GGUF_Q8_0")

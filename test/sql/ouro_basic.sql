@@ -4,6 +4,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
+-- texts compared here are the exact path's (the default, auto, is bf16 on CPUs without tiles)
+SET ouro.precision = exact;
 SET ouro.threads = 1;
 
 -- the functions, their volatility, strictness and parallel safety
@@ -120,8 +122,14 @@ SELECT ouro_generate('The capital of France is', max_tokens := 4) IS NOT NULL AS
 SELECT ouro_model_info() ->> 'session_precision' AS precision;
 SELECT array_length(ouro_generate_batch(ARRAY['Hi', 'Once upon a time'], max_tokens := 4), 1) AS batch_items;
 SELECT ouro_chat('Hi', max_tokens := 2) IS NOT NULL AS chat_ran;
+-- the default, auto: bf16 where the CPU has AVX-512 BF16 dot products and no AMX tiles, exact
+-- elsewhere; the session runs what ouro_build_info() says auto is here
 RESET ouro.precision;
 SHOW ouro.precision;
+SELECT ouro_generate('Hi', max_tokens := 2) IS NOT NULL AS ran;
+SELECT ouro_model_info() ->> 'session_precision' = ouro_build_info() ->> 'precision_auto' AS auto_resolved,
+       ouro_build_info() ->> 'precision_auto' IN ('bf16', 'exact') AS auto_named;
+SET ouro.precision = exact;
 
 -- classification and depth keep the exact path (f32 cache, exact products) under either setting
 SELECT ouro_classify_scores('I loved this film', ARRAY['positive', 'negative'])::text AS exact_scores,
@@ -132,7 +140,7 @@ SELECT ouro_classify_scores('I loved this film', ARRAY['positive', 'negative']):
 SELECT ouro_model_info() ->> 'session_kv_type' AS kv_type, ouro_model_info() ->> 'session_precision' AS precision;
 SELECT ouro_depth('The capital of France is') = :exact_depth AS depth_unchanged;
 RESET ouro.kv_type;
-RESET ouro.precision;
+SET ouro.precision = exact;
 
 -- registered models (the path comes from ouro.model_path's folder)
 SELECT ouro_register_model('gqa', regexp_replace(current_setting('ouro.model_path'), '[^/]+$', 'tiny-gqa-f32-tied'));

@@ -3,6 +3,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
+-- texts compared here are the exact path's (the default, auto, is bf16 on CPUs without tiles)
+SET ouro.precision = exact;
 SET ouro.threads = 1;
 \set SHOW_CONTEXT never
 
@@ -82,7 +84,7 @@ SET ouro.precision = 'bfloat16';
 SET ouro.depth = 'deep';
 SET ouro.model_path = 'relative/path';
 SET ouro.no_such_setting = 1;
-SELECT name, setting, min_val, max_val, enumvals, context FROM pg_settings WHERE name LIKE 'ouro.%' AND name <> 'ouro.model_path' AND name NOT LIKE 'ouro.limit%' ORDER BY name;
+SELECT name, setting, boot_val, min_val, max_val, enumvals, context FROM pg_settings WHERE name LIKE 'ouro.%' AND name <> 'ouro.model_path' AND name NOT LIKE 'ouro.limit%' ORDER BY name;
 -- the ceilings: superuser settings (ouro.limit_memory and ouro.limit_threads default to the machine's)
 SELECT name, min_val, max_val, context, name IN ('ouro.limit_memory', 'ouro.limit_threads') OR setting = max_val AS at_default FROM pg_settings WHERE name LIKE 'ouro.limit%' ORDER BY name;
 SELECT context FROM pg_settings WHERE name = 'ouro.model_path';

@@ -7,6 +7,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
+-- texts compared here are the exact path's (the default, auto, is bf16 on CPUs without tiles)
+SET ouro.precision = exact;
 SET ouro.threads = 1;
 SELECT ouro_register_model('q4', regexp_replace(current_setting('ouro.model_path'), '[^/]+$',
                                                 'tiny-mha-bf16-q4'));

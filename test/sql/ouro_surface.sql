@@ -5,6 +5,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
+-- texts compared here are the exact path's (the default, auto, is bf16 on CPUs without tiles)
+SET ouro.precision = exact;
 SET ouro.threads = 1;
 \set SHOW_CONTEXT never
 

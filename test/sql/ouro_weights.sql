@@ -3,6 +3,8 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ouro;
 RESET client_min_messages;
+-- texts compared here are the exact path's (the default, auto, is bf16 on CPUs without tiles)
+SET ouro.precision = exact;
 SET ouro.threads = 1;
 
 -- the first call loads the library (without shared_preload_libraries the setting exists from then on)

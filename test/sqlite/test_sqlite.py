@@ -38,12 +38,32 @@ def expected(model):
         return json.load(f)
 
 
-def connect(model=TINY, **kw):
-    """A connection with the extension loaded and `model` (if any) as default."""
+def auto_precision():
+    """What precision 'auto' (the default) resolves to on this machine, read
+    from /proc/cpuinfo: bf16 with AVX-512 BF16 dot products and no AMX tiles
+    (OURO_SIMD=avx512 sets the tiles aside, avx2 and generic both), else exact."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    simd = os.environ.get("OURO_SIMD", "amx")
+    bf16dp = "avx512_bf16" in flags and simd in ("amx", "avx512")
+    tiles = {"amx_tile", "amx_bf16", "amx_int8"} <= flags and simd == "amx"
+    return "bf16" if bf16dp and not tiles else "exact"
+
+
+def connect(model=TINY, precision="exact", **kw):
+    """A connection with the extension loaded and `model` (if any) as default.
+    The golden texts are the exact path's, so precision is set to exact
+    unless the caller asks otherwise (None: the default, auto)."""
     conn = sqlite3.connect(":memory:", **kw)
     conn.enable_load_extension(True)
     conn.load_extension(EXT)
     conn.enable_load_extension(False)
+    if precision:
+        conn.execute("SELECT ouro_setting('precision', ?)", (precision,))
     if model:
         conn.execute("SELECT ouro_load(?)", (model,))
     return conn
@@ -75,6 +95,8 @@ def test_version():
     check(all(k in info for k in ("version", "simd", "amx", "openmp", "blas", "threads", "sqlite")),
           "ouro_build_info() is JSON with version, simd, amx, openmp, blas, threads, sqlite", info)
     equal(info["sqlite"]["runtime"], sqlite3.sqlite_version, "ouro_build_info() names the SQLite runtime")
+    equal(info.get("precision_auto"), auto_precision(),
+          "ouro_build_info() says what precision auto runs at (%s: from /proc/cpuinfo)" % auto_precision())
     equal(info["sqlite"]["interruptible"], sqlite3.sqlite_version_info >= (3, 41, 0),
           "ouro_build_info() says whether generations see sqlite3_interrupt")
 
@@ -228,7 +250,7 @@ def test_golden_generate():
             equal(detail["ids"], case["greedy_new_ids"], "%s: ouro_generate_detail ids = greedy_new_ids"
                   % name)
             ref = json.loads(tool("generate", "--model", d, "--prompt", case["prompt"],
-                                  "--max-tokens", "12", "--json"))
+                                  "--max-tokens", "12", "--precision", "exact", "--json"))
             equal((got, detail["ids"], detail["exit_steps"]), (ref["text"], ref["ids"], ref["exit_steps"]),
                   "%s: text, ids, exit_steps equal `ouro generate --max-tokens 12 --json`" % name)
             # The settings map to the tool's flags.
@@ -237,7 +259,8 @@ def test_golden_generate():
                 one(conn, "SELECT ouro_setting('kv_cache', ?)", kv)
                 got = json.loads(one(conn, "SELECT ouro_generate_detail(?, NULL, 12, NULL, 0.5)", case["prompt"]))
                 ref = json.loads(tool("generate", "--model", d, "--prompt", case["prompt"], "--max-tokens", "12",
-                                      "--exit", "threshold:0.5", "--depth", depth, "--kv", kv, "--json"))
+                                      "--exit", "threshold:0.5", "--depth", depth, "--kv", kv,
+                                      "--precision", "exact", "--json"))
                 equal((got["text"], got["ids"], got["exit_steps"]), (ref["text"], ref["ids"], ref["exit_steps"]),
                       "%s: exit_threshold 0.5, depth %s, kv_cache %s = `ouro generate --exit threshold:0.5 "
                       "--depth %s --kv %s`" % (name, depth, kv, depth, kv))
@@ -346,16 +369,17 @@ def test_chat():
 
 @test
 def test_settings():
-    conn = connect()
+    conn = connect(precision=None)
     equal([one(conn, "SELECT ouro_setting(?)", n) for n in ("kv_cache", "kv_type", "precision", "depth", "threads")],
-          ["per-step", "f32", "exact", "adaptive", "0"], "settings start at their defaults")
+          ["per-step", "f32", "auto", "adaptive", "0"], "settings start at their defaults")
     for name, value in (("kv_type", "f16"), ("kv_type", "f32"), ("precision", "bf16"), ("precision", "exact")):
         equal(one(conn, "SELECT ouro_setting(?, ?)", name, value), value, "%s set to %s" % (name, value))
         equal(one(conn, "SELECT ouro_setting(?)", name), value, "%s reads back %s" % (name, value))
     one(conn, "SELECT ouro_setting('ouro.kv_type', 'f16')")
     one(conn, "SELECT ouro_setting('ouro.precision', 'bf16')")
-    equal([one(conn, "SELECT ouro_setting(?, NULL)", n) for n in ("kv_type", "precision")], ["f32", "exact"],
-          "kv_type and precision: 'ouro.' prefix accepted, NULL resets to f32 / exact")
+    equal([one(conn, "SELECT ouro_setting(?, NULL)", n) for n in ("kv_type", "precision")], ["f32", "auto"],
+          "kv_type and precision: 'ouro.' prefix accepted, NULL resets to f32 / auto")
+    one(conn, "SELECT ouro_setting('precision', 'exact')")
     equal(one(conn, "SELECT ouro_setting('ouro.depth', 'full')"), "full",
           "ouro_setting(name, value) sets and returns the value ('ouro.' prefix accepted)")
     equal(one(conn, "SELECT ouro_setting('depth')"), "full", "ouro_setting(name) reads it back")
@@ -375,8 +399,8 @@ def test_settings():
                       ("ouro_setting('kv_type', 'f8')", "kv_type must be 'f32' or 'f16', not 'f8'"),
                       ("ouro_setting('kv_type', 'F16')", "kv_type must be 'f32' or 'f16'"),
                       ("ouro_setting('kv_type', 16)", "kv_type must be 'f32' or 'f16', not '16'"),
-                      ("ouro_setting('precision', 'fast')", "precision must be 'exact' or 'bf16', not 'fast'"),
-                      ("ouro_setting('precision', 'bfloat16')", "precision must be 'exact' or 'bf16'"),
+                      ("ouro_setting('precision', 'fast')", "precision must be 'auto', 'exact' or 'bf16', not 'fast'"),
+                      ("ouro_setting('precision', 'bfloat16')", "precision must be 'auto', 'exact' or 'bf16'"),
                       ("ouro_setting('threads', 2000)", "threads must be between 0 and 1024"),
                       ("ouro_setting('threads', 'x')", "threads must be between 0 and 1024")]:
         raises(lambda: one(conn, "SELECT " + expr), msg, "%s: error says '%s'" % (expr, msg))
@@ -396,7 +420,14 @@ def test_generate_detail():
     equal(sorted(d), sorted(["text", "ids", "n_tokens", "prompt_tokens", "exit_steps", "mean_depth",
                              "stop_reason", "depth", "kv_cache", "kv_type", "precision", "seconds"]),
           "detail keys")
-    equal((d["kv_type"], d["precision"]), ("f32", "exact"), "detail: kv_type and precision (defaults)")
+    equal((d["kv_type"], d["precision"]), ("f32", "exact"), "detail: kv_type (default) and precision (set)")
+    dflt = connect(precision=None)
+    d_auto = json.loads(one(dflt, "SELECT ouro_generate_detail(?, NULL, 4)", p["prompt"]))
+    equal(d_auto["precision"], auto_precision(),
+          "detail: the default precision auto runs as %s on this CPU" % auto_precision())
+    one(dflt, "SELECT ouro_setting('precision', ?)", auto_precision())
+    d_set = json.loads(one(dflt, "SELECT ouro_generate_detail(?, NULL, 4)", p["prompt"]))
+    equal(d_auto["ids"], d_set["ids"], "detail: auto gives the ids of precision %s" % auto_precision())
     equal((d["text"], d["n_tokens"], d["prompt_tokens"], d["stop_reason"], d["depth"], d["kv_cache"]),
           (p["greedy_text"], 12, len(p["input_ids"]), "length", "full", "per-step"),
           "detail: text, token count, prompt tokens, stop reason, depth, cache")
@@ -552,7 +583,7 @@ def test_precision():
     check(isinstance(out, list) and len(out) == len(cases) and all(isinstance(t, str) for t in out),
           "precision bf16: ouro_generate_batch gives one text per prompt", out)
     check(isinstance(one(conn, "SELECT ouro_chat('Hi', NULL, NULL, 4)"), str), "precision bf16: ouro_chat runs")
-    one(conn, "SELECT ouro_setting('precision', NULL)")
+    one(conn, "SELECT ouro_setting('precision', 'exact')")
     equal(one(conn, "SELECT ouro_generate(?, NULL, 12)", cases[0]["prompt"]), cases[0]["greedy_text"],
           "back to precision exact: the golden text")
 

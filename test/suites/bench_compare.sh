@@ -90,7 +90,7 @@ rc=$?
 echo "$out" | sed 's/^/# /'
 check "the comparison exits 0" test "$rc" = 0
 ratio() { grep -F "RATIO $1|$2|" <<<"$out" | cut -d'|' -f3; }
-row="bf16 (ouro default) vs BF16"
+row="bf16 (ouro precision exact) vs BF16"
 row2="bf16 (ouro precision bf16) vs BF16"
 check "prefill 64: ratio of the medians 10 / 20" test "$(ratio "$row" pp64)" = 0.50
 check "prefill 256: 11 / 22" test "$(ratio "$row" pp256)" = 0.50
@@ -100,7 +100,7 @@ check "decode 16 sequences: 30 / 12" test "$(ratio "$row" batch16)" = 2.50
 check "the precision bf16 row runs model_bench with --precision bf16" test "$(ratio "$row2" pp64)" = 1.00
 check "the precision bf16 row, 16 sequences: 60 / 12" test "$(ratio "$row2" batch16)" = 5.00
 check "ouro's prefill 64 median and range over the runs" \
-    grep -qE "^bf16 \(ouro default\) vs BF16 +prefill 64 +10\.00 \(9\.00-12\.00\) +20\.00 \(16\.00-22\.00\) +0\.50x +>= 1\.2x$" <<<"$out"
+    grep -qE "^bf16 \(ouro precision exact\) vs BF16 +prefill 64 +10\.00 \(9\.00-12\.00\) +20\.00 \(16\.00-22\.00\) +0\.50x +>= 1\.2x$" <<<"$out"
 check "batch columns carry the 2.5x target" grep -qE "decode 8 seqs .*2\.50x +>= 2\.5x$" <<<"$out"
 check "the steady-step figure is not a column" bash -c '! grep -q steady <<<"$1"' _ "$out"
 check "columns in order: prefill 64, 256, decode 1, 8, 16" \

@@ -81,7 +81,9 @@ else
     finish
 fi
 PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PORT" -U postgres)
-q() { "${PSQL[@]}" -d ouro_b "$@"; }
+# the golden texts are the exact path's (the default precision, auto, is bf16 on CPUs
+# without tiles)
+q() { PGOPTIONS="${PGOPTIONS:-} -c ouro.precision=exact" "${PSQL[@]}" -d ouro_b "$@"; }
 
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE ouro_b" >/dev/null
 q >/dev/null <<EOF

@@ -11,7 +11,8 @@
  *     with every case of the model decoded together in one batch, with small
  *     forward chunks);
  *   - a prompt in one forward call and one token per call: every position's
- *     exit pdf the same bits (ouro_depth), with f32 and f16 caches;
+ *     exit pdf the same bits (ouro_depth), with f32 and f16 caches, and at
+ *     bf16 precision too on bf16 weights where precision auto is bf16;
  *   - expected_adaptive.json: every robust case gives the reference new ids
  *     and exit steps in all six depth / cache modes;
  *   - q8 and q4 copies of every model (ouro_convert_q8 / _q4 into a temporary
@@ -29,6 +30,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base.h"
 #include "check.h"
 #include "ouro.h"
 #include "golden.h"
@@ -164,7 +166,7 @@ static void check_logits(const char *name, ouro_model *m, const cJSON *cs)
  * at a time), with f32 and f16 caches.  ouro_depth's products sum in one
  * order whatever the number of tokens in a call, so that attention is what
  * the two ways could differ in. */
-static void check_rows_alone(const char *name, ouro_model *m, const cJSON *cases)
+static void check_rows_alone(const char *name, ouro_model *m, const cJSON *cases, ouro_precision prec)
 {
     int32_t *ids = NULL;
     int n = 0;
@@ -189,7 +191,8 @@ static void check_rows_alone(const char *name, ouro_model *m, const cJSON *cases
             ex[way] = calloc((size_t)n, sizeof(double));
             ouro_session *s = NULL;
             ouro_session_options so = { .n_ctx = n, .threads = 2, .max_batch = way ? 1 : 0,
-                                        .kv_type = kv ? OURO_KV_F16 : OURO_KV_F32 };
+                                        .kv_type = kv ? OURO_KV_F16 : OURO_KV_F32,
+                                        .precision = prec };
             if (st == OURO_OK)
                 st = ouro_session_new(m, &so, &s, &e);
             if (st == OURO_OK && ouro_session_max_loops(s) != T)
@@ -202,7 +205,8 @@ static void check_rows_alone(const char *name, ouro_model *m, const cJSON *cases
             check(memcmp(pdf[0], pdf[1], (size_t)n * T * sizeof(float)) == 0
                   && memcmp(ex[0], ex[1], (size_t)n * sizeof(double)) == 0,
                   "%s: a prompt of %d tokens in one call gives every position the exit pdf of "
-                  "one token per call, bit for bit (%s cache)", name, n, kv ? "f16" : "f32");
+                  "one token per call, bit for bit (%s cache%s)", name, n, kv ? "f16" : "f32",
+                  prec == OURO_PRECISION_BF16 ? ", precision bf16" : "");
         else
             check_note("%s", e.message);
         for (int way = 0; way < 2; way++) {
@@ -514,7 +518,7 @@ static void check_quantized(const char *name, const char *tmp)
         if (check(st == OURO_OK, "%s: converted and loaded", label)) {
             snprintf(path, sizeof path, "%s/expected.json", src);
             cJSON *ex = check_read_json(path);
-            check_rows_alone(label, m, cJSON_GetObjectItem(ex, "cases"));
+            check_rows_alone(label, m, cJSON_GetObjectItem(ex, "cases"), OURO_PRECISION_EXACT);
             cJSON_Delete(ex);
         } else {
             check_note("%s", e.message);
@@ -543,7 +547,11 @@ int main(void)
             cJSON_ArrayForEach(cs, cases)
                 check_logits(models[k], m, cs);
             check_greedy(models[k], m, cases);
-            check_rows_alone(models[k], m, cases);
+            check_rows_alone(models[k], m, cases, OURO_PRECISION_EXACT);
+            /* bf16 precision on bf16 weights, where precision auto takes it, sums in
+             * one order too (other weights take the exact path, in its decode order) */
+            if (ouro_cpu_bf16dp() && !ouro_cpu_amx() && ouro_model_config(m)->dtype == OURO_BF16)
+                check_rows_alone(models[k], m, cases, OURO_PRECISION_BF16);
         }
         cJSON_Delete(ex);
 

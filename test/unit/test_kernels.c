@@ -175,9 +175,9 @@ static void check_products(void)
  * dtype, row lengths on both sides of the d_in blocks, 1 and 2 threads. */
 static void check_invariant(void)
 {
-    static const int d_ins[] = { 64, 100, 1344, 1400, 2100, 4200 };
+    static const int d_ins[] = { 64, 100, 1344, 1400, 2048, 2100, 4200, 4111 };
     static const int ns[] = { 2, 3, 5, 6, 7, 8, 12, 13 };
-    int d_out = 37, nmax = 13, bad = 0, runs = 0;
+    int d_out = 37, nmax = 13, bad = 0, runs = 0, bf16_bad = 0, bf16_runs = 0;
     for (size_t di = 0; di < sizeof d_ins / sizeof d_ins[0]; di++) {
         int d_in = d_ins[di];
         float *x = malloc((size_t)nmax * d_in * sizeof(float));
@@ -208,10 +208,32 @@ static void check_invariant(void)
                                       (size_t)ns[ni] * d_out * sizeof(float)) != 0;
                     }
         }
+        /* bf16 precision sums in one order too where precision auto is bf16 (AVX-512
+         * BF16 dot products, no tiles; kernels.c, "AVX-512 BF16 product") */
+        if (ouro_cpu_bf16dp() && !ouro_cpu_amx()) {
+            for (int t = 0; t < nmax; t++)
+                ouro_matmul_prec(alone + (size_t)t * d_out, x + (size_t)t * d_in, wb, OURO_BF16,
+                                 1, d_in, d_out, 1, OURO_PRECISION_BF16, NULL);
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int th = 1; th <= 2; th++)
+                    for (int t0 = 0; t0 + ns[ni] <= nmax; t0 += nmax - ns[ni] > 0 ? nmax - ns[ni] : 1) {
+                        bf16_runs++;
+                        ouro_matmul_prec(y, x + (size_t)t0 * d_in, wb, OURO_BF16, ns[ni], d_in, d_out,
+                                         th, OURO_PRECISION_BF16, NULL);
+                        bf16_bad += memcmp(y, alone + (size_t)t0 * d_out,
+                                           (size_t)ns[ni] * d_out * sizeof(float)) != 0;
+                    }
+        }
         free(x); free(wf); free(wh); free(wb); free(alone); free(y);
     }
     check(bad == 0, "invariant products: each token's outputs are those it gets alone, bit for bit, "
           "for 2 .. 13 tokens in a call (%d of %d products differ)", bad, runs);
+    if (ouro_cpu_bf16dp() && !ouro_cpu_amx())
+        check(bf16_bad == 0, "bf16 precision: each token's outputs are those it gets alone, bit for "
+              "bit, for 2 .. 13 tokens in a call (%d of %d products differ)", bf16_bad, bf16_runs);
+    else
+        check_note("bf16 precision's one order: not checked (%s)", ouro_cpu_amx()
+                   ? "AMX tiles sum in their own order" : "no AVX-512 BF16 dot products");
 }
 
 /* ------------------------------------------------------------------------
