@@ -9,6 +9,12 @@
  * whose address space is capped just above what it uses, the copy cannot be
  * allocated: the load fails with OURO_ERR_NOMEM and a message, and loads
  * again once the cap is lifted.
+ *
+ * The copy's reads go through this file's pread (defined here, it takes the
+ * place of the C library's for the core linked into this program), which can
+ * make them fail: interrupted (EINTR) or short reads still give the model,
+ * bit for bit; a file that ends early (as one cut while it is read) and a
+ * read error are OURO_ERR_IO with a message, and no model.
  */
 #include "ouro.h"
 #include "check.h"
@@ -19,11 +25,58 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define MODEL "test/data/models/tiny-gqa-f32-tied"
+
+/* ------------------------------------------------------------------------
+ * Failing reads
+ * ------------------------------------------------------------------------ */
+
+enum { READ_PLAIN, READ_EINTR, READ_SHORT, READ_EOF, READ_EIO };
+static int read_mode = READ_PLAIN;
+static int read_calls;
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off);
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    read_calls++;
+    switch (read_mode) {
+    case READ_EINTR:   /* every other call is interrupted before it reads */
+        if (read_calls % 2 == 1) {
+            errno = EINTR;
+            return -1;
+        }
+        break;
+    case READ_SHORT:   /* at most 1000 bytes a call */
+        n = n < 1000 ? n : 1000;
+        break;
+    case READ_EOF:     /* the file ends after its first 4096 bytes */
+        if (off >= 4096)
+            return 0;
+        n = n < (size_t)(4096 - off) ? n : (size_t)(4096 - off);
+        break;
+    case READ_EIO:
+        errno = EIO;
+        return -1;
+    }
+    return syscall(SYS_pread64, fd, buf, n, off);
+}
+
+/* A memory-mode load with reads in `mode`: the status, the model in *out. */
+static ouro_status load_reading(int mode, ouro_model **out, ouro_error *e)
+{
+    ouro_load_options lo = { .weights = OURO_WEIGHTS_MEMORY };
+    read_mode = mode;
+    read_calls = 0;
+    ouro_status st = ouro_model_load_opts(MODEL, &lo, out, e);
+    read_mode = READ_PLAIN;
+    return st;
+}
 
 /* Logits of the last token of a fixed prompt; malloc'd, NULL on error. */
 static float *logits_of(const ouro_model *m, int *vocab)
@@ -128,6 +181,40 @@ int main(void)
     float *a = logits_of(map, &v1), *b = logits_of(mem, &v2);
     check(a && b && v1 == v2 && memcmp(a, b, (size_t)v1 * sizeof *a) == 0,
           "memory and map give bit-identical logits");
+
+    /* reads that are interrupted or short: the same model */
+    static const struct { int mode; const char *what; } good_reads[] = {
+        { READ_EINTR, "every other read interrupted (EINTR)" },
+        { READ_SHORT, "reads of at most 1000 bytes" },
+    };
+    for (size_t i = 0; i < sizeof good_reads / sizeof *good_reads; i++) {
+        ouro_model *m = NULL;
+        ouro_status st = load_reading(good_reads[i].mode, &m, &e);
+        int calls = read_calls, vm = 0;
+        float *c = st == OURO_OK ? logits_of(m, &vm) : NULL;
+        check(st == OURO_OK && calls >= 2 && c && a && vm == v1 && memcmp(a, c, (size_t)v1 * sizeof *a) == 0,
+              "memory: %s: loads, bit-identical logits (%d reads)", good_reads[i].what, calls);
+        free(c);
+        ouro_model_free(m);
+    }
+    /* a file that ends while it is read, a read error: OURO_ERR_IO, no model */
+    static const struct { int mode; const char *what, *msg; } bad_reads[] = {
+        { READ_EOF, "the file ends after 4096 bytes while it is read", "ended at 4096 of" },
+        { READ_EIO, "a read error (EIO)", "read failed" },
+    };
+    for (size_t i = 0; i < sizeof bad_reads / sizeof *bad_reads; i++) {
+        ouro_model *m = (ouro_model *)&read_calls;   /* must come back NULL */
+        ouro_status st = load_reading(bad_reads[i].mode, &m, &e);
+        check(st == OURO_ERR_IO && !m && read_calls > 0 && strstr(e.message, bad_reads[i].msg)
+              && strstr(e.message, "model.safetensors"),
+              "memory: %s: OURO_ERR_IO naming the file (%s)", bad_reads[i].what,
+              st == OURO_OK ? "loaded" : e.message);
+        if (st == OURO_OK)
+            ouro_model_free(m);
+    }
+    ouro_model *again = NULL;
+    check(load_reading(READ_PLAIN, &again, &e) == OURO_OK, "memory: loads again after the failed reads");
+    ouro_model_free(again);
 
     lo.weights = (ouro_weights)7;
     ouro_model *bad = NULL;
