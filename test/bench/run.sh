@@ -83,7 +83,10 @@ PEAKS=(--bw "${BW:-0}" --bw-file "${BWFILE:-0}" --gemm "${GEMM:-0}" --fma "${FMA
 echo
 
 # --- model figures ---------------------------------------------------------
-echo "== ouro on $MODEL =="
+# The SQL settings' default precision, auto, is one of the two runs below.
+AUTO=$(build/ouro build-info 2>/dev/null | sed -n 's/.*"precision_auto": "\([a-z0-9]*\)".*/\1/p')
+echo "default precision here (auto): ${AUTO:-unknown}"
+echo "== ouro on $MODEL, precision exact =="
 ARGS=(--model "$MODEL" --threads "$THREADS" "${PEAKS[@]}"
       --threshold $THRESHOLD --budget "$BUDGET"
       --adaptive "$MODEL,$SYN/ouro-1.4b-bias0.50,$SYN/ouro-1.4b-bias-0.50")
@@ -96,7 +99,7 @@ fi
 echo
 
 # --- the approximate bf16-activation path, where the CPU has AVX-512 BF16 ---
-echo "== ouro on $MODEL, --precision bf16 (approximate) =="
+echo "== ouro on $MODEL, precision bf16 (approximate) =="
 if [ "${OURO_BENCH_QUICK:-0}" = 1 ]; then
     BARGS=(--prefill 64 --decode 2 --batch 8 --batch-steps 1)
 else
