@@ -170,14 +170,38 @@ static void check_products(void)
     check(bad_glu == 0, "ouro_matmul_glu equals silu(gate) * up (%d bad)", bad_glu);
 }
 
+/* Products of nmax tokens of x against w at precision prec, in calls of each
+ * of the ns token counts (1 and 2 threads): how many calls give some token
+ * other bits than it gets alone; *runs counts the calls. */
+static int differ_from_alone(const float *x, const void *w, ouro_dtype dt, ouro_precision prec,
+                             int d_in, int d_out, int nmax, const int *ns, int n_ns, float *alone,
+                             float *y, int *runs)
+{
+    int bad = 0;
+    for (int t = 0; t < nmax; t++)
+        ouro_matmul_prec(alone + (size_t)t * d_out, x + (size_t)t * d_in, w, dt, 1, d_in, d_out, 1,
+                         prec, NULL);
+    for (int ni = 0; ni < n_ns; ni++)
+        for (int th = 1; th <= 2; th++)
+            for (int t0 = 0; t0 + ns[ni] <= nmax; t0 += nmax - ns[ni] > 0 ? nmax - ns[ni] : 1) {
+                (*runs)++;
+                ouro_matmul_prec(y, x + (size_t)t0 * d_in, w, dt, ns[ni], d_in, d_out, th, prec, NULL);
+                bad += memcmp(y, alone + (size_t)t0 * d_out, (size_t)ns[ni] * d_out * sizeof(float)) != 0;
+            }
+    return bad;
+}
+
 /* OURO_PRECISION_INVARIANT: every token's outputs have the same bits whatever
  * the number of tokens in the call and the token's place among them, for each
- * dtype, row lengths on both sides of the d_in blocks, 1 and 2 threads. */
+ * dtype, row lengths on both sides of the d_in blocks, 1 and 2 threads.  So
+ * does OURO_PRECISION_BF16 on bf16 weights where precision auto takes it. */
 static void check_invariant(void)
 {
     static const int d_ins[] = { 64, 100, 1344, 1400, 2048, 2100, 4200, 4111 };
     static const int ns[] = { 2, 3, 5, 6, 7, 8, 12, 13 };
+    int n_ns = (int)(sizeof ns / sizeof ns[0]);
     int d_out = 37, nmax = 13, bad = 0, runs = 0, bf16_bad = 0, bf16_runs = 0;
+    bool bf16_order = ouro_cpu_bf16dp() && !ouro_cpu_amx();   /* kernels.c, "AVX-512 BF16 product" */
     for (size_t di = 0; di < sizeof d_ins / sizeof d_ins[0]; di++) {
         int d_in = d_ins[di];
         float *x = malloc((size_t)nmax * d_in * sizeof(float));
@@ -195,40 +219,17 @@ static void check_invariant(void)
         for (int dt = OURO_F32; dt <= OURO_BF16; dt++) {
             const void *w = dt == OURO_F32 ? (const void *)wf : dt == OURO_F16 ? (const void *)wh
                                                                                : (const void *)wb;
-            for (int t = 0; t < nmax; t++)
-                ouro_matmul_prec(alone + (size_t)t * d_out, x + (size_t)t * d_in, w, (ouro_dtype)dt,
-                                 1, d_in, d_out, 1, OURO_PRECISION_INVARIANT, NULL);
-            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                for (int th = 1; th <= 2; th++)
-                    for (int t0 = 0; t0 + ns[ni] <= nmax; t0 += nmax - ns[ni] > 0 ? nmax - ns[ni] : 1) {
-                        runs++;
-                        ouro_matmul_prec(y, x + (size_t)t0 * d_in, w, (ouro_dtype)dt, ns[ni], d_in, d_out,
-                                         th, OURO_PRECISION_INVARIANT, NULL);
-                        bad += memcmp(y, alone + (size_t)t0 * d_out,
-                                      (size_t)ns[ni] * d_out * sizeof(float)) != 0;
-                    }
+            bad += differ_from_alone(x, w, (ouro_dtype)dt, OURO_PRECISION_INVARIANT, d_in, d_out,
+                                     nmax, ns, n_ns, alone, y, &runs);
         }
-        /* bf16 precision sums in one order too where precision auto is bf16 (AVX-512
-         * BF16 dot products, no tiles; kernels.c, "AVX-512 BF16 product") */
-        if (ouro_cpu_bf16dp() && !ouro_cpu_amx()) {
-            for (int t = 0; t < nmax; t++)
-                ouro_matmul_prec(alone + (size_t)t * d_out, x + (size_t)t * d_in, wb, OURO_BF16,
-                                 1, d_in, d_out, 1, OURO_PRECISION_BF16, NULL);
-            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                for (int th = 1; th <= 2; th++)
-                    for (int t0 = 0; t0 + ns[ni] <= nmax; t0 += nmax - ns[ni] > 0 ? nmax - ns[ni] : 1) {
-                        bf16_runs++;
-                        ouro_matmul_prec(y, x + (size_t)t0 * d_in, wb, OURO_BF16, ns[ni], d_in, d_out,
-                                         th, OURO_PRECISION_BF16, NULL);
-                        bf16_bad += memcmp(y, alone + (size_t)t0 * d_out,
-                                           (size_t)ns[ni] * d_out * sizeof(float)) != 0;
-                    }
-        }
+        if (bf16_order)
+            bf16_bad += differ_from_alone(x, wb, OURO_BF16, OURO_PRECISION_BF16, d_in, d_out, nmax,
+                                          ns, n_ns, alone, y, &bf16_runs);
         free(x); free(wf); free(wh); free(wb); free(alone); free(y);
     }
     check(bad == 0, "invariant products: each token's outputs are those it gets alone, bit for bit, "
           "for 2 .. 13 tokens in a call (%d of %d products differ)", bad, runs);
-    if (ouro_cpu_bf16dp() && !ouro_cpu_amx())
+    if (bf16_order)
         check(bf16_bad == 0, "bf16 precision: each token's outputs are those it gets alone, bit for "
               "bit, for 2 .. 13 tokens in a call (%d of %d products differ)", bf16_bad, bf16_runs);
     else
