@@ -744,13 +744,14 @@ pg_ouro_session(const OuroModelRef *ref, int need_ctx, int n_seq, int max_loops,
 	int			loops = max_loops > 0 ? max_loops : cfg->total_ut_steps;
 	int			kv = generation ? ouro_kv_cache_setting : OURO_KV_PER_STEP;
 	int			kv_type = generation ? ouro_kv_type_setting : OURO_KV_F32;
-	int			precision = generation ? ouro_precision_resolve(ouro_precision_setting)
-	: OURO_PRECISION_EXACT;
+	int			precision = OURO_PRECISION_EXACT;
 	int			n_ctx;
 	ouro_session_options opts;
 	ouro_session *s = NULL;
 	ouro_error	err;
 
+	if (generation)				/* auto: what this processor runs */
+		precision = ouro_precision_resolve((ouro_precision) ouro_precision_setting);
 	need_ctx = Max(need_ctx, 1);
 	n_seq = Max(n_seq, 1);
 	pg_ouro_check_limit("max_loops", loops, "ouro.limit_max_loops", ouro_limit_max_loops);

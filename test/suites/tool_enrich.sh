@@ -102,10 +102,14 @@ check "every good row is filled with the text ouro_generate gives it (78 rows)" 
 check "every row was filled exactly once (78 fills of 78 rows)" test "$(sed -n 2p <<<"$result")" = "78/78"
 check "the bad rows are listed with their errors" \
     test "$(sed -n 3p <<<"$result")" = "7:the prompt has no tokens|47:the prompt has no tokens"
-check "a second rerun has nothing to do" \
-    bash -c 'grep -q "^ouro enrich: 0 rows computed, 0 filled, 0 failed" <<<"$1"' _ "$(enrich --progress never)"
+check "a second rerun (--precision exact) has nothing to do" \
+    bash -c 'grep -q "^ouro enrich: 0 rows computed, 0 filled, 0 failed" <<<"$1"' _ "$(enrich --progress never --precision exact)"
 check "bad arguments are usage errors (status 2)" \
     bash -c 'build/ouro enrich "$1" --table questions --input prompt >/dev/null 2>&1; [ $? -eq 2 ]' _ "$DB"
+check "a bad --precision is a usage error naming the values (status 2)" \
+    bash -c 'e=$(build/ouro enrich "$1" --table questions --input prompt --output answer --model "$2" \
+                 --precision fast 2>&1 >/dev/null); [ $? -eq 2 ] && grep -q "precision must be auto, exact or bf16" <<<"$e"' \
+    _ "$DB" "$MODEL"
 check "a missing table is an error (status 1)" \
     bash -c 'build/ouro enrich "$1" --table nope --input a --output b --model "$2" >/dev/null 2>&1; [ $? -eq 1 ]' _ "$DB" "$MODEL"
 [ "$failed" -eq 0 ]
