@@ -10,6 +10,8 @@
 \echo Use "ALTER EXTENSION ouro UPDATE TO '0.2.0'" to load this file. \quit
 
 COMMENT ON FUNCTION ouro_version() IS 'Version of the ouro runtime, e.g. 0.2.0.';
+COMMENT ON FUNCTION ouro_build_info() IS
+'The build: version, SIMD level, AMX tiles, bf16 dot products, the precision auto runs at (precision_auto), OpenMP, BLAS, processor count, the PostgreSQL version built against, and the threads ouro.threads gives now.';
 
 -- Depth of many inputs at once --------------------------------------------
 

@@ -229,7 +229,7 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'pg_ouro_build_info'
 LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION ouro_build_info() IS
-'The build: version, SIMD level, OpenMP, BLAS, processor count, the PostgreSQL version built against, and the threads ouro.threads gives now.';
+'The build: version, SIMD level, AMX tiles, bf16 dot products, the precision auto runs at (precision_auto), OpenMP, BLAS, processor count, the PostgreSQL version built against, and the threads ouro.threads gives now.';
 
 -- Distributed tables (Citus) ------------------------------------------------
 -- Citus refuses VOLATILE functions in an UPDATE of a distributed table, and
