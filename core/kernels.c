@@ -580,31 +580,24 @@ void mmb_kernel(int mr, int nr, const char *w, size_t ldw, const uint16_t *xp,
         for (int t = 0; t < MM_NR; t++)
             acc[r][t] = _mm512_setzero_ps();
     int k = 0;
-/* the chains' sums of the block that ends at k into y; new chains */
+/* the chain's sum of the block that ends at k into y; a new chain */
 #define MMB_FLUSH() do { \
-        for (int r_ = 0; r_ < mr; r_++) { \
-            float s_ = _mm512_reduce_add_ps(acc[r_][0]); \
-            y[r_] = add ? y[r_] + s_ : s_; \
-            acc[r_][0] = _mm512_setzero_ps(); \
-        } \
+        float s_ = _mm512_reduce_add_ps(acc[0][0]); \
+        *y = add ? *y + s_ : s_; \
+        acc[0][0] = _mm512_setzero_ps(); \
         add = 1; \
     } while (0)
-    if (nr == 1) {   /* decode: one chain per row, 64 elements a step, a block every MM_KB */
-        const int pf = mr == 1 ? MM_PF1 : MM_PF;   /* one row: one stream, further ahead */
+    if (nr == 1) {   /* decode: one row (mr = 1), one chain, 64 elements a step, a block every MM_KB */
         for (; k + 64 <= kv; k += 64) {
             if (k > 0 && k % MM_KB == 0)
                 MMB_FLUSH();
-            __m512i x0 = _mm512_load_si512(xp + k), x1 = _mm512_load_si512(xp + k + 32);
-            #pragma GCC unroll 4
-            for (int r = 0; r < mr; r++) {
-                const char *p = w + r * ldw + (size_t)k * 2;
-                if (pf > 0) {   /* both 64-byte lines of the step */
-                    _mm_prefetch(p + pf, _MM_HINT_T0);
-                    _mm_prefetch(p + pf + 64, _MM_HINT_T0);
-                }
-                acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p), x0);
-                acc[r][0] = dpbf16(acc[r][0], _mm512_loadu_si512(p + 64), x1);
+            const char *p = w + (size_t)k * 2;
+            if (MM_PF1 > 0) {   /* both 64-byte lines of the step, further ahead: one stream */
+                _mm_prefetch(p + MM_PF1, _MM_HINT_T0);
+                _mm_prefetch(p + MM_PF1 + 64, _MM_HINT_T0);
             }
+            acc[0][0] = dpbf16(acc[0][0], _mm512_loadu_si512(p), _mm512_load_si512(xp + k));
+            acc[0][0] = dpbf16(acc[0][0], _mm512_loadu_si512(p + 64), _mm512_load_si512(xp + k + 32));
         }
         if (k < kv && k > 0 && k % MM_KB == 0)   /* the tail starts a block */
             MMB_FLUSH();
@@ -644,11 +637,13 @@ typedef void (*mmb_kernel_fn)(const char *w, size_t ldw, const uint16_t *xp, int
         int kpad, int kv, float *y, size_t ldy, int add) \
     { mmb_kernel(MR, NR, w, ldw, xp, kpad, kv, y, ldy, add); }
 MMB_K(1, 1) MMB_K(1, 2) MMB_K(1, 3) MMB_K(1, 4) MMB_K(1, 5) MMB_K(1, 6)
-MMB_K(4, 1) MMB_K(4, 2) MMB_K(4, 3) MMB_K(4, 4) MMB_K(4, 5) MMB_K(4, 6)
+MMB_K(4, 2) MMB_K(4, 3) MMB_K(4, 4) MMB_K(4, 5) MMB_K(4, 6)
 
-static const mmb_kernel_fn mmb_kernels[2][6] = {   /* [mr == 4][nr - 1] */
+/* [mr == 4][nr - 1]; no 4 x 1: one token reads one row at a time (mmb_rows),
+ * and a tile of several tokens has at least 2 */
+static const mmb_kernel_fn mmb_kernels[2][6] = {
     { mmb_1x1, mmb_1x2, mmb_1x3, mmb_1x4, mmb_1x5, mmb_1x6 },
-    { mmb_4x1, mmb_4x2, mmb_4x3, mmb_4x4, mmb_4x5, mmb_4x6 },
+    { NULL, mmb_4x2, mmb_4x3, mmb_4x4, mmb_4x5, mmb_4x6 },
 };
 
 /* Packs tokens t0 .. t0+nr-1 of x, elements k0 .. k0+kv-1, into xp (nr, kpad)

@@ -30,7 +30,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "base.h"
 #include "check.h"
 #include "ouro.h"
 #include "golden.h"
@@ -550,7 +549,8 @@ int main(void)
             check_rows_alone(models[k], m, cases, OURO_PRECISION_EXACT);
             /* bf16 precision on bf16 weights, where precision auto takes it, sums in
              * one order too (other weights take the exact path, in its decode order) */
-            if (ouro_cpu_bf16dp() && !ouro_cpu_amx() && ouro_model_config(m)->dtype == OURO_BF16)
+            if (ouro_precision_resolve(OURO_PRECISION_AUTO) == OURO_PRECISION_BF16
+                && ouro_model_config(m)->dtype == OURO_BF16)
                 check_rows_alone(models[k], m, cases, OURO_PRECISION_BF16);
         }
         cJSON_Delete(ex);

@@ -201,7 +201,8 @@ static void check_invariant(void)
     static const int ns[] = { 2, 3, 5, 6, 7, 8, 12, 13 };
     int n_ns = (int)(sizeof ns / sizeof ns[0]);
     int d_out = 37, nmax = 13, bad = 0, runs = 0, bf16_bad = 0, bf16_runs = 0;
-    bool bf16_order = ouro_cpu_bf16dp() && !ouro_cpu_amx();   /* kernels.c, "AVX-512 BF16 product" */
+    /* kernels.c, "AVX-512 BF16 product" */
+    bool bf16_order = ouro_precision_resolve(OURO_PRECISION_AUTO) == OURO_PRECISION_BF16;
     for (size_t di = 0; di < sizeof d_ins / sizeof d_ins[0]; di++) {
         int d_in = d_ins[di];
         float *x = malloc((size_t)nmax * d_in * sizeof(float));
